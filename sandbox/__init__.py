@@ -1,0 +1,1 @@
+"""Execution environments: launching runtimes, isolation, limits and snapshots."""

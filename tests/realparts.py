@@ -1,0 +1,78 @@
+"""The real programs our behaviour is compared against, fetched from the package registries once and
+cached between runs: AWS's Runtime Interface Emulator (inside the aws-sam-cli wheel on PyPI) and the
+Node.js runtime interface client (npm `aws-lambda-ric`, which compiles a native addon for ~90 s).
+
+Set LAMBDALET_CACHE to move the cache (default: ~/.cache/lambdalet).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+
+SAM_CLI_VERSION = "1.170.0"
+RIE_MEMBER = "samcli/local/rapid/aws-lambda-rie-x86_64"
+NODE_RIC_VERSION = "4.0.2"
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("LAMBDALET_CACHE", Path.home() / ".cache" / "lambdalet"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@contextmanager
+def _locked(name: str):
+    """Serialise fetches across concurrent test processes (pytest-xdist, parallel sessions)."""
+    with open(cache_dir() / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def rie_binary() -> Path:
+    """Path of the real `aws-lambda-rie-x86_64`, extracted from the aws-sam-cli wheel."""
+    target = cache_dir() / f"aws-lambda-rie-{SAM_CLI_VERSION}-x86_64"
+    if target.exists():
+        return target
+    with _locked("rie"):
+        if target.exists():
+            return target
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                 f"aws-sam-cli=={SAM_CLI_VERSION}", "-d", tmp],
+                check=True,
+            )
+            (wheel,) = Path(tmp).glob("aws_sam_cli-*.whl")
+            with zipfile.ZipFile(wheel) as zf, zf.open(RIE_MEMBER) as src:
+                partial = target.with_suffix(".part")
+                with open(partial, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                partial.chmod(0o755)
+                partial.rename(target)
+    return target
+
+
+def node_ric() -> Path:
+    """Directory holding node_modules/aws-lambda-ric (built once, then reused)."""
+    target = cache_dir() / f"node-ric-{NODE_RIC_VERSION}"
+    entry = target / "node_modules" / "aws-lambda-ric" / "dist" / "index.mjs"
+    if entry.exists():
+        return target
+    with _locked("node-ric"):
+        if entry.exists():
+            return target
+        target.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error",
+             f"aws-lambda-ric@{NODE_RIC_VERSION}"],
+            cwd=target, check=True,
+        )
+    return target
