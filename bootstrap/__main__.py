@@ -1,0 +1,56 @@
+"""`python -m bootstrap [handler]`: the entry point of the runtime.
+
+Reads argv and the environment once (`Config`), sets up sys.path as the managed Python runtimes do,
+then hands everything to `bootstrap.runtime.start`. Imports only what reaching the first `GET next`
+needs.
+"""
+
+import os
+import sys
+
+
+def setup_sys_path(config):
+    """LAMBDA_TASK_ROOT first on sys.path, then (when PYTHONPATH is not set) the /opt/python layer
+    paths, and `.pth` files in those directories honoured, as the managed runtimes' bootstrap.py."""
+    import site
+    layer_paths = []
+    if not config.python_path_set:
+        layer_paths = ["/opt/python/lib/python{}.{}/site-packages".format(*sys.version_info[:2]),
+                       "/opt/python"]
+        sys.path[0:0] = layer_paths
+    if config.task_root:
+        sys.path.insert(0, config.task_root)
+        site.addsitedir(config.task_root)
+    for path in layer_paths:
+        if os.path.isdir(path):
+            site.addsitedir(path)
+
+
+def main(argv=None, environ=None):
+    from bootstrap.config import Config, ConfigError
+    environ = os.environ if environ is None else environ
+    try:
+        config = Config.from_environ(sys.argv if argv is None else argv, environ)
+    except ConfigError as e:
+        sys.stderr.write(f"lambdalet bootstrap: {e}\n")
+        return 1
+    # The telemetry fd is ours alone: child processes must not inherit the contract.
+    environ.pop("_LAMBDA_TELEMETRY_LOG_FD", None)
+    setup_sys_path(config)
+
+    from bootstrap import logs
+    from bootstrap.client import RuntimeClient
+    from bootstrap.marshalling import Encoder
+    from bootstrap.runtime import start
+
+    logs.wrap_std_streams()
+    runtime_logs = logs.Logs(config.log_format, config.log_level,
+                             logs.open_sink(config.telemetry_fd, config.log_format),
+                             Encoder(config.ensure_ascii))
+    runtime_logs.install_logging()
+    start(RuntimeClient(config.runtime_api), config, runtime_logs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The root `logging` handler, formatters and filter (imported only once `logging` is)."""
+
+import logging
+import time
+import traceback
+
+from bootstrap import logs
+
+TEXT_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n"
+TEXT_DATEFMT = "%Y-%m-%dT%H:%M:%S"
+JSON_DATEFMT = "%Y-%m-%dT%H:%M:%SZ"
+
+# LogRecord attributes that are not user `extra` fields (the set awslambdaric skips).
+RESERVED = frozenset({
+    "name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module", "exc_info",
+    "exc_text", "stack_info", "lineno", "funcName", "created", "msecs", "relativeCreated", "thread",
+    "threadName", "processName", "process", "aws_request_id", "tenant_id", "_frame_type",
+})
+
+
+def rounded_level(record):
+    """The level to the multiple of 10 below, within 0..50 (a custom level 25 counts as INFO)."""
+    return min(50, max(0, record.levelno)) // 10 * 10
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record):
+        record.aws_request_id = logs.request_id or ""
+        record.tenant_id = logs.tenant_id
+        return True
+
+
+class LambdaHandler(logging.Handler):
+    """Every record in the default frame type (text format without a log level)."""
+
+    def __init__(self, log_sink):
+        super().__init__()
+        self.log_sink = log_sink
+
+    def emit(self, record):
+        self.log_sink.log(self.format(record))
+
+
+class LambdaHandlerWithFrameType(logging.Handler):
+    """Every record in its level's frame type (JSON format, or a log level set)."""
+
+    def __init__(self, log_sink):
+        super().__init__()
+        self.log_sink = log_sink
+
+    def emit(self, record):
+        text = self.format(record)
+        frame_type = (getattr(record, "_frame_type", None)
+                      or logs.TEXT_FRAME_TYPES.get(rounded_level(record)))
+        self.log_sink.log(text, frame_type)
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self):
+        super().__init__(datefmt=JSON_DATEFMT)
+        import json
+        self._encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+    def format(self, record):
+        record.levelno = rounded_level(record)
+        record.levelname = logging.getLevelName(record.levelno)
+        record._frame_type = logs.JSON_FRAME_TYPES.get(record.levelno, logs.JSON_FRAME_TYPES[0])
+        exc_info = record.exc_info
+        msg = record.msg
+        fields = {
+            "timestamp": self.formatTime(record, self.datefmt),
+            "level": record.levelname,
+            "message": msg if isinstance(msg, dict) and not record.args else record.getMessage(),
+            "logger": record.name,
+            "stackTrace": traceback.format_tb(exc_info[2]) if exc_info else None,
+            "errorType": exc_info[0].__name__ if exc_info else None,
+            "errorMessage": str(exc_info[1]) if exc_info else None,
+            "requestId": getattr(record, "aws_request_id", None),
+            "location": (f"{record.pathname}:{record.funcName}:{record.lineno}"
+                         if exc_info else None),
+        }
+        if getattr(record, "tenant_id", None) is not None:
+            fields["tenantId"] = record.tenant_id
+        for key, value in record.__dict__.items():
+            if key not in RESERVED and key not in fields:
+                fields[key] = value
+        return self._encode({k: v for k, v in fields.items() if v is not None}) + "\n"
+
+
+def configure(logging_module, runtime_logs):
+    logging_module.Formatter.converter = time.gmtime
+    root = logging_module.getLogger()
+    if runtime_logs.format == logs.JSON or runtime_logs.level:
+        handler = LambdaHandlerWithFrameType(runtime_logs.sink)
+    else:
+        handler = LambdaHandler(runtime_logs.sink)
+    if runtime_logs.format == logs.JSON:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging_module.Formatter(TEXT_FORMAT, TEXT_DATEFMT))
+    if runtime_logs.level in logging_module._nameToLevel:
+        root.setLevel(runtime_logs.level)
+    handler.addFilter(RequestIdFilter())
+    root.addHandler(handler)
+

@@ -1,0 +1,294 @@
+"""Events in, results out, in awslambdaric's exact JSON dialect.
+
+awslambdaric encodes with simplejson (separators ", " and ": ", NaN/Infinity allowed, Decimal as its
+exact digits, objects with `_asdict()` such as namedtuples as JSON objects, nested `bytes` decoded as
+UTF-8) and decodes with simplejson (strict UTF-8, a leading BOM skipped, NaN/Infinity rejected, its
+own error texts). We reproduce that dialect on the standard library's C accelerator `_json`, without
+importing the `json` package (which pulls in `re`) on the start-up path.
+"""
+
+import _json
+
+from bootstrap import wire
+
+UNMARSHAL_ERROR = "Runtime.UnmarshalError"
+MARSHAL_ERROR = "Runtime.MarshalError"
+
+
+class Fault(Exception):
+    """A failure the runtime classifies itself: reported with a `Runtime.*` errorType and the given
+    message and stack trace (awslambdaric's FaultException)."""
+
+    def __init__(self, error_type, message, trace=None):
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.trace = trace
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+class _Rejected(Exception):
+    """A constant the strict decoder refuses (NaN, Infinity, -Infinity)."""
+
+
+def _reject_constant(name):
+    raise _Rejected(name)
+
+
+class _ScannerContext:
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = staticmethod(_reject_constant)
+    memo = None
+
+
+_scan_once = _json.make_scanner(_ScannerContext())
+_WS = " \t\n\r"
+
+
+def loads(data):
+    """Decode a JSON document (bytes or str) as simplejson.loads does; errors raise ValueError
+    subclasses whose text matches simplejson's."""
+    s = str(data, "utf-8") if isinstance(data, (bytes, bytearray)) else data
+    n = len(s)
+    idx = 0
+    if n:
+        if s[0] == "\ufeff":
+            idx = 1
+        elif s[0] == "\xef" and s[:3] == "\xef\xbb\xbf":
+            idx = 3
+    while idx < n and s[idx] in _WS:
+        idx += 1
+    try:
+        obj, end = _scan_once(s, idx)
+    except Exception as e:
+        # StopIteration ("Expecting value"), a refused constant, or a syntax error (which `_json`
+        # can only phrase once `json.decoder` is imported, else SystemError): let jsonerrors find
+        # it and phrase it. A plain ValueError (e.g. too many digits) stands as it is.
+        from bootstrap import jsonerrors
+        original = e if type(e) is ValueError else None
+        raise jsonerrors.diagnose(s, idx, original) from None
+    while end < n and s[end] in _WS:
+        end += 1
+    if end != n:
+        from bootstrap import jsonerrors
+        raise jsonerrors.DecodeError("Extra data", s, end, n)
+    return obj
+
+
+def unmarshal_event(body, content_type):
+    """The event passed to the handler: JSON-decoded only when the content type is exactly
+    application/json, else the raw bytes."""
+    if content_type != wire.JSON:
+        return body
+    try:
+        return loads(body)
+    except Exception as e:
+        raise Fault(UNMARSHAL_ERROR, f"Unable to unmarshal input: {e}") from None
+
+
+# --- encoding ---------------------------------------------------------------------------------
+
+_encode_ascii = _json.encode_basestring_ascii
+_encode_utf8 = _json.encode_basestring
+
+
+def _float_text(o):
+    if o != o:
+        return "NaN"
+    if o == _INF:
+        return "Infinity"
+    if o == -_INF:
+        return "-Infinity"
+    return float.__repr__(float(o)) if type(o) is not float else float.__repr__(o)
+
+
+_INF = float("inf")
+
+
+class Encoder:
+    """simplejson.JSONEncoder(allow_nan=True) with awslambdaric's Decimal rule, in pure Python over
+    `_json`'s string escapers."""
+
+    def __init__(self, ensure_ascii=True):
+        self.ensure_ascii = ensure_ascii
+
+    def encode(self, o):
+        esc = _encode_ascii if self.ensure_ascii else _encode_utf8
+        if isinstance(o, str):
+            return esc(o)
+        parts = []
+        _encode_value(o, parts.append, esc, {})
+        return "".join(parts)
+
+
+def _string(o, esc):
+    if isinstance(o, str):
+        return esc(o)
+    return esc(str(o, "utf-8"))
+
+
+def _asdict_of(o):
+    method = getattr(o, "_asdict", None)
+    if callable(method):
+        try:
+            return (method(),)
+        except TypeError:
+            pass
+    return None
+
+
+def _encode_value(o, emit, esc, markers):
+    # The order of checks is simplejson's; it decides what a value that is several things at once
+    # (an int subclass with `_asdict`, a dict subclass that is also a namedtuple...) becomes.
+    if isinstance(o, str):
+        emit(esc(o))
+    elif isinstance(o, bytes):
+        emit(esc(str(o, "utf-8")))
+    elif isinstance(o, _RawNumber):
+        emit(o.text)
+    elif o is None:
+        emit("null")
+    elif o is True:
+        emit("true")
+    elif o is False:
+        emit("false")
+    elif isinstance(o, int):
+        emit(int.__repr__(o) if type(o) is int else int.__repr__(int(o)))
+    elif isinstance(o, float):
+        emit(_float_text(o))
+    else:
+        asdict = _asdict_of(o)
+        if asdict:
+            d = asdict[0]
+            if not isinstance(d, dict):
+                raise TypeError(f"_asdict() must return a dict, not {type(d).__name__}")
+            _marked(o, markers, _encode_dict, d, emit, esc)
+        elif isinstance(o, (list, tuple)):
+            _encode_list(o, emit, esc, markers)
+        elif isinstance(o, dict):
+            _encode_dict(o, emit, esc, markers)
+        else:
+            key = id(o)
+            if key in markers:
+                raise ValueError("Circular reference detected")
+            markers[key] = o
+            try:
+                _encode_value(_default(o), emit, esc, markers)
+            finally:
+                markers.pop(key, None)
+
+
+def _marked(o, markers, fn, value, emit, esc):
+    key = id(o)
+    if key in markers:
+        raise ValueError("Circular reference detected")
+    markers[key] = o
+    try:
+        fn(value, emit, esc, markers)
+    finally:
+        markers.pop(key, None)
+
+
+def _encode_list(lst, emit, esc, markers):
+    if not lst:
+        emit("[]")
+        return
+    key = id(lst)
+    if key in markers:
+        raise ValueError("Circular reference detected")
+    markers[key] = lst
+    try:
+        emit("[")
+        first = True
+        for value in lst:
+            if first:
+                first = False
+            else:
+                emit(", ")
+            _encode_value(value, emit, esc, markers)
+        emit("]")
+    finally:
+        markers.pop(key, None)
+
+
+def _dict_key(k):
+    if isinstance(k, str):
+        return k
+    if isinstance(k, bytes):
+        return str(k, "utf-8")
+    if isinstance(k, float):
+        return _float_text(k)
+    if k is True:
+        return "true"
+    if k is False:
+        return "false"
+    if k is None:
+        return "null"
+    if isinstance(k, int):
+        return int.__repr__(k) if type(k) is int else int.__repr__(int(k))
+    raise TypeError(f"keys must be str, int, float, bool or None, not {k.__class__.__name__}")
+
+
+def _encode_dict(d, emit, esc, markers):
+    if not d:
+        emit("{}")
+        return
+    key = id(d)
+    if key in markers:
+        raise ValueError("Circular reference detected")
+    markers[key] = d
+    try:
+        emit("{")
+        first = True
+        for k, v in d.items():
+            if first:
+                first = False
+            else:
+                emit(", ")
+            emit(esc(k if isinstance(k, str) else _dict_key(k)))
+            emit(": ")
+            _encode_value(v, emit, esc, markers)
+        emit("}")
+    finally:
+        markers.pop(key, None)
+
+
+class _RawNumber:
+    __slots__ = ("text",)
+
+    def __init__(self, text):
+        self.text = text
+
+
+def _default(o):
+    # awslambdaric's encoder hook: a Decimal becomes its exact digits (NaN of any sign: NaN); all
+    # else is refused. Decimal can only exist if its module was imported, so don't import it here.
+    raw = _sys_modules.get("simplejson.raw_json")
+    if raw is not None and isinstance(o, raw.RawJSON):
+        return _RawNumber(o.encoded_json)
+    decimal = _sys_modules.get("decimal")
+    if decimal is not None and isinstance(o, decimal.Decimal):
+        if o.is_nan():
+            return float("nan")
+        return _RawNumber(str(o))
+    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+
+
+_sys_modules = __import__("sys").modules
+
+
+def marshal_result(result, encoder):
+    """(payload bytes, content type) of a handler's result: bytes pass through as
+    application/unknown, all else is JSON."""
+    if isinstance(result, bytes):
+        return result, "application/unknown"
+    try:
+        text = encoder.encode(result)
+    except Exception as e:
+        raise Fault(MARSHAL_ERROR, f"Unable to marshal response: {e}") from None
+    return text.encode("utf-8"), wire.JSON
