@@ -1,0 +1,187 @@
+"""The `lambdalet` command: `serve` functions behind the Lambda Invoke API, `invoke` one of them.
+
+Arguments are parsed and the configuration built synchronously; then `trio.run` takes over
+(style anchor T10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import importlib.util
+import json
+import signal
+import sys
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import trio
+
+from .config import ConfigError, FunctionConfig, ServerConfig, load_config
+from .server import Server
+
+EXAMPLE_CODE = Path(__file__).parent / "examples"
+
+
+def default_runtime(handler: str) -> list[str]:
+    """lambdalet's own runtime client; awslambdaric stands in where bootstrap/ is not installed."""
+    if importlib.util.find_spec("bootstrap.__main__") is not None:
+        return [sys.executable, "-m", "bootstrap"]
+    return [sys.executable, "-m", "awslambdaric", handler]
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env {pair!r}: expected KEY=VALUE")
+        env[key] = value
+    return env
+
+
+def serve_config(args: argparse.Namespace) -> ServerConfig:
+    if args.config:
+        config = load_config(args.config)
+        config.host, config.port = args.host or config.host, args.port if args.port is not None else config.port
+        for function in config.function:
+            function.runtime = function.runtime or default_runtime(function.handler)
+        return config
+    example = args.code is None and args.handler is None
+    code = str(EXAMPLE_CODE) if example else (args.code or ".")
+    handler = args.handler or "app.handler"
+    function = FunctionConfig(
+        name=args.function_name or ("hello" if example else "function"),
+        handler=handler,
+        code=str(Path(code).resolve()),
+        runtime=args.runtime or default_runtime(handler),
+        timeout=args.timeout,
+        memory=args.memory,
+        concurrency=args.concurrency,
+        idle_timeout=args.idle_timeout,
+        env=parse_env(args.env),
+    )
+    return ServerConfig(host=args.host or "127.0.0.1", port=8080 if args.port is None else args.port, function=[function])
+
+
+def usage_hint(server: Server) -> str:
+    lines = [f"lambdalet: Invoke API on {server.endpoint}"]
+    for name, function in server.functions.items():
+        lines.append(f"  function {name} (concurrency {function.concurrency})")
+    name = next(iter(server.functions))
+    url = f"{server.endpoint}/2015-03-31/functions/{name}/invocations"
+    lines += [
+        "Invoke it with curl:",
+        f"  curl -s {url} -d '{{\"name\": \"you\"}}'",
+        "or with boto3:",
+        "  import boto3",
+        f"  client = boto3.client('lambda', endpoint_url='{server.endpoint}', region_name='us-east-1',",
+        "                        aws_access_key_id='x', aws_secret_access_key='x')",
+        f"  print(client.invoke(FunctionName='{name}', Payload=b'{{\"name\": \"you\"}}')['Payload'].read())",
+        "or: lambdalet invoke " + name + " --payload '{\"name\": \"you\"}'",
+        "Ctrl-C stops the server and every function environment.",
+    ]
+    return "\n".join(lines)
+
+
+async def run_server(config: ServerConfig) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async with Server(config) as server:
+            print(usage_hint(server), file=sys.stderr, flush=True)
+            async for _ in signals:
+                break
+
+
+def invoke(args: argparse.Namespace) -> int:
+    url = urlsplit(args.endpoint)
+    payload = args.payload.encode()
+    if args.payload.startswith("@"):
+        payload = Path(args.payload[1:]).read_bytes()
+    headers = {"X-Amz-Invocation-Type": args.type, "Content-Type": "application/json"}
+    if args.log_type:
+        headers["X-Amz-Log-Type"] = args.log_type
+    path = f"/2015-03-31/functions/{quote(args.name, safe='')}/invocations"
+    if args.qualifier:
+        path += f"?Qualifier={quote(args.qualifier)}"
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=960)
+    try:
+        conn.request("POST", path, body=payload, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+    except OSError as exc:
+        print(f"lambdalet invoke: cannot reach {args.endpoint}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        conn.close()
+    if response.getheader("X-Amz-Log-Result"):
+        sys.stderr.write(base64.b64decode(response.getheader("X-Amz-Log-Result")).decode(errors="replace"))
+    if response.status >= 400:
+        kind = response.getheader("x-amzn-ErrorType", "Error")
+        print(f"lambdalet invoke: {response.status} {kind}: {body.decode(errors='replace')}", file=sys.stderr)
+        return 2
+    sys.stdout.buffer.write(body)
+    if body and not body.endswith(b"\n"):
+        sys.stdout.write("\n")
+    summary = {"StatusCode": response.status, "ExecutedVersion": response.getheader("X-Amz-Executed-Version")}
+    if response.getheader("X-Amz-Function-Error"):
+        summary["FunctionError"] = response.getheader("X-Amz-Function-Error")
+    print(json.dumps({k: v for k, v in summary.items() if v}), file=sys.stderr)
+    return 1 if "FunctionError" in summary else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lambdalet", description="Run AWS Lambda functions locally.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser(
+        "serve", help="serve functions behind the Lambda Invoke API",
+        description="Serve one function (flags) or several (--config). With no flags, a bundled example. "
+                    "A runtime command may follow `--` (default: lambdalet's Python runtime client).",
+    )
+    serve.add_argument("--config", help="TOML file describing several functions (see runtime_api/config.py)")
+    serve.add_argument("--handler", help="the handler, e.g. app.handler (_HANDLER)")
+    serve.add_argument("--code", help="the function's code directory (LAMBDA_TASK_ROOT)")
+    serve.add_argument("--function-name", help="the function's name (default: function)")
+    serve.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    serve.add_argument("--memory", type=int, default=128, help="MB (default 128)")
+    serve.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="an environment variable (repeatable)")
+    serve.add_argument("--concurrency", type=int, default=10, help="environments at once (default 10); beyond, 429")
+    serve.add_argument("--idle-timeout", type=float, default=300.0, help="seconds before an idle environment is shut down")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default 8080)")
+    serve.add_argument("runtime", nargs=argparse.REMAINDER, help="-- RUNTIME COMMAND...")
+
+    inv = commands.add_parser("invoke", help="invoke a function through the Invoke API")
+    inv.add_argument("name", help="function name or ARN")
+    inv.add_argument("--payload", default="{}", help="JSON text, or @file")
+    inv.add_argument("--type", default="RequestResponse", choices=["RequestResponse", "Event", "DryRun"])
+    inv.add_argument("--log-type", choices=["None", "Tail"])
+    inv.add_argument("--qualifier")
+    inv.add_argument("--endpoint", default="http://127.0.0.1:8080")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "invoke":
+        return invoke(args)
+    if args.runtime and args.runtime[0] == "--":
+        args.runtime = args.runtime[1:]
+    try:
+        config = serve_config(args)
+    except ConfigError as exc:
+        print(f"lambdalet: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(run_server, config)
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"lambdalet: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

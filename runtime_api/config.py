@@ -1,0 +1,164 @@
+"""Function and server configuration (one msgspec Struct each), the TOML config file, and the
+environment variables a runtime receives, as Lambda sets them.
+
+Config file schema (`lambdalet serve --config FILE`):
+
+    host = "127.0.0.1"          # optional, default 127.0.0.1
+    port = 8080                 # optional, default 8080
+
+    [[function]]
+    name = "hello"              # required
+    handler = "app.handler"     # _HANDLER
+    code = "./hello"            # the task root (LAMBDA_TASK_ROOT), relative to the config file
+    runtime = ["python3", "-m", "bootstrap"]   # optional: the runtime command (default: lambdalet's bootstrap)
+    timeout = 3.0               # seconds (Lambda: 1-900)
+    memory = 128                # MB (Lambda: 128-10240)
+    concurrency = 10            # environments at once; beyond that callers get 429
+    idle_timeout = 300.0        # seconds before an idle environment is shut down
+    init_timeout = 10.0         # seconds the init phase may take
+    env = { GREETING = "hi" }   # the function's own environment variables
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import msgspec
+
+# Reserved by Lambda: a function's own `env` cannot override these.
+RESERVED_ENV = frozenset({
+    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+})
+CREDENTIALS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+class ConfigError(ValueError):
+    """A configuration a user wrote is not valid; the message says what and where."""
+
+
+class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    handler: str = "app.handler"
+    code: str = "."
+    runtime: list[str] = msgspec.field(default_factory=list)
+    timeout: float = 3.0
+    memory: int = 128
+    concurrency: int = 10
+    idle_timeout: float = 300.0
+    init_timeout: float = 10.0
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    version: str = "$LATEST"
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.name) > 64 or not all(c.isalnum() or c in "-_" for c in self.name):
+            raise ConfigError(f"function name {self.name!r}: 1-64 letters, digits, '-' or '_'")
+        if not 1 <= self.timeout <= 900:
+            raise ConfigError(f"function {self.name}: timeout {self.timeout} s is outside Lambda's 1-900 s")
+        if not 128 <= self.memory <= 10240:
+            raise ConfigError(f"function {self.name}: memory {self.memory} MB is outside Lambda's 128-10240 MB")
+        if self.concurrency < 1:
+            raise ConfigError(f"function {self.name}: concurrency must be at least 1")
+        for key in self.env:
+            if key in RESERVED_ENV:
+                raise ConfigError(f"function {self.name}: {key} is a reserved environment variable")
+
+    @property
+    def arn(self) -> str:
+        return function_arn(self.name, self.region, self.account_id)
+
+    @property
+    def runtime_argv(self) -> list[str]:
+        """The runtime command: the configured one, or lambdalet's own Python runtime client."""
+        return self.runtime or [sys.executable, "-m", "bootstrap"]
+
+
+def function_arn(name: str, region: str = "us-east-1", account_id: str = "123456789012") -> str:
+    return f"arn:aws:lambda:{region}:{account_id}:function:{name}"
+
+
+class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    function: list[FunctionConfig] = msgspec.field(default_factory=list)
+
+
+def load_config(path: str | Path) -> ServerConfig:
+    """Read a TOML config file; relative `code` paths are taken from the file's directory."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+        config = msgspec.convert(raw, ServerConfig)
+    except (OSError, tomllib.TOMLDecodeError, msgspec.ValidationError, ConfigError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    names = [f.name for f in config.function]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: function names must be unique")
+    for function in config.function:
+        function.code = str((path.parent / function.code).resolve())
+    return config
+
+
+def runtime_dir(function: FunctionConfig) -> str:
+    """Where the runtime lives (Lambda: /var/runtime): lambdalet's bootstrap package by default."""
+    if not function.runtime:
+        import bootstrap
+
+        return str(Path(bootstrap.__file__).parent)
+    return str(Path(function.runtime[0]).resolve().parent)
+
+
+def log_stream_name(version: str) -> str:
+    """A new environment's log stream, as Lambda names them: YYYY/MM/DD/[version]<32 hex>."""
+    return f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{version}]{secrets.token_hex(16)}"
+
+
+def runtime_environment(
+    function: FunctionConfig,
+    runtime_api: str,
+    *,
+    initialization_type: str = "on-demand",
+    host_env: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment variables of a runtime process, as Lambda sets them.
+
+    Lambda's runtimes do not inherit a host environment; from the host only PATH (to find the
+    runtime's interpreter), LD_LIBRARY_PATH and credentials carry over.
+    """
+    host_env = os.environ if host_env is None else host_env
+    task_root = str(Path(function.code).resolve())
+    library_path = ":".join(filter(None, [host_env.get("LD_LIBRARY_PATH"), task_root, f"{task_root}/lib", "/opt/lib"]))
+    env = {
+        "LANG": "en_US.UTF-8",
+        "PATH": host_env.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "LD_LIBRARY_PATH": library_path,
+        "TZ": ":UTC",
+    }
+    env.update(function.env)
+    env.update({
+        "_HANDLER": function.handler,
+        "AWS_REGION": function.region,
+        "AWS_DEFAULT_REGION": function.region,
+        "AWS_LAMBDA_FUNCTION_NAME": function.name,
+        "AWS_LAMBDA_FUNCTION_VERSION": function.version,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": log_stream_name(function.version),
+        "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type,
+        "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        "LAMBDA_TASK_ROOT": task_root,
+        "LAMBDA_RUNTIME_DIR": runtime_dir(function),
+    })
+    for key in CREDENTIALS_ENV:
+        if host_env.get(key):
+            env[key] = host_env[key]
+    return env

@@ -1,0 +1,426 @@
+"""One execution environment: its own Runtime API listener, its runtime process, its protocol state.
+
+This is the trio shell around `protocol.EnvironmentProtocol` (style anchors H1, H10, T1, T2, T6):
+route handlers turn requests into protocol events and carry out the actions that come back; the
+environment's nursery owns the listener, every connection, the output pump and the process
+supervisor, so cancelling it stops all of them and kills the runtime's process tree.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from bootstrap import wire
+from sandbox.process import OutputPipe, RuntimeSpec, kill_tree, peak_memory_mb, run_runtime
+
+from . import logs, routes
+from .http import Connection, Request, serve_connection
+from .invocation import Invocation
+from .protocol import (
+    PARK,
+    CycleDone,
+    DeadlinePassed,
+    Deliver,
+    EnvironmentProtocol,
+    ErrorPosted,
+    InitDone,
+    InitErrorPosted,
+    InvocationArrived,
+    Kill,
+    NextRequested,
+    Outcome,
+    OutcomeKind,
+    ReadBody,
+    Reply,
+    RestoreDone,
+    RestoreErrorPosted,
+    RestoreNextRequested,
+    ResponseFinished,
+    ResponseStarted,
+    RuntimeExited,
+    RuntimeState,
+    Settle,
+    Wake,
+    error_json,
+)
+
+log = logging.getLogger("lambdalet")
+
+# Lambda's limit for streamed responses (buffered ones have the 6 MB Runtime API limit).
+STREAM_LIMIT_BYTES = 20 * 1024 * 1024
+_STUB_BODIES = {
+    routes.Route.LOGS: b'{"errorMessage":"Logs API is not supported","errorType":"Logs.NotSupported"}\n',
+    routes.Route.TELEMETRY: b'{"errorMessage":"Telemetry API is not supported","errorType":"Telemetry.NotSupported"}\n',
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentOptions:
+    """How an environment presents itself; the same for every environment of a function."""
+
+    version: str = "$LATEST"
+    memory_mb: int = 128
+    log_style: logs.LogStyle = logs.LogStyle.LAMBDA
+    init_timeout: float | None = 10.0  # None: the invocation's own deadline covers init (RIE's rule)
+    snapstart: bool = False  # mounts the restore routes
+    idle_timeout: float = 300.0  # an environment idle this long is shut down
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
+class Environment:
+    """An execution environment. Start it with `await nursery.start(env.run)`; it reports itself
+    started once its listener is bound and its runtime launched (init goes on in the background)."""
+
+    def __init__(
+        self,
+        make_spec: Callable[[str], RuntimeSpec],
+        options: EnvironmentOptions,
+        sink: logs.LogSink,
+        *,
+        on_idle: Callable[[Environment], None] = lambda env: None,
+    ) -> None:
+        self._make_spec = make_spec
+        self.options = options
+        self._sink = sink
+        self._on_idle = on_idle
+        self.proto = EnvironmentProtocol()
+        self._parking = trio.lowlevel.ParkingLot()
+        self._output = OutputPipe()
+        self._current: Invocation | None = None  # the invocation runtime output is attributed to
+        self._cancel_scope = trio.CancelScope()
+        self._idle_scope = trio.CancelScope()  # its deadline is the reaping time while idle
+        self.closing = False
+        self.closed = trio.Event()  # set once the runtime is reaped and the listener closed
+        self.address = ""
+        self.pid: int | None = None
+        self.spawned_at = 0.0
+        self.init_duration_ms: float | None = None
+        self._init_reported = False
+        self.exit_status: int | None = None
+
+    def __repr__(self) -> str:
+        return f"<Environment {self.address} pid={self.pid} {self.proto!r}>"
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "pid": self.pid,
+            "state": self.proto.state.name,
+            "invocations": self.proto.invocations,
+            "init_duration_ms": self.init_duration_ms,
+            "exit_status": self.exit_status,
+        }
+
+    @property
+    def initialised(self) -> bool:
+        return self.init_duration_ms is not None
+
+    @property
+    def alive(self) -> bool:
+        return self.exit_status is None and self.proto.state is not RuntimeState.EXITED
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(self.options.port, host=self.options.host)
+        sockname = listeners[0].socket.getsockname()
+        self.address = f"{sockname[0]}:{sockname[1]}"
+        try:
+            with self._cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(trio.serve_listeners, self._serve_runtime_api, listeners)
+                    self.spawned_at = trio.current_time()
+                    process = await nursery.start(
+                        self._supervise, self._make_spec(self.address)
+                    )
+                    self.pid = process.pid
+                    nursery.start_soon(self._output.pump, self._on_output)
+                    nursery.start_soon(self._reap_when_idle)
+                    task_status.started(self)
+        finally:
+            for listener in listeners:
+                await trio.aclose_forcefully(listener)
+            self._output.close()
+            self.closed.set()
+
+    async def _supervise(self, spec: RuntimeSpec, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        status = await run_runtime(spec, self._output, task_status=task_status)
+        self.exit_status = status
+        self._on_output(self._output.drain())
+        self._apply(self.proto.handle(RuntimeExited(status)))
+        # The runtime is gone: close its listener and connections.
+        self._cancel_scope.cancel()
+
+    async def _reap_when_idle(self) -> None:
+        with self._idle_scope:
+            await trio.sleep_forever()
+        if self._idle_scope.cancelled_caught:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop the environment; `run` returns once the runtime's tree is killed and reaped."""
+        self.closing = True
+        self._cancel_scope.cancel()
+
+    # -- the invoke side ---------------------------------------------------------------------------
+
+    async def invoke(self, invocation: Invocation) -> Outcome:
+        """Run one invocation here; return its outcome once the runtime answered (or failed).
+
+        A streamed outcome's body is relayed by `relay_stream`.
+        """
+        self._idle_scope.deadline = float("inf")
+        if self.options.log_style is logs.LogStyle.RIE:
+            self._write(logs.start_line(invocation.request_id, self.options.version))
+        with trio.CancelScope(deadline=self._first_deadline(invocation)) as scope:
+            invocation.deadline_scope = scope
+            self._apply(self.proto.handle(InvocationArrived(invocation)))
+            await invocation.settled.wait()
+        if not invocation.settled.is_set():
+            self._apply(self.proto.handle(DeadlinePassed(invocation.timeout)))
+        assert invocation.outcome is not None
+        return invocation.outcome
+
+    def _first_deadline(self, invocation: Invocation) -> float:
+        if invocation.deadline_ms is not None or self.options.init_timeout is None:
+            return invocation.arrived + invocation.timeout
+        if not self.initialised:
+            return self.spawned_at + self.options.init_timeout
+        # Moved to delivery + timeout when the runtime takes the event.
+        return trio.current_time() + invocation.timeout
+
+    async def relay_stream(self, invocation: Invocation, send: Callable[[bytes], Awaitable[None]]) -> None:
+        """Pass a streamed response to `send` as it arrives, within the invocation's deadline."""
+        assert invocation.stream_receive is not None and invocation.deadline_scope is not None
+        with trio.CancelScope(deadline=invocation.deadline_scope.deadline) as scope:
+            async with invocation.stream_receive as chunks:
+                async for chunk in chunks:
+                    await send(chunk)
+        if scope.cancelled_caught:
+            self._apply(self.proto.handle(DeadlinePassed(invocation.timeout)))
+            if invocation.stream_error is None:
+                invocation.stream_error = _stream_error(
+                    "Sandbox.Timedout",
+                    f"RequestId: {invocation.request_id} Error: Task timed out after {invocation.timeout:.2f} seconds",
+                )
+            self._report(invocation, status="timeout", error_type="Sandbox.Timedout")
+
+    # -- carrying out protocol actions -------------------------------------------------------------
+
+    def _apply(self, actions: list[Any]) -> Any:
+        """Carry out the host-side actions; return the one that answers the runtime's request."""
+        answer = None
+        for action in actions:
+            match action:
+                case Reply() | Deliver() | ReadBody():
+                    answer = action
+                case _ if action is PARK:
+                    answer = action
+                case Wake():
+                    self._parking.unpark_all()
+                case Settle(invocation=invocation, outcome=outcome):
+                    self._settle(invocation, outcome)
+                case InitDone():
+                    self.init_duration_ms = (trio.current_time() - self.spawned_at) * 1000
+                case RestoreDone():
+                    pass
+                case CycleDone():
+                    self._current = None
+                    self._idle_scope.deadline = trio.current_time() + self.options.idle_timeout
+                    self._on_idle(self)
+                case Kill():
+                    if self.pid is not None:
+                        kill_tree(self.pid)
+                case _:
+                    raise AssertionError(f"unknown protocol action {action!r}")
+        return answer
+
+    def _settle(self, invocation: Invocation, outcome: Outcome) -> None:
+        # Output the runtime wrote before it answered is already in the pipe: attribute it first.
+        self._on_output(self._output.drain())
+        invocation.settle(outcome)
+        if outcome.kind is OutcomeKind.STREAMING:
+            return  # reported when the stream ends
+        style = self.options.log_style
+        if outcome.kind is OutcomeKind.TIMEOUT:
+            self._report(invocation, status="timeout", error_type=outcome.error_type)
+        elif outcome.kind in (OutcomeKind.EXIT_ERROR, OutcomeKind.INIT_ERROR):
+            if invocation.delivered_at is None and style is logs.LogStyle.LAMBDA:
+                self._write(logs.init_report_line(
+                    duration_ms=(trio.current_time() - self.spawned_at) * 1000,
+                    phase="init", status="error", error_type=outcome.error_type,
+                ))
+            if style is logs.LogStyle.LAMBDA:
+                self._report(invocation, status="error", error_type=outcome.error_type)
+        else:
+            self._report(invocation)
+
+    def _report(self, invocation: Invocation, *, status: str | None = None, error_type: str | None = None) -> None:
+        """END and REPORT for one invocation (after its output, so the tail holds all three)."""
+        now = trio.current_time()
+        started = invocation.delivered_at if invocation.delivered_at is not None else invocation.arrived
+        duration_ms = (now - started) * 1000
+        if status == "timeout":
+            duration_ms = min(duration_ms, invocation.timeout * 1000)
+        if invocation.reported:
+            return
+        invocation.reported = True
+        init_ms = None
+        if not self._init_reported and self.init_duration_ms is not None:
+            # Only the environment's first invocation carries its init duration.
+            self._init_reported = True
+            init_ms = self.init_duration_ms
+        peak = peak_memory_mb(self.pid) if self.pid is not None else None
+        memory = self.options.memory_mb
+        lines = logs.end_line(invocation.request_id) + logs.report_line(
+            self.options.log_style,
+            invocation.request_id,
+            duration_ms=duration_ms,
+            memory_mb=memory,
+            max_memory_used_mb=min(peak, memory) if peak is not None else memory,
+            init_duration_ms=init_ms,
+            status=status,
+            error_type=error_type,
+        )
+        self._write(lines, invocation)
+
+    def _write(self, text: str, invocation: Invocation | None = None) -> None:
+        data = text.encode()
+        self._sink.write(data)
+        if invocation is not None:
+            invocation.log.append(data)
+
+    def _on_output(self, data: bytes) -> None:
+        if not data:
+            return
+        self._sink.write(data)
+        if self._current is not None:
+            self._current.log.append(data)
+
+    def _deliver(self, invocation: Invocation) -> None:
+        if invocation.delivered_at is None:
+            invocation.deliver()
+            self._current = invocation
+            if self.options.log_style is logs.LogStyle.LAMBDA:
+                self._write(logs.start_line(invocation.request_id, self.options.version), invocation)
+            else:
+                invocation.log.append(logs.start_line(invocation.request_id, self.options.version).encode())
+
+    # -- the Runtime API ---------------------------------------------------------------------------
+
+    async def _serve_runtime_api(self, stream: trio.SocketStream) -> None:
+        await serve_connection(stream, self._route)
+
+    async def _route(self, conn: Connection, request: Request) -> None:
+        found = routes.match(request.method, request.path, restore=self.options.snapstart)
+        if found is routes.NOT_FOUND:
+            await conn.respond(404, routes.NOT_FOUND_BODY, routes.NOT_FOUND_HEADERS)
+            return
+        if isinstance(found, routes.MethodNotAllowed):
+            await conn.respond(405, b"", [("Allow", found.allow)])
+            return
+        route = found.route
+        if route is routes.Route.NEXT:
+            await self._next(conn)
+        elif route is routes.Route.RESPONSE:
+            await self._response(conn, request, found.request_id or "")
+        elif route is routes.Route.ERROR:
+            body, too_large = await conn.read_body(wire.MAX_PAYLOAD_BYTES)
+            await self._answer(conn, ErrorPosted(
+                found.request_id or "", body, request.header(b"content-type"),
+                request.header(b"lambda-runtime-function-error-type"), too_large,
+            ))
+        elif route is routes.Route.INIT_ERROR:
+            body, _ = await conn.read_body(wire.MAX_PAYLOAD_BYTES)
+            await self._answer(conn, InitErrorPosted(body, request.header(b"lambda-runtime-function-error-type")))
+        elif route is routes.Route.RESTORE_NEXT:
+            await self._answer(conn, RestoreNextRequested())
+        elif route is routes.Route.RESTORE_ERROR:
+            body, _ = await conn.read_body(wire.MAX_PAYLOAD_BYTES)
+            await self._answer(conn, RestoreErrorPosted(body, request.header(b"lambda-runtime-function-error-type")))
+        elif route is routes.Route.PING:
+            await conn.respond(200, b"pong", [("Content-Type", "text/plain; charset=utf-8")])
+        else:  # the Logs and Telemetry API stubs answer 202 with an error body, as RIE does
+            await conn.read_body(wire.MAX_PAYLOAD_BYTES)
+            await conn.respond(202, _STUB_BODIES[route], [("Content-Type", wire.JSON)])
+
+    async def _answer(self, conn: Connection, event: Any) -> None:
+        await _send_reply(conn, self._apply(self.proto.handle(event)))
+
+    async def _next(self, conn: Connection) -> None:
+        while True:
+            answer = self._apply(self.proto.handle(NextRequested()))
+            if answer is not PARK:
+                break
+            await self._parking.park()
+        if isinstance(answer, Deliver):
+            invocation: Invocation = answer.invocation
+            self._deliver(invocation)
+            await conn.respond(200, invocation.payload, invocation.next_headers())
+        else:
+            await _send_reply(conn, answer)
+
+    async def _response(self, conn: Connection, request: Request, request_id: str) -> None:
+        mode = request.header(b"lambda-runtime-function-response-mode")
+        answer = self._apply(self.proto.handle(ResponseStarted(request_id, mode)))
+        if not isinstance(answer, ReadBody):
+            await _send_reply(conn, answer)
+            return
+        invocation: Invocation = self.proto.invocation
+        if answer.streaming:
+            too_large = await self._relay_from_runtime(conn, invocation)
+            body = None
+        else:
+            body, too_large = await conn.read_body(wire.MAX_PAYLOAD_BYTES)
+        await self._answer(conn, ResponseFinished(request_id, body, too_large))
+
+    async def _relay_from_runtime(self, conn: Connection, invocation: Invocation) -> bool:
+        """Pass a streamed response body on to the caller as it arrives; True if it was too large."""
+        assert invocation.stream_send is not None
+        size = 0
+        complete = False
+        try:
+            async with invocation.stream_send as send:
+                async for chunk in conn.body_chunks():
+                    size += len(chunk)
+                    if size > STREAM_LIMIT_BYTES:
+                        continue  # read on, relay no more
+                    try:
+                        await send.send(chunk)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass  # the caller went away; the runtime still gets its answer
+                error_type = conn.request.trailer(b"lambda-runtime-function-error-type") if conn.request else None
+                if size > STREAM_LIMIT_BYTES:
+                    invocation.stream_error = _stream_error(
+                        "Function.ResponseSizeTooLarge",
+                        f"Response payload size exceeded maximum allowed payload size ({STREAM_LIMIT_BYTES} bytes).",
+                    )
+                elif error_type:
+                    body = conn.request.trailer(b"lambda-runtime-function-error-body") or ""
+                    invocation.stream_error = (error_type, body)
+                complete = True
+        finally:
+            if not complete and invocation.stream_error is None:
+                invocation.stream_error = _stream_error(
+                    "Runtime.ExitError",
+                    f"RequestId: {invocation.request_id} Error: Runtime exited while streaming its response",
+                )
+            error = invocation.stream_error
+            self._report(invocation, status="error" if error else None, error_type=error[0] if error else None)
+        return size > STREAM_LIMIT_BYTES
+
+
+def _stream_error(error_type: str, message: str) -> tuple[str, str]:
+    return error_type, base64.b64encode(error_json(error_type, message)).decode()
+
+
+async def _send_reply(conn: Connection, reply: Reply) -> None:
+    headers = [("Content-Type", reply.content_type)] if reply.content_type else []
+    await conn.respond(reply.status, reply.body, headers)

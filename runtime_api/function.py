@@ -1,0 +1,167 @@
+"""A function's pool of execution environments and the dispatch of its invocations.
+
+Up to `concurrency` invocations run at once, each in its own environment: an idle environment is
+reused warm, a new one is started when none is idle (scale from zero), and past the limit the
+caller is refused (Lambda's 429) or, in RIE's single-environment world, waits its turn. An
+environment counts against the limit from the moment it takes an invocation until its runtime asks
+for the next one (or dies). The function's nursery owns every environment (style anchor T1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+
+import trio
+
+from sandbox.process import RuntimeSpec
+
+from . import logs
+from .environment import Environment, EnvironmentOptions
+from .invocation import Invocation
+from .protocol import Outcome, OutcomeKind, error_json
+
+log = logging.getLogger("lambdalet")
+
+# How long an invocation waits for a finishing environment before starting a new one: well under
+# a cold start (tens of milliseconds), well over a runtime's post-then-next gap (a fraction of one).
+FINISHING_GRACE_SECONDS = 0.05
+
+
+class TooManyRequests(Exception):
+    """Every environment the function may have is busy."""
+
+
+class Function:
+    def __init__(
+        self,
+        name: str,
+        make_spec: Callable[[str], RuntimeSpec],
+        options: EnvironmentOptions,
+        sink: logs.LogSink,
+        *,
+        concurrency: int,
+        queue: bool = False,
+    ) -> None:
+        self.name = name
+        self._make_spec = make_spec
+        self.options = options
+        self._sink = sink
+        self.concurrency = concurrency
+        self.queue = queue
+        self._limiter = trio.CapacityLimiter(concurrency)
+        self._idle: list[Environment] = []  # most recently used last: reuse the warmest
+        self._holders: dict[Environment, Invocation] = {}  # environments holding a concurrency slot
+        self.environments: set[Environment] = set()
+        self._nursery: trio.Nursery | None = None
+        self._idle_changed = trio.Event()
+
+    def __repr__(self) -> str:
+        return f"<Function {self.name} environments={len(self.environments)} idle={len(self._idle)}>"
+
+    def statistics(self) -> dict:
+        return {
+            "name": self.name,
+            "environments": [env.statistics() for env in self.environments],
+            "idle": len(self._idle),
+            "busy": len(self._holders),
+        }
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Own the function's environments until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started(self)
+            await trio.sleep_forever()
+
+    async def invoke(self, invocation: Invocation, *, wait: bool | None = None) -> tuple[Outcome, Environment | None]:
+        """Run an invocation in one of the function's environments.
+
+        When every allowed environment is busy it waits for one if `wait` (default: the function's
+        `queue` setting), else raises TooManyRequests.
+        """
+        if self.queue if wait is None else wait:
+            await self._limiter.acquire_on_behalf_of(invocation)
+        else:
+            try:
+                self._limiter.acquire_on_behalf_of_nowait(invocation)
+            except trio.WouldBlock:
+                raise TooManyRequests(self.name) from None
+        try:
+            env = self._take_idle() or await self._wait_finishing() or await self._start_environment()
+        except OSError as exc:
+            self._limiter.release_on_behalf_of(invocation)
+            return _invalid_entrypoint(invocation, exc), None
+        except BaseException:
+            self._limiter.release_on_behalf_of(invocation)
+            raise
+        self._holders[env] = invocation
+        return await env.invoke(invocation), env
+
+    async def _wait_finishing(self) -> Environment | None:
+        """An environment whose caller already has its answer is about to ask for its next event
+        (runtimes do so at once): wait a moment for it rather than pay a cold start."""
+        with trio.move_on_after(FINISHING_GRACE_SECONDS):
+            while any(holder.settled.is_set() for holder in self._holders.values()):
+                await self._idle_changed.wait()
+                env = self._take_idle()
+                if env is not None:
+                    return env
+        return None
+
+    def _take_idle(self) -> Environment | None:
+        while self._idle:
+            env = self._idle.pop()
+            if env.alive and not env.closing and env.proto.idle:
+                return env
+        return None
+
+    async def _start_environment(self) -> Environment:
+        assert self._nursery is not None, "Function.run is not running"
+        options = self.options
+        if options.port:
+            # A fixed Runtime API address (lambdalet-rie's 127.0.0.1:9001) goes to the newest
+            # environment once the one before has let go of it; concurrent ones get their own port.
+            holders = [env for env in self.environments if env.options.port == options.port]
+            for env in holders:
+                if not env.alive or env.closing:
+                    await env.closed.wait()
+            if any(env.alive and not env.closing for env in holders):
+                options = dataclasses.replace(options, port=0)
+        env = Environment(self._make_spec, options, self._sink, on_idle=self._environment_idle)
+        return await self._nursery.start(self._environment_task, env)
+
+    async def _environment_task(self, env: Environment, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            self.environments.add(env)
+            await env.run(task_status=task_status)
+        finally:
+            self.environments.discard(env)
+            if env in self._idle:
+                self._idle.remove(env)
+            self._release(env)
+
+    def _environment_idle(self, env: Environment) -> None:
+        self._release(env)
+        self._idle.append(env)
+        self._idle_changed.set()
+        self._idle_changed = trio.Event()
+
+    def _release(self, env: Environment) -> None:
+        holder = self._holders.pop(env, None)
+        if holder is not None:
+            self._limiter.release_on_behalf_of(holder)
+
+    def shutdown(self) -> None:
+        for env in list(self.environments):
+            env.shutdown()
+
+
+def _invalid_entrypoint(invocation: Invocation, exc: OSError) -> Outcome:
+    """The runtime could not be started at all (RIE: `fork/exec <path>: <reason>`)."""
+    reason = (exc.strerror or str(exc)).lower()
+    message = f"RequestId: {invocation.request_id} Error: fork/exec {exc.filename}: {reason}"
+    outcome = Outcome(OutcomeKind.EXIT_ERROR, error_json("Runtime.InvalidEntrypoint", message), "Runtime.InvalidEntrypoint")
+    invocation.settle(outcome)
+    return outcome

@@ -1,0 +1,305 @@
+"""`lambdalet-rie`: a drop-in for AWS's Runtime Interface Emulator (RIE).
+
+The same command line (RIE's flags are recognised anywhere, unknown ones are passed to the
+bootstrap), the same environment variables and the same single endpoint,
+`/2015-03-31/functions/function/invocations`, so an image can swap RIE for it. The runtime sees
+RIE's contract exactly. What RIE's users complain about is fixed (reference runtime-api.md 6):
+a second concurrent invocation queues instead of crashing the emulator, function errors carry
+`X-Amz-Function-Error`, the trace id reaches the runtime, durations are real, an init-phase crash
+gets an error body instead of an empty 502, and streamed responses are relayed as they arrive.
+
+Environment variables of lambdalet's own: LAMBDALET_CONCURRENCY (default 1: one environment,
+invocations wait their turn, as RIE's single runtime; N > 1 runs up to N environments, the first on
+--runtime-api-address and the others on ephemeral ports).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from bootstrap import wire
+from sandbox.process import RuntimeSpec
+
+from . import http, logs
+from .environment import EnvironmentOptions
+from .function import Function
+from .invocation import Invocation
+from .protocol import OutcomeKind
+from .routes import NOT_FOUND_BODY, NOT_FOUND_HEADERS
+from .sniff import sniff_content_type
+
+INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+ARN_PREFIX = "arn:aws:lambda:us-east-1:012345678912:function:"
+LOG_LEVELS = ("panic", "fatal", "error", "warning", "info", "debug", "trace")
+DEFAULT_BOOTSTRAPS = ("/var/task/bootstrap", "/opt/bootstrap", "/var/runtime/bootstrap")
+_VALUE_FLAGS = ("--log-level", "--runtime-api-address", "--runtime-interface-emulator-address")
+_BOOL_FLAGS = ("--enable-init-caching",)
+
+
+class UsageError(Exception):
+    """A command line or environment RIE would refuse; the message is RIE's."""
+
+
+@dataclass
+class RieOptions:
+    log_level: str = "info"
+    runtime_api_address: str = "127.0.0.1:9001"
+    emulator_address: str = "0.0.0.0:8080"
+    enable_init_caching: bool = False
+    bootstrap: list[str] = field(default_factory=list)
+
+
+def parse_args(argv: list[str], environ: dict[str, str]) -> RieOptions:
+    """RIE's go-flags parsing in ignore-unknown mode: its own flags anywhere in argv, everything
+    else (unknown flags included, even --help) is the bootstrap's command line."""
+    options = RieOptions(log_level=environ.get("LOG_LEVEL", "info"))
+    rest: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if name in _VALUE_FLAGS:
+            if not eq:
+                value = next(args, None)
+                if value is None:
+                    raise UsageError(f"expected argument for flag `{name}'")
+            if name == "--log-level":
+                options.log_level = value
+            elif name == "--runtime-api-address":
+                options.runtime_api_address = value
+            else:
+                options.emulator_address = value
+        elif name in _BOOL_FLAGS and not eq:
+            options.enable_init_caching = True
+        else:
+            rest.append(arg)
+    if options.log_level not in LOG_LEVELS:
+        raise UsageError(f"Failed to set log level. Valid log levels are:[{' '.join(LOG_LEVELS)}]")
+    for address in (options.runtime_api_address, options.emulator_address):
+        split_address(address)
+    options.bootstrap = rest
+    return options
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"Invalid address {address!r}: expected host:port")
+    return host or "0.0.0.0", int(port)
+
+
+@dataclass(frozen=True)
+class RieFunction:
+    """The one function RIE runs, with the settings it reads from its environment."""
+
+    argv: tuple[str, ...]
+    cwd: str
+    handler: str | None
+    name: str
+    version: str
+    memory_mb: int
+    timeout: int
+    base_env: dict[str, str]
+
+    @property
+    def arn(self) -> str:
+        return ARN_PREFIX + self.name
+
+
+def rie_function(options: RieOptions, environ: dict[str, str]) -> RieFunction:
+    argv = list(options.bootstrap)
+    cwd = os.getcwd()
+    if not argv:
+        found = next((path for path in DEFAULT_BOOTSTRAPS if os.path.exists(path)), DEFAULT_BOOTSTRAPS[0])
+        argv, cwd = [found], "/var/task"
+    handler = environ.get("AWS_LAMBDA_FUNCTION_HANDLER") or environ.get("_HANDLER")
+    if handler is None and len(argv) >= 2:
+        handler = argv[-1]
+    timeout_text = environ.get("AWS_LAMBDA_FUNCTION_TIMEOUT", "300")
+    try:
+        timeout = int(timeout_text)
+    except ValueError:
+        # RIE panics on every invoke; refusing to start says why at once.
+        raise UsageError(f"AWS_LAMBDA_FUNCTION_TIMEOUT must be a whole number of seconds, not {timeout_text!r}") from None
+    return RieFunction(
+        argv=tuple(argv),
+        cwd=cwd,
+        handler=handler,
+        name=environ.get("AWS_LAMBDA_FUNCTION_NAME", "test_function"),
+        version=environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        memory_mb=int(environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3008")),
+        timeout=timeout,
+        base_env=dict(environ),
+    )
+
+
+def runtime_environment(function: RieFunction, runtime_api: str) -> dict[str, str]:
+    """The runtime's environment as RIE builds it (reference 4.2): defaults, then all of RIE's own
+    environment, then credentials (always set, empty if unset), _HANDLER, and the platform."""
+    env = {
+        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/Functions",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008",
+        "AWS_LAMBDA_FUNCTION_NAME": "test_function",
+    }
+    env.update(function.base_env)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        env[key] = function.base_env.get(key, "")
+    if function.handler is not None:
+        env["_HANDLER"] = function.handler
+    env.update({
+        "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        "AWS_LAMBDA_FUNCTION_NAME": function.name,
+        "AWS_LAMBDA_FUNCTION_VERSION": function.version,
+    })
+    return env
+
+
+def decode_client_context(value: str | None) -> str | None:
+    """Standard base64 with padding; raises ValueError otherwise (RIE answers 500)."""
+    if value is None:
+        return None
+    try:
+        return base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+class RieInvokeAPI:
+    """RIE's invoke endpoint: any method on the one path invokes the function."""
+
+    def __init__(self, function: Function, config: RieFunction) -> None:
+        self.function = function
+        self.config = config
+
+    async def handle(self, conn: http.Connection, request: http.Request) -> None:
+        if request.path != INVOKE_PATH:
+            await conn.respond(404, NOT_FOUND_BODY, NOT_FOUND_HEADERS)
+            return
+        try:
+            client_context = decode_client_context(request.header(b"x-amz-client-context"))
+        except ValueError:
+            await conn.respond(500)
+            return
+        # Past the Runtime API's limit the payload is cut off silently, as RIE does.
+        payload, _ = await conn.read_body(wire.MAX_PAYLOAD_BYTES)
+        invocation = Invocation(
+            payload,
+            function_arn=self.config.arn,
+            timeout=self.config.timeout,
+            trace_id=request.header(b"x-amzn-trace-id"),
+            client_context=client_context,
+            tenant_id=request.header(b"x-amz-tenant-id"),
+            deadline_from_arrival=True,
+        )
+        outcome, env = await self.function.invoke(invocation)
+        error_header = [("X-Amz-Function-Error", "Unhandled")] if outcome.is_error else []
+        if outcome.kind is OutcomeKind.STREAMING:
+            await self._relay(conn, env, invocation)
+        elif outcome.kind is OutcomeKind.TIMEOUT:
+            body = f"Task timed out after {self.config.timeout}.00 seconds".encode()
+            await conn.respond(200, body, [("Content-Type", "text/plain; charset=utf-8"), *error_header])
+        else:
+            status = 502 if outcome.kind in (OutcomeKind.EXIT_ERROR, OutcomeKind.INIT_ERROR) else 200
+            await conn.respond(status, outcome.body, [*_content_type(outcome.body), *error_header])
+
+    async def _relay(self, conn: http.Connection, env, invocation: Invocation) -> None:
+        """Stream the runtime's response on as it arrives; its type is sniffed from the first chunk."""
+        started = False
+
+        async def send(chunk: bytes) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                await conn.start_stream(200, _content_type(chunk))
+            await conn.send_data(chunk)
+
+        await env.relay_stream(invocation, send)
+        if not started:
+            await conn.start_stream(200, [])
+        trailers = []
+        if invocation.stream_error is not None:
+            error_type, error_body = invocation.stream_error
+            trailers = [(b"Lambda-Runtime-Function-Error-Type", error_type.encode()),
+                        (b"Lambda-Runtime-Function-Error-Body", error_body.encode())]
+        await conn.end_stream(trailers)
+
+
+def _content_type(body: bytes) -> list[tuple[str, str]]:
+    kind = sniff_content_type(body)
+    return [("Content-Type", kind)] if kind else []
+
+
+def rapid_log(level: str, message: str) -> None:
+    """RIE's own log line format on stderr: `27 Nov 2026 05:35:23,757 [INFO] (rapid) message`."""
+    now = time.time()
+    stamp = time.strftime("%d %b %Y %H:%M:%S", time.gmtime(now)) + f",{int(now % 1 * 1000):03d}"
+    print(f"{stamp} [{level}] (rapid) {message}", file=sys.stderr, flush=True)
+
+
+async def run(options: RieOptions, function: RieFunction, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    api_host, api_port = split_address(options.runtime_api_address)
+    invoke_host, invoke_port = split_address(options.emulator_address)
+    concurrency = int(os.environ.get("LAMBDALET_CONCURRENCY", "1"))
+
+    def make_spec(runtime_api: str) -> RuntimeSpec:
+        env = runtime_environment(function, runtime_api)
+        return RuntimeSpec(function.argv, env, function.cwd)
+
+    env_options = EnvironmentOptions(
+        version=function.version,
+        memory_mb=function.memory_mb,
+        log_style=logs.LogStyle.RIE,
+        init_timeout=None,
+        snapstart=options.enable_init_caching,
+        host=api_host,
+        port=api_port,
+        idle_timeout=float("inf"),  # RIE keeps its runtime until it fails or RIE stops
+    )
+    async with trio.open_nursery() as nursery:
+        lambda_function = Function(function.name, make_spec, env_options, logs.LogSink(),
+                                   concurrency=concurrency, queue=True)
+        await nursery.start(lambda_function.run)
+        api = RieInvokeAPI(lambda_function, function)
+        listeners = await trio.open_tcp_listeners(invoke_port, host=invoke_host)
+        rapid_log("INFO", f"exec '{function.argv[0]}' (cwd={function.cwd}, handler={function.handler or ''})")
+        await nursery.start(trio.serve_listeners, partial(http.serve_connection, handler=api.handle), listeners)
+        task_status.started(listeners[0].socket.getsockname()[1])
+
+
+async def _main(options: RieOptions, function: RieFunction) -> None:
+    import signal
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run, options, function)
+            async for signum in signals:
+                rapid_log("INFO", f"Received signal signal={signal.Signals(signum).name[3:].lower()}")
+                rapid_log("INFO", "Shutting down...")
+                nursery.cancel_scope.cancel()
+                break
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        options = parse_args(argv, dict(os.environ))
+        function = rie_function(options, dict(os.environ))
+    except UsageError as exc:
+        rapid_log("FATAL", str(exc))
+        return 1
+    trio.run(_main, options, function)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

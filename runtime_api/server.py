@@ -1,0 +1,243 @@
+"""lambdalet's host: the functions, their environments and the Invoke API, under one nursery.
+
+`Server` is also the embedding API for trio programs:
+
+    async with Server(ServerConfig(port=0, function=[FunctionConfig(name="hello", code="fn")])) as server:
+        result = await server.invoke("hello", b'{"name": "world"}')
+        print(result.payload, result.function_error, result.log_tail)
+
+and `serve(config)` is what `lambdalet serve` runs (style anchor T10).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import partial
+
+import trio
+
+from sandbox.process import RuntimeSpec
+
+from . import http, logs
+from .config import FunctionConfig, ServerConfig, function_arn, runtime_environment
+from .environment import EnvironmentOptions
+from .function import Function, TooManyRequests
+from .invocation import Invocation, new_request_id
+from .invoke_api import (
+    EVENT_LIMIT,
+    INVOKE_PATH,
+    LATEST,
+    REQUEST_LIMIT,
+    InvokeRequest,
+    ServiceError,
+    check_payload,
+    is_streaming,
+    not_found,
+    parse_invoke_request,
+    result_headers,
+    send_service_error,
+    too_many_requests,
+)
+from .protocol import Outcome
+
+log = logging.getLogger("lambdalet")
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeResult:
+    """What an invocation gave the caller, as boto3's `invoke` reports it."""
+
+    status_code: int  # 200, 202 (Event) or 204 (DryRun)
+    payload: bytes = b""
+    function_error: str | None = None  # "Unhandled" when the function failed
+    log_tail: str | None = None  # the last 4 KB of the invocation's log, when asked for
+    request_id: str = ""
+    executed_version: str = LATEST
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
+    """A function run the way Lambda runs it (as opposed to RIE's way, see `rie.py`)."""
+
+    def make_spec(runtime_api: str) -> RuntimeSpec:
+        env = runtime_environment(config, runtime_api)
+        return RuntimeSpec(tuple(config.runtime_argv), env, env["LAMBDA_TASK_ROOT"])
+
+    options = EnvironmentOptions(
+        version=config.version,
+        memory_mb=config.memory,
+        log_style=logs.LogStyle.LAMBDA,
+        init_timeout=config.init_timeout,
+        idle_timeout=config.idle_timeout,
+    )
+    return Function(config.name, make_spec, options, sink, concurrency=config.concurrency)
+
+
+class Server:
+    def __init__(self, config: ServerConfig, *, sink: logs.LogSink | None = None) -> None:
+        self.config = config
+        self.sink = sink or logs.LogSink()
+        self.functions: dict[str, Function] = {}
+        self._configs = {f.name: f for f in config.function}
+        self._nursery: trio.Nursery | None = None
+        self._nursery_manager = None
+        self.port: int | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    async def __aenter__(self) -> Server:
+        self._nursery_manager = trio.open_nursery()
+        self._nursery = await self._nursery_manager.__aenter__()
+        try:
+            await self.start(self._nursery)
+        except BaseException as exc:
+            self._nursery.cancel_scope.cancel()
+            await self._nursery_manager.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info) -> bool | None:
+        assert self._nursery is not None and self._nursery_manager is not None
+        self._nursery.cancel_scope.cancel()
+        return await self._nursery_manager.__aexit__(*exc_info)
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Start the functions and the Invoke API listener in `nursery`."""
+        self._nursery = nursery
+        for config in self.config.function:
+            self.functions[config.name] = await nursery.start(lambda_function(config, self.sink).run)
+        listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
+        self.port = listeners[0].socket.getsockname()[1]
+        nursery.start_soon(trio.serve_listeners, partial(http.serve_connection, handler=self._handle), listeners)
+
+    # -- invoking ----------------------------------------------------------------------------------
+
+    def _function(self, name: str, qualifier: str | None) -> tuple[Function, FunctionConfig]:
+        config = self._configs.get(name)
+        if config is None:
+            raise not_found(function_arn(name))
+        if qualifier not in (None, LATEST, config.version):
+            raise not_found(f"{config.arn}:{qualifier}")
+        return self.functions[name], config
+
+    def _invocation(self, config: FunctionConfig, payload: bytes, request: InvokeRequest) -> Invocation:
+        return Invocation(
+            payload,
+            function_arn=config.arn,
+            timeout=config.timeout,
+            trace_id=request.trace_id,
+            client_context=request.client_context,
+            tenant_id=request.tenant_id,
+        )
+
+    async def invoke(
+        self,
+        function_name: str,
+        payload: bytes = b"{}",
+        *,
+        invocation_type: str = "RequestResponse",
+        log_type: str | None = None,
+        client_context: str | None = None,
+        qualifier: str | None = None,
+    ) -> InvokeResult:
+        """Invoke a function without HTTP; raises `ServiceError` as the Invoke API would answer.
+
+        `client_context` is the JSON text the runtime receives. A streamed response is collected.
+        """
+        request = InvokeRequest(function_name, qualifier, invocation_type, log_type, client_context, None, None)
+        function, config = self._function(function_name, qualifier)
+        payload = check_payload(payload, False, REQUEST_LIMIT)
+        invocation = self._invocation(config, payload, request)
+        if invocation_type == "DryRun":
+            return InvokeResult(204, request_id=invocation.request_id)
+        if invocation_type == "Event":
+            self._start_event(function, invocation)
+            return InvokeResult(202, request_id=invocation.request_id)
+        outcome, env = await self._run(function, invocation)
+        body = outcome.body
+        if is_streaming(outcome):
+            parts: list[bytes] = []
+
+            async def collect(chunk: bytes) -> None:
+                parts.append(chunk)
+
+            await env.relay_stream(invocation, collect)
+            body = b"".join(parts)
+        return InvokeResult(
+            200,
+            body,
+            "Unhandled" if outcome.is_error or invocation.stream_error else None,
+            invocation.log.value().decode(errors="replace") if log_type == "Tail" else None,
+            invocation.request_id,
+            config.version,
+        )
+
+    async def _run(self, function: Function, invocation: Invocation, *, wait: bool = False) -> tuple[Outcome, object]:
+        try:
+            return await function.invoke(invocation, wait=wait)
+        except TooManyRequests:
+            raise too_many_requests() from None
+
+    def _start_event(self, function: Function, invocation: Invocation) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_event, function, invocation)
+
+    async def _run_event(self, function: Function, invocation: Invocation) -> None:
+        """An asynchronous invocation waits for a free environment instead of being refused."""
+        outcome, env = await function.invoke(invocation, wait=True)
+        if is_streaming(outcome) and env is not None:
+            async def discard(chunk: bytes) -> None:
+                pass
+
+            await env.relay_stream(invocation, discard)
+
+    # -- the HTTP surface --------------------------------------------------------------------------
+
+    async def _handle(self, conn: http.Connection, request: http.Request) -> None:
+        request_id = new_request_id()
+        try:
+            found = INVOKE_PATH.match(request.path)
+            if found is None or request.method != "POST":
+                raise ServiceError(404, "UnknownOperationException", f"Unknown operation {request.method} {request.path}")
+            invoke = parse_invoke_request(request, found["name"])
+            function, config = self._function(invoke.function_name, invoke.qualifier)
+            limit = EVENT_LIMIT if invoke.invocation_type == "Event" else REQUEST_LIMIT
+            payload, too_large = await conn.read_body(limit)
+            payload = check_payload(payload, too_large, limit)
+            invocation = self._invocation(config, payload, invoke)
+            invocation.request_id = request_id
+            if invoke.invocation_type == "DryRun":
+                await conn.respond(204, b"", [("X-Amzn-RequestId", request_id)], content_length=False)
+                return
+            if invoke.invocation_type == "Event":
+                self._start_event(function, invocation)
+                await conn.respond(202, b"", [("X-Amzn-RequestId", request_id)])
+                return
+            outcome, env = await self._run(function, invocation)
+        except ServiceError as exc:
+            await send_service_error(conn, exc, request_id)
+            return
+        tail = invocation.log.value() if invoke.log_type == "Tail" else None
+        if not is_streaming(outcome):
+            await conn.respond(200, outcome.body, result_headers(request_id, config.version, outcome, tail))
+            return
+        # Streamed: relayed as it arrives; a mid-stream error comes as trailers.
+        await conn.start_stream(200, result_headers(request_id, config.version, outcome, None))
+        await env.relay_stream(invocation, conn.send_data)
+        trailers = []
+        if invocation.stream_error is not None:
+            error_type, error_body = invocation.stream_error
+            trailers = [(b"Lambda-Runtime-Function-Error-Type", error_type.encode()),
+                        (b"Lambda-Runtime-Function-Error-Body", error_body.encode())]
+        await conn.end_stream(trailers)
+
+
+async def serve(config: ServerConfig, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run lambdalet until cancelled."""
+    async with trio.open_nursery() as nursery:
+        server = Server(config)
+        await server.start(nursery)
+        task_status.started(server)
