@@ -12,7 +12,7 @@ and `serve(config)` is what `lambdalet serve` runs (style anchor T10).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import trio
@@ -54,7 +54,6 @@ class InvokeResult:
     log_tail: str | None = None  # the last 4 KB of the invocation's log, when asked for
     request_id: str = ""
     executed_version: str = LATEST
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:

@@ -1,0 +1,34 @@
+import os
+import signal
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes():
+    """Every test leaves no child process behind: what it started, it stopped."""
+    before = _children()
+    yield
+    leftover = _children() - before
+    for pid in leftover:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not leftover, f"processes left running after the test: {sorted(leftover)}"
+
+
+def _children() -> set[int]:
+    me = str(os.getpid())
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me and fields[0] != "Z":
+            found.add(int(entry))
+    return found
