@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from bootstrap import wire
-from sandbox.process import OutputPipe, RuntimeSpec, kill_tree, peak_memory_mb, run_runtime
+from sandbox.process import OutputPipe, RuntimeSpec, kill_tree, launch_runtime, peak_memory_mb, reap
 
 from . import logs, routes
 from .http import Connection, Request, serve_connection
@@ -132,26 +132,28 @@ class Environment:
         listeners = await trio.open_tcp_listeners(self.options.port, host=self.options.host)
         sockname = listeners[0].socket.getsockname()
         self.address = f"{sockname[0]}:{sockname[1]}"
+        process = None
         try:
+            self.spawned_at = trio.current_time()
+            process = await launch_runtime(self._make_spec(self.address), self._output)
+            self.pid = process.pid
             with self._cancel_scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(trio.serve_listeners, self._serve_runtime_api, listeners)
-                    self.spawned_at = trio.current_time()
-                    process = await nursery.start(
-                        self._supervise, self._make_spec(self.address)
-                    )
-                    self.pid = process.pid
+                    nursery.start_soon(self._supervise, process)
                     nursery.start_soon(self._output.pump, self._on_output)
                     nursery.start_soon(self._reap_when_idle)
                     task_status.started(self)
         finally:
+            if process is not None:
+                await reap(process)
             for listener in listeners:
                 await trio.aclose_forcefully(listener)
             self._output.close()
             self.closed.set()
 
-    async def _supervise(self, spec: RuntimeSpec, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        status = await run_runtime(spec, self._output, task_status=task_status)
+    async def _supervise(self, process: trio.Process) -> None:
+        status = await process.wait()
         self.exit_status = status
         self._on_output(self._output.drain())
         self._apply(self.proto.handle(RuntimeExited(status)))

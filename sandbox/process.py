@@ -1,7 +1,7 @@
 """Launching a runtime as a process tree of its own, and making sure the whole tree goes away.
 
 The runtime starts in a new session (so its own process group), with stdout and stderr on one
-pipe the host reads. Whatever way its supervisor ends — the runtime exits, a timeout, the host
+pipe the host reads. However its environment ends — the runtime exits, a timeout, the host
 shutting down — the whole process group is killed and the runtime reaped (style anchor T6).
 """
 
@@ -83,10 +83,10 @@ def kill_tree(pid: int) -> None:
         pass
 
 
-async def run_runtime(spec: RuntimeSpec, output: OutputPipe, *, task_status=trio.TASK_STATUS_IGNORED) -> int:
-    """Run the runtime until it exits; return its status (minus the signal number if killed).
+async def launch_runtime(spec: RuntimeSpec, output: OutputPipe) -> trio.Process:
+    """Start the runtime in a session of its own. Raises OSError if it cannot be started at all.
 
-    `task_status.started(process)` once it runs. Raises OSError if it cannot be started at all.
+    Whoever launches it must `reap` it, whatever happens next.
     """
     process = await trio.lowlevel.open_process(
         list(spec.argv),
@@ -98,14 +98,17 @@ async def run_runtime(spec: RuntimeSpec, output: OutputPipe, *, task_status=trio
         start_new_session=True,
     )
     output.close_write_end()
-    try:
-        task_status.started(process)
+    return process
+
+
+async def reap(process: trio.Process) -> int:
+    """Kill the runtime's whole process group and wait for the runtime; return its status.
+
+    Also after a normal exit: children it left behind share its process group.
+    """
+    kill_tree(process.pid)
+    with trio.CancelScope(shield=True):
         return await process.wait()
-    finally:
-        # Also on a normal exit: children the runtime left behind share its process group.
-        kill_tree(process.pid)
-        with trio.CancelScope(shield=True):
-            await process.wait()
 
 
 def peak_memory_mb(pid: int) -> int | None:

@@ -55,3 +55,65 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class Gate:
+    """Lets a test see invocations arrive in the handler and release them: an event, not a sleep.
+
+    A handler calls `gate.handler_snippet`'s `wait_at_gate(context)`: it connects to the gate, says
+    its request id and blocks until the test releases it.
+    """
+
+    handler_snippet = '''
+import os as _os, socket as _socket
+
+def wait_at_gate(context, note=""):
+    sock = _socket.create_connection(("127.0.0.1", int(_os.environ["GATE_PORT"])))
+    sock.sendall(f"{context.aws_request_id} {note}\\n".encode())
+    reply = sock.recv(64)
+    sock.close()
+    return reply.decode()
+'''
+
+    def __init__(self) -> None:
+        import trio
+
+        self._trio = trio
+        self.arrivals: list[tuple[str, object]] = []  # (first line, stream)
+        self._arrived = trio.Condition()
+        self.port = 0
+        self._listener = None
+
+    async def start(self, nursery) -> "Gate":
+        trio = self._trio
+        (self._listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = self._listener.socket.getsockname()[1]
+        nursery.start_soon(trio.serve_listeners, self._accept, [self._listener])
+        return self
+
+    async def _accept(self, stream) -> None:
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = await stream.receive_some(256)
+            if not chunk:
+                return
+            data += chunk
+        async with self._arrived:
+            self.arrivals.append((data.decode().strip(), stream))
+            self._arrived.notify_all()
+        await self._trio.sleep_forever()  # the stream stays open until released
+
+    async def wait_arrivals(self, count: int) -> list[str]:
+        async with self._arrived:
+            while len(self.arrivals) < count:
+                await self._arrived.wait()
+        return [line for line, _ in self.arrivals[:count]]
+
+    async def release_all(self, reply: bytes = b"go") -> None:
+        for _, stream in self.arrivals:
+            try:
+                await stream.send_all(reply)
+                await stream.aclose()
+            except self._trio.BrokenResourceError:
+                pass
+        self.arrivals.clear()
