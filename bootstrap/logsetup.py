@@ -1,4 +1,6 @@
-"""The root `logging` handler, formatters and filter (imported only once `logging` is)."""
+"""The root `logging` handler, formatters and filter (imported only once `logging` is).
+
+Class names are awslambdaric's: some libraries recognise the Lambda handler by its class name."""
 
 import logging
 import time
@@ -23,14 +25,14 @@ def rounded_level(record):
     return min(50, max(0, record.levelno)) // 10 * 10
 
 
-class RequestIdFilter(logging.Filter):
+class LambdaLoggerFilter(logging.Filter):
     def filter(self, record):
         record.aws_request_id = logs.request_id or ""
         record.tenant_id = logs.tenant_id
         return True
 
 
-class LambdaHandler(logging.Handler):
+class LambdaLoggerHandler(logging.Handler):
     """Every record in the default frame type (text format without a log level)."""
 
     def __init__(self, log_sink):
@@ -41,7 +43,7 @@ class LambdaHandler(logging.Handler):
         self.log_sink.log(self.format(record))
 
 
-class LambdaHandlerWithFrameType(logging.Handler):
+class LambdaLoggerHandlerWithFrameType(logging.Handler):
     """Every record in its level's frame type (JSON format, or a log level set)."""
 
     def __init__(self, log_sink):
@@ -91,15 +93,15 @@ def configure(logging_module, runtime_logs):
     logging_module.Formatter.converter = time.gmtime
     root = logging_module.getLogger()
     if runtime_logs.format == logs.JSON or runtime_logs.level:
-        handler = LambdaHandlerWithFrameType(runtime_logs.sink)
+        handler = LambdaLoggerHandlerWithFrameType(runtime_logs.sink)
     else:
-        handler = LambdaHandler(runtime_logs.sink)
+        handler = LambdaLoggerHandler(runtime_logs.sink)
     if runtime_logs.format == logs.JSON:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging_module.Formatter(TEXT_FORMAT, TEXT_DATEFMT))
     if runtime_logs.level in logging_module._nameToLevel:
         root.setLevel(runtime_logs.level)
-    handler.addFilter(RequestIdFilter())
+    handler.addFilter(LambdaLoggerFilter())
     root.addHandler(handler)
 

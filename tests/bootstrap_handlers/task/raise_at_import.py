@@ -1,0 +1,9 @@
+def helper():
+    raise RuntimeError("boom at import")
+
+
+helper()
+
+
+def handler(event, context):
+    return 1
