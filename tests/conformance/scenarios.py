@@ -1,0 +1,845 @@
+"""The scenario table: one entry per behaviour of RIE that lambdalet-rie must reproduce (or
+deliberately fix, see deviations.py).
+
+Each scenario names the runtime that plays the function (`HOLD`: the test plays the runtime by
+hand through `runtimes/hold.py`; `ric(...)`: the real awslambdaric; `BASH`: the AWS docs' bash +
+curl bootstrap), its environment, and its steps: a function of a `Session` that makes the calls.
+What the calls returned is recorded, normalised and compared with `data/<name>.json`, the
+transcript captured from the real RIE (re-record with CONFORMANCE_RECORD=1, then review the diff).
+`doc` says which fact of reference/runtime-api.md the scenario pins down.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .harness import INVOKE_PATH, RAPI, Background, Pending, Session, http
+
+MAX = 6_291_556  # bytes; the Runtime API's payload limit both ways
+TRACE = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+ERROR_CAUSE = "application/vnd.aws.lambda.error.cause+json"
+# How long we give an event that one target produces and the other, by design, does not (e.g. the
+# caller's response before the runtime's next /next). It only bounds a wait: the recorded fact is
+# "happened" or "did not happen", never a duration.
+GRACE_S = 2.0
+
+HOLD = ("{python}", "{dir}/hold.py", "app.handler")
+BASH = ("{dir}/bootstrap", "function.handler")
+
+
+def ric(handler: str) -> tuple[str, ...]:
+    return ("{python}", "-m", "awslambdaric", handler)
+
+
+FILES = {
+    "hold": {"hold.py": "hold.py"},
+    "ric": {"app.py": "app.py", "badimport.py": "badimport.py"},
+    "bash": {"bootstrap": "bootstrap.sh", "function.sh": "function.sh"},
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    doc: str
+    steps: Callable[[Session], None]
+    args: tuple[str, ...] = HOLD
+    files: str = "hold"
+    env: dict[str, str] = field(default_factory=dict)
+    timeout_s: int = 3
+    # deviation name (deviations.py) -> {label of a recorded entry: what lambdalet does instead}
+    deviations: dict[str, dict[str, dict]] = field(default_factory=dict)
+    expect_exit: bool = False  # the target exits by itself at startup
+
+
+# --------------------------------------------------------------------------------------------
+# The test as the runtime
+
+
+class Hand:
+    """The test playing the runtime. After posting a result the runtime polls /next again; that
+    /next stays open until the following invoke, so it is kept here and becomes the next event."""
+
+    def __init__(self, s: Session):
+        self.s = s
+        self.runtime: dict | None = None
+        self.waiting = None
+
+    def event(self, label: str | None = None):
+        if self.waiting is not None:
+            ev, self.waiting = self.waiting.result(label), None
+            return ev
+        if self.runtime is None:
+            self.runtime = self.s.runtime_started()
+        return self.s.next(label)
+
+    def poll_next(self) -> None:
+        self.waiting = self.s.next_bg()
+
+    def restarted(self) -> None:
+        """The previous runtime is gone (exit, kill, timeout); the next event needs a new one."""
+        self.runtime, self.waiting = None, None
+
+
+def cycle(s: Session, hand: Hand, payload: bytes, answer, *, label: str, headers=(),
+          next_label: str | None = None):
+    """One invoke: the caller sends `payload`, the test takes the event, calls `answer(event)`,
+    polls /next again (which is what releases the caller under RIE), and records the result."""
+    inv = s.invoke_bg(payload, headers=headers, label=label)
+    ev = hand.event(next_label)
+    answer(ev)
+    hand.poll_next()
+    return inv.result()
+
+
+def ok(s: Session, body: bytes = b'"ok"', **kw):
+    return lambda ev: s.respond(ev.request_id, body, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Runtime API: routes (reference §2.1)
+
+
+def rapi_not_found(s: Session):
+    for path in [
+        f"{RAPI}/runtime/invocation/nxt",
+        "/2019-01-01/runtime/invocation/next",
+        f"{RAPI}/Runtime/invocation/next",
+        f"{RAPI}/runtime/invocation/next/",
+        "/ping",
+        "/",
+        f"{RAPI}/runtime/restore/next",  # only with --enable-init-caching
+        "/2021-04-23/credentials",
+        INVOKE_PATH,
+    ]:
+        s.rapi("GET", path, label=f"GET {path}")
+
+
+def rapi_wrong_method(s: Session):
+    rid = "8f1c2a4e-0000-4000-8000-000000000000"
+    for method, path in [
+        ("PUT", f"{RAPI}/runtime/invocation/next"),
+        ("HEAD", f"{RAPI}/runtime/invocation/next"),
+        ("POST", f"{RAPI}/runtime/invocation/next"),
+        ("GET", f"{RAPI}/runtime/invocation/{rid}/response"),
+        ("GET", f"{RAPI}/runtime/invocation/{rid}/error"),
+        ("GET", f"{RAPI}/runtime/init/error"),
+        ("POST", f"{RAPI}/ping"),
+        ("GET", "/2020-08-15/logs"),
+        ("GET", "/2022-07-01/telemetry"),
+        ("GET", "/2020-01-01/extension/register"),
+        ("POST", "/2020-01-01/extension/event/next"),
+        ("POST", "/2026-01-15/metadata/execution-environment"),
+    ]:
+        s.rapi(method, path, label=f"{method} {path}")
+
+
+def ping(s: Session):
+    s.rapi("GET", f"{RAPI}/ping", label="ping")
+
+
+def logs_telemetry_stubs(s: Session):
+    sub = json.dumps({"destination": {"protocol": "HTTP", "URI": "http://127.0.0.1:1"},
+                      "types": ["platform"]}).encode()
+    s.rapi("PUT", "/2020-08-15/logs", sub, label="logs")
+    s.rapi("PUT", "/2022-07-01/telemetry", sub, label="telemetry")
+
+
+def metadata(s: Session):
+    hand = Hand(s)
+    inv = s.invoke_bg(label="invoke")
+    ev = hand.event()
+    token = hand.runtime["env"]["AWS_LAMBDA_METADATA_TOKEN"]
+    path = "/2026-01-15/metadata/execution-environment"
+    s.rapi("GET", path, headers=[("Authorization", f"Bearer {token}")], label="bearer token")
+    s.rapi("GET", path, headers=[("Authorization", token)], label="token without Bearer")
+    s.rapi("GET", path, headers=[("Authorization", "Bearer 00000000-0000-4000-8000-000000000000")],
+           label="wrong token")
+    s.rapi("GET", path, label="no token")
+    s.respond(ev.request_id, b'"ok"')
+    hand.poll_next()
+    inv.result()
+
+
+# --------------------------------------------------------------------------------------------
+# /next (reference §2.2, §3.2, §3.3)
+
+
+def next_headers(s: Session):
+    hand = Hand(s)
+    inv = s.invoke_bg(b'{"hello":"world"}', headers=[("Content-Type", "text/plain")], label="invoke")
+    ev = hand.event("next")
+    s.respond(ev.request_id, b'{"ok":true}', label="response")
+    hand.poll_next()
+    inv.result()
+
+
+def next_repeated(s: Session):
+    hand = Hand(s)
+    inv = s.invoke_bg(b'{"n":1}', label="invoke")
+    ev = hand.event("first next")
+    s.next("second next, same invoke")
+    s.respond(ev.request_id, b'"once"', label="response")
+    hand.poll_next()
+    inv.result()
+
+
+def next_invoke_headers(s: Session):
+    cc = base64.b64encode(json.dumps({"custom": {"foo": "bar"}, "env": {"k": "v"}}).encode()).decode()
+    hand = Hand(s)
+    cycle(s, hand, b"{}", ok(s), label="invoke with client context, tenant and trace headers",
+          headers=[("X-Amz-Client-Context", cc), ("X-Amz-Tenant-Id", "tenant-1"),
+                   ("X-Amzn-Trace-Id", TRACE), ("X-Amz-Cognito-Identity", "{}")],
+          next_label="next")
+
+
+def client_context_invalid(s: Session):
+    s.invoke(b'{"n":1}', headers=[("X-Amz-Client-Context", "not base64!")], label="bad client context")
+    hand = Hand(s)
+    inv = s.invoke_bg(b'{"n":2}', label="next invoke")
+    ev = hand.event("next (only the second payload ever reaches the runtime)")
+    s.respond(ev.request_id, b'"ok"')
+    hand.poll_next()
+    inv.result()
+
+
+def payload_truncated(s: Session):
+    hand = Hand(s)
+    big = bytes(range(256)) * (MAX // 256) + b"x" * (MAX % 256) + b"TAIL"
+    inv = s.invoke_bg(big, label="invoke with 6,291,560 bytes")
+    ev = hand.event("next carries the first 6,291,556")
+    s.respond(ev.request_id, b'"ok"')
+    hand.poll_next()
+    inv.result()
+
+
+def payload_empty_and_binary(s: Session):
+    hand = Hand(s)
+    cycle(s, hand, b"", ok(s, b""), label="empty payload, empty response",
+          next_label="next with empty payload")
+    cycle(s, hand, b"\x00\xffnot json", ok(s, b"not json at all"),
+          label="binary payload, non-JSON response", next_label="next with binary payload")
+
+
+# --------------------------------------------------------------------------------------------
+# /response (reference §2.3, §2.6, §3.4, §5)
+
+
+def response_content_types(s: Session):
+    hand = Hand(s)
+    for name, body in [("json", b'{"a":1}'), ("html", b"<html><body>hi</body></html>"),
+                       ("nul bytes", b"\x00\x01\x02binary"), ("pdf", b"%PDF-1.4 ..."),
+                       ("large text", b"y" * 3000)]:
+        cycle(s, hand, b"{}", ok(s, body, headers=[("Content-Type", "application/x-custom")]),
+              label=f"response {name}")
+
+
+def response_released_by_next(s: Session):
+    hand = Hand(s)
+    inv = s.invoke_bg(b"{}", label="invoke")
+    ev = hand.event()
+    s.respond(ev.request_id, b'"done"', label="response")
+    s.note("caller answered before the runtime polls /next again", inv.answered_within(GRACE_S))
+    hand.poll_next()
+    inv.result()
+
+
+def response_then_no_next(s: Session):
+    hand = Hand(s)
+    inv = s.invoke_bg(b"{}", label="invoke")
+    ev = hand.event()
+    s.respond(ev.request_id, b'"done"', label="response")
+    inv.result()
+
+
+def response_then_exit(s: Session):
+    hand = Hand(s)
+    inv = s.invoke_bg(b"{}", label="invoke")
+    ev = hand.event()
+    s.respond(ev.request_id, b'"posted before exit"', label="response")
+    s.runtime_exit(hand.runtime, 0)
+    inv.result()
+
+
+def request_id_checks(s: Session):
+    hand = Hand(s)
+    inv = s.invoke_bg(b"{}", label="invoke")
+    ev = hand.event()
+    rid = ev.request_id
+    for what, bad in [("unknown", "3a2b9c7d-1111-4222-8333-444455556666"), ("upper-cased", rid.upper()),
+                      ("empty", "")]:
+        s.rapi("POST", f"{RAPI}/runtime/invocation/{bad}/response", b'"x"', label=f"response, {what} id")
+        s.rapi("POST", f"{RAPI}/runtime/invocation/{bad}/error", b'"x"', label=f"error, {what} id")
+    s.respond(rid, b'"ok"', label="response, right id")
+    hand.poll_next()
+    inv.result()
+    s.respond(rid, b'"again"', label="response for a finished invoke")
+    s.error(rid, b'"again"', label="error for a finished invoke")
+
+
+def double_response(s: Session):
+    hand = Hand(s)
+    inv = s.invoke_bg(b"{}", label="invoke")
+    rid = hand.event().request_id
+    s.respond(rid, b'"one"', label="response")
+    s.respond(rid, b'"two"', label="second response")
+    s.error(rid, b'"three"', label="error after response")
+    hand.poll_next()
+    inv.result()
+    s.respond(rid, b'"four"', label="response after next")
+
+
+def double_error(s: Session):
+    hand = Hand(s)
+    inv = s.invoke_bg(b"{}", label="invoke")
+    rid = hand.event().request_id
+    s.error(rid, b'{"errorMessage":"m","errorType":"E"}', label="error")
+    s.error(rid, b'"again"', label="second error")
+    s.respond(rid, b'"late"', label="response after error")
+    hand.poll_next()
+    inv.result()
+    s.error(rid, b'"after next"', label="error after next")
+
+
+def response_mode_streaming_accepted(s: Session):
+    hand = Hand(s)
+    cycle(s, hand, b"{}", ok(s, b"buffered body, streaming header",
+                             headers=[("Lambda-Runtime-Function-Response-Mode", "streaming")],
+                             label="response with mode streaming"),
+          label="invoke")
+
+
+def response_mode_invalid(mode: str):
+    def steps(s: Session):
+        hand = Hand(s)
+        inv = s.invoke_bg(b"{}", label="invoke")
+        rid = hand.event().request_id
+        s.respond(rid, b'"x"', headers=[("Lambda-Runtime-Function-Response-Mode", mode)],
+                  label=f"response with mode {mode}")
+        s.error(rid, b'{"errorMessage":"after bad mode","errorType":"E"}', label="error after it")
+        nxt = s.next_bg()
+        s.note("next after it answered at once", nxt.answered_within(GRACE_S))
+        if nxt.pending.done():
+            nxt.result("next after it")
+        inv.result()
+    return steps
+
+
+def response_size_limit(s: Session):
+    hand = Hand(s)
+    cycle(s, hand, b"{}", ok(s, b"a" * MAX, label="response of 6,291,556 bytes"),
+          label="invoke answered with 6,291,556 bytes")
+    cycle(s, hand, b"{}", ok(s, b"a" * (MAX + 1), label="response of 6,291,557 bytes"),
+          label="invoke answered with 6,291,557 bytes")
+
+
+def response_chunked(s: Session):
+    hand = Hand(s)
+    cycle(s, hand, b"{}",
+          lambda ev: s.respond(ev.request_id, b"", chunks=[b"part1-", b"part2-", b"part3"],
+                               label="chunked response"),
+          label="invoke")
+
+
+def streaming_relay(s: Session):
+    hand = Hand(s)
+    inv = s.invoke_bg(b"{}", label="invoke")
+    rid = hand.event().request_id
+    seen = {}
+
+    def after_chunk(i):
+        if i == 0:
+            seen["first chunk reached the caller while the stream was open"] = \
+                inv.first_data.wait(GRACE_S)
+
+    s.respond(rid, b"", headers=[("Lambda-Runtime-Function-Response-Mode", "streaming"),
+                                 ("Content-Type", "text/plain")],
+              chunks=[b"part1-", b"part2-", b"part3"], between_chunks=after_chunk,
+              label="streamed response")
+    s.note("relay", seen)
+    hand.poll_next()
+    inv.result()
+
+
+def streaming_error_trailers(s: Session):
+    hand = Hand(s)
+    err = base64.b64encode(b'{"errorMessage":"mid-stream","errorType":"StreamErr"}').decode()
+    cycle(s, hand, b"{}", lambda ev: s.respond(
+        ev.request_id, b"",
+        headers=[("Lambda-Runtime-Function-Response-Mode", "streaming"),
+                 ("Trailer", "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body")],
+        chunks=[b"part1-", b"part2-", b"part3"],
+        trailers=[("Lambda-Runtime-Function-Error-Type", "Function.StreamErr"),
+                  ("Lambda-Runtime-Function-Error-Body", err)],
+        label="streamed response ending with error trailers"), label="invoke")
+
+
+def streaming_too_large(s: Session):
+    hand = Hand(s)
+    chunk = b"s" * (1 << 20)
+    cycle(s, hand, b"{}", lambda ev: s.respond(
+        ev.request_id, b"", headers=[("Lambda-Runtime-Function-Response-Mode", "streaming")],
+        chunks=[chunk] * 7, label="7 MiB streamed response"), label="invoke")
+
+
+# --------------------------------------------------------------------------------------------
+# /error (reference §2.4)
+
+
+def error_bodies(s: Session):
+    hand = Hand(s)
+    cause = {"errorMessage": "m", "errorType": "T", "stackTrace": ["a"], "errorCause": {"x": 1},
+             "extra": 1}
+    cases = [
+        ("error.cause+json is re-serialised", json.dumps(cause).encode(),
+         [("Content-Type", ERROR_CAUSE)]),
+        ("error.cause+json without stackTrace", b'{"errorMessage":"m","errorType":"T"}',
+         [("Content-Type", ERROR_CAUSE)]),
+        ("error.cause+json that is not JSON", b"{not json", [("Content-Type", ERROR_CAUSE)]),
+        ("application/json is verbatim", b'{"errorMessage": "m", "errorType": "T", "extra": 1}',
+         [("Content-Type", "application/json")]),
+        ("text is verbatim", b"not json", [("Content-Type", "text/plain")]),
+        ("empty body", b"", []),
+        ("error type header is not visible", b'{"errorMessage":"m","errorType":"T"}',
+         [("Lambda-Runtime-Function-Error-Type", "Function.Custom"),
+          ("Lambda-Runtime-Function-XRay-Error-Cause", '{"exceptions":[]}')]),
+    ]
+    for name, body, headers in cases:
+        cycle(s, hand, b"{}", lambda ev: s.error(ev.request_id, body, headers=headers,
+                                                 label=f"post: {name}"), label=name)
+
+
+def error_too_large(s: Session):
+    hand = Hand(s)
+    inv = s.invoke_bg(b"{}", label="invoke")
+    rid = hand.event().request_id
+    s.error(rid, b"e" * (MAX + 1), label="error of 6,291,557 bytes")
+    inv.result()
+
+
+# --------------------------------------------------------------------------------------------
+# init (reference §2.5, §3.4, §4.1)
+
+
+INIT_ERROR = (b'{"errorMessage": "Unable to import module \'x\'", "errorType": '
+              b'"Runtime.ImportModuleError", "requestId": "", "stackTrace": []}')
+
+
+def init_error_then_exit(s: Session):
+    inv = s.invoke_bg(b"{}", label="invoke")
+    rt = s.runtime_started()
+    s.init_error(INIT_ERROR, headers=[("Lambda-Runtime-Function-Error-Type", "Runtime.ImportModuleError")],
+                 label="init error during init")
+    s.next("next after init error")
+    s.runtime_exit(rt, 1)
+    inv.result()
+    # RIE keeps the init error for the life of the process: a later, unrelated failure returns it
+    hand = Hand(s)
+    inv = s.invoke_bg(b"{}", label="second invoke, runtime exits mid-invoke")
+    hand.event("next of the second invoke")
+    s.runtime_exit(hand.runtime, 7)
+    inv.result()
+
+
+def init_error_stay_alive(s: Session):
+    inv = s.invoke_bg(b"{}", label="invoke")
+    s.runtime_started()
+    s.init_error(b'{"errorMessage":"m","errorType":"Runtime.Custom"}', label="init error")
+    inv.result()
+
+
+def init_error_after_init(s: Session):
+    hand = Hand(s)
+    cycle(s, hand, b"{}", lambda ev: (
+        s.init_error(b'{"errorMessage":"late","errorType":"Runtime.X"}', label="init error after init"),
+        s.respond(ev.request_id, b'"ok"')), label="invoke")
+    s.rapi("GET", f"{RAPI}/runtime/init/error", label="GET init error")
+
+
+def init_exit_without_init_error(code: int):
+    def steps(s: Session):
+        inv = s.invoke_bg(b"{}", label="invoke")
+        rt = s.runtime_started()
+        s.runtime_exit(rt, code)
+        inv.result()
+        hand = Hand(s)
+        cycle(s, hand, b"{}", ok(s), label="next invoke starts a new runtime")
+    return steps
+
+
+def bootstrap_missing(s: Session):
+    s.invoke(b"{}", label="first invoke")
+    s.invoke(b"{}", label="second invoke")
+
+
+# --------------------------------------------------------------------------------------------
+# runtime exits, timeouts, concurrency (reference §3.4, §3.6, §4.4, §4.5)
+
+
+def exit_mid_invoke(s: Session):
+    hand = Hand(s)
+    for label, end in [("exit 7", lambda rt: s.runtime_exit(rt, 7)),
+                       ("exit 0", lambda rt: s.runtime_exit(rt, 0)),
+                       ("SIGKILL", s.runtime_kill)]:
+        inv = s.invoke_bg(b"{}", label=f"runtime ends mid-invoke: {label}")
+        hand.event()
+        end(hand.runtime)
+        inv.result()
+        hand.restarted()
+    cycle(s, hand, b"{}", ok(s), label="then an invoke succeeds")
+
+
+def timeout(s: Session):
+    hand = Hand(s)
+    inv = s.invoke_bg(b"{}", label="invoke that times out")
+    rid = hand.event().request_id
+    inv.result()
+    s.respond(rid, b'"late"', label="late response")
+    s.error(rid, b'"late"', label="late error")
+    late = s.next_bg()
+    s.note("late next answered at once", late.answered_within(GRACE_S))
+    if late.pending.done():
+        late.result("late next")
+    hand.restarted()
+    cycle(s, hand, b"{}", ok(s), label="next invoke re-inits")
+
+
+def concurrent_invokes(s: Session):
+    hand = Hand(s)
+    first = s.invoke_bg(b'{"n":1}', label="first invoke")
+    rid = hand.event("next").request_id
+    second = s.invoke_bg(b'{"n":2}', label="second invoke, while the first is in flight")
+    s.note("second invoke answered at once", second.answered_within(GRACE_S))
+    if second.pending.done():
+        second.result()
+    s.respond(rid, b'"first"', label="response to the first")
+    nxt = s.next_bg()
+    first.result()
+    s.note("next answered", nxt.answered_within(GRACE_S))
+    if nxt.pending.done():
+        ev = nxt.result("next after the first")
+        if ev.status == 200:
+            s.respond(ev.request_id, b'"second"', label="response to the second")
+            hand.poll_next()
+            second.result()
+    s.server_exit()
+
+
+def next_before_first_invoke(s: Session):
+    early = s.next_bg()
+    s.note("next before any invoke answered at once", early.answered_within(GRACE_S))
+    if early.pending.done():
+        early.result("next before any invoke")
+    hand = Hand(s)
+    inv = s.invoke_bg(b'{"n":1}', label="invoke")
+    if not early.pending.done():
+        ev = early.result("next before any invoke")  # lambdalet: it carries this invoke's event
+    else:
+        ev = hand.event("next after the invoke")
+    s.respond(ev.request_id, b'"ok"')
+    hand.poll_next()
+    inv.result()
+
+
+# --------------------------------------------------------------------------------------------
+# invoke side (reference §3.1, §3.2)
+
+
+def invoke_methods(s: Session):
+    for method in ["POST", "GET", "PUT", "HEAD", "DELETE"]:
+        s.invoke(b'{"m":"%s"}' % method.encode(), method=method, label=f"{method}")
+    s.invoke(b'{"q":1}', path=INVOKE_PATH + "?Qualifier=1", label="?Qualifier=1")
+    for t in ["Event", "DryRun"]:
+        s.invoke(b'{"t":"%s"}' % t.encode(), headers=[("X-Amz-Invocation-Type", t)],
+                 label=f"X-Amz-Invocation-Type: {t}")
+    s.invoke(b'{"log":1}', headers=[("X-Amz-Log-Type", "Tail")], label="X-Amz-Log-Type: Tail")
+
+
+def invoke_not_found(s: Session):
+    for path in ["/2015-03-31/functions/other/invocations", INVOKE_PATH + "/", "/",
+                 "/2021-11-15/functions/function/response-streaming-invocations",
+                 "/2015-03-31/functions/function/invoke"]:
+        s.invoke(b"{}", path=path, label=path)
+
+
+# --------------------------------------------------------------------------------------------
+# environment and command line (reference §1, §4.2)
+
+
+ENV_KEYS = ("AWS_", "LAMBDA_", "_HANDLER", "_X_AMZN", "TZ", "LANG")
+
+
+def runtime_env(s: Session):
+    hand = Hand(s)
+    inv = s.invoke_bg(b"{}", label="invoke")
+    ev = hand.event()
+    rt = hand.runtime
+    s.note("runtime argv", rt["argv"])
+    s.note("runtime cwd", rt["cwd"])
+    s.note("runtime has its own process group", rt["pgid"] == rt["pid"])
+    s.note("runtime env", {k: v for k, v in sorted(rt["env"].items()) if k.startswith(ENV_KEYS)})
+    s.respond(ev.request_id, b'"ok"')
+    hand.poll_next()
+    inv.result()
+
+
+def next_only(s: Session):
+    hand = Hand(s)
+    cycle(s, hand, b"{}", ok(s), label="invoke", next_label="next")
+    s.note("runtime argv", hand.runtime["argv"])
+
+
+def log_level_invalid(s: Session):
+    s.note("exit code", s.server.wait_exit())
+
+
+# --------------------------------------------------------------------------------------------
+# extensions API (reference §2.7)
+
+
+EXT = "/2020-01-01/extension"
+
+
+def extensions(s: Session):
+    s.rapi("POST", f"{EXT}/register", b'{"events":["INVOKE"]}', label="register without a name")
+    s.rapi("POST", f"{EXT}/event/next", label="POST event/next")
+    s.rapi("GET", f"{EXT}/event/next", label="event/next without identifier")
+    s.rapi("GET", f"{EXT}/event/next", headers=[("Lambda-Extension-Identifier", "nope")],
+           label="event/next with a bad identifier")
+    s.rapi("GET", f"{EXT}/event/next",
+           headers=[("Lambda-Extension-Identifier", "0e0e0e0e-0000-4000-8000-000000000000")],
+           label="event/next with an unknown identifier")
+    inv = s.invoke_bg(b'{"n":1}', headers=[("X-Amzn-Trace-Id", TRACE)], label="invoke")
+    s.runtime_started()
+    name = [("Lambda-Extension-Name", "ext1")]
+    s.rapi("POST", f"{EXT}/register", b"{no", headers=name, label="register with invalid JSON")
+    s.rapi("POST", f"{EXT}/register", b'{"events":["SHUTDOWN"]}',
+           headers=[("Lambda-Extension-Name", "ext2")], label="register an internal extension for SHUTDOWN")
+    reg = s.rapi("POST", f"{EXT}/register", b'{"events":["INVOKE"]}', headers=name,
+                 label="register during init")
+    s.rapi("POST", f"{EXT}/register", b'{"events":["INVOKE"]}', headers=name,
+           label="register the same name again")
+    ext_id = reg.header("Lambda-Extension-Identifier")
+    ident = [("Lambda-Extension-Identifier", ext_id)]
+    s.rapi("POST", f"{EXT}/init/error", b"{}", headers=ident, label="extension init/error without error type")
+    ext_next = Background(s, "extension event/next", f"GET {EXT}/event/next",
+                          Pending(http, s.server.rapi, "GET", f"{EXT}/event/next", headers=ident))
+    ev = s.next("runtime next")
+    ext_next.result()
+    s.respond(ev.request_id, b'"ok"', label="response")
+    s.next_bg()
+    s.note("caller answered before the extension polls again", inv.answered_within(GRACE_S))
+    Background(s, None, "", Pending(http, s.server.rapi, "GET", f"{EXT}/event/next", headers=ident))
+    inv.result()
+    s.rapi("POST", f"{EXT}/register", b'{"events":["INVOKE"]}',
+           headers=[("Lambda-Extension-Name", "ext3")], label="register after init")
+
+
+# --------------------------------------------------------------------------------------------
+# real runtimes: awslambdaric, the bash + curl bootstrap
+
+
+def ric_echo(s: Session):
+    s.invoke(b'{"hello":"world"}', label="first invoke")
+    s.invoke(b'{"hello":"again"}', label="second invoke")
+
+
+def ric_context(s: Session):
+    cc = base64.b64encode(json.dumps({"custom": {"foo": "bar"}}).encode()).decode()
+    s.invoke(b'{"timeout_ms": 3000}', headers=[("X-Amz-Client-Context", cc), ("X-Amz-Tenant-Id", "t-1")],
+             label="context")
+
+
+def ric_one(label: str, payload: bytes = b"{}"):
+    def steps(s: Session):
+        s.invoke(payload, label=label)
+        s.invoke(payload, label=f"{label}, again")
+    return steps
+
+
+def bash_curl(s: Session):
+    s.invoke(b'{"hello":"bash"}', label="echo")
+    s.invoke(b'{"big":1}', label="2 MB response (curl sends Expect: 100-continue)")
+    s.invoke(b'{"fail":1}', label="handler fails, set -e ends the bootstrap")
+    s.invoke(b'{"hello":"again"}', label="next invoke re-inits")
+
+
+# --------------------------------------------------------------------------------------------
+# The table
+
+FE = "function-error-header"
+
+SCENARIOS: list[Scenario] = [
+    # Runtime API routes
+    Scenario("rapi-not-found", "§2.1: unknown path, version, case, trailing slash -> 404 text",
+             rapi_not_found),
+    Scenario("rapi-wrong-method", "§2.1: wrong method -> 405, empty body, Allow; HEAD is not GET",
+             rapi_wrong_method),
+    Scenario("ping", "§2.1: GET ping -> 200 pong", ping),
+    Scenario("logs-telemetry-stubs", "§2.8: Logs and Telemetry APIs are 202 stubs with error bodies",
+             logs_telemetry_stubs),
+    Scenario("metadata-endpoint", "§2.10: execution-environment metadata with the Bearer token",
+             metadata),
+    # /next
+    Scenario("next-headers", "§2.2: /next headers and body; Content-Type always application/json",
+             next_headers),
+    Scenario("next-repeated", "§2.2: a second /next during the invoke returns the same event",
+             next_repeated),
+    Scenario("next-invoke-headers",
+             "§2.2, §3.2: client context decoded, tenant id copied, no trace id, no cognito",
+             next_invoke_headers,
+             deviations={"trace-id-on-next": {"next": {"headers": {"Lambda-Runtime-Trace-Id": TRACE}}}}),
+    Scenario("client-context-invalid", "§3.2: invalid X-Amz-Client-Context -> 500 empty, not invoked",
+             client_context_invalid),
+    Scenario("payload-truncated", "§3.3: payloads over 6,291,556 bytes are cut off silently",
+             payload_truncated, timeout_s=10),
+    Scenario("payload-empty-and-binary", "§2.2, §2.3: payloads and responses are not validated",
+             payload_empty_and_binary),
+    Scenario("next-before-first-invoke",
+             "§2.2: /next before the runtime was started: RIE drops the connection",
+             next_before_first_invoke,
+             deviations={"next-blocks-until-invoke": {
+                 "next before any invoke answered at once": {"note": False},
+                 "next before any invoke": {"outcome": "response", "status": 200,
+                                            "from": "next after the invoke"},
+                 "next after the invoke": {"absent": True}}}),
+    # /response
+    Scenario("response-content-types", "§3.4: the caller's Content-Type is sniffed from the body",
+             response_content_types),
+    Scenario("response-released-by-next",
+             "§3.4: the caller is answered when the runtime polls /next again",
+             response_released_by_next,
+             deviations={"release-on-response": {
+                 "caller answered before the runtime polls /next again": {"note": True}}}),
+    Scenario("response-then-no-next",
+             "§3.4: a response posted but never followed by /next, until the timeout",
+             response_then_no_next, timeout_s=1,
+             deviations={"release-on-response": {"invoke": {"status": 200, "body": '"done"',
+                                                            "headers": {"Content-Type": "text/plain; charset=utf-8"}}}}),
+    Scenario("response-then-exit", "§3.4: response posted, runtime exits before /next -> 502 + body",
+             response_then_exit,
+             deviations={"release-on-response": {"invoke": {"status": 200}}}),
+    Scenario("request-id-checks", "§2.3: unknown, upper-cased, empty, finished ids -> 400",
+             request_id_checks),
+    Scenario("double-response", "§2.3: a second result before /next -> 403 with state names",
+             double_response),
+    Scenario("double-error", "§2.4: a second /error before /next -> 403", double_error,
+             deviations={FE: {"invoke": {}}}),
+    Scenario("response-mode-streaming", "§2.3: mode 'streaming' is accepted",
+             response_mode_streaming_accepted),
+    Scenario("response-mode-capitalised", "§2.3: mode 'Streaming' -> 400, then RIE wedges until timeout",
+             response_mode_invalid("Streaming"), timeout_s=1,
+             deviations={"response-mode-no-wedge": {}, FE: {"invoke": {}}}),
+    Scenario("response-mode-buffered", "§2.3: mode 'buffered' -> 400, then RIE wedges until timeout",
+             response_mode_invalid("buffered"), timeout_s=1,
+             deviations={"response-mode-no-wedge": {}, FE: {"invoke": {}}}),
+    Scenario("response-size-limit", "§2.3: 6,291,556 bytes -> 202; one more -> 413 + SizeTooLarge",
+             response_size_limit, timeout_s=10,
+             deviations={FE: {"invoke answered with 6,291,557 bytes": {}}}),
+    Scenario("response-chunked", "§2.3: a chunked response body is accepted", response_chunked),
+    Scenario("streaming-relay", "§5: RIE buffers a streamed response until it ends",
+             streaming_relay,
+             deviations={"streaming-relay": {"relay": {"note": {
+                 "first chunk reached the caller while the stream was open": True}}}}),
+    Scenario("streaming-error-trailers", "§5: RIE drops error trailers: 200 with the partial body",
+             streaming_error_trailers,
+             deviations={"streaming-relay": {"invoke": {"trailers": {
+                 "Lambda-Runtime-Function-Error-Type": "Function.StreamErr",
+                 "Lambda-Runtime-Function-Error-Body":
+                     base64.b64encode(b'{"errorMessage":"mid-stream","errorType":"StreamErr"}').decode()}}}}),
+    Scenario("streaming-too-large", "§2.6: a 7 MiB stream -> 413 + SizeTooLarge",
+             streaming_too_large, timeout_s=10, deviations={FE: {"invoke": {}}}),
+    # /error
+    Scenario("error-bodies", "§2.4: error bodies; error.cause+json is filtered; type never visible",
+             error_bodies,
+             deviations={FE: {name: {} for name in [
+                 "error.cause+json is re-serialised", "error.cause+json without stackTrace",
+                 "error.cause+json that is not JSON", "application/json is verbatim",
+                 "text is verbatim", "empty body", "error type header is not visible"]}}),
+    Scenario("error-too-large", "§2.4: an /error body over the limit drops the connection, then timeout",
+             error_too_large, timeout_s=1, deviations={FE: {"invoke": {}}}),
+    # init
+    Scenario("init-error-then-exit",
+             "§2.5, §3.4: /init/error then exit -> 502 with that body, kept for later failures",
+             init_error_then_exit,
+             deviations={FE: {"invoke": {}, "second invoke, runtime exits mid-invoke": {}}}),
+    Scenario("init-error-stay-alive", "§2.5: /init/error and the runtime stays -> timeout",
+             init_error_stay_alive, timeout_s=1, deviations={FE: {"invoke": {}}}),
+    Scenario("init-error-after-init", "§2.5: /init/error after init -> 403", init_error_after_init),
+    Scenario("init-exit-code-3", "§3.4: exit during init without /init/error -> empty 502",
+             init_exit_without_init_error(3),
+             deviations={"init-exit-body": {"invoke": {
+                 "body": '{"errorType":"Runtime.ExitError","errorMessage":"RequestId: <id1> Error: '
+                         'Runtime exited with error: exit status 3"}\n'}}, FE: {"invoke": {}}}),
+    Scenario("init-exit-code-0", "§3.4: exit 0 during init without /init/error -> empty 502",
+             init_exit_without_init_error(0),
+             deviations={"init-exit-body": {"invoke": {
+                 "body": '{"errorType":"Runtime.ExitError","errorMessage":"RequestId: <id1> Error: '
+                         'Runtime exited without providing a reason"}\n'}}, FE: {"invoke": {}}}),
+    Scenario("bootstrap-missing", "§1.1: a missing bootstrap fails every invoke with an empty 502",
+             bootstrap_missing, args=("{dir}/no-such-bootstrap",),
+             deviations={FE: {"first invoke": {}, "second invoke": {}}}),
+    # exits, timeouts, concurrency
+    Scenario("exit-mid-invoke", "§3.4, §4.5: exit 7, exit 0, SIGKILL mid-invoke -> 502 ExitError",
+             exit_mid_invoke,
+             deviations={FE: {"runtime ends mid-invoke: exit 7": {}, "runtime ends mid-invoke: exit 0": {},
+                              "runtime ends mid-invoke: SIGKILL": {}}}),
+    Scenario("timeout", "§4.4: timeout -> 200 text; late calls -> 400; next invoke re-inits",
+             timeout, timeout_s=1,
+             deviations={FE: {"invoke that times out": {}},
+                         "next-blocks-until-invoke": {"late next answered at once": {"note": False},
+                                                      "late next": {"absent": True}}}),
+    Scenario("concurrent-invokes", "§3.6: a second invoke while one is in flight crashes RIE",
+             concurrent_invokes, deviations={"queue-concurrent-invokes": {}}),
+    # invoke side
+    Scenario("invoke-methods", "§3.1, §3.2: any method invokes; Qualifier, type and log type ignored",
+             invoke_methods, args=ric("app.echo"), files="ric"),
+    Scenario("invoke-not-found", "§3.1: other paths -> 404 text", invoke_not_found,
+             args=ric("app.echo"), files="ric"),
+    # environment and command line
+    Scenario("runtime-env", "§1.1, §4.2: argv, cwd, process group and environment of the runtime",
+             runtime_env),
+    Scenario("env-function-name-and-handler",
+             "§1.2, §4.2: AWS_LAMBDA_FUNCTION_NAME in the ARN; AWS_LAMBDA_FUNCTION_HANDLER wins",
+             runtime_env, env={"AWS_LAMBDA_FUNCTION_NAME": "my-fn", "AWS_LAMBDA_FUNCTION_HANDLER": "a.b",
+                               "AWS_LAMBDA_FUNCTION_VERSION": "7", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+                               "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKID"}),
+    Scenario("flags-anywhere", "§1.1: RIE flags after the bootstrap are RIE's; unknown flags pass through",
+             next_only, args=(*HOLD, "--log-level", "debug", "--help", "x.y")),
+    Scenario("log-level-invalid", "§1.1: an invalid --log-level exits 1", log_level_invalid,
+             args=("--log-level", "loud", *HOLD), expect_exit=True),
+    # extensions
+    Scenario("extensions", "§2.7: register, event/next, errors, init gating, registration closed",
+             extensions, deviations={"release-on-response": {
+                 "caller answered before the extension polls again": {"note": True}}}),
+    # real runtimes
+    Scenario("awslambdaric-echo", "§3.4, §4.6: awslambdaric success, warm second invoke",
+             ric_echo, args=ric("app.echo"), files="ric"),
+    Scenario("awslambdaric-context", "§4.3: the context awslambdaric builds from /next",
+             ric_context, args=ric("app.ctx"), files="ric"),
+    Scenario("awslambdaric-exception", "§3.4: handler exception -> 200 with the error JSON",
+             ric_one("exception"), args=ric("app.boom"), files="ric",
+             deviations={FE: {"exception": {}, "exception, again": {}}}),
+    Scenario("awslambdaric-sys-exit", "§4.5: sys.exit(3) in the handler -> 502 ExitError",
+             ric_one("sys.exit(3)"), args=ric("app.bye"), files="ric",
+             deviations={FE: {"sys.exit(3)": {}, "sys.exit(3), again": {}}}),
+    Scenario("awslambdaric-import-error", "§3.4: import error -> 502 with the init error body",
+             ric_one("import error"), args=ric("badimport.handler"), files="ric",
+             deviations={FE: {"import error": {}, "import error, again": {}}}),
+    Scenario("awslambdaric-handler-missing", "§3.4: missing handler -> 502 Runtime.HandlerNotFound",
+             ric_one("missing handler"), args=ric("app.nope"), files="ric",
+             deviations={FE: {"missing handler": {}, "missing handler, again": {}}}),
+    Scenario("awslambdaric-too-large", "§2.3: a response over the limit -> 413, awslambdaric exits -> 502",
+             ric_one("7 MB result", b'{"n": 7000000}'), args=ric("app.big"), files="ric",
+             timeout_s=10, deviations={FE: {"7 MB result": {}, "7 MB result, again": {}}}),
+    Scenario("bash-curl-bootstrap", "ecosystem §1b: the AWS docs' bash + curl runtime",
+             bash_curl, args=BASH, files="bash",
+             deviations={FE: {"handler fails, set -e ends the bootstrap": {}}}),
+]
+
+assert len({sc.name for sc in SCENARIOS}) == len(SCENARIOS), "scenario names must be unique"
+# `pytest -k rie` must select exactly the RIE runs.
+assert not any("rie" in sc.name for sc in SCENARIOS), "a scenario name must not contain 'rie'"

@@ -1,0 +1,57 @@
+"""Differential conformance: every scenario of scenarios.py against the real RIE and lambdalet-rie.
+
+RIE's run must reproduce its recorded transcript in data/ exactly (those are the observed facts);
+lambdalet-rie's run must reproduce the same transcript after its named deviations (deviations.py).
+
+    python -m pytest -q tests/conformance -k rie         # the recorded facts still hold
+    python -m pytest -q tests/conformance -k lambdalet   # lambdalet-rie conforms
+    CONFORMANCE_RECORD=1 python -m pytest -q tests/conformance -k rie   # re-record, then review
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+
+import pytest
+
+from .deviations import expected_for_lambdalet
+from .harness import Session, launch
+from .normalise import Normaliser, transcript
+from .scenarios import FILES, SCENARIOS
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def run(scenario, target, workdir) -> list[dict]:
+    env = {"AWS_LAMBDA_FUNCTION_TIMEOUT": str(scenario.timeout_s), **scenario.env}
+    with launch(target, workdir, list(scenario.args), env, files=FILES[scenario.files],
+                expect_exit=scenario.expect_exit) as server:
+        session = Session(server, scenario.timeout_s)
+        scenario.steps(session)
+    norm = Normaliser(fndir=str(workdir), inv=server.inv, rapi=server.rapi, timeout_s=scenario.timeout_s)
+    return transcript(session.record, server.stdout_path.read_text(errors="replace"),
+                      server.exit_code, norm)
+
+
+def dump(t) -> list[str]:
+    return json.dumps(t, indent=1, ensure_ascii=False).splitlines()
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda sc: sc.name)
+def test_scenario(scenario, target, tmp_path):
+    got = run(scenario, target, tmp_path)
+    path = os.path.join(DATA, f"{scenario.name}.json")
+    if target.name == "rie" and os.environ.get("CONFORMANCE_RECORD"):
+        with open(path, "w") as f:
+            json.dump({"scenario": scenario.name, "doc": scenario.doc, "transcript": got}, f,
+                      indent=1, ensure_ascii=False)
+            f.write("\n")
+    with open(path) as f:
+        recorded = json.load(f)["transcript"]
+    expected = recorded if target.name == "rie" else expected_for_lambdalet(recorded, scenario)
+    if got != expected:
+        diff = "\n".join(difflib.unified_diff(dump(expected), dump(got), f"expected ({target.name})",
+                                              f"{target.name} did", lineterm="", n=4))
+        pytest.fail(f"{scenario.name}: {scenario.doc}\n{diff}", pytrace=False)
