@@ -150,7 +150,7 @@ class Connection:
         if content_length:
             head.append(("Content-Length", str(len(body))))
         await self._send(self._head(status, head))
-        if body and self.request is not None and self.request.method != "HEAD":
+        if body and not (self.request is not None and self.request.method == "HEAD"):
             await self._send(h11.Data(data=body))
         await self._send(h11.EndOfMessage())
         await self._finish_request()
@@ -190,7 +190,7 @@ class Connection:
 
     async def send_error(self, status: int, body: bytes = b"", headers=()) -> None:
         """The error answer of last resort; silent if a response was already begun."""
-        if self.h11.our_state is not h11.SEND_RESPONSE:
+        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         try:
             await self.respond(status, body, [*headers, ("Connection", "close")])

@@ -4,9 +4,9 @@ import signal
 import pytest
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def no_leftover_processes():
-    """Every test leaves no child process behind: what it started, it stopped."""
+    """Every test module leaves no child process behind: what it started, it stopped."""
     before = _children()
     yield
     leftover = _children() - before

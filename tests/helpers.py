@@ -117,3 +117,64 @@ def wait_at_gate(context, note=""):
             except self._trio.BrokenResourceError:
                 pass
         self.arrivals.clear()
+
+
+class HttpClient:
+    """A minimal HTTP/1.1 client over trio and h11 that shows a response as it arrives."""
+
+    def __init__(self, stream) -> None:
+        import h11
+
+        self.h11 = h11
+        self.stream = stream
+        self.conn = h11.Connection(h11.CLIENT)
+
+    @classmethod
+    async def connect(cls, port: int) -> "HttpClient":
+        import trio
+
+        return cls(await trio.open_tcp_stream("127.0.0.1", port))
+
+    async def send(self, method: str, target: str, body: bytes = b"", headers=()) -> None:
+        h11 = self.h11
+        head = [("Host", "127.0.0.1"), *headers]
+        if not any(name.lower() == "content-length" for name, _ in head):
+            head.append(("Content-Length", str(len(body))))
+        await self.stream.send_all(self.conn.send(h11.Request(method=method, target=target, headers=head)))
+        if body:
+            await self.stream.send_all(self.conn.send(h11.Data(data=body)))
+        await self.stream.send_all(self.conn.send(h11.EndOfMessage()))
+
+    async def next_event(self):
+        h11 = self.h11
+        while True:
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA:
+                self.conn.receive_data(await self.stream.receive_some(65536))
+                continue
+            if type(event) is h11.InformationalResponse:
+                continue
+            return event
+
+    async def response(self):
+        """(status, headers as a dict of lower-case names, body, trailers)."""
+        h11 = self.h11
+        head = await self.next_event()
+        body = b""
+        while True:
+            event = await self.next_event()
+            if type(event) is h11.Data:
+                body += event.data
+            elif type(event) is h11.EndOfMessage:
+                trailers = {k.decode(): v.decode() for k, v in event.headers}
+                break
+        if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+            self.conn.start_next_cycle()
+        headers = {k.decode(): v.decode() for k, v in head.headers}
+        return head.status_code, headers, body, trailers
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+INVOKE = "/2015-03-31/functions/{name}/invocations"
