@@ -33,6 +33,44 @@ class Recorded:
         return f"<{self.method} {self.path} {self.body[:80]!r}>"
 
 
+def read_request(reader, on_chunk=None):
+    """Read one request from a binary file object; None at EOF."""
+    lines = []
+    while True:
+        line = reader.readline()
+        if not line:
+            return None
+        if line == b"\r\n":
+            break
+        lines.append(line)
+    raw_head = b"".join(lines) + b"\r\n"
+    method, path, _ = lines[0].decode().split(" ", 2)
+    headers = []
+    for line in lines[1:]:
+        k, v = line.decode("utf-8", "surrogateescape").rstrip("\r\n").split(":", 1)
+        headers.append((k, v.strip()))
+    lower = {k.lower(): v for k, v in headers}
+    if "chunked" in lower.get("transfer-encoding", ""):
+        chunks, trailers = [], []
+        while True:
+            size = int(reader.readline().split(b";")[0], 16)
+            if size == 0:
+                break
+            chunks.append(reader.read(size))
+            reader.readline()
+            if on_chunk is not None:
+                on_chunk()
+        while True:
+            line = reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            k, v = line.decode().rstrip("\r\n").split(":", 1)
+            trailers.append((k, v.strip()))
+        return Recorded(method, path, headers, raw_head, b"".join(chunks), chunks, trailers)
+    body = reader.read(int(lower.get("content-length", 0)))
+    return Recorded(method, path, headers, raw_head, body)
+
+
 class FakeRuntimeAPI:
     def __init__(self, restore_status=200, stall_after_chunk=None):
         self.sock = socket.socket()
@@ -112,7 +150,7 @@ class FakeRuntimeAPI:
         reader = conn.makefile("rb")
         try:
             while True:
-                request = self._read_request(reader)
+                request = read_request(reader, self.chunk_seen.set)
                 if request is None:
                     return
                 with self.arrived:
@@ -127,41 +165,6 @@ class FakeRuntimeAPI:
                 conn.close()
             except OSError:
                 pass
-
-    def _read_request(self, reader):
-        lines = []
-        while True:
-            line = reader.readline()
-            if not line:
-                return None
-            if line == b"\r\n":
-                break
-            lines.append(line)
-        raw_head = b"".join(lines) + b"\r\n"
-        method, path, _ = lines[0].decode().split(" ", 2)
-        headers = []
-        for line in lines[1:]:
-            k, v = line.decode("utf-8", "surrogateescape").rstrip("\r\n").split(":", 1)
-            headers.append((k, v.strip()))
-        lower = {k.lower(): v for k, v in headers}
-        if "chunked" in lower.get("transfer-encoding", ""):
-            chunks, trailers = [], []
-            while True:
-                size = int(reader.readline().split(b";")[0], 16)
-                if size == 0:
-                    break
-                chunks.append(reader.read(size))
-                reader.readline()
-                self.chunk_seen.set()
-            while True:
-                line = reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                k, v = line.decode().rstrip("\r\n").split(":", 1)
-                trailers.append((k, v.strip()))
-            return Recorded(method, path, headers, raw_head, b"".join(chunks), chunks, trailers)
-        body = reader.read(int(lower.get("content-length", 0)))
-        return Recorded(method, path, headers, raw_head, body)
 
     def _answer(self, conn, request):
         if request.method == "GET" and request.path.endswith("/runtime/invocation/next"):

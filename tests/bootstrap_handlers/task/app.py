@@ -120,3 +120,14 @@ def log_lines(event, context):
     except ZeroDivisionError:
         root.exception("caught it")
     return "logged"
+
+
+def dispatch(event, context):
+    """Call the handler named by event["call"] with event["arg"] (one RIE run, many results)."""
+    return globals()[event["call"]](event.get("arg"), context)
+
+
+def stream(event, context):
+    yield "part1-"
+    yield b"part2-"
+    yield "part3"
