@@ -160,3 +160,51 @@ def test_streamed_response_arrives_concatenated(tmp_path):
     assert (status, body) == (status2, body2) == (200, b"part1-part2-part3")
     post = [r for r in session.proxy.requests() if r.method == "POST"][0]
     assert dict(post.headers)["Lambda-Runtime-Function-Response-Mode"] == "streaming"
+
+
+def test_shell_bootstrap_copied_elsewhere(tmp_path):
+    """bootstrap/bootstrap installed somewhere else (as a Dockerfile puts it in LAMBDA_RUNTIME_DIR),
+    handler from _HANDLER: same answers and log lines as `python -m bootstrap <handler>`."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    import bootstrap
+
+    runtime_dir = tmp_path / "var-runtime"
+    runtime_dir.mkdir()
+    script = runtime_dir / "bootstrap"
+    shutil.copy(Path(bootstrap.__file__).parent / "bootstrap", script)
+    invokes = [(b'{"x": 1}', {})]
+    seen = {}
+    for name, argv, handler, env in [
+            ("module", None, "app.raise_value", {}),
+            ("script", [str(script)], None, {"_HANDLER": "app.raise_value",
+                                             "LAMBDALET_PYTHON": sys.executable})]:
+        task = task_dir(tmp_path / name)
+        with rie("bootstrap", handler, task, env, runtime_argv=argv) as session:
+            answers = [session.invoke(body, headers) for body, headers in invokes]
+        seen[name] = ([(s, norm(b, task)) for s, b, _ in answers], norm(session.output, task))
+    assert seen["script"] == seen["module"]
+    assert json.loads(seen["script"][0][0][1])["errorType"] == "ValueError"
+
+
+def test_shell_bootstrap_exec_wrapper(tmp_path):
+    import shutil
+    import sys
+    from pathlib import Path
+
+    import bootstrap
+
+    script = tmp_path / "bootstrap"
+    shutil.copy(Path(bootstrap.__file__).parent / "bootstrap", script)
+    wrapper = tmp_path / "wrapper.sh"
+    wrapper.write_text('#!/bin/sh\nexport WRAPPED=yes\nexec "$@"\n')
+    wrapper.chmod(0o755)
+    task = task_dir(tmp_path / "t")
+    (task / "wrapped.py").write_text("import os\n\ndef handler(e, c):\n    return os.environ.get('WRAPPED')\n")
+    with rie("bootstrap", None, task, {"_HANDLER": "wrapped.handler", "LAMBDALET_PYTHON": sys.executable,
+                                       "AWS_LAMBDA_EXEC_WRAPPER": str(wrapper)},
+             runtime_argv=[str(script)]) as session:
+        status, body, _ = session.invoke(b"{}")
+    assert (status, body) == (200, b'"yes"')

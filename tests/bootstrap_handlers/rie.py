@@ -134,7 +134,7 @@ class RieSession:
 
 
 @contextmanager
-def rie(kind, handler, cwd, env=None):
+def rie(kind, handler, cwd, env=None, runtime_argv=None):
     """Start the real RIE with runtime `kind` (awslambdaric or bootstrap) for `handler`; the
     runtime talks to RIE through a RecordingProxy. Stops RIE and kills the runtime's process group
     on exit, whatever happened."""
@@ -148,7 +148,8 @@ def rie(kind, handler, cwd, env=None):
                        'exec "$@"\n')
     wrapper.chmod(0o755)
     argv = [str(rie_binary()), "--runtime-interface-emulator-address", f"127.0.0.1:{invoke_port}",
-            "--runtime-api-address", f"127.0.0.1:{rapi_port}", str(wrapper)] + RUNTIMES[kind] + [handler]
+            "--runtime-api-address", f"127.0.0.1:{rapi_port}", str(wrapper)] + (
+                runtime_argv or RUNTIMES[kind]) + ([handler] if handler else [])
     proc = subprocess.Popen(argv, cwd=cwd, env=base_env(**(env or {})), stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     output = []
