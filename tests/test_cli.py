@@ -1,0 +1,130 @@
+"""The command line as a user types it: the README's quick start, the config file, `invoke`, and
+the embedding examples."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime_api.config import ConfigError, load_config
+from tests.helpers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for_line(process: subprocess.Popen, text: str) -> str:
+    """Read the process's stderr until a line contains `text` (the server says when it listens)."""
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    raise AssertionError(f"{text!r} never printed; got:\n{''.join(seen)}")
+
+
+@pytest.fixture
+def serve():
+    started = []
+
+    def start(*args: str) -> tuple[subprocess.Popen, str]:
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "runtime_api.cli", "serve", "--port", str(port), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        )
+        started.append(process)
+        banner = wait_for_line(process, "Ctrl-C stops the server")
+        return process, f"http://127.0.0.1:{port}", banner
+
+    yield start
+    for process in started:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def lambdalet_invoke(endpoint: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "runtime_api.cli", "invoke", *args, "--endpoint", endpoint],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_serve_with_no_arguments_serves_the_example_and_says_how_to_invoke_it(serve):
+    process, endpoint, banner = serve()
+    assert f"curl -s {endpoint}/2015-03-31/functions/hello/invocations" in banner
+    assert "boto3.client('lambda'" in banner
+    done = lambdalet_invoke(endpoint, "hello", "--payload", '{"name": "cli"}', "--log-type", "Tail")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert json.loads(answer["body"])["message"] == "Hello, cli!"
+    assert "greeting cli from hello" in done.stderr  # the log tail
+    assert '"StatusCode": 200' in done.stderr
+
+
+def test_sigterm_stops_the_server_and_its_runtimes(serve):
+    process, endpoint, _ = serve()
+    assert lambdalet_invoke(endpoint, "hello").returncode == 0
+    runtimes = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    assert runtimes, "the invocation ran in a runtime process of the server's"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+    for pid in runtimes:
+        assert not Path(f"/proc/{pid}").exists(), f"runtime {pid} outlived the server"
+
+
+def test_a_config_file_serves_several_functions(serve, tmp_path):
+    for name, word in (("one", "first"), ("two", "second")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "app.py").write_text(f"import os\ndef handler(e, c):\n    return ['{word}', os.environ['WORD']]\n")
+    config = tmp_path / "functions.toml"
+    config.write_text(
+        '[[function]]\nname = "one"\ncode = "one"\nenv = { WORD = "a" }\n\n'
+        '[[function]]\nname = "two"\ncode = "two"\nconcurrency = 2\nenv = { WORD = "b" }\n'
+    )
+    _, endpoint, banner = serve("--config", str(config))
+    assert "function one" in banner and "function two (concurrency 2)" in banner
+    assert json.loads(lambdalet_invoke(endpoint, "one").stdout) == ["first", "a"]
+    assert json.loads(lambdalet_invoke(endpoint, "two").stdout) == ["second", "b"]
+    missing = lambdalet_invoke(endpoint, "three")
+    assert missing.returncode == 2 and "ResourceNotFoundException" in missing.stderr
+
+
+@pytest.mark.parametrize("text, complaint", [
+    ('[[function]]\nname = "x"\nmemory = 64\n', "memory 64 MB is outside Lambda's 128-10240 MB"),
+    ('[[function]]\nname = "x"\ntimeout = 901\n', "outside Lambda's 1-900 s"),
+    ('[[function]]\nname = "x"\nenv = { AWS_REGION = "eu-west-1" }\n', "AWS_REGION is a reserved environment variable"),
+    ('[[function]]\nname = "x"\nbogus = 1\n', "unknown field `bogus`"),
+    ('[[function]]\nname = "x"\n[[function]]\nname = "x"\n', "function names must be unique"),
+    ("not toml [", "Expected"),
+])
+def test_a_bad_config_file_says_what_is_wrong(tmp_path, text, complaint):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=None) as error:
+        load_config(path)
+    assert complaint in str(error.value) and str(path) in str(error.value)
+
+
+def test_serve_refuses_a_bad_env_flag():
+    done = subprocess.run([sys.executable, "-m", "runtime_api.cli", "serve", "--env", "NOEQUALS", "--port", "0"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "expected KEY=VALUE" in done.stderr
+
+
+@pytest.mark.parametrize("example", ["embed_trio.py", "embed_thread.py"])
+def test_the_embedding_examples_run(example):
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / example)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "payload:" in done.stdout
+    if example == "embed_trio.py":
+        assert 'payload: {"sum": 5}' in done.stdout
+    else:
+        assert "function error: Unhandled ValueError" in done.stdout
