@@ -108,6 +108,18 @@ def load_config(path: str | Path) -> ServerConfig:
     return config
 
 
+_DIRECTIONS = {"north": "n", "south": "s", "east": "e", "west": "w", "central": "c", "northeast": "ne",
+               "northwest": "nw", "southeast": "se", "southwest": "sw"}
+
+
+def availability_zone_id(region: str) -> str:
+    """The first zone's ID as AWS spells it: us-east-1 -> use1-az1, ap-northeast-1 -> apne1-az1."""
+    parts = region.split("-")
+    if len(parts) != 3:
+        return f"{region}-az1"
+    return f"{parts[0]}{_DIRECTIONS.get(parts[1], parts[1][:1])}{parts[2]}-az1"
+
+
 def runtime_dir(function: FunctionConfig) -> str:
     """Where the runtime lives (Lambda: /var/runtime): lambdalet's bootstrap package by default."""
     if not function.runtime:
@@ -127,6 +139,7 @@ def runtime_environment(
     runtime_api: str,
     *,
     initialization_type: str = "on-demand",
+    metadata_token: str = "",
     host_env: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment variables of a runtime process, as Lambda sets them.
@@ -155,6 +168,8 @@ def runtime_environment(
         "AWS_LAMBDA_LOG_STREAM_NAME": log_stream_name(function.version),
         "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type,
         "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        "AWS_LAMBDA_METADATA_API": runtime_api,
+        "AWS_LAMBDA_METADATA_TOKEN": metadata_token,
         "LAMBDA_TASK_ROOT": task_root,
         "LAMBDA_RUNTIME_DIR": runtime_dir(function),
     })

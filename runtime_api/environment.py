@@ -70,6 +70,8 @@ class EnvironmentOptions:
     init_timeout: float | None = 10.0  # None: the invocation's own deadline covers init (RIE's rule)
     snapstart: bool = False  # mounts the restore routes
     idle_timeout: float = 300.0  # an environment idle this long is shut down
+    metadata_token: str = ""  # AWS_LAMBDA_METADATA_TOKEN, checked by the metadata endpoint
+    availability_zone_id: str = "use1-az1"
     host: str = "127.0.0.1"
     port: int = 0
 
@@ -326,7 +328,8 @@ class Environment:
             await conn.respond(404, routes.NOT_FOUND_BODY, routes.NOT_FOUND_HEADERS)
             return
         if isinstance(found, routes.MethodNotAllowed):
-            await conn.respond(405, b"", [("Allow", found.allow)])
+            text = [("Content-Type", "text/plain; charset=utf-8")] if found.body else []
+            await conn.respond(405, found.body, [("Allow", found.allow), *text])
             return
         route = found.route
         if route is routes.Route.NEXT:
@@ -347,11 +350,21 @@ class Environment:
         elif route is routes.Route.RESTORE_ERROR:
             body, _ = await conn.read_body(wire.MAX_PAYLOAD_BYTES)
             await self._answer(conn, RestoreErrorPosted(body, request.header(b"lambda-runtime-function-error-type")))
+        elif route is routes.Route.METADATA:
+            await self._metadata(conn, request)
         elif route is routes.Route.PING:
             await conn.respond(200, b"pong", [("Content-Type", "text/plain; charset=utf-8")])
         else:  # the Logs and Telemetry API stubs answer 202 with an error body, as RIE does
             await conn.read_body(wire.MAX_PAYLOAD_BYTES)
             await conn.respond(202, _STUB_BODIES[route], [("Content-Type", wire.JSON)])
+
+    async def _metadata(self, conn: Connection, request: Request) -> None:
+        """The execution-environment metadata endpoint (AWS_LAMBDA_METADATA_API), Bearer token only."""
+        if request.header(b"authorization") != f"Bearer {self.options.metadata_token}":
+            await conn.respond(401, b"Unauthorized\n", [("Content-Type", "text/plain; charset=utf-8")])
+            return
+        body = b'{"AvailabilityZoneID":"%s"}' % self.options.availability_zone_id.encode()
+        await conn.respond(200, body, [("Content-Type", wire.JSON), ("Cache-Control", "private, max-age=43200, immutable")])
 
     async def _answer(self, conn: Connection, event: Any) -> None:
         await _send_reply(conn, self._apply(self.proto.handle(event)))

@@ -20,6 +20,7 @@ import binascii
 import os
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -141,9 +142,9 @@ def rie_function(options: RieOptions, environ: dict[str, str]) -> RieFunction:
     )
 
 
-def runtime_environment(function: RieFunction, runtime_api: str) -> dict[str, str]:
+def runtime_environment(function: RieFunction, runtime_api: str, metadata_token: str) -> dict[str, str]:
     """The runtime's environment as RIE builds it (reference 4.2): defaults, then all of RIE's own
-    environment, then credentials (always set, empty if unset), _HANDLER, and the platform."""
+    environment, then credentials (always set, empty if unset), _HANDLER, the platform, metadata."""
     env = {
         "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/Functions",
         "AWS_LAMBDA_LOG_STREAM_NAME": "$LATEST",
@@ -160,6 +161,8 @@ def runtime_environment(function: RieFunction, runtime_api: str) -> dict[str, st
         "AWS_LAMBDA_RUNTIME_API": runtime_api,
         "AWS_LAMBDA_FUNCTION_NAME": function.name,
         "AWS_LAMBDA_FUNCTION_VERSION": function.version,
+        "AWS_LAMBDA_METADATA_API": runtime_api,
+        "AWS_LAMBDA_METADATA_TOKEN": metadata_token,
     })
     return env
 
@@ -251,8 +254,10 @@ async def run(options: RieOptions, function: RieFunction, *, task_status=trio.TA
     invoke_host, invoke_port = split_address(options.emulator_address)
     concurrency = int(os.environ.get("LAMBDALET_CONCURRENCY", "1"))
 
+    metadata_token = str(uuid.uuid4())  # one per process, as RIE's
+
     def make_spec(runtime_api: str) -> RuntimeSpec:
-        env = runtime_environment(function, runtime_api)
+        env = runtime_environment(function, runtime_api, metadata_token)
         return RuntimeSpec(function.argv, env, function.cwd)
 
     env_options = EnvironmentOptions(
@@ -264,6 +269,7 @@ async def run(options: RieOptions, function: RieFunction, *, task_status=trio.TA
         host=api_host,
         port=api_port,
         idle_timeout=float("inf"),  # RIE keeps its runtime until it fails or RIE stops
+        metadata_token=metadata_token,
     )
     async with trio.open_nursery() as nursery:
         lambda_function = Function(function.name, make_spec, env_options, logs.LogSink(),

@@ -22,6 +22,7 @@ class Route(enum.Enum):
     RESTORE_ERROR = "restore_error"
     LOGS = "logs"
     TELEMETRY = "telemetry"
+    METADATA = "metadata"
 
 
 # path pattern -> (method, route). `{request_id}` matches any segment, even an empty one (RIE
@@ -36,6 +37,7 @@ _TABLE: list[tuple[str, str, Route]] = [
     (wire.RESTORE_ERROR, "POST", Route.RESTORE_ERROR),
     ("/2020-08-15/logs", "PUT", Route.LOGS),
     ("/2022-07-01/telemetry", "PUT", Route.TELEMETRY),
+    ("/2026-01-15/metadata/execution-environment", "GET", Route.METADATA),
 ]
 _PATTERNS = [
     (re.compile(re.escape(path).replace(re.escape("{request_id}"), "(?P<request_id>[^/]*)") + r"\Z"), method, route)
@@ -53,6 +55,12 @@ class Match:
 @dataclass(frozen=True, slots=True)
 class MethodNotAllowed:
     allow: str
+    route: Route
+
+    @property
+    def body(self) -> bytes:
+        # Go's router answers with an empty body; the metadata handler writes its own text.
+        return b"Method Not Allowed\n" if self.route is Route.METADATA else b""
 
 
 class NotFound(enum.Enum):
@@ -75,6 +83,6 @@ def match(method: str, path: str, *, restore: bool) -> Match | MethodNotAllowed 
         if found is None or (route in RESTORE_ROUTES and not restore):
             continue
         if method != allowed:
-            return MethodNotAllowed(allowed)
+            return MethodNotAllowed(allowed, route)
         return Match(route, found.groupdict().get("request_id"))
     return NOT_FOUND

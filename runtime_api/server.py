@@ -12,6 +12,7 @@ and `serve(config)` is what `lambdalet serve` runs (style anchor T10).
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from functools import partial
 
@@ -20,7 +21,7 @@ import trio
 from sandbox.process import RuntimeSpec
 
 from . import http, logs
-from .config import FunctionConfig, ServerConfig, function_arn, runtime_environment
+from .config import FunctionConfig, ServerConfig, availability_zone_id, function_arn, runtime_environment
 from .environment import EnvironmentOptions
 from .function import Function, TooManyRequests
 from .invocation import Invocation, new_request_id
@@ -59,11 +60,15 @@ class InvokeResult:
 def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
     """A function run the way Lambda runs it (as opposed to RIE's way, see `rie.py`)."""
 
+    metadata_token = str(uuid.uuid4())
+
     def make_spec(runtime_api: str) -> RuntimeSpec:
-        env = runtime_environment(config, runtime_api)
+        env = runtime_environment(config, runtime_api, metadata_token=metadata_token)
         return RuntimeSpec(tuple(config.runtime_argv), env, env["LAMBDA_TASK_ROOT"])
 
     options = EnvironmentOptions(
+        metadata_token=metadata_token,
+        availability_zone_id=availability_zone_id(config.region),
         version=config.version,
         memory_mb=config.memory,
         log_style=logs.LogStyle.LAMBDA,

@@ -250,3 +250,26 @@ async def test_the_runtime_sees_lambdas_environment(tmp_path):
     assert re.fullmatch(r"127\.0\.0\.1:\d+", env["AWS_LAMBDA_RUNTIME_API"])
     assert "_X_AMZN_TRACE_ID" in env  # set by the runtime from Lambda-Runtime-Trace-Id
     assert os.environ.get("HOME") is None or "HOME" not in env  # no host environment leaks in
+
+
+async def test_the_metadata_endpoint_answers_the_runtime_with_its_token(tmp_path):
+    write_function(tmp_path, '''
+import os, urllib.request, urllib.error
+
+def handler(event, context):
+    url = f"http://{os.environ['AWS_LAMBDA_METADATA_API']}/2026-01-15/metadata/execution-environment"
+    token = os.environ["AWS_LAMBDA_METADATA_TOKEN"]
+    answers = {}
+    for name, auth in (("bearer", f"Bearer {token}"), ("raw", token), ("none", None)):
+        request = urllib.request.Request(url, headers={"Authorization": auth} if auth else {})
+        try:
+            with urllib.request.urlopen(request) as response:
+                answers[name] = [response.status, response.read().decode(), response.headers["Cache-Control"]]
+        except urllib.error.HTTPError as error:
+            answers[name] = [error.code, error.read().decode()]
+    return answers
+''')
+    async with running_server(awslambdaric_function("meta", tmp_path, region="eu-west-1")) as server:
+        answers = json.loads((await server.invoke("meta")).payload)
+    assert answers["bearer"] == [200, '{"AvailabilityZoneID":"euw1-az1"}', "private, max-age=43200, immutable"]
+    assert answers["raw"] == answers["none"] == [401, "Unauthorized\n"]
