@@ -105,3 +105,11 @@ class Invocation:
             headers.append((wire.TENANT_ID, self.tenant_id))
         headers.append(("Content-Type", wire.JSON))
         return headers
+
+    def error_trailers(self) -> list[tuple[bytes, bytes]]:
+        """A streamed response's error, as the trailers the caller receives (none if it ended well)."""
+        if self.stream_error is None:
+            return []
+        error_type, error_body = self.stream_error
+        return [(wire.FUNCTION_ERROR_TYPE.encode(), error_type.encode()),
+                (wire.FUNCTION_ERROR_BODY.encode(), error_body.encode())]

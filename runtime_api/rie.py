@@ -229,12 +229,7 @@ class RieInvokeAPI:
         await env.relay_stream(invocation, send)
         if not started:
             await conn.start_stream(200, [])
-        trailers = []
-        if invocation.stream_error is not None:
-            error_type, error_body = invocation.stream_error
-            trailers = [(b"Lambda-Runtime-Function-Error-Type", error_type.encode()),
-                        (b"Lambda-Runtime-Function-Error-Body", error_body.encode())]
-        await conn.end_stream(trailers)
+        await conn.end_stream(invocation.error_trailers())
 
 
 def _content_type(body: bytes) -> list[tuple[str, str]]:

@@ -231,12 +231,7 @@ class Server:
         # Streamed: relayed as it arrives; a mid-stream error comes as trailers.
         await conn.start_stream(200, result_headers(request_id, config.version, outcome, None))
         await env.relay_stream(invocation, conn.send_data)
-        trailers = []
-        if invocation.stream_error is not None:
-            error_type, error_body = invocation.stream_error
-            trailers = [(b"Lambda-Runtime-Function-Error-Type", error_type.encode()),
-                        (b"Lambda-Runtime-Function-Error-Body", error_body.encode())]
-        await conn.end_stream(trailers)
+        await conn.end_stream(invocation.error_trailers())
 
 
 async def serve(config: ServerConfig, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
