@@ -163,10 +163,14 @@ class Environment:
         self._cancel_scope.cancel()
 
     async def _reap_when_idle(self) -> None:
-        with self._idle_scope:
-            await trio.sleep_forever()
-        if self._idle_scope.cancelled_caught:
-            self.shutdown()
+        while True:
+            with self._idle_scope:
+                await trio.sleep_forever()
+            # The deadline passed; an invocation may have taken the environment meanwhile.
+            if self.proto.idle:
+                self.shutdown()
+                return
+            self._idle_scope = trio.CancelScope()
 
     def shutdown(self) -> None:
         """Stop the environment; `run` returns once the runtime's tree is killed and reaped."""
