@@ -1,0 +1,225 @@
+"""Benchmark (not a test): our bootstrap vs awslambdaric under the real RIE, side by side in one run.
+
+    python tests/bootstrap_handlers/bench_startup.py [--samples 15] [--warm 300]
+
+Measures, for each runtime, interleaved sample by sample:
+  * exec -> first `GET /runtime/invocation/next`: a wrapper records the time just before it execs
+    the runtime; a pass-through proxy in front of RIE's Runtime API records when the first GET
+    arrives (the method of runtime-client.md §8.2);
+  * the cold invoke as the caller sees it (invoke sent -> response read; RIE starts the runtime
+    lazily on that invoke);
+  * warm per-invocation overhead at the runtime, from the proxy's timestamps on one connection:
+    `next` answered -> response POST begins, and POST answered (202) -> next `GET next` sent;
+  * warm invoke latency as the caller sees it (through the proxy).
+
+Every runtime runs in a clean environment (env -i) with `python -S` and site-packages on PYTHONPATH,
+so `.pth` files of the host machine do not weigh on either. The trivial handler returns its event.
+"""
+
+import argparse
+import http.client
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+from realparts import rie_binary  # noqa: E402
+
+PY = sys.executable
+SITE = sysconfig.get_paths()["purelib"]
+ENTRY_C = "import sys; from bootstrap.__main__ import main; sys.exit(main())"
+RUNTIMES = {
+    "awslambdaric (-m)": [PY, "-S", "-m", "awslambdaric"],
+    "bootstrap (-m)": [PY, "-S", "-m", "bootstrap"],
+    "bootstrap (-c, as the shell bootstrap)": [PY, "-S", "-c", ENTRY_C],
+}
+INVOKE = "/2015-03-31/functions/function/invocations"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TimingProxy:
+    """Pass-through proxy recording (time, direction, bytes) for every piece of traffic."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.events = []  # (t, "up"|"down", conn, data)
+        self.lock = threading.Lock()
+        self.first_next = threading.Event()
+        self.first_next_at = None
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        n = 0
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            s = socket.create_connection(self.upstream)
+            for sock in (c, s):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._pump, args=(c, s, "up", n), daemon=True).start()
+            threading.Thread(target=self._pump, args=(s, c, "down", n), daemon=True).start()
+            n += 1
+
+    def _pump(self, src, dst, direction, n):
+        try:
+            while True:
+                data = src.recv(65536)
+                t = time.time()
+                if not data:
+                    break
+                if (direction == "up" and self.first_next_at is None
+                        and data.startswith(b"GET /2018-06-01/runtime/invocation/next")):
+                    self.first_next_at = t
+                    self.first_next.set()
+                with self.lock:
+                    self.events.append((t, direction, n, data))
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+
+
+def wait_port(port, proc):
+    for _ in range(5000):
+        if proc.poll() is not None:
+            raise RuntimeError("RIE exited")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except ConnectionRefusedError:
+            time.sleep(0.002)
+    raise RuntimeError("RIE not listening")
+
+
+def one_sample(argv, task, warm):
+    invoke_port, rapi_port = free_port(), free_port()
+    proxy = TimingProxy(("127.0.0.1", rapi_port))
+    stamp = task / "exec-time"
+    wrapper = task / "wrapper.sh"
+    # The timestamp is taken by Python just before the exec (bash's $EPOCHREALTIME is not in sh).
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"export AWS_LAMBDA_RUNTIME_API=127.0.0.1:{proxy.port}\n"
+        f"exec {PY} -S -c 'import os, sys, time; open(\"{stamp}\", \"w\").write(repr(time.time()));"
+        f" os.execv(sys.argv[1], sys.argv[1:])' \"$@\"\n")
+    wrapper.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/"), "LANG": "C.UTF-8",
+           "PYTHONPATH": f"{REPO}:{SITE}", "LAMBDA_TASK_ROOT": str(task)}
+    rie = subprocess.Popen([str(rie_binary()), "--runtime-interface-emulator-address",
+                            f"127.0.0.1:{invoke_port}", "--runtime-api-address",
+                            f"127.0.0.1:{rapi_port}", str(wrapper)] + argv + ["app.handler"],
+                           cwd=task, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        wait_port(invoke_port, rie)
+        conn = http.client.HTTPConnection("127.0.0.1", invoke_port)
+        t0 = time.time()
+        conn.request("POST", INVOKE, body=b'{"hello": "world"}')
+        body = conn.getresponse().read()
+        cold = time.time() - t0
+        assert body == b'{"hello": "world"}', body
+        exec_to_next = proxy.first_next_at - float(stamp.read_text())
+        latencies = []
+        for _ in range(warm):
+            t = time.perf_counter()
+            conn.request("POST", INVOKE, body=b'{"hello": "world"}')
+            conn.getresponse().read()
+            latencies.append(time.perf_counter() - t)
+        conn.close()
+        return exec_to_next, cold, latencies, runtime_side(proxy.events)
+    finally:
+        rie.send_signal(signal.SIGTERM)
+        rie.wait()
+        proxy.close()
+
+
+def runtime_side(events):
+    """(next answered -> POST starts, POST answered -> GET next sent) per warm invocation."""
+    ev = sorted(events)
+    think, turn = [], []
+    last_next_answer = last_post_answer = None
+    pending = None
+    for t, direction, _, data in ev:
+        if direction == "up":
+            if data.startswith(b"POST ") and b"/response" in data.split(b"\r\n", 1)[0]:
+                if last_next_answer is not None:
+                    think.append(t - last_next_answer)
+                pending = "post"
+            elif data.startswith(b"GET /2018-06-01/runtime/invocation/next"):
+                if last_post_answer is not None:
+                    turn.append(t - last_post_answer)
+                    last_post_answer = None
+                pending = "next"
+        else:
+            if pending == "next":
+                last_next_answer = t
+            elif pending == "post":
+                last_post_answer = t
+            pending = None
+    return think[1:], turn[1:]  # the first is the cold one
+
+
+def median_ms(values):
+    return statistics.median(values) * 1000 if values else float("nan")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=15)
+    parser.add_argument("--warm", type=int, default=300)
+    args = parser.parse_args()
+    results = {name: {"exec": [], "cold": [], "warm": [], "think": [], "turn": []}
+               for name in RUNTIMES}
+    with tempfile.TemporaryDirectory() as tmp:
+        task = Path(tmp)
+        (task / "app.py").write_text("def handler(event, context):\n    return event\n")
+        for i in range(args.samples):
+            for name, argv in RUNTIMES.items():  # interleaved
+                exec_to_next, cold, warm, (think, turn) = one_sample(
+                    argv, task, args.warm if i == 0 else max(args.warm // 10, 10))
+                r = results[name]
+                r["exec"].append(exec_to_next)
+                r["cold"].append(cold)
+                r["warm"] += warm
+                r["think"] += think
+                r["turn"] += turn
+        shutil.rmtree(task / "__pycache__", ignore_errors=True)
+    print(f"python {sys.version.split()[0]}, {args.samples} cold samples per runtime, medians (ms)")
+    print(f"{'runtime':42} {'exec->next':>10} {'cold inv':>9} {'warm inv':>9} "
+          f"{'next->post':>10} {'202->next':>10}")
+    for name, r in results.items():
+        print(f"{name:42} {median_ms(r['exec']):10.2f} {median_ms(r['cold']):9.2f} "
+              f"{median_ms(r['warm']):9.3f} {median_ms(r['think']):10.3f} {median_ms(r['turn']):10.3f}")
+
+
+if __name__ == "__main__":
+    main()
