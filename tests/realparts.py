@@ -63,7 +63,7 @@ def rie_binary() -> Path:
 def node_ric() -> Path:
     """Directory holding node_modules/aws-lambda-ric (built once, then reused)."""
     target = cache_dir() / f"node-ric-{NODE_RIC_VERSION}"
-    entry = target / "node_modules" / "aws-lambda-ric" / "dist" / "index.mjs"
+    entry = target / "node_modules" / "aws-lambda-ric" / "index.mjs"  # the package's "main"
     if entry.exists():
         return target
     with _locked("node-ric"):
