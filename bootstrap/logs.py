@@ -35,6 +35,14 @@ def set_invocation(new_request_id, new_tenant_id):
     tenant_id = new_tenant_id
 
 
+def _after_fork_in_child():
+    # A forked child (a restored snapshot template) has handled no invocation yet.
+    set_invocation("", None)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def encode_frame(frame_type, payload, timestamp_us):
     """One telemetry frame: type (4 bytes), payload length (4), timestamp in µs (8), payload; all
     big-endian."""

@@ -60,31 +60,30 @@ class InitialisedRuntime:
 
     # --- SnapStart ----------------------------------------------------------------------------
 
-    def snapshot_and_restore(self):
-        """Before-snapshot hooks (last registered first), `GET restore/next` (returns once restored),
-        after-restore hooks (in registration order). Failures are reported as awslambdaric does:
-        init/error + exit 64 before the snapshot, restore/error + exit 65 after."""
+    def prepare_snapshot(self):
+        """Run the before-snapshot hooks (last registered first) and return the SnapshotTemplate:
+        the state a snapshot captures. A failing hook is reported as awslambdaric does
+        (init/error, Runtime.BeforeSnapshotError) and the process exits 64."""
         before, after = _registered_hooks()
         # awslambdaric catches everything here (a bare except), SystemExit in a hook included.
         try:
             while before:
                 func, args, kwargs = before.pop()
                 func(*args, **kwargs)
-            self.client.restore_next()
         except BaseException as exc:
-            error = self._fault(exc)
-            self.client.post_init_error(self.encoder.encode(error).encode("utf-8"),
-                                        BEFORE_SNAPSHOT_ERROR)
-            sys.exit(64)
-        try:
-            for func, args, kwargs in after:
-                func(*args, **kwargs)
-        except BaseException as exc:
-            error = self._fault(exc)
-            self.client.post_restore_error(self.encoder.encode(error).encode("utf-8"),
-                                           AFTER_RESTORE_ERROR)
-            sys.exit(65)
-        return self
+            self._before_snapshot_failed(exc)
+        return SnapshotTemplate(self, after)
+
+    def snapshot_and_restore(self):
+        """The whole SnapStart sequence in one process: before-snapshot hooks, `GET restore/next`
+        (returns once restored), after-restore hooks."""
+        return self.prepare_snapshot().restore()
+
+    def _before_snapshot_failed(self, exc):
+        error = self._fault(exc)
+        self.client.post_init_error(self.encoder.encode(error).encode("utf-8"),
+                                    BEFORE_SNAPSHOT_ERROR)
+        sys.exit(64)
 
     def _fault(self, exc):
         from bootstrap import errors
@@ -184,6 +183,34 @@ class InitialisedRuntime:
         self.client.post_streaming_response(
             invocation.request_id, stream.content_type,
             streaming.wire_chunks(stream, self.encoder, on_error), invocation.invocation_id)
+
+
+class SnapshotTemplate:
+    """An initialised runtime whose before-snapshot hooks have run: what a snapshot (or a forked
+    template) holds. `restore()` is the only way on, so invocations cannot start before it (R6)."""
+
+    def __init__(self, runtime, after_restore_hooks):
+        self.runtime = runtime
+        self.after_restore_hooks = after_restore_hooks
+
+    def restore(self):
+        """`GET restore/next` (blocks until the environment is restored), then the after-restore
+        hooks in registration order. restore/next failing counts as a before-snapshot failure
+        (exit 64, as awslambdaric); a failing hook goes to restore/error, exit 65."""
+        runtime = self.runtime
+        try:
+            runtime.client.restore_next()
+        except BaseException as exc:
+            runtime._before_snapshot_failed(exc)
+        try:
+            for func, args, kwargs in self.after_restore_hooks:
+                func(*args, **kwargs)
+        except BaseException as exc:
+            error = runtime._fault(exc)
+            runtime.client.post_restore_error(runtime.encoder.encode(error).encode("utf-8"),
+                                              AFTER_RESTORE_ERROR)
+            sys.exit(65)
+        return runtime
 
 
 def _is_stream(result):

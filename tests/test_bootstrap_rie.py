@@ -208,3 +208,20 @@ def test_shell_bootstrap_exec_wrapper(tmp_path):
              runtime_argv=[str(script)]) as session:
         status, body, _ = session.invoke(b"{}")
     assert (status, body) == (200, b'"yes"')
+
+
+def test_difference_response_too_large_keeps_the_runtime(tmp_path):
+    """Deliberate difference: when RIE answers the response POST with 413, awslambdaric dies
+    (exit 1; the caller gets 502 and the next invoke a cold start); we log it and go back to
+    `next`, so the caller gets RIE's Function.ResponseSizeTooLarge with 200 and the environment
+    stays warm. Lambda's own error body is the same in both cases."""
+    results = run_both(tmp_path, "app.dispatch", [(b'{"call": "too_large"}', {}),
+                                                  (b'{"call": "ret_int"}', {})])
+    theirs = results["awslambdaric"]["answers"]
+    ours = results["bootstrap"]["answers"]
+    assert theirs[0][:2] == (502, ours[0][1])
+    assert ours[0][0] == 200
+    assert json.loads(ours[0][1])["errorType"] == "Function.ResponseSizeTooLarge"
+    assert ours[1][:2] == theirs[1][:2] == (200, "42")
+    inits = {k: v["log"].count("module-level print at import") for k, v in results.items()}
+    assert inits == {"awslambdaric": 2, "bootstrap": 1}

@@ -331,3 +331,45 @@ def test_stream_chunks_are_sent_before_the_handler_finishes(api):
         release.set()
         worker.join(30)
     assert api.posts()[0].chunks == [b"early", b"late"]
+
+
+# --- SnapStart templates (fork) --------------------------------------------------------------------
+
+def test_snapshot_template_restored_twice_by_fork(api):
+    """A template (before-snapshot hooks done) forked twice: each child calls restore/next, runs the
+    after-restore hooks and serves on a connection of its own; the request id state starts empty."""
+    import snapshot_restore_py as hooks
+
+    read_fd, write_fd = os.pipe()
+    seen = []
+    hooks.register_before_snapshot(lambda: seen.append("before"))
+    hooks.register_after_restore(lambda: os.write(write_fd, b"after %d\n" % os.getpid()))
+    try:
+        api.add_event(b"{}", "in-parent")
+        runtime, _ = make_runtime(api, lambda e, c: [os.getpid(), logs_module.request_id])
+        invoke(runtime, api, 1)  # the parent holds an open connection when it forks
+        template = runtime.prepare_snapshot()
+        assert seen == ["before"] and hooks.get_before_snapshot() == []
+        children = []
+        for i in range(2):
+            api.add_event(b"{}", f"child-{i}")
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    restored = template.restore()
+                    restored.handle(restored.client.next())
+                finally:
+                    os._exit(0)
+            assert os.waitpid(pid, 0)[1] == 0
+            children.append(pid)
+    finally:
+        hooks.get_after_restore().clear()
+        hooks.get_before_snapshot().clear()
+        os.close(write_fd)
+    with os.fdopen(read_fd) as f:
+        assert f.read() == "".join(f"after {pid}\n" for pid in children)
+    paths = [r.path for r in api.requests]
+    assert paths.count("/2018-06-01/runtime/restore/next") == 2
+    bodies = [json.loads(p.body) for p in api.posts()]
+    assert bodies == [[os.getpid(), "in-parent"], [children[0], "child-0"], [children[1], "child-1"]]
+    assert api.accepted_connections == 3

@@ -131,3 +131,7 @@ def stream(event, context):
     yield "part1-"
     yield b"part2-"
     yield "part3"
+
+
+def too_large(event, context):
+    return "x" * (6 * 1024 * 1024 + 200)
