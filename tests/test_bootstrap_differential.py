@@ -183,7 +183,7 @@ def test_multiple_invocations_then_error_then_success(tmp_path):
 # --- SnapStart -----------------------------------------------------------------------------------
 
 def snap_until(requests):
-    return any(r.path.endswith("/response") for r in requests)
+    return settled(requests, 1)
 
 
 def test_snapstart_hooks_in_order(tmp_path):
