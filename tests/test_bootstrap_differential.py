@@ -77,7 +77,7 @@ def test_success_results(tmp_path, handler):
 
 
 @pytest.mark.parametrize("handler", ["raise_value", "raise_custom_empty", "raise_nested",
-                                     "unserialisable"])
+                                     "unserialisable", "import_inside", "huge_error"])
 def test_invocation_errors(tmp_path, handler):
     events = [dict(body=b'{"x": 5}', request_id="rid-err")]
     assert_same(tmp_path, run_both(tmp_path, f"app.{handler}", events))
@@ -379,3 +379,16 @@ def test_difference_logging_not_imported_unless_used(tmp_path):
     results = run_both(tmp_path, "late_logging.logging_loaded", [dict(body=b"{}")])
     bodies = {k: [r.body for r in v.requests if r.method == "POST"] for k, v in results.items()}
     assert bodies == {"awslambdaric": [b"true"], "bootstrap": [b"false"]}
+
+
+def test_telemetry_fd_variable_removed_for_the_function(tmp_path):
+    import os
+    read_fd, write_fd = os.pipe()
+    try:
+        results = run_both(tmp_path, "app.telemetry_env", [dict(body=b"{}")],
+                           env={"_LAMBDA_TELEMETRY_LOG_FD": "1"})
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+    assert_same(tmp_path, results)
+    assert [r.body for r in results["bootstrap"].requests if r.method == "POST"] == [b"false"]

@@ -158,13 +158,33 @@ def test_context_from_headers(api):
     assert seen["remaining"] > 0
 
 
-def test_trace_id_set_and_removed(api):
+def test_trace_id_set_overwritten_and_removed(api):
     seen = []
     api.add_event(headers={"Lambda-Runtime-Trace-Id": "Root=1-abc"})
-    api.add_event(request_id="req-2")
+    api.add_event(request_id="req-2", headers={"Lambda-Runtime-Trace-Id": "Root=1-def"})
+    api.add_event(request_id="req-3")
+    api.add_event(request_id="req-4", headers={"Lambda-Runtime-Trace-Id": ""})
     runtime, _ = make_runtime(api, lambda e, c: seen.append(os.environ.get("_X_AMZN_TRACE_ID")))
-    invoke(runtime, api, 2)
-    assert seen == ["Root=1-abc", None]
+    invoke(runtime, api, 4)
+    assert seen == ["Root=1-abc", "Root=1-def", None, None]
+
+
+@pytest.mark.parametrize("size, sent", [(1024 * 1024 - 200, True), (1024 * 1024, False)])
+def test_xray_cause_of_a_mebibyte_or_more_is_left_out(api, size, sent):
+    runtime, _ = make_runtime(api, None)
+    # Size the message so that the cause's JSON is `size` bytes.
+    base = len(runtime.encoder.encode(
+        __import__("bootstrap.errors").errors.xray_cause("ValueError", "", [])))
+
+    def handler(event, context):
+        raise ValueError("m" * (size - base))
+
+    runtime.handler = handler
+    api.add_event()
+    (post,) = invoke(runtime, api)
+    cause = post.header("lambda-runtime-function-xray-error-cause")
+    assert (cause is not None) == sent
+    assert json.loads(post.body)["errorMessage"] == "m" * (size - base)
 
 
 def test_next_without_content_type_is_read_as_json(api):

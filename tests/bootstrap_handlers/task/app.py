@@ -135,3 +135,15 @@ def stream(event, context):
 
 def too_large(event, context):
     return "x" * (6 * 1024 * 1024 + 200)
+
+
+def import_inside(event, context):
+    import module_that_does_not_exist_abc  # noqa: F401
+
+
+def telemetry_env(event, context):
+    return "_LAMBDA_TELEMETRY_LOG_FD" in os.environ
+
+
+def huge_error(event, context):
+    raise ValueError("m" * (1024 * 1024))
