@@ -6,12 +6,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from client_functions import (
     IMPORT_ERROR_FUNCTION, PYTHON_FUNCTION, Rendezvous, big_event, invoke, lambda_client, payload_json,
@@ -36,7 +36,8 @@ def function(name, code, handler, **settings):
 
 def test_request_response_returns_the_payload(code):
     with threaded_server(function("echo", code, "echo")) as server:
-        response = invoke(lambda_client(server.endpoint), FunctionName="echo", Payload=b'{"name": "boto3", "n": [1, 2]}')
+        client = lambda_client(server.endpoint)
+        response = invoke(client, FunctionName="echo", Payload=b'{"name": "boto3", "n": [1, 2]}')
     assert response["StatusCode"] == 200
     assert response["ExecutedVersion"] == "$LATEST"
     assert "FunctionError" not in response
@@ -88,12 +89,24 @@ def test_invoked_function_arn_carries_the_callers_qualifier(code):
     assert payload_json(response)["invoked_function_arn"] == ARN.format("ctx") + ":$LATEST"
 
 
+def test_callers_trace_id_reaches_the_handler(code):
+    trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    with threaded_server(function("trace", code, "trace_id")) as server:
+        client = lambda_client(server.endpoint)
+        client.meta.events.register("before-sign.lambda.Invoke",
+                                    lambda request, **_: request.headers.__setitem__("X-Amzn-Trace-Id", trace))
+        traced = invoke(client, FunctionName="trace", Payload=b"{}")
+        untraced = invoke(lambda_client(server.endpoint), FunctionName="trace", Payload=b"{}")
+    assert payload_json(traced) == trace
+    assert payload_json(untraced).startswith("Root=1-"), "without one from the caller, lambdalet makes one"
+
+
 def test_event_invocation_is_accepted_and_runs_in_the_background(code, tmp_path):
     event = {"dir": str(tmp_path), "mark": "event"}
     with threaded_server(function("recorder", code, "record")) as server, Rendezvous() as meeting:
         client = lambda_client(server.endpoint)
         accepted = invoke(client, FunctionName="recorder", InvocationType="Event",
-                                 Payload=json.dumps({**event, "port": meeting.port}))
+                          Payload=json.dumps({**event, "port": meeting.port}))
         assert accepted["StatusCode"] == 202
         assert accepted["Payload"] == b""
         # The caller had its 202 while the handler had not returned: it is running now.
@@ -108,7 +121,8 @@ def test_dry_run_answers_204_and_does_not_run_the_function(code, tmp_path):
     log = CapturedLog()
     with threaded_server(function("recorder", code, "record"), sink=log) as server:
         client = lambda_client(server.endpoint)
-        dry = invoke(client, FunctionName="recorder", InvocationType="DryRun", Payload=json.dumps({**event, "mark": "dry"}))
+        dry = invoke(client, FunctionName="recorder", InvocationType="DryRun",
+                     Payload=json.dumps({**event, "mark": "dry"}))
         assert dry["StatusCode"] == 204
         assert dry["Payload"] == b""
         readback = invoke(client, FunctionName="recorder", Payload=json.dumps({**event, "mark": "real"}))
@@ -128,7 +142,8 @@ def test_event_invocation_waits_for_a_busy_function_instead_of_being_refused(cod
             threaded_server(function("single", code, "rendezvous", concurrency=1, timeout=30)) as server, \
             Rendezvous() as meeting:
         client = lambda_client(server.endpoint)
-        busy = pool.submit(invoke, client, FunctionName="single", Payload=json.dumps({"port": meeting.port, "mark": "busy"}))
+        busy = pool.submit(invoke, client, FunctionName="single",
+                           Payload=json.dumps({"port": meeting.port, "mark": "busy"}))
         assert meeting.meet() == "busy"
         queued = invoke(client, FunctionName="single", InvocationType="Event",
                         Payload=json.dumps({"port": meeting.port, "mark": "queued"}))
@@ -143,7 +158,8 @@ def test_concurrent_invocations_run_in_parallel_environments(code):
             threaded_server(function("pair", code, "rendezvous", concurrency=2, timeout=30)) as server, \
             Rendezvous() as meeting:
         client = lambda_client(server.endpoint)
-        calls = [pool.submit(invoke, client, FunctionName="pair", Payload=json.dumps({"port": meeting.port, "mark": mark}))
+        calls = [pool.submit(invoke, client, FunctionName="pair",
+                             Payload=json.dumps({"port": meeting.port, "mark": mark}))
                  for mark in ("a", "b")]
         # Both handlers are running at the same time before either is let go.
         assert {meeting.meet(), meeting.meet()} == {"a", "b"}
@@ -305,6 +321,21 @@ def test_concurrency_exhausted_raises_too_many_requests(code):
     assert payload_json(response) == {"mark": "first"}
 
 
+def test_caller_that_gives_up_does_not_disturb_the_function_or_the_server(code, tmp_path):
+    """A caller whose read times out leaves; its invocation still completes, and others are served."""
+    event = {"dir": str(tmp_path)}
+    with threaded_server(function("recorder", code, "record", timeout=30)) as server, Rendezvous() as meeting:
+        impatient = lambda_client(server.endpoint, read_timeout=1)
+        with pytest.raises(ReadTimeoutError):  # the handler is held at the rendezvous until after this
+            impatient.invoke(FunctionName="recorder",
+                             Payload=json.dumps({**event, "mark": "abandoned", "port": meeting.port}))
+        assert meeting.meet() == "abandoned"
+        meeting.release_all()
+        readback = invoke(lambda_client(server.endpoint), FunctionName="recorder",
+                          Payload=json.dumps({**event, "mark": "next"}))
+    assert payload_json(readback) == ["abandoned", "next"]
+
+
 # --- boto3: naming the function -----------------------------------------------------------------------
 
 
@@ -335,7 +366,8 @@ def test_unknown_qualifier_raises_resource_not_found(code, name, qualifier):
 
 
 def test_client_context_reaches_the_handler(code):
-    context = {"client": {"installation_id": "i-1", "app_title": "tests"}, "custom": {"tenant": "blue", "n": 3}, "env": {}}
+    context = {"client": {"installation_id": "i-1", "app_title": "tests"},
+               "custom": {"tenant": "blue", "n": 3}, "env": {}}
     encoded = base64.b64encode(json.dumps(context).encode()).decode()
     with threaded_server(function("context", code, "client_context")) as server:
         response = invoke(lambda_client(server.endpoint), FunctionName="context", Payload=b"{}", ClientContext=encoded)

@@ -85,6 +85,38 @@ def test_node_ric_returns_the_handlers_result(tmp_path, node_ric_entry):
     assert payload_json(second) == {"echo": {"again": True}}
 
 
+def test_node_ric_gets_an_empty_object_for_no_payload(tmp_path, node_ric_entry):
+    # The RIC JSON.parse()s the event: an empty body would crash it (it does under RIE).
+    code = write_node_function(tmp_path / "node")
+    with threaded_server(node_function("node", code, "index.handler", node_ric_entry)) as server:
+        response = invoke(lambda_client(server.endpoint), FunctionName="node")
+    assert "FunctionError" not in response, response["Payload"]
+    assert payload_json(response) == {"echo": {}}
+
+
+def test_node_ric_context_has_the_invocation(tmp_path, node_ric_entry):
+    code = write_node_function(tmp_path / "node")
+    client_context = base64.b64encode(json.dumps({"custom": {"tenant": "blue"}}).encode()).decode()
+    with threaded_server(node_function("node-ctx", code, "index.context", node_ric_entry)) as server:
+        response = invoke(lambda_client(server.endpoint), FunctionName="node-ctx", Payload=b"{}",
+                          ClientContext=client_context)
+    assert payload_json(response) == {
+        "functionName": "node-ctx",
+        "invokedFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:node-ctx",
+        "awsRequestId": response["ResponseMetadata"]["RequestId"],
+        "custom": {"tenant": "blue"},
+    }
+
+
+def test_node_ric_missing_handler_module_is_an_init_error(tmp_path, node_ric_entry):
+    code = write_node_function(tmp_path / "node")
+    with threaded_server(node_function("node-broken", code, "missing.handler", node_ric_entry)) as server:
+        response = invoke(lambda_client(server.endpoint), FunctionName="node-broken", Payload=b"{}")
+    assert response["StatusCode"] == 200
+    assert response["FunctionError"] == "Unhandled"
+    assert payload_json(response)["errorType"] == "Runtime.ImportModuleError"
+
+
 def test_node_ric_thrown_error_is_an_unhandled_function_error(tmp_path, node_ric_entry):
     code = write_node_function(tmp_path / "node")
     with threaded_server(node_function("node-fail", code, "index.fail", node_ric_entry)) as server:

@@ -93,6 +93,10 @@ def describe(event, context):
     }
 
 
+def trace_id(event, context):
+    return os.environ.get("_X_AMZN_TRACE_ID")
+
+
 def too_big(event, context):
     return "x" * (7 * 1024 * 1024)
 
@@ -174,6 +178,13 @@ import net from "node:net";
 
 export const handler = async (event) => ({ echo: event });
 
+export const context = async (event, context) => ({
+  functionName: context.functionName,
+  invokedFunctionArn: context.invokedFunctionArn,
+  awsRequestId: context.awsRequestId,
+  custom: context.clientContext?.Custom ?? context.clientContext?.custom ?? null,
+});
+
 export const fail = async (event) => {
   throw new Error("the node handler failed on purpose");
 };
@@ -224,14 +235,16 @@ def big_event(size: int = 2 * 1024 * 1024) -> bytes:
 # --- clients -------------------------------------------------------------------------------------
 
 
-def lambda_client(endpoint: str):
+def lambda_client(endpoint: str, *, read_timeout: float = 60):
     return boto3.client(
         "lambda",
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
-        config=Config(retries={"max_attempts": 1}, read_timeout=60, connect_timeout=5),
+        # One attempt, no retries: botocore's `max_attempts` counts retries on top of the first
+        # attempt, and a retried invoke runs the function twice.
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=read_timeout, connect_timeout=5),
     )
 
 
