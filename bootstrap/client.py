@@ -15,6 +15,7 @@ from bootstrap.http11 import (ProtocolError, ResponseParser, build_request, buil
                               encode_chunk, encode_last_chunk)
 
 VERSION = "0.1.0"
+CONNECT_TIMEOUT_S = 1.0
 USER_AGENT = "aws-lambda-python/{}.{}.{}-lambdalet-{}".format(*sys.version_info[:3], VERSION)
 
 
@@ -83,7 +84,11 @@ class Connection:
         sock = _socket.socket(family, kind, proto)
         try:
             sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            # Connecting may time out (1 s, as awslambdaric's libcurl); waiting for `next` never
+            # does: the environment may be frozen in between.
+            sock.settimeout(CONNECT_TIMEOUT_S)
             sock.connect(sockaddr)
+            sock.settimeout(None)
         except BaseException:
             sock.close()
             raise

@@ -225,3 +225,28 @@ def test_difference_response_too_large_keeps_the_runtime(tmp_path):
     assert ours[1][:2] == theirs[1][:2] == (200, "42")
     inits = {k: v["log"].count("module-level print at import") for k, v in results.items()}
     assert inits == {"awslambdaric": 2, "bootstrap": 1}
+
+
+def test_shell_bootstrap_with_lambdalet_home(tmp_path):
+    """The package kept apart from the script (/opt/lambdalet/bootstrap/, script in
+    LAMBDA_RUNTIME_DIR): LAMBDALET_HOME points at it, and that copy is the one that runs."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    import bootstrap
+
+    home = tmp_path / "opt-lambdalet"
+    shutil.copytree(Path(bootstrap.__file__).parent, home / "bootstrap",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    script = tmp_path / "bootstrap"
+    shutil.copy(home / "bootstrap" / "bootstrap", script)
+    task = task_dir(tmp_path / "t")
+    (task / "where.py").write_text(
+        "import sys\n\ndef handler(e, c):\n    return [sys.modules['bootstrap'].__file__, sys.path[0]]\n")
+    env = {"_HANDLER": "where.handler", "LAMBDALET_PYTHON": sys.executable, "LAMBDALET_HOME": str(home),
+           "PYTHONPATH": ""}
+    with rie("bootstrap", None, task, env, runtime_argv=[str(script)]) as session:
+        status, body, _ = session.invoke(b"{}")
+    assert status == 200
+    assert json.loads(body) == [str(home / "bootstrap" / "__init__.py"), str(task)]
