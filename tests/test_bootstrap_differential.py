@@ -392,3 +392,11 @@ def test_telemetry_fd_variable_removed_for_the_function(tmp_path):
         os.close(write_fd)
     assert_same(tmp_path, results)
     assert [r.body for r in results["bootstrap"].requests if r.method == "POST"] == [b"false"]
+
+
+@pytest.mark.parametrize("env", [{"AWS_LAMBDA_LOG_FORMAT": "JSON"}, {"AWS_LAMBDA_LOG_LEVEL": "ERROR"},
+                                 {"AWS_LAMBDA_LOG_LEVEL": "DEBUG"}])
+@pytest.mark.parametrize("handler", ["raise_at_import.handler", "app.nope"])
+def test_init_errors_in_each_log_setting(tmp_path, handler, env):
+    results = run_both(tmp_path, handler, env=env, until=lambda requests: False)
+    assert_same(tmp_path, results)
