@@ -1,0 +1,338 @@
+"""Shared pieces of the benchmarks: starting a server on free loopback ports and stopping it with
+everything it started, percentiles, the machine description, and writing results (JSON + Markdown).
+
+Process hygiene: the benchmark process makes itself a child subreaper, so a runtime orphaned by a
+crashing server (AWS's RIE puts its runtime in its own process group and panics on concurrent
+invokes) is re-parented to us; `Server.stop` kills the server, then every process group it had
+started, and reaps them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PYTHON = sys.executable  # the real interpreter, never a pyenv shim (133 ms per start)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+HOST = "127.0.0.1"
+ECHO_HANDLER = "def handler(e, c):\n    return e\n"
+READY_TIMEOUT = 20.0
+STOP_TIMEOUT = 5.0
+
+
+def rie_binary() -> Path:
+    """The real `aws-lambda-rie-x86_64`, fetched and cached by the tests' helper."""
+    tests_dir = str(REPO_ROOT / "tests")
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
+    import realparts
+
+    return realparts.rie_binary()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def function_dir(root: Path, source: str = ECHO_HANDLER, module: str = "app") -> Path:
+    directory = root / "function"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{module}.py").write_text(source)
+    return directory
+
+
+# --- processes ------------------------------------------------------------------------------
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Orphans of the servers we start are re-parented to us, so we can reap them."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    pgid: int
+    start: int  # start time in clock ticks: tells a live process from a reused pid
+
+
+def _stat(pid: int) -> ProcInfo | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
+    return ProcInfo(pid, int(fields[1]), int(fields[2]), int(fields[19]))
+
+
+def _all_processes() -> list[ProcInfo]:
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            info = _stat(int(name))
+            if info is not None:
+                out.append(info)
+    return out
+
+
+def descendants(root: int) -> list[ProcInfo]:
+    procs = _all_processes()
+    children: dict[int, list[ProcInfo]] = {}
+    for p in procs:
+        children.setdefault(p.ppid, []).append(p)
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child.pid)
+    return out
+
+
+def _same_process(info: ProcInfo) -> bool:
+    now = _stat(info.pid)
+    return now is not None and now.start == info.start
+
+
+def _reap(pid: int, timeout: float = STOP_TIMEOUT) -> None:
+    """Reap `pid` if it is (now) our child; wait until it is gone otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not ours: someone else reaps it
+            if not os.path.exists(f"/proc/{pid}"):
+                return
+            done = 0
+        if done:
+            return
+        time.sleep(0.002)
+
+
+def kill_tree(known: list[ProcInfo]) -> int:
+    """SIGKILL each known process's group (never our own) and the process, then reap. Returns how
+    many were still alive."""
+    own_group = os.getpgrp()
+    alive = [p for p in known if _same_process(p)]
+    for p in alive:
+        if p.pgid not in (own_group, 0):
+            try:
+                os.killpg(p.pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.kill(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for p in alive:
+        _reap(p.pid)
+    return len(alive)
+
+
+def stray_children(exclude: set[int]) -> list[ProcInfo]:
+    """Processes re-parented to us (we are a subreaper) that we did not start directly."""
+    me = os.getpid()
+    return [p for p in _all_processes() if p.ppid == me and p.pid not in exclude]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = READY_TIMEOUT) -> float:
+    """Bounded connect-retry until `port` accepts; returns the seconds it took."""
+    started = time.perf_counter()
+    deadline = started + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((HOST, port), timeout=1.0):
+                return time.perf_counter() - started
+        except OSError:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"port {port} not accepting after {timeout:.0f} s") from None
+            time.sleep(0.002)  # retry back-off, not a readiness guess
+
+
+@dataclass
+class Server:
+    """One running server: `argv` is built from (invoke_port, runtime_api_port)."""
+
+    name: str
+    argv: list[str]
+    cwd: Path
+    invoke_port: int
+    env: dict[str, str] = field(default_factory=dict)
+    log_dir: Path | None = None
+    proc: subprocess.Popen | None = None
+    known: dict[int, ProcInfo] = field(default_factory=dict)
+    ready_seconds: float = 0.0
+    exit_code: int | None = None
+    max_runtimes: int = 0
+
+    def start(self) -> "Server":
+        log_dir = self.log_dir or Path(tempfile.gettempdir())
+        self._out = open(log_dir / f"{self.name}.stdout.log", "ab")
+        self._err = open(log_dir / f"{self.name}.stderr.log", "ab")
+        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env={**os.environ, **self.env},
+                                     stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err)
+        try:
+            self.ready_seconds = wait_for_port(self.invoke_port, self.proc)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def snapshot(self) -> int:
+        """Remember every process the server has started so far (to kill after a crash); returns
+        how many are alive now."""
+        found = descendants(self.proc.pid)
+        for p in found:
+            self.known[p.pid] = p
+        self.max_runtimes = max(self.max_runtimes, len(found))
+        return len(found)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.snapshot()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.exit_code = self.proc.returncode
+        self.leftovers = kill_tree(list(self.known.values()))
+        self._out.close()
+        self._err.close()
+
+    def stderr_tail(self, n: int = 2000) -> str:
+        path = Path(self._err.name)
+        return path.read_bytes()[-n:].decode(errors="replace") if path.exists() else ""
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default); q in [0, 100]."""
+    if not sorted_values:
+        return float("nan")
+    pos = (len(sorted_values) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def median(values: list[float]) -> float:
+    return percentile(sorted(values), 50)
+
+
+def latency_summary(samples_ns: list[int]) -> dict[str, float]:
+    """p50/p90/p99/mean/max in milliseconds."""
+    ms = sorted(s / 1e6 for s in samples_ns)
+    return {
+        "n": len(ms),
+        "p50": percentile(ms, 50),
+        "p90": percentile(ms, 90),
+        "p99": percentile(ms, 99),
+        "mean": sum(ms) / len(ms) if ms else float("nan"),
+        "max": ms[-1] if ms else float("nan"),
+    }
+
+
+# --- machine and output ---------------------------------------------------------------------
+
+def machine_info() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    return {
+        "nproc": affinity,
+        "cpu_model": model,
+        "loadavg": list(os.getloadavg()),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "python_executable": PYTHON,
+    }
+
+
+def git_revision() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "runtime_api", "bootstrap", "sandbox"],
+                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def command_line(module: str, argv: list[str]) -> str:
+    return shlex.join(["python", "-m", module, *argv])
+
+
+def markdown_table(headers: list[str], rows: list[list], align: str | None = None) -> str:
+    """`align`: one character per column, 'l' or 'r' (default: first column left, others right)."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    lines = ["| " + " | ".join(cells[0]) + " |",
+             "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
+    return "\n".join(lines)
+
+
+def write_results(name: str, data: dict, markdown: str, directory: Path = RESULTS_DIR) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = directory / f"{name}.json", directory / f"{name}.md"
+    json_path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    md_path.write_text(markdown.rstrip() + "\n")
+    return json_path, md_path
