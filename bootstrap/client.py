@@ -11,8 +11,7 @@ import sys
 import _socket
 
 from bootstrap import wire
-from bootstrap.http11 import (ProtocolError, ResponseParser, build_request, build_request_head,
-                              encode_chunk, encode_last_chunk)
+from bootstrap.http11 import ProtocolError, ResponseParser, build_request, build_request_head
 
 VERSION = "0.1.0"
 CONNECT_TIMEOUT_S = 1.0
@@ -245,7 +244,7 @@ class RuntimeClient:
     # --- round trips ----------------------------------------------------------------------
 
     def next(self):
-        """Block until the next event. Raises RuntimeClientError on a non-2xx answer or one without
+        """Block until the next event. Raises LambdaRuntimeClientError on a non-2xx answer or one without
         a request id."""
         response = self.connection.request(self.next_request())
         if not 200 <= response.status < 300 or "lambda-runtime-aws-request-id" not in response.headers:
@@ -293,6 +292,3 @@ def _with_lower_length(method, target, headers, body):
 def _stdlib_post(head, target, body, extra):
     return build_request_head("POST", target, head + [("Content-Length", str(len(body)))] + extra) + body
 
-
-__all__ = ["RuntimeClient", "LambdaRuntimeClientError", "Invocation", "Connection", "encode_chunk",
-           "encode_last_chunk", "USER_AGENT"]

@@ -2,8 +2,9 @@
 the invocation loop `next -> handler -> response | error`.
 
 Each phase is a step that returns the object of the next phase (R6): `initialise()` gives an
-`InitialisedRuntime`, and only that has `run()`. Client and config are parameters, so tests drive a
-runtime against any server.
+`InitialisedRuntime`, which has `run()`; under SnapStart its `prepare_snapshot()` gives a
+`SnapshotTemplate` (hooks run, ready to be snapshotted or forked) whose `restore()` gives the
+runtime back. Client and config are parameters, so tests drive a runtime against any server.
 """
 
 import os
