@@ -23,10 +23,10 @@ from runtime_api import FunctionConfig
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="the bash bootstrap needs curl on PATH")
 
 
-def bash_function(tmp_path) -> FunctionConfig:
+def bash_function(tmp_path, handler: str = "function.handler") -> FunctionConfig:
     code = write_bash_function(tmp_path / "bash")
     # CURL_HOME points curl at the .curlrc that makes a missing `100 Continue` a timeout.
-    return FunctionConfig(name="bash", code=str(code), handler="function.handler",
+    return FunctionConfig(name="bash", code=str(code), handler=handler,
                           runtime=[str(code / "bootstrap")], timeout=20, env={"CURL_HOME": str(code)})
 
 
@@ -52,6 +52,21 @@ def test_bash_bootstrap_posts_a_2_mb_response_with_expect_100_continue(tmp_path)
     assert response["StatusCode"] == 200
     assert "FunctionError" not in response, response["Payload"][:300]
     assert response["Payload"] == event
+
+
+@needs_curl
+def test_bash_handler_failure_exits_the_bootstrap_and_is_runtime_exit_error(tmp_path):
+    # The tutorial's bootstrap has no error path: under `set -e` a failing handler ends it.
+    with threaded_server(bash_function(tmp_path, "function.fail")) as server:
+        client = lambda_client(server.endpoint)
+        responses = [invoke(client, FunctionName="bash", Payload=b'{"n": 1}', LogType="Tail") for _ in range(2)]
+    for response in responses:  # each in a new environment, each failing the same way
+        assert response["StatusCode"] == 200
+        assert response["FunctionError"] == "Unhandled"
+        error = payload_json(response)
+        assert error["errorType"] == "Runtime.ExitError"
+        assert error["errorMessage"].endswith("Runtime exited with error: exit status 1")
+        assert 'fail: giving up on {"n": 1}' in base64.b64decode(response["LogResult"]).decode()
 
 
 # --- the Node.js runtime interface client -----------------------------------------------------------
@@ -126,6 +141,29 @@ def test_node_ric_thrown_error_is_an_unhandled_function_error(tmp_path, node_ric
     error = payload_json(response)
     assert error["errorType"] == "Error"
     assert error["errorMessage"] == "the node handler failed on purpose"
+
+
+def test_node_ric_timeout_is_sandbox_timedout_and_the_next_invoke_works(tmp_path, node_ric_entry):
+    code = write_node_function(tmp_path / "node")
+    with threaded_server(node_function("node-slow", code, "index.slow", node_ric_entry, timeout=1)) as server:
+        client = lambda_client(server.endpoint)
+        timed_out = invoke(client, FunctionName="node-slow", Payload=b'{"sleep": 10}')
+        after = invoke(client, FunctionName="node-slow", Payload=b"{}")
+    assert timed_out["FunctionError"] == "Unhandled"
+    error = payload_json(timed_out)
+    assert error["errorType"] == "Sandbox.Timedout"
+    assert error["errorMessage"].endswith("Task timed out after 1.00 seconds")
+    assert "FunctionError" not in after
+    assert payload_json(after) == "done"
+
+
+def test_node_ric_response_over_6_mb_is_a_function_error(tmp_path, node_ric_entry):
+    code = write_node_function(tmp_path / "node")
+    with threaded_server(node_function("node-big", code, "index.tooBig", node_ric_entry)) as server:
+        response = invoke(lambda_client(server.endpoint), FunctionName="node-big", Payload=b"{}")
+    assert response["StatusCode"] == 200
+    assert response["FunctionError"] == "Unhandled"
+    assert payload_json(response)["errorType"] == "Function.ResponseSizeTooLarge"
 
 
 def test_node_ric_streamed_response_is_relayed_as_it_arrives(tmp_path, node_ric_entry):

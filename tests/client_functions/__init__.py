@@ -165,6 +165,11 @@ BASH_FUNCTION = '''function handler () {
   EVENT_DATA=$1
   echo "$EVENT_DATA"
 }
+
+function fail () {
+  echo "fail: giving up on $1" 1>&2
+  return 1
+}
 '''
 
 # curl sends `Expect: 100-continue` with a large body and, by default, sends the body anyway
@@ -184,6 +189,13 @@ export const context = async (event, context) => ({
   awsRequestId: context.awsRequestId,
   custom: context.clientContext?.Custom ?? context.clientContext?.custom ?? null,
 });
+
+export const slow = async (event) => {
+  await new Promise((resolve) => setTimeout(resolve, (event.sleep ?? 0) * 1000));
+  return "done";
+};
+
+export const tooBig = async () => "x".repeat(7 * 1024 * 1024);
 
 export const fail = async (event) => {
   throw new Error("the node handler failed on purpose");
