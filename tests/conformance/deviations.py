@@ -26,6 +26,8 @@ class Deviation:
     reason: str
     default: dict = field(default_factory=dict)
     everywhere: Callable[[list[dict]], list[dict]] | None = None
+    # Masks applied to lambdalet's own transcript (values that differ by design, checked first).
+    observed: Callable[[list[dict]], list[dict]] | None = None
     # Scenario-level replacement of the whole expected transcript, for deviations whose effect is
     # a different conversation altogether (see queue-concurrent-invokes).
     transcript: Callable[[list[dict]], list[dict]] | None = None
@@ -50,6 +52,21 @@ def _measured_report(transcript):
 
 def _mask_memory(line: str) -> str:
     return re.sub(r"Max Memory Used: \d+ MB", "Max Memory Used: <measured> MB", line)
+
+
+def _measured_memory(transcript):
+    """lambdalet's Max Memory Used must be a measurement: more than 0 and at most Memory Size."""
+    for entry in transcript:
+        if entry.get("label") == "platform log":
+            entry["note"] = [_mask_measured(line) for line in entry["note"]]
+    return transcript
+
+
+def _mask_measured(line: str) -> str:
+    m = re.search(r"Memory Size: (\d+) MB\tMax Memory Used: (\d+) MB", line)
+    if m and 0 < int(m.group(2)) <= int(m.group(1)):
+        return _mask_memory(line)
+    return line
 
 
 def _concurrent_queue(expected):
@@ -114,7 +131,7 @@ DEVIATIONS: dict[str, Deviation] = {
         "RIE's REPORT Init Duration measures only an internal hand-off (issue #106) and Max Memory "
         "Used is the configured size. lambdalet-rie reports the real init time and the measured "
         "peak memory. Durations are masked for both targets; memory is masked here.",
-        everywhere=_measured_report),
+        everywhere=_measured_report, observed=_measured_memory),
     "response-mode-no-wedge": Deviation(
         "An invalid Lambda-Runtime-Function-Response-Mode gets the same 400 from both, but RIE's "
         "state machine is left in InvocationResponse: /error and /next get 403 and the invoke "
@@ -172,6 +189,14 @@ def expected_for_lambdalet(rie_transcript: list[dict], scenario) -> list[dict]:
         for label, changes in per_label.items():
             expected = _change(expected, label, changes or deviation.default)
     return expected
+
+
+def observed_for_lambdalet(transcript: list[dict]) -> list[dict]:
+    transcript = copy.deepcopy(transcript)
+    for deviation in DEVIATIONS.values():
+        if deviation.observed:
+            transcript = deviation.observed(transcript)
+    return transcript
 
 
 def _change(transcript: list[dict], label: str, changes: dict) -> list[dict]:

@@ -41,6 +41,7 @@ MARKER = "LAMBDALET_CONFORMANCE_RUN"
 # No assertion depends on them.
 SAFETY_S = 20.0
 STARTUP_S = 10.0
+RAPI_STARTUP_S = 0.5
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,22 +252,29 @@ class Server:
                                          stdout=out, stderr=err, start_new_session=True)
         self.exit_code: int | None = None
 
-    # readiness: both listeners accept (bounded connect-retry; the kernel tells us, no guessing)
+    # readiness: the invoke listener accepts (bounded connect-retry; the kernel tells us, no
+    # guessing). RIE also opens the Runtime API listener at startup; we give it a short while,
+    # and a target that does not do that shows up as `refused` in the scenarios that call it.
     def wait_listening(self, expect_exit: bool = False) -> None:
-        deadline = time.monotonic() + STARTUP_S
-        pending = [self.inv, self.rapi]
-        while pending:
+        if self._wait_port(self.inv, STARTUP_S, expect_exit) is False:
+            raise RuntimeError(f"{self.target.name} did not listen on {self.inv}")
+        if self.proc.poll() is None:
+            self._wait_port(self.rapi, RAPI_STARTUP_S, expect_exit)
+
+    def _wait_port(self, addr, bound: float, expect_exit: bool) -> bool | None:
+        deadline = time.monotonic() + bound
+        while True:
             if self.proc.poll() is not None:
                 if expect_exit:
-                    return
+                    return None
                 raise RuntimeError(f"{self.target.name} exited with {self.proc.returncode} at startup:\n"
                                    + self.stderr_path.read_text(errors="replace")[-3000:])
             try:
-                socket.create_connection(pending[0], timeout=1).close()
-                pending.pop(0)
+                socket.create_connection(addr, timeout=1).close()
+                return True
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.target.name} did not listen on {pending[0]}")
+                    return False
                 time.sleep(0.005)
 
     def wait_exit(self, timeout: float = STARTUP_S) -> int | None:

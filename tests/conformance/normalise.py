@@ -34,8 +34,10 @@ BILLED = re.compile(r"Billed Duration: (\d+) ms")
 
 
 class Normaliser:
-    def __init__(self, *, fndir: str, inv: tuple, rapi: tuple, timeout_s: int):
+    def __init__(self, *, fndir: str, inv: tuple, rapi: tuple, timeout_s: int,
+                 sent_trace_ids: tuple[str, ...] = ()):
         self.ids: dict[str, int] = {}
+        self.sent_trace_ids = sent_trace_ids
         self.literals = [(fndir, "<fndir>"), (f"{inv[0]}:{inv[1]}", "<inv>"),
                          (f"{rapi[0]}:{rapi[1]}", "<rapi>")]
         self.timeout_ms = timeout_s * 1000
@@ -75,7 +77,8 @@ class Normaliser:
                 continue
             if lname == "lambda-runtime-deadline-ms":
                 value = self.deadline(value, reply.received_at)
-            elif lname == "lambda-runtime-trace-id" and GENERATED_TRACE.match(value):
+            elif (lname == "lambda-runtime-trace-id" and value not in self.sent_trace_ids
+                  and GENERATED_TRACE.match(value)):
                 value = "<generated trace id>"
             else:
                 value = self.text(value)

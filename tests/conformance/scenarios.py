@@ -103,6 +103,27 @@ def ok(s: Session, body: bytes = b'"ok"', **kw):
 # Runtime API: routes (reference §2.1)
 
 
+def in_flight(steps):
+    """Run `steps` while an invoke is in flight (the runtime started and holds the event), so the
+    routes are checked whether or not the target opens its Runtime API listener before the first
+    invoke (rapi-listening-at-startup checks that separately)."""
+    def run(s: Session):
+        hand = Hand(s)
+        inv = s.invoke_bg(label="invoke")
+        ev = hand.event()
+        steps(s)
+        s.respond(ev.request_id, b'"ok"')
+        hand.poll_next()
+        inv.result()
+    run.__name__ = steps.__name__
+    return run
+
+
+def listening_at_startup(s: Session):
+    s.rapi("GET", f"{RAPI}/ping", label="ping before any invoke")
+    s.rapi("GET", "/2018-06-01/nothing", label="unknown path before any invoke")
+
+
 def rapi_not_found(s: Session):
     for path in [
         f"{RAPI}/runtime/invocation/nxt",
@@ -674,13 +695,16 @@ FE = "function-error-header"
 
 SCENARIOS: list[Scenario] = [
     # Runtime API routes
+    Scenario("rapi-listening-at-startup",
+             "§1.1: both listeners are up at startup, before the runtime is started",
+             listening_at_startup),
     Scenario("rapi-not-found", "§2.1: unknown path, version, case, trailing slash -> 404 text",
-             rapi_not_found),
+             in_flight(rapi_not_found)),
     Scenario("rapi-wrong-method", "§2.1: wrong method -> 405, empty body, Allow; HEAD is not GET",
-             rapi_wrong_method),
-    Scenario("ping", "§2.1: GET ping -> 200 pong", ping),
+             in_flight(rapi_wrong_method)),
+    Scenario("ping", "§2.1: GET ping -> 200 pong", in_flight(ping)),
     Scenario("logs-telemetry-stubs", "§2.8: Logs and Telemetry APIs are 202 stubs with error bodies",
-             logs_telemetry_stubs),
+             in_flight(logs_telemetry_stubs)),
     Scenario("metadata-endpoint", "§2.10: execution-environment metadata with the Bearer token",
              metadata),
     # /next

@@ -16,10 +16,10 @@ import os
 
 import pytest
 
-from .deviations import expected_for_lambdalet
+from .deviations import expected_for_lambdalet, observed_for_lambdalet
 from .harness import Session, launch
 from .normalise import Normaliser, transcript
-from .scenarios import FILES, SCENARIOS
+from .scenarios import FILES, SCENARIOS, TRACE
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
@@ -30,7 +30,8 @@ def run(scenario, target, workdir) -> list[dict]:
                 expect_exit=scenario.expect_exit) as server:
         session = Session(server, scenario.timeout_s)
         scenario.steps(session)
-    norm = Normaliser(fndir=str(workdir), inv=server.inv, rapi=server.rapi, timeout_s=scenario.timeout_s)
+    norm = Normaliser(fndir=str(workdir), inv=server.inv, rapi=server.rapi, timeout_s=scenario.timeout_s,
+                      sent_trace_ids=(TRACE,))
     return transcript(session.record, server.stdout_path.read_text(errors="replace"),
                       server.exit_code, norm)
 
@@ -50,7 +51,11 @@ def test_scenario(scenario, target, tmp_path):
             f.write("\n")
     with open(path) as f:
         recorded = json.load(f)["transcript"]
-    expected = recorded if target.name == "rie" else expected_for_lambdalet(recorded, scenario)
+    if target.name != "rie":
+        expected = expected_for_lambdalet(recorded, scenario)
+        got = observed_for_lambdalet(got)
+    else:
+        expected = recorded
     if got != expected:
         diff = "\n".join(difflib.unified_diff(dump(expected), dump(got), f"expected ({target.name})",
                                               f"{target.name} did", lineterm="", n=4))
