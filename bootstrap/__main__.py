@@ -45,13 +45,12 @@ def main(argv=None, environ=None):
 
     from bootstrap import logs
     from bootstrap.client import RuntimeClient
-    from bootstrap.marshalling import Encoder
     from bootstrap.runtime import start
 
     logs.wrap_std_streams()
     runtime_logs = logs.Logs(config.log_format, config.log_level,
                              logs.open_sink(config.telemetry_fd, config.log_format),
-                             Encoder(config.ensure_ascii))
+                             config.ensure_ascii)
     runtime_logs.install_logging()
     start(RuntimeClient(config.runtime_api), config, runtime_logs)
     return 0

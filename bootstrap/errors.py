@@ -5,7 +5,7 @@ them. Only imported when something failed."""
 import os
 import traceback
 
-from bootstrap.marshalling import Fault
+from bootstrap.fault import Fault
 
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 

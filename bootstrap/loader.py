@@ -4,7 +4,7 @@ init-error types and texts."""
 import importlib
 import sys
 
-from bootstrap.marshalling import Fault
+from bootstrap.fault import Fault
 
 MALFORMED_HANDLER_NAME = "Runtime.MalformedHandlerName"
 BUILT_IN_MODULE_CONFLICT = "Runtime.BuiltInModuleConflict"

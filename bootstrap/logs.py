@@ -129,11 +129,11 @@ def format_from_env(value):
 class Logs:
     """The logging set-up of one runtime process."""
 
-    def __init__(self, log_format, log_level, sink, json_encoder):
+    def __init__(self, log_format, log_level, sink, ensure_ascii=True):
         self.format = log_format
         self.level = log_level
         self.sink = sink
-        self.json_encoder = json_encoder  # the response encoder (awslambdaric logs errors with it)
+        self.ensure_ascii = ensure_ascii  # awslambdaric logs errors with its response encoder
         self._hook = None
 
     # --- the runtime's own records ------------------------------------------------------------
@@ -143,7 +143,8 @@ class Logs:
         if self.format == JSON:
             record = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time())),
                       "level": "ERROR", **error}
-            self.sink.log_error([self.json_encoder.encode(record)])
+            from bootstrap.marshalling import Encoder
+            self.sink.log_error([Encoder(self.ensure_ascii).encode(record)])
             return
         head = "[ERROR]"
         error_type = error.get("errorType")

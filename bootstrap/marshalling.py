@@ -10,20 +10,10 @@ importing the `json` package (which pulls in `re`) on the start-up path.
 import _json
 
 from bootstrap import wire
+from bootstrap.fault import Fault
 
 UNMARSHAL_ERROR = "Runtime.UnmarshalError"
 MARSHAL_ERROR = "Runtime.MarshalError"
-
-
-class Fault(Exception):
-    """A failure the runtime classifies itself: reported with a `Runtime.*` errorType and the given
-    message and stack trace (awslambdaric's FaultException)."""
-
-    def __init__(self, error_type, message, trace=None):
-        super().__init__(message)
-        self.error_type = error_type
-        self.message = message
-        self.trace = trace
 
 
 # --- decoding ---------------------------------------------------------------------------------

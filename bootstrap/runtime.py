@@ -13,7 +13,19 @@ import time
 
 from bootstrap import logs as logs_module
 from bootstrap.context import LambdaContext
-from bootstrap.marshalling import Encoder, Fault, marshal_result, unmarshal_event
+from bootstrap.fault import Fault
+
+# bootstrap.marshalling (and with it the `_json` accelerator) is imported once the first event has
+# arrived: nothing before the first `GET next` needs it.
+marshalling = None
+
+
+def _marshalling():
+    global marshalling
+    if marshalling is None:
+        from bootstrap import marshalling as module
+        marshalling = module
+    return marshalling
 
 CONTEXT_UNMARSHAL_ERROR = "Runtime.LambdaContextUnmarshalError"
 BEFORE_SNAPSHOT_ERROR = "Runtime.BeforeSnapshotError"
@@ -45,7 +57,7 @@ def initialise(client, config, logs):
         error = errors.fault_result(exc)
         logs.warning(UNHANDLED_WARNING)
         logs.log_error(error)
-        encoder = Encoder(config.ensure_ascii)
+        encoder = _marshalling().Encoder(config.ensure_ascii)
         client.post_init_error(encoder.encode(error).encode("utf-8"), error["errorType"])
         sys.exit(1)
     return InitialisedRuntime(client, config, logs, handler)
@@ -57,7 +69,13 @@ class InitialisedRuntime:
         self.config = config
         self.logs = logs
         self.handler = handler
-        self.encoder = Encoder(config.ensure_ascii)
+        self._encoder = None
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            self._encoder = _marshalling().Encoder(self.config.ensure_ascii)
+        return self._encoder
 
     # --- SnapStart ----------------------------------------------------------------------------
 
@@ -122,16 +140,17 @@ class InitialisedRuntime:
             os.environ["_X_AMZN_TRACE_ID"] = invocation.trace_id
         elif "_X_AMZN_TRACE_ID" in os.environ:
             del os.environ["_X_AMZN_TRACE_ID"]
+        codec = marshalling or _marshalling()
         try:
             context = self.make_context(invocation)
-            event = unmarshal_event(invocation.body, invocation.content_type)
+            event = codec.unmarshal_event(invocation.body, invocation.content_type)
             result = self.handler(event, context)
             if _is_stream(result):
                 from bootstrap import streaming
                 stream = streaming.prepare(result, self.encoder)
             else:
                 stream = None
-                payload, content_type = marshal_result(result, self.encoder)
+                payload, content_type = codec.marshal_result(result, self.encoder)
         except Exception as exc:
             self.post_error(invocation, exc)
             return

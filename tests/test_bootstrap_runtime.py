@@ -13,7 +13,6 @@ from bootstrap import logs as logs_module
 from bootstrap.client import RuntimeClient
 from bootstrap.config import Config
 from bootstrap.context import FunctionInfo
-from bootstrap.marshalling import Encoder
 from bootstrap.runtime import InitialisedRuntime
 from bootstrap.streaming import StreamingResponse
 from bootstrap_handlers.fake_api import FakeRuntimeAPI
@@ -43,7 +42,7 @@ def make_runtime(api, handler, **config):
     cfg = Config(handler="app.handler", runtime_api=api.address,
                  function=FunctionInfo("fn", "$LATEST", "128", "/aws/lambda/fn", "stream"), **config)
     sink = ListSink()
-    runtime_logs = logs_module.Logs("text", "", sink, Encoder())
+    runtime_logs = logs_module.Logs("text", "", sink)
     runtime = InitialisedRuntime(RuntimeClient(api.address, user_agent="UA"), cfg, runtime_logs,
                                  handler)
     return runtime, sink

@@ -17,7 +17,7 @@ from bootstrap import logs, logsetup
 from bootstrap.config import Config, ConfigError
 from bootstrap.context import FunctionInfo, LambdaContext
 from bootstrap.loader import load_handler
-from bootstrap.marshalling import Encoder, Fault
+from bootstrap.marshalling import Fault
 
 ENV = {"AWS_LAMBDA_FUNCTION_NAME": "fn", "AWS_LAMBDA_FUNCTION_VERSION": "7",
        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256", "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/fn",
@@ -92,7 +92,7 @@ class CaptureSink:
 @pytest.mark.parametrize("error", ERRORS)
 def test_text_error_record_lines_match_awslambdaric(error):
     ours, theirs = CaptureSink(), CaptureSink()
-    logs.Logs(logs.TEXT, "", ours, Encoder()).log_error(dict(error))
+    logs.Logs(logs.TEXT, "", ours).log_error(dict(error))
     ric_bootstrap.log_error(dict(error), theirs)  # the module was imported in text mode
     assert ours.calls == theirs.calls
 
@@ -104,7 +104,7 @@ def test_stdout_error_record_joins_with_carriage_returns(capsys):
 
 def test_json_error_record(monkeypatch):
     sink = CaptureSink()
-    logs.Logs(logs.JSON, "", sink, Encoder()).log_error(dict(ERRORS[0]))
+    logs.Logs(logs.JSON, "", sink).log_error(dict(ERRORS[0]))
     (lines,) = sink.calls
     record = json.loads(lines[0])
     assert list(record) == ["timestamp", "level", "errorMessage", "errorType", "requestId",
