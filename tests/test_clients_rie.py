@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -17,8 +18,8 @@ import pytest
 
 import realparts
 from client_functions import (
-    PYTHON_FUNCTION, Rendezvous, big_event, invoke, lambda_client, lambdalet_rie, payload_json, write_bash_function,
-    write_node_function,
+    PYTHON_FUNCTION, Rendezvous, big_event, invoke, lambda_client, lambdalet_rie, payload_json, process_alive,
+    runtime_pids, write_bash_function, write_node_function,
 )
 from helpers import write_function
 
@@ -77,6 +78,15 @@ def test_concurrent_invokes_queue_instead_of_crashing(code, tmp_path):
         assert rie.process.poll() is None, "lambdalet-rie exited"
     assert [r["StatusCode"] for r in results] == [200, 200]
     assert [payload_json(r) for r in results] == [{"mark": "first"}, {"mark": "second"}]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stopping_lambdalet_rie_stops_its_runtime(code, tmp_path, signum):
+    with runtime_pids() as pids, awslambdaric_rie(code, tmp_path, "whoami") as rie:
+        pids.append(payload_json(invoke(lambda_client(rie.endpoint), FunctionName="function", Payload=b"{}"))["pid"])
+        rie.process.send_signal(signum)
+        assert rie.process.wait(timeout=15) == 0
+        assert not process_alive(pids[0]), "the runtime is still running"
 
 
 @pytest.mark.skipif(not os.access(CURL, os.X_OK), reason=f"{CURL} is not installed")

@@ -113,6 +113,10 @@ def record(event, context):
         return marks.read().split()
 
 
+def whoami(event, context):
+    return {"pid": os.getpid()}
+
+
 def rendezvous(event, context):
     meet(event)
     return {"mark": event["mark"]}
@@ -311,6 +315,34 @@ class Rendezvous:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+# --- processes ------------------------------------------------------------------------------------
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as proc_stat:
+            return proc_stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@contextmanager
+def runtime_pids():
+    """Collects the pids of runtimes a test saw; any still alive at the end are killed (and fail it).
+    lambdalet promises that nothing it started outlives it."""
+    pids: list[int] = []
+    try:
+        yield pids
+    finally:
+        leftover = [pid for pid in pids if process_alive(pid)]
+        for pid in leftover:
+            try:
+                os.killpg(pid, signal.SIGKILL)  # runtimes lead their own process group
+            except ProcessLookupError:
+                pass
+    assert not leftover, f"runtime processes outlived the lambdalet that started them: {leftover}"
 
 
 # --- lambdalet-rie as a subprocess ---------------------------------------------------------------
