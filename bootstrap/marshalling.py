@@ -101,19 +101,82 @@ _INF = float("inf")
 
 
 class Encoder:
-    """simplejson.JSONEncoder(allow_nan=True) with awslambdaric's Decimal rule, in pure Python over
-    `_json`'s string escapers."""
+    """simplejson.JSONEncoder(allow_nan=True) with awslambdaric's Decimal rule.
+
+    Two paths with the same output. Values made only of exact dicts, lists, tuples, str, int,
+    float, bool and None (what nearly every handler returns) go through `_json`'s C encoder, which
+    writes those exactly as simplejson does. Anything else (Decimal, bytes, namedtuples and other
+    objects with `_asdict`, subclasses, shared or circular references) takes the pure-Python path
+    that follows simplejson's rules one by one."""
 
     def __init__(self, ensure_ascii=True):
         self.ensure_ascii = ensure_ascii
+        self._esc = _encode_ascii if ensure_ascii else _encode_utf8
+        self._c_encode = _json.make_encoder(None, _refuse, self._esc, None, ": ", ", ", False,
+                                            False, True)
 
     def encode(self, o):
-        esc = _encode_ascii if self.ensure_ascii else _encode_utf8
+        esc = self._esc
+        if type(o) is str:
+            return esc(o)
+        if _c_safe(o):
+            return "".join(self._c_encode(o, 0))
         if isinstance(o, str):
             return esc(o)
         parts = []
         _encode_value(o, parts.append, esc, {})
         return "".join(parts)
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+def _refuse(o):
+    raise TypeError("not a plain value")
+
+
+def _c_safe(o):
+    """Is `o` a tree (no node reached twice) of exact dicts, lists and tuples over plain leaves, with
+    plain keys? Then the C encoder's bytes are simplejson's."""
+    t = type(o)
+    if t in _LEAVES:
+        return True
+    if t is not dict and t is not list and t is not tuple:
+        return False
+    leaves = _LEAVES
+    seen = {id(o)}
+    stack = [o]
+    pop = stack.pop
+    push = stack.append
+    while stack:
+        node = pop()
+        if type(node) is dict:
+            for k, v in node.items():
+                if type(k) not in leaves:
+                    return False
+                tv = type(v)
+                if tv in leaves:
+                    continue
+                if tv is not dict and tv is not list and tv is not tuple:
+                    return False
+                i = id(v)
+                if i in seen:
+                    return False
+                seen.add(i)
+                push(v)
+        else:
+            for v in node:
+                tv = type(v)
+                if tv in leaves:
+                    continue
+                if tv is not dict and tv is not list and tv is not tuple:
+                    return False
+                i = id(v)
+                if i in seen:
+                    return False
+                seen.add(i)
+                push(v)
+    return True
 
 
 def _string(o, esc):

@@ -171,3 +171,26 @@ def test_error_bodies_encode_like_to_json():
     body = {"errorMessage": "é\n", "errorType": "E", "requestId": "", "stackTrace": ["a"]}
     assert OURS.encode(body) == to_json(body)
     assert math.isnan(loads(b"[1]")[0] * math.nan)
+
+
+def test_fast_and_slow_paths_agree_on_tricky_trees():
+    point = collections.namedtuple("Point", "x y")
+    shared = [1, 2]
+
+    class D(dict):
+        def _asdict(self):
+            return {"from": "asdict"}
+
+    class L(list):
+        pass
+
+    cases = [
+        [{"p": point(1, 2)}],            # a namedtuple deep inside plain containers
+        {"a": shared, "b": shared},      # the same list twice (not a cycle)
+        [D(x=1)],                        # a dict subclass with _asdict
+        {"l": L([1, 2])},                # a list subclass
+        (1, (2, [3, {"k": (4,)}])),      # plain tuples all the way
+        {1.5: 1, True: 2, None: 3, 7: 4, float("nan"): 5},
+    ]
+    for value in cases:
+        assert our_marshal(value) == reference_marshal(value), value

@@ -10,7 +10,9 @@ Measures, for each runtime, interleaved sample by sample:
     lazily on that invoke);
   * warm per-invocation overhead at the runtime, from the proxy's timestamps on one connection:
     `next` answered -> response POST begins, and POST answered (202) -> next `GET next` sent;
-  * warm invoke latency as the caller sees it (through the proxy).
+  * warm invoke latency as the caller sees it (through the proxy);
+  * `--inprocess`: the Python part of one invocation with no network (event in -> response bytes
+    handed to a stub client), ours vs awslambdaric's `handle_event_request`.
 
 Every runtime runs in a clean environment (env -i) with `python -S` and site-packages on PYTHONPATH,
 so `.pth` files of the host machine do not weigh on either. The trivial handler returns its event.
@@ -192,11 +194,67 @@ def median_ms(values):
     return statistics.median(values) * 1000 if values else float("nan")
 
 
+def in_process(body, rounds=7, calls=5000):
+    """Microseconds per invocation, Python only (stub clients, a handler echoing the JSON event)."""
+    import timeit
+
+    from awslambdaric import bootstrap as ric
+    from awslambdaric.lambda_runtime_client import LambdaRuntimeClient
+
+    from bootstrap import logs
+    from bootstrap.client import Invocation
+    from bootstrap.config import Config
+    from bootstrap.runtime import InitialisedRuntime
+
+    def handler(event, context):
+        return event
+
+    class OurStub:
+        def post_response(self, *args):
+            pass
+
+    headers = {"lambda-runtime-aws-request-id": "rid", "lambda-runtime-deadline-ms": "4102444800000",
+               "lambda-runtime-invoked-function-arn": "arn", "content-type": "application/json"}
+    ours = InitialisedRuntime(OurStub(), Config("app.handler", "127.0.0.1:1"),
+                              logs.Logs(logs.TEXT, "", logs.StdoutSink()), handler)
+    invocation = Invocation(headers, body)
+
+    class RicStub(LambdaRuntimeClient):
+        def __init__(self):
+            pass
+
+        def post_invocation_result(self, *args):
+            pass
+
+    ric_client = RicStub()
+    sink = ric.StandardLogSink()
+
+    def theirs():
+        ric.handle_event_request(ric_client, handler, "rid", body, "application/json", None, None,
+                                 "arn", 4102444800000, None, sink, None)
+
+    results = {}
+    for name, fn in (("awslambdaric", theirs), ("bootstrap", lambda: ours.handle(invocation))):
+        best = min(timeit.repeat(fn, number=calls, repeat=rounds))
+        results[name] = best / calls * 1e6
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=15)
     parser.add_argument("--warm", type=int, default=300)
+    parser.add_argument("--inprocess", action="store_true")
     args = parser.parse_args()
+    if args.inprocess:
+        import json
+        small = b'{"hello": "world", "n": [1, 2, 3]}'
+        large = json.dumps({"items": [{"id": i, "name": f"item-{i}", "price": i * 1.5,
+                                       "tags": ["a", "b"], "ok": True} for i in range(1000)]}).encode()
+        for label, body, calls in (("small event", small, 5000), (f"{len(large)} B event", large, 50)):
+            for name, us in in_process(body, calls=calls).items():
+                print(f"{label:16} {name:14} {us:9.1f} us per invocation (in process, best of 7)")
+        return
     results = {name: {"exec": [], "cold": [], "warm": [], "think": [], "turn": []}
                for name in RUNTIMES}
     with tempfile.TemporaryDirectory() as tmp:
