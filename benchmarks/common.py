@@ -157,6 +157,20 @@ def stray_children(exclude: set[int]) -> list[ProcInfo]:
     return [p for p in _all_processes() if p.ppid == me and p.pid not in exclude]
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used (0.0 once it is gone); 10 ms resolution."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return 0.0
+    fields = data[data.rindex(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = READY_TIMEOUT) -> float:
     """Bounded connect-retry until `port` accepts; returns the seconds it took."""
     started = time.perf_counter()

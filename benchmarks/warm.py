@@ -11,7 +11,8 @@ Method (runtime-api.md 7, coldstart-anchors.md 2.0): measurements are interleave
 across targets (A, B, C, then B, C, A, ...), with a fresh server process for every measurement,
 and the median over rounds is reported.
 * latency: one keep-alive `http.client` connection, 50 warm-up invokes, then N timed sequential
-  invokes; per-round p50/p90/p99/mean; 1-client throughput is N / the time the N invokes took.
+  invokes; per-round p50/p90/p99/mean; 1-client throughput is N / the time the N invokes took;
+  the CPU time the server and its runtime used per timed invoke (from /proc).
 * throughput: 4 client processes, one keep-alive connection each, for a fixed duration, counting
   successes and errors; "serialised" clients share a lock so that only one invoke is in flight at a
   time (the only way AWS's RIE survives 4 clients: unsynchronised, it panics and exits with 2).
@@ -144,11 +145,16 @@ def invoke(conn: http.client.HTTPConnection) -> None:
         raise BadResponse(response.status, body[:200])
 
 
-def measure_latency(port: int, warmup: int, n: int) -> dict:
+def measure_latency(port: int, warmup: int, n: int, server: Server | None = None) -> dict:
+    """Sequential invokes on one connection. With `server`, also the CPU time the server and its
+    runtimes spent per timed invoke: a cost less sensitive than latency to noisy neighbours."""
     conn = connect(port)
     try:
         for _ in range(warmup):
             invoke(conn)
+        if server is not None:
+            runtimes = [p.pid for p in common.descendants(server.proc.pid)]
+            cpu_before = common.cpu_seconds(server.proc.pid), sum(map(common.cpu_seconds, runtimes))
         samples = []
         clock = time.perf_counter_ns
         began = clock()
@@ -161,6 +167,10 @@ def measure_latency(port: int, warmup: int, n: int) -> dict:
         conn.close()
     summary = common.latency_summary(samples)
     summary["throughput"] = n / (elapsed / 1e9)
+    if server is not None and n:
+        cpu_after = common.cpu_seconds(server.proc.pid), sum(map(common.cpu_seconds, runtimes))
+        summary["server_cpu_us"] = 1e6 * (cpu_after[0] - cpu_before[0]) / n
+        summary["runtime_cpu_us"] = 1e6 * (cpu_after[1] - cpu_before[1]) / n
     return summary
 
 
@@ -263,7 +273,7 @@ def run_server(target: Target, code: Path, log_dir: Path, body) -> dict:
 def latency_round(target: Target, code: Path, log_dir: Path, n: int) -> dict:
     def body(server: Server) -> dict:
         try:
-            return measure_latency(server.invoke_port, WARMUP, n)
+            return measure_latency(server.invoke_port, WARMUP, n, server)
         except (BadResponse, OSError, http.client.HTTPException) as exc:
             # Recorded, left out of the medians, and shown: a benchmark should not hide a failure.
             return {"failed": f"{type(exc).__name__}: {exc}", "server_stderr_tail": server.stderr_tail(400)}
@@ -303,7 +313,8 @@ def summarise(latency_runs: dict, throughput_runs: dict, latency: list[Target],
             continue
         lat[target.key] = {
             "label": target.label,
-            **{k: common.median([r[k] for r in runs]) for k in ("p50", "p90", "p99", "mean", "max", "throughput")},
+            **{k: common.median([r[k] for r in runs])
+               for k in ("p50", "p90", "p99", "mean", "max", "throughput", "server_cpu_us", "runtime_cpu_us")},
             "p50_range": [min(r["p50"] for r in runs), max(r["p50"] for r in runs)],
             "p99_range": [min(r["p99"] for r in runs), max(r["p99"] for r in runs)],
             "ready_ms": 1000 * common.median([r["ready_s"] for r in runs]),
@@ -358,8 +369,9 @@ def render(data: dict) -> str:
     s, m, cfg = data["summary"], data["machine"], data["config"]
     lat_rows = [[v["label"], f"{v['p50']:.3f}", f"{v['p90']:.3f}", f"{v['p99']:.3f}", f"{v['mean']:.3f}",
                  f"{v['throughput']:.0f}", f"{v['p50_range'][0]:.3f}–{v['p50_range'][1]:.3f}", f"{v['ready_ms']:.0f}",
+                 f"{v['server_cpu_us']:.0f}", f"{v['runtime_cpu_us']:.0f}",
                  f"{v['rounds']}" + (f" ({v['failed_rounds']} failed)" if v["failed_rounds"] else "")]
-                if "p50" in v else [v["label"], *["failed"] * 7, f"0 ({len(v['failed'])} failed)"]
+                if "p50" in v else [v["label"], *["failed"] * 9, f"0 ({len(v['failed'])} failed)"]
                 for v in s["latency"].values()]
     thr_rows = []
     for v in s["throughput"].values():
@@ -386,10 +398,12 @@ def render(data: dict) -> str:
         "",
         f"{cfg['warmup']} warm-up invokes, then {cfg['invokes']} timed, per round; a fresh server each round; "
         f"medians over {cfg['rounds']} interleaved rounds. Latency in ms, throughput in invokes/s; "
-        f"\"start\" is server exec → invoke port accepting (not a cold start: runtimes start lazily).",
+        f"\"start\" is server exec → invoke port accepting (not a cold start: runtimes start lazily); "
+        f"CPU columns are user+system time of the server process and of its runtime(s) during the timed "
+        f"invokes, divided by their number (10 ms clock ticks; less sensitive than latency to other load on the machine).",
         "",
         common.markdown_table(["target", "p50", "p90", "p99", "mean", "invokes/s", "p50 range over rounds",
-                               "start (ms)", "rounds"], lat_rows),
+                               "start (ms)", "server CPU (µs/invoke)", "runtime CPU (µs/invoke)", "rounds"], lat_rows),
         "",
         f"## 4 clients: throughput",
         "",
