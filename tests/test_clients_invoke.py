@@ -8,13 +8,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
 from client_functions import (
-    IMPORT_ERROR_FUNCTION, PYTHON_FUNCTION, Rendezvous, big_event, invoke, lambda_client, payload_json,
+    IMPORT_ERROR_FUNCTION, PYTHON_FUNCTION, Rendezvous, big_event, invoke, lambda_client, payload_json, process_alive,
 )
 from helpers import CapturedLog, awslambdaric_function, threaded_server, write_function
 
@@ -166,6 +167,40 @@ def test_concurrent_invocations_run_in_parallel_environments(code):
         meeting.release_all()
         results = [payload_json(call.result(timeout=60)) for call in calls]
     assert results == [{"mark": "a"}, {"mark": "b"}]
+
+
+def test_many_concurrent_callers_each_get_their_own_answer(code):
+    callers, calls_each = 6, 5
+    # Room for each caller's finishing environment and its next one (see test_clients_runtimes's
+    # test_one_call_at_a_time_is_never_throttled).
+    config = function("echo", code, "echo", concurrency=2 * callers)
+    with ThreadPoolExecutor(callers) as pool, threaded_server(config) as server:
+        clients = [lambda_client(server.endpoint) for _ in range(callers)]
+
+        def call_repeatedly(caller: int) -> list[object]:
+            return [payload_json(invoke(clients[caller], FunctionName="echo",
+                                        Payload=json.dumps({"caller": caller, "call": call})))
+                    for call in range(calls_each)]
+
+        answers = list(pool.map(call_repeatedly, range(callers)))
+    assert answers == [[{"caller": caller, "call": call} for call in range(calls_each)] for caller in range(callers)]
+
+
+def test_an_idle_environment_is_reaped_and_the_next_invoke_starts_a_new_one(code):
+    with threaded_server(function("who", code, "whoami", idle_timeout=0.5)) as server:
+        client = lambda_client(server.endpoint)
+        first = payload_json(invoke(client, FunctionName="who", Payload=b"{}"))["pid"]
+        wait_until(lambda: not process_alive(first), "the idle environment was never shut down")
+        second = payload_json(invoke(client, FunctionName="who", Payload=b"{}"))["pid"]
+    assert second != first
+
+
+def wait_until(condition, failure: str, limit: float = 20.0) -> None:
+    """Poll a condition lambdalet offers no event for, in a bounded loop."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.05)
 
 
 def test_log_tail_holds_this_invocations_output_and_platform_lines(code):

@@ -176,6 +176,16 @@ function fail () {
 }
 '''
 
+# The tutorial's own function.sh, word for word: its response is text, not JSON.
+TUTORIAL_FUNCTION = '''function handler () {
+  EVENT_DATA=$1
+  echo "$EVENT_DATA" 1>&2;
+  RESPONSE="Echoing request: '$EVENT_DATA'"
+
+  echo $RESPONSE
+}
+'''
+
 # curl sends `Expect: 100-continue` with a large body and, by default, sends the body anyway
 # after waiting 1 s for the `100 Continue`: a server that never answers would only be slower.
 # With this .curlrc (found through CURL_HOME) curl waits for the answer far longer than any
@@ -227,12 +237,14 @@ export const streamMeeting = awslambda.streamifyResponse(async (event, responseS
 
 
 def write_bash_function(directory: Path) -> Path:
-    """The tutorial's `bootstrap` and `function.sh` (handler `function.handler`), plus a .curlrc."""
+    """The tutorial's `bootstrap`, its `function.sh` as `tutorial.sh` (handler `tutorial.handler`), a
+    `function.sh` whose `handler` echoes the event and whose `fail` fails, and a .curlrc."""
     directory.mkdir(parents=True, exist_ok=True)
     bootstrap = directory / "bootstrap"
     bootstrap.write_text(BASH_BOOTSTRAP)
     bootstrap.chmod(bootstrap.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     (directory / "function.sh").write_text(BASH_FUNCTION)
+    (directory / "tutorial.sh").write_text(TUTORIAL_FUNCTION)
     (directory / ".curlrc").write_text(CURLRC)
     return directory
 
