@@ -134,10 +134,11 @@ class RieSession:
 
 
 @contextmanager
-def rie(kind, handler, cwd, env=None, runtime_argv=None):
-    """Start the real RIE with runtime `kind` (awslambdaric or bootstrap) for `handler`; the
-    runtime talks to RIE through a RecordingProxy. Stops RIE and kills the runtime's process group
-    on exit, whatever happened."""
+def rie(kind, handler, cwd, env=None, runtime_argv=None, server=None, server_flags=()):
+    """Start the real RIE (or `server`, an argv prefix of anything with RIE's command line, such as
+    lambdalet-rie) with runtime `kind` (awslambdaric or bootstrap) for `handler`; the runtime talks
+    to it through a RecordingProxy. Stops the server and kills the runtime's process group on exit,
+    whatever happened."""
     invoke_port, rapi_port = free_port(), free_port()
     proxy = RecordingProxy(("127.0.0.1", rapi_port))
     pidfile = Path(cwd) / f".runtime-pid-{kind}"
@@ -147,7 +148,8 @@ def rie(kind, handler, cwd, env=None, runtime_argv=None):
                        f"export AWS_LAMBDA_RUNTIME_API=127.0.0.1:{proxy.port}\n"
                        'exec "$@"\n')
     wrapper.chmod(0o755)
-    argv = [str(rie_binary()), "--runtime-interface-emulator-address", f"127.0.0.1:{invoke_port}",
+    argv = (server or [str(rie_binary())]) + list(server_flags) + [
+            "--runtime-interface-emulator-address", f"127.0.0.1:{invoke_port}",
             "--runtime-api-address", f"127.0.0.1:{rapi_port}", str(wrapper)] + (
                 runtime_argv or RUNTIMES[kind]) + ([handler] if handler else [])
     proc = subprocess.Popen(argv, cwd=cwd, env=base_env(**(env or {})), stdout=subprocess.PIPE,
