@@ -2,9 +2,11 @@
 
 * Function sources: one awslambdaric module with a handler per behaviour, the AWS docs' bash +
   curl custom runtime, and a Node.js module for `aws-lambda-ric`.
-* `lambda_client`: a boto3 `lambda` client for an endpoint, as a user would configure it.
+* `lambda_client`, `invoke`: a boto3 `lambda` client as a user would configure it (no retries),
+  and its `invoke` with the payload read before the test can stop the server.
 * `Rendezvous`: a loopback listener a handler connects to while it runs, so a test learns that
   the handler *is* running and decides when it may return: events, not sleeps.
+* `runtime_pids`, `process_alive`: runtimes must not outlive the lambdalet that started them.
 * `lambdalet_rie`: `lambdalet-rie` as a subprocess on free ports, always stopped.
 """
 
