@@ -8,7 +8,8 @@ into what lambdalet-rie must produce by applying, for lambdalet only:
 
 Changes to one recorded entry: `status`, `outcome`, `body`, `note` (replace); `headers`,
 `trailers` (merge; a value of None removes the header); `from` (copy the reply recorded under
-another label); `absent` (lambdalet does not produce this entry).
+another label); `absent` (lambdalet does not produce this entry); `init duration on` (for the
+platform log: these request ids' REPORT lines carry an Init Duration).
 """
 
 from __future__ import annotations
@@ -129,8 +130,10 @@ DEVIATIONS: dict[str, Deviation] = {
         "mid-invoke."),
     "report-values": Deviation(
         "RIE's REPORT Init Duration measures only an internal hand-off (issue #106) and Max Memory "
-        "Used is the configured size. lambdalet-rie reports the real init time and the measured "
-        "peak memory. Durations are masked for both targets; memory is masked here.",
+        "Used is the configured size; Init Duration appears only on the first invoke of the RIE "
+        "process. lambdalet-rie reports the real init time on the first invoke of every "
+        "environment (so again after a re-init) and the measured peak memory. Durations are "
+        "masked for both targets; memory is masked here.",
         everywhere=_measured_report, observed=_measured_memory),
     "response-mode-no-wedge": Deviation(
         "An invalid Lambda-Runtime-Function-Response-Mode gets the same 400 from both, but RIE's "
@@ -191,6 +194,13 @@ def expected_for_lambdalet(rie_transcript: list[dict], scenario) -> list[dict]:
     return expected
 
 
+def _with_init_duration(line: str, rid: str) -> str:
+    head = f"REPORT RequestId: {rid}\t"
+    if line.startswith(head) and "Init Duration" not in line:
+        return head + "Init Duration: <ms> ms\t" + line[len(head):]
+    return line
+
+
 def observed_for_lambdalet(transcript: list[dict]) -> list[dict]:
     transcript = copy.deepcopy(transcript)
     for deviation in DEVIATIONS.values():
@@ -216,6 +226,8 @@ def _change(transcript: list[dict], label: str, changes: dict) -> list[dict]:
         for key in ("status", "outcome", "body", "note"):
             if key in changes:
                 entry[key] = changes[key]
+        for rid in changes.get("init duration on", ()):
+            entry["note"] = [_with_init_duration(line, rid) for line in entry["note"]]
         for key in ("headers", "trailers"):
             if key in changes:
                 merged = dict(entry.get(key) or {})

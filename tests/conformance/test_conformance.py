@@ -37,7 +37,15 @@ def run(scenario, target, workdir) -> list[dict]:
 
 
 def dump(t) -> list[str]:
-    return json.dumps(t, indent=1, ensure_ascii=False).splitlines()
+    """One line per recorded entry (platform log lines one per line), so a diff shows whole
+    exchanges side by side."""
+    lines = []
+    for entry in t:
+        if entry.get("label") == "platform log":
+            lines += [f"platform log: {line!r}" for line in entry["note"]]
+        else:
+            lines.append(json.dumps(entry, ensure_ascii=False))
+    return lines
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda sc: sc.name)
@@ -58,5 +66,5 @@ def test_scenario(scenario, target, tmp_path):
         expected = recorded
     if got != expected:
         diff = "\n".join(difflib.unified_diff(dump(expected), dump(got), f"expected ({target.name})",
-                                              f"{target.name} did", lineterm="", n=4))
+                                              f"{target.name} did", lineterm="", n=1))
         pytest.fail(f"{scenario.name}: {scenario.doc}\n{diff}", pytrace=False)
