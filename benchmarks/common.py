@@ -306,15 +306,37 @@ def machine_info() -> dict:
     }
 
 
-def git_revision() -> str:
+def git_revision() -> tuple[str, list[str]]:
+    """The commit measured, "+dirty" when the code under test has uncommitted changes (others work in
+    the same tree), and those changed paths."""
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "runtime_api", "bootstrap", "sandbox"],
-                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
+        status = subprocess.run(["git", "status", "--porcelain", "--", "runtime_api", "bootstrap", "sandbox"],
+                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return "unknown", []
+    dirty = [line[3:] for line in status.splitlines() if line.strip()]
+    return rev + ("+dirty" if dirty else ""), dirty
+
+
+LAMBDALET_PACKAGES = ("runtime_api", "sandbox", "bootstrap")
+
+
+def export_tree(ref: str, dest: Path) -> str:
+    """Extract lambdalet's packages as committed at `ref` into `dest` (for PYTHONPATH), so that a
+    benchmark measures a commit rather than a working tree others are editing. Returns the commit."""
+    import io
+    import tarfile
+
+    commit = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    archive = subprocess.run(["git", "archive", "--format=tar", commit, *LAMBDALET_PACKAGES], cwd=REPO_ROOT,
+                             capture_output=True, check=True, timeout=60).stdout
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+    return commit
 
 
 def package_version(name: str) -> str:

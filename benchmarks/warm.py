@@ -71,9 +71,9 @@ class Target:
     def runtime_argv(self) -> list[str]:
         return [PYTHON, "-m", self.runtime, "app.handler"]
 
-    def make_server(self, code: Path, log_dir: Path) -> Server:
+    def make_server(self, code: Path, log_dir: Path, env: dict[str, str] | None = None) -> Server:
         invoke_port, api_port = common.free_port(), common.free_port()
-        env = {}
+        env = dict(env or {})
         if self.server == "rie":
             argv = [str(common.rie_binary()),
                     "--runtime-interface-emulator-address", f"{HOST}:{invoke_port}",
@@ -257,10 +257,10 @@ def measure_throughput(server: Server, case: ThroughputCase, duration: float) ->
 
 # --- the run ----------------------------------------------------------------------------------
 
-def run_server(target: Target, code: Path, log_dir: Path, body) -> dict:
+def run_server(target: Target, code: Path, log_dir: Path, env: dict[str, str], body) -> dict:
     """Start a fresh server, run `body` against it, then stop it and everything it started (a
     runtime orphaned by RIE's crash included)."""
-    server = target.make_server(code, log_dir)
+    server = target.make_server(code, log_dir, env)
     with server:
         result = body(server)
     strays = [p for p in common.stray_children(set()) if p.pgid != os.getpgrp()]
@@ -270,7 +270,7 @@ def run_server(target: Target, code: Path, log_dir: Path, body) -> dict:
     return result
 
 
-def latency_round(target: Target, code: Path, log_dir: Path, n: int) -> dict:
+def latency_round(target: Target, code: Path, log_dir: Path, env: dict[str, str], n: int) -> dict:
     def body(server: Server) -> dict:
         try:
             return measure_latency(server.invoke_port, WARMUP, n, server)
@@ -278,20 +278,23 @@ def latency_round(target: Target, code: Path, log_dir: Path, n: int) -> dict:
             # Recorded, left out of the medians, and shown: a benchmark should not hide a failure.
             return {"failed": f"{type(exc).__name__}: {exc}", "server_stderr_tail": server.stderr_tail(400)}
 
-    return run_server(target, code, log_dir, body)
+    return run_server(target, code, log_dir, env, body)
 
 
-def throughput_round(case: ThroughputCase, code: Path, log_dir: Path, duration: float) -> dict:
+def throughput_round(case: ThroughputCase, code: Path, log_dir: Path, env: dict[str, str], duration: float) -> dict:
     def body(server: Server) -> dict:
         # One sequential warm-up so that the runtime is up (and known, to kill if RIE crashes).
-        measure_latency(server.invoke_port, WARMUP, 0)
+        try:
+            measure_latency(server.invoke_port, WARMUP, 0)
+        except (BadResponse, OSError, http.client.HTTPException) as exc:
+            return {"failed": f"warm-up: {type(exc).__name__}: {exc}", "server_stderr_tail": server.stderr_tail(400)}
         server.snapshot()
         result = measure_throughput(server, case, duration)
         if result["server_exit_code"] is not None:
             result["server_stderr_tail"] = server.stderr_tail(400)
         return result
 
-    return run_server(case.target, code, log_dir, body)
+    return run_server(case.target, code, log_dir, env, body)
 
 
 def rotate(items: list, r: int) -> list:
@@ -323,7 +326,10 @@ def summarise(latency_runs: dict, throughput_runs: dict, latency: list[Target],
         }
     thr = {}
     for case in throughput:
-        runs = throughput_runs[case.key]
+        runs = [r for r in throughput_runs[case.key] if "failed" not in r]
+        if not runs:
+            thr[case.key] = {"label": case.label, "failed": [r["failed"] for r in throughput_runs[case.key]]}
+            continue
         thr[case.key] = {
             "label": case.label,
             "throughput": common.median([r["throughput"] for r in runs]),
@@ -335,6 +341,7 @@ def summarise(latency_runs: dict, throughput_runs: dict, latency: list[Target],
             "server_exit_codes": sorted({r["server_exit_code"] for r in runs}, key=str),
             "runtimes_seen": max(r["runtimes_seen"] for r in runs),
             "rounds": len(runs),
+            "failed_rounds": len(throughput_runs[case.key]) - len(runs),
         }
     ratios = {}
     rie, lrie = "rie/awslambdaric/c1", "lambdalet-rie/awslambdaric/c1"
@@ -349,11 +356,11 @@ def summarise(latency_runs: dict, throughput_runs: dict, latency: list[Target],
     for key, name in (("lambdalet-rie/awslambdaric/c4/4x/free", "throughput_c4_over_rie_serialised"),
                       ("lambdalet-rie/awslambdaric/c1/4x/free", "throughput_c1_over_rie_serialised"),
                       ("lambdalet-rie/bootstrap/c4/4x/free", "throughput_c4_bootstrap_over_rie_serialised")):
-        if key in thr and serial in thr and thr[serial]["throughput"]:
+        if "throughput" in thr.get(key, {}) and thr.get(serial, {}).get("throughput"):
             ratios[name] = thr[key]["throughput"] / thr[serial]["throughput"]
             ratios[name + "_paired"] = common.median(
                 [a["throughput"] / b["throughput"] for a, b in zip(throughput_runs[key], throughput_runs[serial])
-                 if b["throughput"]])
+                 if "failed" not in a and "failed" not in b and b["throughput"]])
     return {"latency": lat, "throughput": thr, "ratios": ratios}
 
 
@@ -375,16 +382,22 @@ def render(data: dict) -> str:
                 for v in s["latency"].values()]
     thr_rows = []
     for v in s["throughput"].values():
+        if "throughput" not in v:
+            thr_rows.append([v["label"], *["failed"] * 6, f"{len(v['failed'])} rounds failed"])
+            continue
         codes = [c for c in v["server_exit_codes"] if c is not None]
         note = f"exited with code {', '.join(map(str, codes))}" if codes else "stayed up"
         wrong = ", ".join(f"{n}× {status}" for status, n in sorted(v["bad_statuses"].items())) or "0"
+        if v["failed_rounds"]:
+            note += f"; {v['failed_rounds']} round(s) failed"
         thr_rows.append([v["label"], f"{v['throughput']:.0f}", ", ".join(f"{x:.0f}" for x in v["throughput_runs"]),
                          f"{v['successes']:.0f}", f"{v['errors']:.0f}", wrong, v["runtimes_seen"], note])
     r = s["ratios"]
     lines = [
         "# Warm invokes: lambdalet-rie vs AWS's RIE (awslambdaric, `def handler(e, c): return e`)",
         "",
-        f"Recorded {data['date']} at lambdalet {data['revision']}.",
+        f"Recorded {data['date']} at lambdalet {data['revision']}"
+        + (f" (uncommitted changes in {', '.join(data['uncommitted'])})." if data["uncommitted"] else "."),
         f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), kernel {m['kernel']}, Python {m['python']}; "
         f"load average at start {' '.join(f'{x:.2f}' for x in data['loadavg_start'])}, "
         f"at end {' '.join(f'{x:.2f}' for x in data['loadavg_end'])}. "
@@ -439,7 +452,12 @@ def render(data: dict) -> str:
         lines.append("* `lambdalet serve` answers some invokes with 429 although 4 clients never exceed its "
                      "concurrency of 4: an environment holds its concurrency slot until its runtime asks for the "
                      "next event, and a client that got its answer can invoke again before that.")
-    crashes = sum(1 for runs in data["runs"]["throughput"].values() for r in runs if r["server_exit_code"] is not None)
+    crashes = sum(1 for runs in data["runs"]["throughput"].values() for r in runs
+                  if r.get("server_exit_code") is not None)
+    failures = sorted({f"{kind} {key}: {r['failed']}" for kind in ("latency", "throughput")
+                       for key, runs in data["runs"][kind].items() for r in runs if "failed" in r})
+    if failures:
+        lines += ["", "Failed rounds (left out of the medians):", *[f"* {f}" for f in failures]]
     lines += ["", f"Hygiene: {data['leftover_processes_killed']} leftover process(es) killed and reaped after the "
               f"servers stopped; {crashes} server crash(es) (each RIE crash orphans its runtime, which is one "
               f"leftover)."]
@@ -455,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds per throughput run (default 3; --quick 1)")
     parser.add_argument("--no-extras", action="store_true",
                         help="only RIE and lambdalet-rie + awslambdaric (no serve / bootstrap rows)")
+    parser.add_argument("--ref", help="measure lambdalet as committed at this git ref (exported to a temporary "
+                        "directory and put first on PYTHONPATH) instead of the working tree")
     parser.add_argument("--output", type=Path, default=common.RESULTS_DIR, help="results directory")
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 5)
@@ -472,9 +492,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="lambdalet-bench-") as tmp:
         code = common.function_dir(Path(tmp))
         common.rie_binary()  # fetch before timing anything
+        env: dict[str, str] = {}
+        revision, uncommitted = common.git_revision()
+        recorded_argv = list(argv)
+        if args.ref:
+            tree = Path(tmp) / "lambdalet"
+            revision, uncommitted = common.export_tree(args.ref, tree)[:12], []
+            # The command to reproduce names the commit measured, not a ref that moves on.
+            recorded_argv = [revision if a == args.ref else a for a in argv]
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))
         for r in range(rounds):
             for target in rotate(latency, r):
-                result = latency_round(target, code, Path(tmp), invokes)
+                result = latency_round(target, code, Path(tmp), env, invokes)
                 leftovers += result["leftover_processes_killed"]
                 latency_runs[target.key].append(result)
                 if "failed" in result:
@@ -483,17 +512,21 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"[{r + 1}/{rounds}] {target.label:45s} p50 {result['p50']:.3f} ms  p99 {result['p99']:.3f} ms  "
                     f"{result['throughput']:.0f}/s")
             for case in rotate(throughput, r):
-                result = throughput_round(case, code, Path(tmp), duration)
+                result = throughput_round(case, code, Path(tmp), env, duration)
                 leftovers += result["leftover_processes_killed"]
                 throughput_runs[case.key].append(result)
+                if "failed" in result:
+                    log(f"[{r + 1}/{rounds}] {case.label:75s} FAILED: {result['failed']}")
+                    continue
                 log(f"[{r + 1}/{rounds}] {case.label:75s} {result['throughput']:7.0f}/s  ok {result['successes']} "
                     f"err {result['errors']} bad {result['bad_responses']} exit {result['server_exit_code']} "
                     f"runtimes {result['runtimes_seen']}")
     data = {
         "benchmark": NAME,
         "date": common.utc_now(),
-        "revision": common.git_revision(),
-        "command": common.command_line("benchmarks.warm", argv),
+        "revision": revision,
+        "uncommitted": uncommitted,
+        "command": common.command_line("benchmarks.warm", recorded_argv),
         "elapsed_s": time.monotonic() - started,
         "machine": common.machine_info(),
         "loadavg_start": load_start,
