@@ -86,7 +86,8 @@ def usage_hint(server: Server) -> str:
 
 
 async def run_server(config: ServerConfig) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+    # Ctrl-C and SIGTERM both end in an orderly stop: every environment killed and reaped.
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with Server(config) as server:
             print(usage_hint(server), file=sys.stderr, flush=True)
             async for _ in signals:
@@ -175,8 +176,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         trio.run(run_server, config)
-    except KeyboardInterrupt:
-        pass
     except OSError as exc:
         print(f"lambdalet: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from bootstrap import wire
-from sandbox.process import OutputPipe, RuntimeSpec, kill_tree, launch_runtime, peak_memory_mb, reap
+from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec, kill_tree, launch_runtime, reap
 
 from . import logs, routes
 from .http import Connection, Request, serve_connection
@@ -102,9 +102,11 @@ class Environment:
         self.closed = trio.Event()  # set once the runtime is reaped and the listener closed
         self.address = ""
         self.pid: int | None = None
+        self.process: RuntimeProcess | None = None
         self.spawned_at = 0.0
         self.init_duration_ms: float | None = None
         self._init_reported = False
+        self._pending_report = b""  # END and REPORT of the last invocation, until its cycle ends
         self.exit_status: int | None = None
 
     def __repr__(self) -> str:
@@ -137,7 +139,7 @@ class Environment:
         process = None
         try:
             self.spawned_at = trio.current_time()
-            process = await launch_runtime(self._make_spec(self.address), self._output)
+            self.process = process = await launch_runtime(self._make_spec(self.address), self._output)
             self.pid = process.pid
             with self._cancel_scope:
                 async with trio.open_nursery() as nursery:
@@ -149,15 +151,16 @@ class Environment:
         finally:
             if process is not None:
                 await reap(process)
+            self._flush_report()
             for listener in listeners:
                 await trio.aclose_forcefully(listener)
             self._output.close()
             self.closed.set()
 
-    async def _supervise(self, process: trio.Process) -> None:
-        status = await process.wait()
+    async def _supervise(self, process: RuntimeProcess) -> None:
+        status = (await process.wait()).status
         self.exit_status = status
-        self._on_output(self._output.drain())
+        self._flush_report()
         self._apply(self.proto.handle(RuntimeExited(status)))
         # The runtime is gone: close its listener and connections.
         self._cancel_scope.cancel()
@@ -240,6 +243,7 @@ class Environment:
                 case RestoreDone():
                     pass
                 case CycleDone():
+                    self._flush_report()
                     self._current = None
                     self._idle_scope.deadline = trio.current_time() + self.options.idle_timeout
                     self._on_idle(self)
@@ -285,9 +289,9 @@ class Environment:
             # Only the environment's first invocation carries its init duration.
             self._init_reported = True
             init_ms = self.init_duration_ms
-        peak = peak_memory_mb(self.pid) if self.pid is not None else None
+        peak = self.process.peak_memory_mb() if self.process is not None else None
         memory = self.options.memory_mb
-        lines = logs.end_line(invocation.request_id) + logs.report_line(
+        lines = (logs.end_line(invocation.request_id) + logs.report_line(
             self.options.log_style,
             invocation.request_id,
             duration_ms=duration_ms,
@@ -296,8 +300,20 @@ class Environment:
             init_duration_ms=init_ms,
             status=status,
             error_type=error_type,
-        )
-        self._write(lines, invocation)
+        )).encode()
+        invocation.log.append(lines)
+        invocation.log_result = invocation.log.value()  # what X-Amz-Log-Result carries
+        # On stdout END and REPORT follow what the runtime prints until it asks for its next event;
+        # after a failure no next event comes.
+        self._pending_report = lines
+        if status is not None or not self.alive:
+            self._flush_report()
+
+    def _flush_report(self) -> None:
+        self._on_output(self._output.drain())
+        if self._pending_report:
+            self._sink.write(self._pending_report)
+            self._pending_report = b""
 
     def _write(self, text: str, invocation: Invocation | None = None) -> None:
         data = text.encode()

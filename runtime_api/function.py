@@ -83,11 +83,8 @@ class Function:
         """
         if self.queue if wait is None else wait:
             await self._limiter.acquire_on_behalf_of(invocation)
-        else:
-            try:
-                self._limiter.acquire_on_behalf_of_nowait(invocation)
-            except trio.WouldBlock:
-                raise TooManyRequests(self.name) from None
+        elif not await self._acquire_soon(invocation):
+            raise TooManyRequests(self.name)
         try:
             env = self._take_idle() or await self._wait_finishing() or await self._start_environment()
         except OSError as exc:
@@ -99,11 +96,28 @@ class Function:
         self._holders[env] = invocation
         return await env.invoke(invocation), env
 
+    def _finishing(self) -> bool:
+        return any(holder.settled.is_set() for holder in self._holders.values())
+
+    async def _acquire_soon(self, invocation: Invocation) -> bool:
+        """A concurrency slot now, or within the finishing grace if an environment is finishing
+        (a caller invoking again as soon as it has its answer is not over the limit)."""
+        try:
+            self._limiter.acquire_on_behalf_of_nowait(invocation)
+            return True
+        except trio.WouldBlock:
+            if not self._finishing():
+                return False
+        with trio.move_on_after(FINISHING_GRACE_SECONDS):
+            await self._limiter.acquire_on_behalf_of(invocation)
+            return True
+        return False
+
     async def _wait_finishing(self) -> Environment | None:
         """An environment whose caller already has its answer is about to ask for its next event
         (runtimes do so at once): wait a moment for it rather than pay a cold start."""
         with trio.move_on_after(FINISHING_GRACE_SECONDS):
-            while any(holder.settled.is_set() for holder in self._holders.values()):
+            while self._finishing():
                 await self._idle_changed.wait()
                 env = self._take_idle()
                 if env is not None:

@@ -63,6 +63,7 @@ class Invocation:
         self.outcome: Outcome | None = None
         self.finished = trio.Event()  # the whole response, streamed ones included, reached the caller
         self.log = TailBuffer()
+        self.log_result: bytes | None = None  # the tail as it stood at END and REPORT
         self.reported = False  # END and REPORT written
         # Streaming: the runtime's chunks flow to the caller through this channel.
         self.stream_send: trio.MemorySendChannel[bytes] | None = None
@@ -105,6 +106,10 @@ class Invocation:
             headers.append((wire.TENANT_ID, self.tenant_id))
         headers.append(("Content-Type", wire.JSON))
         return headers
+
+    def tail(self) -> bytes:
+        """The last 4 KB of this invocation's log, for X-Amz-Log-Result."""
+        return self.log_result if self.log_result is not None else self.log.value()
 
     def error_trailers(self) -> list[tuple[bytes, bytes]]:
         """A streamed response's error, as the trailers the caller receives (none if it ended well)."""

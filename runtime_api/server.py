@@ -130,7 +130,8 @@ class Server:
     def _invocation(self, config: FunctionConfig, payload: bytes, request: InvokeRequest) -> Invocation:
         return Invocation(
             payload,
-            function_arn=config.arn,
+            # The runtime sees the ARN the caller used: qualified if it was.
+            function_arn=f"{config.arn}:{request.qualifier}" if request.qualifier else config.arn,
             timeout=config.timeout,
             trace_id=request.trace_id,
             client_context=request.client_context,
@@ -174,7 +175,7 @@ class Server:
             200,
             body,
             "Unhandled" if outcome.is_error or invocation.stream_error else None,
-            invocation.log.value().decode(errors="replace") if log_type == "Tail" else None,
+            invocation.tail().decode(errors="replace") if log_type == "Tail" else None,
             invocation.request_id,
             config.version,
         )
@@ -224,7 +225,7 @@ class Server:
         except ServiceError as exc:
             await send_service_error(conn, exc, request_id)
             return
-        tail = invocation.log.value() if invoke.log_type == "Tail" else None
+        tail = invocation.tail() if invoke.log_type == "Tail" else None
         if not is_streaming(outcome):
             await conn.respond(200, outcome.body, result_headers(request_id, config.version, outcome, tail))
             return

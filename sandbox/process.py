@@ -8,6 +8,7 @@ shutting down — the whole process group is killed and the runtime reaped (styl
 from __future__ import annotations
 
 import errno
+import functools
 import math
 import os
 import signal
@@ -83,12 +84,74 @@ def kill_tree(pid: int) -> None:
         pass
 
 
-async def launch_runtime(spec: RuntimeSpec, output: OutputPipe) -> trio.Process:
+@dataclass(frozen=True, slots=True)
+class Exit:
+    status: int  # the exit code, or minus the signal number
+    peak_rss_kb: int  # the runtime's own peak resident memory, from wait4's rusage
+
+
+class RuntimeProcess:
+    """A launched runtime: waited for through a pidfd (no blocking waitpid in the trio thread),
+    reaped with wait4 so its peak memory is known even after it is gone."""
+
+    def __init__(self, popen: subprocess.Popen) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.exit: Exit | None = None
+        self._status_fd = _open_or_none(f"/proc/{self.pid}/status")
+
+    async def wait(self) -> Exit:
+        if self.exit is None:
+            pidfd = os.pidfd_open(self.pid)
+            try:
+                await trio.lowlevel.wait_readable(pidfd)
+            finally:
+                os.close(pidfd)
+            if self.exit is None:  # another waiter may have reaped it meanwhile
+                # While the runtime is a zombie its pid (and so its process group id) cannot be
+                # reused: the moment to kill whatever it left behind in its group.
+                kill_tree(self.pid)
+                _, status, usage = os.wait4(self.pid, 0)
+                self.popen.returncode = os.waitstatus_to_exitcode(status)
+                self.exit = Exit(self.popen.returncode, usage.ru_maxrss)
+                self._close_status()
+        return self.exit
+
+    def peak_memory_mb(self) -> int | None:
+        """The peak resident memory so far, in MB rounded up (VmHWM while alive, rusage after)."""
+        if self.exit is not None:
+            return math.ceil(self.exit.peak_rss_kb / 1024)
+        if self._status_fd is None:
+            return None
+        try:
+            status = os.pread(self._status_fd, 4096, 0)
+        except OSError:
+            return None
+        start = status.find(b"VmHWM:")
+        if start < 0:
+            return None
+        return math.ceil(int(status[start + 6:status.index(b"kB", start)]) / 1024)
+
+    def _close_status(self) -> None:
+        if self._status_fd is not None:
+            os.close(self._status_fd)
+            self._status_fd = None
+
+
+def _open_or_none(path: str) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+async def launch_runtime(spec: RuntimeSpec, output: OutputPipe) -> RuntimeProcess:
     """Start the runtime in a session of its own. Raises OSError if it cannot be started at all.
 
     Whoever launches it must `reap` it, whatever happens next.
     """
-    process = await trio.lowlevel.open_process(
+    popen = await trio.to_thread.run_sync(functools.partial(
+        subprocess.Popen,
         list(spec.argv),
         env=spec.env,
         cwd=spec.cwd,
@@ -96,28 +159,15 @@ async def launch_runtime(spec: RuntimeSpec, output: OutputPipe) -> trio.Process:
         stdout=output.write_fd,
         stderr=output.write_fd,
         start_new_session=True,
-    )
+    ))
     output.close_write_end()
-    return process
+    return RuntimeProcess(popen)
 
 
-async def reap(process: trio.Process) -> int:
-    """Kill the runtime's whole process group and wait for the runtime; return its status.
-
-    Also after a normal exit: children it left behind share its process group.
-    """
-    kill_tree(process.pid)
+async def reap(process: RuntimeProcess) -> Exit:
+    """Kill the runtime's whole process group and wait for the runtime (its leftover children
+    are killed by `wait` too, before the runtime itself is reaped)."""
+    if process.exit is None:
+        kill_tree(process.pid)
     with trio.CancelScope(shield=True):
         return await process.wait()
-
-
-def peak_memory_mb(pid: int) -> int | None:
-    """The process's peak resident memory (VmHWM) in MB, rounded up, or None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"VmHWM:"):
-                    return math.ceil(int(line.split()[1]) / 1024)
-    except (FileNotFoundError, ProcessLookupError, ValueError):
-        return None
-    return None

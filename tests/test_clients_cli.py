@@ -98,9 +98,6 @@ def test_stopping_lambdalet_serve_stops_every_environment(tmp_path, signum):
         assert not process_alive(pids[0]), "the environment's runtime is still running"
 
 
-@pytest.mark.xfail(strict=True, reason="lambdalet bug: Ctrl-C (SIGINT) ends `lambdalet serve` with exit status 1 and "
-                   "an 'Exception Group Traceback' (KeyboardInterrupt inside trio's ExceptionGroup escapes "
-                   "cli.main's `except KeyboardInterrupt`)")
 def test_ctrl_c_stops_lambdalet_serve_cleanly(tmp_path):
     code = write_function(tmp_path / "code", PYTHON_FUNCTION)
     args = ["--code", str(code), "--handler", "app.whoami", "--", *AWSLAMBDARIC, "app.whoami"]

@@ -82,8 +82,6 @@ def test_the_handler_sees_its_function_in_the_context(code):
     }
 
 
-@pytest.mark.xfail(strict=True, reason="lambdalet bug: context.invoked_function_arn ignores the qualifier the "
-                   "caller used (Lambda: the ARN used to invoke, e.g. ...:function:ctx:$LATEST)")
 def test_invoked_function_arn_carries_the_callers_qualifier(code):
     with threaded_server(function("ctx", code, "describe")) as server:
         response = invoke(lambda_client(server.endpoint), FunctionName="ctx", Qualifier="$LATEST", Payload=b"{}")
@@ -288,8 +286,6 @@ def test_exit_in_the_handler_is_runtime_exit_error_and_the_next_invoke_works(cod
     assert payload_json(after) == "still here"
 
 
-@pytest.mark.xfail(strict=True, reason="lambdalet bug: after the runtime exits, REPORT says Max Memory Used = "
-                   "Memory Size (the runtime's VmHWM cannot be read once it is gone); Lambda reports the measured peak")
 def test_report_of_an_exited_runtime_has_its_measured_memory(code):
     with threaded_server(function("exits", code, "exit_3")) as server:
         client = lambda_client(server.endpoint)

@@ -47,9 +47,6 @@ def test_bash_bootstrap_echoes_events(tmp_path):
 
 
 @needs_curl
-@pytest.mark.xfail(strict=True, reason="lambdalet bug: END and REPORT are written when the runtime posts its response, "
-                   "so what the runtime prints before asking for its next event comes after them (Lambda ends the "
-                   "invocation, and writes END, at the runtime's next `next`)")
 def test_runtime_output_before_its_next_request_precedes_end_and_report(tmp_path):
     log = CapturedLog()
     with threaded_server(bash_function(tmp_path), sink=log) as server:
@@ -101,8 +98,6 @@ def test_bash_handler_failure_exits_the_bootstrap_and_is_runtime_exit_error(tmp_
 
 
 @needs_curl
-@pytest.mark.xfail(strict=True, reason="lambdalet bug: a caller that waits for each answer is refused with 429 by "
-                   "a concurrency-1 function when its next invoke arrives before the runtime asks for its next event")
 def test_one_call_at_a_time_is_never_throttled(tmp_path):
     # The bash runtime starts two processes (mktemp, curl) between posting a response and asking
     # for the next event, so the caller's next invoke nearly always arrives in that gap.
