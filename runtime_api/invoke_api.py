@@ -23,6 +23,7 @@ from .http import Connection, Request
 from .protocol import Outcome, OutcomeKind
 
 INVOKE_PATH = re.compile(r"/2015-03-31/functions/(?P<name>[^/]+)/invocations\Z")
+STREAM_INVOKE_PATH = re.compile(r"/2021-11-15/functions/(?P<name>[^/]+)/response-streaming-invocations\Z")
 REQUEST_LIMIT = 6 * 1024 * 1024  # Lambda: 6 MB for synchronous invocations
 EVENT_LIMIT = 1024 * 1024  # Lambda: 1 MB for asynchronous ones
 CLIENT_CONTEXT_LIMIT = 3583  # bytes of base64, Lambda's documented maximum

@@ -11,6 +11,8 @@ and `serve(config)` is what `lambdalet serve` runs (style anchor T10).
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ import trio
 
 from sandbox.process import RuntimeSpec
 
-from . import http, logs
+from . import eventstream, http, logs
 from .config import FunctionConfig, ServerConfig, availability_zone_id, function_arn, runtime_environment
 from .environment import EnvironmentOptions
 from .function import Function, TooManyRequests
@@ -28,6 +30,7 @@ from .invocation import Invocation, new_request_id
 from .invoke_api import (
     EVENT_LIMIT,
     INVOKE_PATH,
+    STREAM_INVOKE_PATH,
     LATEST,
     REQUEST_LIMIT,
     InvokeRequest,
@@ -204,10 +207,14 @@ class Server:
     async def _handle(self, conn: http.Connection, request: http.Request) -> None:
         request_id = new_request_id()
         try:
-            found = INVOKE_PATH.match(request.path)
+            found = INVOKE_PATH.match(request.path) or STREAM_INVOKE_PATH.match(request.path)
             if found is None or request.method != "POST":
                 raise ServiceError(404, "UnknownOperationException", f"Unknown operation {request.method} {request.path}")
+            streams = found.re is STREAM_INVOKE_PATH
             invoke = parse_invoke_request(request, found["name"])
+            if streams and invoke.invocation_type == "Event":
+                raise ServiceError(400, "InvalidParameterValueException",
+                                   "InvokeWithResponseStream supports the RequestResponse and DryRun invocation types")
             function, config = self._function(invoke.function_name, invoke.qualifier)
             limit = EVENT_LIMIT if invoke.invocation_type == "Event" else REQUEST_LIMIT
             payload, too_large = await conn.read_body(limit)
@@ -225,14 +232,47 @@ class Server:
         except ServiceError as exc:
             await send_service_error(conn, exc, request_id)
             return
-        tail = invocation.tail() if invoke.log_type == "Tail" else None
+        if streams:
+            await self._answer_event_stream(conn, invocation, outcome, env, config, invoke.log_type == "Tail")
+            return
         if not is_streaming(outcome):
+            tail = invocation.tail() if invoke.log_type == "Tail" else None
             await conn.respond(200, outcome.body, result_headers(request_id, config.version, outcome, tail))
             return
         # Streamed: relayed as it arrives; a mid-stream error comes as trailers.
         await conn.start_stream(200, result_headers(request_id, config.version, outcome, None))
         await env.relay_stream(invocation, conn.send_data)
         await conn.end_stream(invocation.error_trailers())
+
+    async def _answer_event_stream(self, conn, invocation, outcome, env, config, tail: bool) -> None:
+        """InvokeWithResponseStream: PayloadChunk events as the runtime streams (one for a buffered
+        answer), then InvokeComplete with the error, if any, and the log tail."""
+        await conn.start_stream(200, [
+            ("Content-Type", eventstream.CONTENT_TYPE),
+            ("X-Amzn-RequestId", invocation.request_id),
+            ("X-Amz-Executed-Version", config.version),
+        ])
+
+        async def chunk(data: bytes) -> None:
+            await conn.send_data(eventstream.event_message("PayloadChunk", data, "application/octet-stream"))
+
+        error: tuple[str, str] | None = None
+        if is_streaming(outcome):
+            await env.relay_stream(invocation, chunk)
+            if invocation.stream_error is not None:
+                error_type, body = invocation.stream_error
+                error = (error_type, base64.b64decode(body).decode(errors="replace"))
+        else:
+            await chunk(outcome.body)
+            if outcome.is_error:
+                error = (outcome.error_type or "Unhandled", outcome.body.decode(errors="replace"))
+        complete = {}
+        if error is not None:
+            complete["ErrorCode"], complete["ErrorDetails"] = error
+        if tail:
+            complete["LogResult"] = base64.b64encode(invocation.tail()).decode()
+        await conn.send_data(eventstream.event_message("InvokeComplete", json.dumps(complete).encode(), "application/json"))
+        await conn.end_stream()
 
 
 async def serve(config: ServerConfig, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -229,8 +229,6 @@ def test_node_ric_streamed_response_is_relayed_as_it_arrives(tmp_path, node_ric_
     assert (first, rest) == (b"first chunk;", b"second chunk")
 
 
-@pytest.mark.xfail(strict=True, raises=ClientError, reason="lambdalet bug: InvokeWithResponseStream "
-                   "(POST /2021-11-15/functions/{name}/response-streaming-invocations) is not served")
 def test_node_ric_stream_through_invoke_with_response_stream(tmp_path, node_ric_entry):
     code = write_node_function(tmp_path / "node")
     with threaded_server(node_function("node-stream", code, "index.stream", node_ric_entry)) as server:
