@@ -183,6 +183,29 @@ def _read_reply(sock, conn, first_data) -> Reply:
             return reply
 
 
+def http_keepalive(addr: tuple[str, int], method: str, target: str, bodies: list[bytes]) -> list[Reply]:
+    """Several requests, one after the other, on one connection; a reply of outcome
+    `dropped`/`refused` ends the series (the server closed the connection)."""
+    replies = []
+    with socket.create_connection(addr, timeout=SAFETY_S) as sock:
+        conn = h11.Connection(our_role=h11.CLIENT)
+        for body in bodies:
+            hdrs = [("Host", f"{addr[0]}:{addr[1]}"), ("Content-Length", str(len(body)))]
+            try:
+                sock.sendall(conn.send(h11.Request(method=method, target=target, headers=hdrs)))
+                sock.sendall(conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+            except OSError:
+                replies.append(Reply("dropped"))
+                break
+            reply = _read_reply(sock, conn, None)
+            replies.append(reply)
+            if reply.outcome != "response" or conn.our_state is not h11.DONE \
+                    or conn.their_state is not h11.DONE:
+                break
+            conn.start_next_cycle()
+    return replies
+
+
 class Pending:
     """An exchange running in a thread; `result()` waits for it (bounded by SAFETY_S)."""
 
@@ -395,6 +418,12 @@ class Session:
                headers=(), label: str | None = None) -> Reply:
         return self._log(label, f"{method} {path}",
                          http(self.server.inv, method, path, body=body, headers=list(headers)))
+
+    def invokes_on_one_connection(self, bodies: list[bytes], label: str) -> list[Reply]:
+        replies = http_keepalive(self.server.inv, "POST", INVOKE_PATH, bodies)
+        for i, reply in enumerate(replies):
+            self._log(f"{label} #{i + 1}", f"POST {INVOKE_PATH}", reply)
+        return replies
 
     def invoke_bg(self, body: bytes = b"{}", *, method: str = "POST", path: str = INVOKE_PATH,
                   headers=(), label: str | None = None) -> "Background":

@@ -599,6 +599,10 @@ def invoke_methods(s: Session):
     s.invoke(b'{"log":1}', headers=[("X-Amz-Log-Type", "Tail")], label="X-Amz-Log-Type: Tail")
 
 
+def invoke_keepalive(s: Session):
+    s.invokes_on_one_connection([b'{"n":1}', b'{"n":2}', b'{"n":3}'], label="keep-alive invoke")
+
+
 def invoke_not_found(s: Session):
     for path in ["/2015-03-31/functions/other/invocations", INVOKE_PATH + "/", "/",
                  "/2021-11-15/functions/function/response-streaming-invocations",
@@ -635,6 +639,23 @@ def next_only(s: Session):
 
 def log_level_invalid(s: Session):
     s.note("exit code", s.server.wait_exit())
+
+
+def init_caching(s: Session):
+    hand = Hand(s)
+    inv = s.invoke_bg(b"{}", label="invoke")
+    ev = hand.event("next")
+    env = hand.runtime["env"]
+    s.note("credentials env", {k: env.get(k) for k in ("AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                                                      "AWS_CONTAINER_AUTHORIZATION_TOKEN")})
+    token = env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN") or "none-given"
+    s.rapi("GET", "/2021-04-23/credentials", headers=[("Authorization", token)], label="credentials")
+    s.rapi("GET", "/2021-04-23/credentials", headers=[("Authorization", f"Bearer {token}")],
+           label="credentials with Bearer")
+    s.rapi("GET", "/2021-04-23/credentials", label="credentials without token")
+    s.respond(ev.request_id, b'"ok"')
+    hand.poll_next()
+    inv.result()
 
 
 # --------------------------------------------------------------------------------------------
@@ -854,6 +875,8 @@ SCENARIOS: list[Scenario] = [
     # invoke side
     Scenario("invoke-methods", "§3.1, §3.2: any method invokes; Qualifier, type and log type ignored",
              invoke_methods, args=ric("app.echo"), files="ric"),
+    Scenario("invoke-keepalive", "§3.1: three invokes on one keep-alive connection",
+             invoke_keepalive, args=ric("app.echo"), files="ric"),
     Scenario("invoke-not-found", "§3.1: other paths -> 404 text", invoke_not_found,
              args=ric("app.echo"), files="ric"),
     # environment and command line
@@ -866,6 +889,9 @@ SCENARIOS: list[Scenario] = [
                                "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKID"}),
     Scenario("flags-anywhere", "§1.1: RIE flags after the bootstrap are RIE's; unknown flags pass through",
              next_only, args=(*HOLD, "--log-level", "debug", "--help", "x.y")),
+    Scenario("init-caching", "§2.9: --enable-init-caching: credentials endpoint and its env",
+             init_caching, args=("--enable-init-caching", *HOLD),
+             env={"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "SECRET", "AWS_SESSION_TOKEN": "TOK"}),
     Scenario("log-level-invalid", "§1.1: an invalid --log-level exits 1", log_level_invalid,
              args=("--log-level", "loud", *HOLD), expect_exit=True),
     # extensions
