@@ -140,7 +140,7 @@ DEVIATIONS: dict[str, Deviation] = {
         "state machine is left in InvocationResponse: /error and /next get 403 and the invoke "
         "hangs until the timeout. lambdalet-rie stays in the invocation, so the runtime can still "
         "post /error, which answers the caller.",
-        transcript=lambda expected: _no_wedge(expected)),
+        transcript=lambda expected: _no_wedge(expected)),  # noqa: PLW0108 (defined below)
     "streaming-relay": Deviation(
         "RIE reads a streamed response to its end and sends it as one buffered body, dropping "
         "HTTP trailers. lambdalet-rie relays chunks to the caller as they arrive and passes the "
@@ -160,8 +160,8 @@ DEVIATIONS: dict[str, Deviation] = {
 
 
 def _no_wedge(expected):
-    by = {e.get("label"): e for e in expected}
-    bad = next(e for e in expected if str(e.get("label", "")).startswith("response with mode"))
+    """lambdalet: after the 400 the invocation is still open, /error is accepted and answers the
+    caller, and the runtime's next /next simply waits for the next invoke."""
     out = []
     for e in expected:
         label = e.get("label")
@@ -176,7 +176,6 @@ def _no_wedge(expected):
             e = {**e, "status": 200, "headers": {"Content-Type": "text/plain; charset=utf-8"},
                  "body": '{"errorMessage":"after bad mode","errorType":"E"}'}
         out.append(e)
-    assert bad and by
     return out
 
 
