@@ -69,7 +69,9 @@ def _field(name: str | bytes, value: str | bytes) -> tuple[bytes, bytes]:
             value = value.encode("latin-1")  # what came in as a header goes out as the same bytes
         except UnicodeEncodeError:
             value = value.encode()
-    return raw_name, value.translate(_NO_CONTROLS).strip(b" \t")
+    if b"\r" in value or b"\n" in value or b"\0" in value:
+        value = value.translate(_NO_CONTROLS)
+    return raw_name, value.strip(b" \t")
 _date_cache: tuple[int, bytes] = (0, b"")
 
 

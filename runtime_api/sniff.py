@@ -6,6 +6,8 @@ text/plain (no binary bytes) or application/octet-stream, as in Go.
 
 from __future__ import annotations
 
+import re
+
 SNIFF_LEN = 512
 
 _HTML_TAGS = (
@@ -31,7 +33,7 @@ _EXACT = (
     (b"\x00asm", "application/wasm"),
 )
 _WHITESPACE = b"\t\n\x0c\r "
-_BINARY = frozenset([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x1B), *range(0x1C, 0x20)])
+_BINARY = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
 
 
 def sniff_content_type(body: bytes) -> str | None:
@@ -55,6 +57,6 @@ def sniff_content_type(body: bytes) -> str | None:
         return "audio/wave"
     if data[4:8] == b"ftyp":
         return "video/mp4"
-    if any(byte in _BINARY for byte in data):
+    if _BINARY.search(data):
         return "application/octet-stream"
     return "text/plain; charset=utf-8"
