@@ -158,7 +158,7 @@ class Environment:
             self.closed.set()
 
     async def _supervise(self, process: RuntimeProcess) -> None:
-        status = (await process.wait()).status
+        status = await process.wait()
         self.exit_status = status
         self._flush_report()
         self._apply(self.proto.handle(RuntimeExited(status)))
@@ -330,6 +330,8 @@ class Environment:
 
     def _deliver(self, invocation: Invocation) -> None:
         if invocation.delivered_at is None:
+            if self.process is not None:
+                self.process.peak_memory_mb()  # a sample, in case the runtime dies mid-invocation
             invocation.deliver()
             self._current = invocation
             if self.options.log_style is logs.LogStyle.LAMBDA:

@@ -84,53 +84,47 @@ def kill_tree(pid: int) -> None:
         pass
 
 
-@dataclass(frozen=True, slots=True)
-class Exit:
-    status: int  # the exit code, or minus the signal number
-    peak_rss_kb: int  # the runtime's own peak resident memory, from wait4's rusage
-
-
 class RuntimeProcess:
-    """A launched runtime: waited for through a pidfd (no blocking waitpid in the trio thread),
-    reaped with wait4 so its peak memory is known even after it is gone."""
+    """A launched runtime, waited for through a pidfd (no blocking waitpid in the trio thread).
+
+    Its peak memory is sampled from /proc (VmHWM) whenever asked while it lives and remembered
+    after it is gone. (wait4's ru_maxrss cannot serve: a child's high-water mark starts at its
+    parent's resident size, inherited through fork or vfork before exec.)
+    """
 
     def __init__(self, popen: subprocess.Popen) -> None:
         self.popen = popen
         self.pid = popen.pid
-        self.exit: Exit | None = None
+        self.status: int | None = None  # the exit code, or minus the signal number
         self._status_fd = _open_or_none(f"/proc/{self.pid}/status")
+        self._peak_kb = 0
 
-    async def wait(self) -> Exit:
-        if self.exit is None:
+    async def wait(self) -> int:
+        if self.status is None:
             pidfd = os.pidfd_open(self.pid)
             try:
                 await trio.lowlevel.wait_readable(pidfd)
             finally:
                 os.close(pidfd)
-            if self.exit is None:  # another waiter may have reaped it meanwhile
+            if self.status is None:  # another waiter may have reaped it meanwhile
                 # While the runtime is a zombie its pid (and so its process group id) cannot be
                 # reused: the moment to kill whatever it left behind in its group.
                 kill_tree(self.pid)
-                _, status, usage = os.wait4(self.pid, 0)
-                self.popen.returncode = os.waitstatus_to_exitcode(status)
-                self.exit = Exit(self.popen.returncode, usage.ru_maxrss)
+                _, status = os.waitpid(self.pid, 0)
+                self.popen.returncode = self.status = os.waitstatus_to_exitcode(status)
                 self._close_status()
-        return self.exit
+        return self.status
 
     def peak_memory_mb(self) -> int | None:
-        """The peak resident memory so far, in MB rounded up (VmHWM while alive, rusage after)."""
-        if self.exit is not None:
-            return math.ceil(self.exit.peak_rss_kb / 1024)
-        if self._status_fd is None:
-            return None
-        try:
-            status = os.pread(self._status_fd, 4096, 0)
-        except OSError:
-            return None
-        start = status.find(b"VmHWM:")
-        if start < 0:
-            return None
-        return math.ceil(int(status[start + 6:status.index(b"kB", start)]) / 1024)
+        """The peak resident memory seen so far, in MB rounded up; None if never seen."""
+        if self._status_fd is not None:
+            try:
+                status = os.pread(self._status_fd, 4096, 0)
+                start = status.index(b"VmHWM:")
+                self._peak_kb = max(self._peak_kb, int(status[start + 6:status.index(b"kB", start)]))
+            except (OSError, ValueError):
+                pass  # gone, or a zombie with no memory left to report
+        return math.ceil(self._peak_kb / 1024) if self._peak_kb else None
 
     def _close_status(self) -> None:
         if self._status_fd is not None:
@@ -164,10 +158,10 @@ async def launch_runtime(spec: RuntimeSpec, output: OutputPipe) -> RuntimeProces
     return RuntimeProcess(popen)
 
 
-async def reap(process: RuntimeProcess) -> Exit:
+async def reap(process: RuntimeProcess) -> int:
     """Kill the runtime's whole process group and wait for the runtime (its leftover children
     are killed by `wait` too, before the runtime itself is reaped)."""
-    if process.exit is None:
+    if process.status is None:
         kill_tree(process.pid)
     with trio.CancelScope(shield=True):
         return await process.wait()
