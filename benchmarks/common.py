@@ -339,6 +339,16 @@ def export_tree(ref: str, dest: Path) -> str:
     return commit
 
 
+def imported_from(modules: list[str], env: dict[str, str], cwd: Path) -> dict[str, str]:
+    """Where a server started with `env` in `cwd` imports each module from (a record of what was
+    measured)."""
+    code = "import importlib.util, sys\nfor m in sys.argv[1:]:\n    s = importlib.util.find_spec(m)\n" \
+           "    print(m, s.submodule_search_locations[0] if s and s.submodule_search_locations else None)"
+    out = subprocess.run([PYTHON, "-c", code, *modules], cwd=cwd, env={**os.environ, **env},
+                         capture_output=True, text=True, timeout=60).stdout
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
 def package_version(name: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 

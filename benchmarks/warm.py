@@ -2,6 +2,7 @@
 
     python -m benchmarks.warm            # full run (~2.5 min), writes benchmarks/results/warm.{json,md}
     python -m benchmarks.warm --quick    # < 1 min smoke run (written to warm-quick.{json,md})
+    python -m benchmarks.warm --ref HEAD # measure a commit (git archive), not a tree others are editing
 
 Every target serves `def handler(e, c): return e` from a function directory, with the runtime
 `python -m awslambdaric app.handler` (and, as extra rows, lambdalet's own `python -m bootstrap`).
@@ -397,7 +398,9 @@ def render(data: dict) -> str:
         "# Warm invokes: lambdalet-rie vs AWS's RIE (awslambdaric, `def handler(e, c): return e`)",
         "",
         f"Recorded {data['date']} at lambdalet {data['revision']}"
-        + (f" (uncommitted changes in {', '.join(data['uncommitted'])})." if data["uncommitted"] else "."),
+        + (f" (uncommitted changes in {', '.join(data['uncommitted'])})" if data["uncommitted"] else "")
+        + (", exported with `git archive` and measured from that copy." if data["ref"] else
+           f", measured from the working tree {Path(data['lambdalet_code'].get('runtime_api', '?')).parent}."),
         f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), kernel {m['kernel']}, Python {m['python']}; "
         f"load average at start {' '.join(f'{x:.2f}' for x in data['loadavg_start'])}, "
         f"at end {' '.join(f'{x:.2f}' for x in data['loadavg_end'])}. "
@@ -492,15 +495,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="lambdalet-bench-") as tmp:
         code = common.function_dir(Path(tmp))
         common.rie_binary()  # fetch before timing anything
-        env: dict[str, str] = {}
         revision, uncommitted = common.git_revision()
         recorded_argv = list(argv)
+        # The servers import lambdalet from this tree (or the exported commit), whatever the editable
+        # install points at: another checkout may have re-installed it.
+        tree = common.REPO_ROOT
         if args.ref:
             tree = Path(tmp) / "lambdalet"
             revision, uncommitted = common.export_tree(args.ref, tree)[:12], []
             # The command to reproduce names the commit measured, not a ref that moves on.
             recorded_argv = [revision if a == args.ref else a for a in argv]
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))
+        env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
+        measured = common.imported_from(["runtime_api", "bootstrap", "sandbox"], env, code)
         for r in range(rounds):
             for target in rotate(latency, r):
                 result = latency_round(target, code, Path(tmp), env, invokes)
@@ -526,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": common.utc_now(),
         "revision": revision,
         "uncommitted": uncommitted,
+        "lambdalet_code": measured,
+        "ref": args.ref,
         "command": common.command_line("benchmarks.warm", recorded_argv),
         "elapsed_s": time.monotonic() - started,
         "machine": common.machine_info(),
