@@ -459,6 +459,11 @@ def render(data: dict) -> str:
                   if r.get("server_exit_code") is not None)
     failures = sorted({f"{kind} {key}: {r['failed']}" for kind in ("latency", "throughput")
                        for key, runs in data["runs"][kind].items() for r in runs if "failed" in r})
+    unclean = sorted({f"{key} (exit {r['exit_code_after_stop']})" for kind in ("latency", "throughput")
+                      for key, runs in data["runs"][kind].items() for r in runs
+                      if r.get("server_exit_code") is None and r.get("exit_code_after_stop") not in (0, None)})
+    if unclean:
+        lines += ["", "Servers that did not exit cleanly on SIGTERM: " + ", ".join(unclean) + "."]
     if failures:
         lines += ["", "Failed rounds (left out of the medians):", *[f"* {f}" for f in failures]]
     lines += ["", f"Hygiene: {data['leftover_processes_killed']} leftover process(es) killed and reaped after the "
