@@ -94,9 +94,10 @@ class Environment:
         self._on_idle = on_idle
         self.proto = EnvironmentProtocol()
         self._parking = trio.lowlevel.ParkingLot()
-        self._output = OutputPipe()
+        self._output: OutputPipe | None = None  # the runtime's stdout and stderr, once launched
         self._current: Invocation | None = None  # the invocation runtime output is attributed to
         self._cancel_scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
         self._idle_scope = trio.CancelScope()  # its deadline is the reaping time while idle
         self.closing = False
         self.closed = trio.Event()  # set once the runtime is reaped and the listener closed
@@ -133,32 +134,41 @@ class Environment:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the environment's Runtime API from now on; the runtime itself is launched by
+        `launch` or by the first invocation (RIE's lazy init)."""
         listeners = await trio.open_tcp_listeners(self.options.port, host=self.options.host)
         sockname = listeners[0].socket.getsockname()
         self.address = f"{sockname[0]}:{sockname[1]}"
-        process = None
         try:
-            self.spawned_at = trio.current_time()
-            self.process = process = await launch_runtime(self._make_spec(self.address), self._output)
-            self.pid = process.pid
             with self._cancel_scope:
                 async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
                     nursery.start_soon(trio.serve_listeners, self._serve_runtime_api, listeners)
-                    nursery.start_soon(self._supervise, process)
-                    nursery.start_soon(self._output.pump, self._on_output)
                     nursery.start_soon(self._reap_when_idle)
                     task_status.started(self)
         finally:
-            if process is not None:
-                await reap(process)
             self._flush_report()
             for listener in listeners:
                 await trio.aclose_forcefully(listener)
-            self._output.close()
+            if self._output is not None:
+                self._output.close()
             self.closed.set()
 
+    async def launch(self) -> None:
+        """Start the runtime. Raises OSError if it cannot be started at all."""
+        assert self._nursery is not None and self.process is None
+        self.spawned_at = trio.current_time()
+        self._output = OutputPipe()
+        self.process = await launch_runtime(self._make_spec(self.address), self._output)
+        self.pid = self.process.pid
+        self._nursery.start_soon(self._supervise, self.process)
+        self._nursery.start_soon(self._output.pump, self._on_output)
+
     async def _supervise(self, process: RuntimeProcess) -> None:
-        status = await process.wait()
+        try:
+            status = await process.wait()
+        finally:
+            await reap(process)  # on cancellation: the whole tree is killed and the runtime reaped
         self.exit_status = status
         self._flush_report()
         self._apply(self.proto.handle(RuntimeExited(status)))
@@ -190,6 +200,13 @@ class Environment:
         self._idle_scope.deadline = float("inf")
         if self.options.log_style is logs.LogStyle.RIE:
             self._write(logs.start_line(invocation.request_id, self.options.version))
+        if self.process is None:
+            try:
+                await self.launch()
+            except OSError as exc:
+                # RIE: `fork/exec <path>: <reason>`, for this invocation and each one after.
+                self._on_idle(self)
+                return _invalid_entrypoint(invocation, exc)
         with trio.CancelScope(deadline=self._first_deadline(invocation)) as scope:
             invocation.deadline_scope = scope
             self._apply(self.proto.handle(InvocationArrived(invocation)))
@@ -256,7 +273,7 @@ class Environment:
 
     def _settle(self, invocation: Invocation, outcome: Outcome) -> None:
         # Output the runtime wrote before it answered is already in the pipe: attribute it first.
-        self._on_output(self._output.drain())
+        self._drain_output()
         invocation.settle(outcome)
         if outcome.kind is OutcomeKind.STREAMING:
             return  # reported when the stream ends
@@ -309,8 +326,12 @@ class Environment:
         if status is not None or not self.alive:
             self._flush_report()
 
+    def _drain_output(self) -> None:
+        if self._output is not None:
+            self._on_output(self._output.drain())
+
     def _flush_report(self) -> None:
-        self._on_output(self._output.drain())
+        self._drain_output()
         if self._pending_report:
             self._sink.write(self._pending_report)
             self._pending_report = b""
@@ -452,6 +473,14 @@ class Environment:
             error = invocation.stream_error
             self._report(invocation, status="error" if error else None, error_type=error[0] if error else None)
         return size > STREAM_LIMIT_BYTES
+
+
+def _invalid_entrypoint(invocation: Invocation, exc: OSError) -> Outcome:
+    reason = (exc.strerror or str(exc)).lower()
+    message = f"RequestId: {invocation.request_id} Error: fork/exec {exc.filename}: {reason}"
+    outcome = Outcome(OutcomeKind.EXIT_ERROR, error_json("Runtime.InvalidEntrypoint", message), "Runtime.InvalidEntrypoint")
+    invocation.settle(outcome)
+    return outcome
 
 
 def _stream_error(error_type: str, message: str) -> tuple[str, str]:

@@ -20,7 +20,7 @@ from sandbox.process import RuntimeSpec
 from . import logs
 from .environment import Environment, EnvironmentOptions
 from .invocation import Invocation
-from .protocol import Outcome, OutcomeKind, error_json
+from .protocol import Outcome
 
 log = logging.getLogger("lambdalet")
 
@@ -43,6 +43,7 @@ class Function:
         *,
         concurrency: int,
         queue: bool = False,
+        standby: bool = False,
     ) -> None:
         self.name = name
         self._make_spec = make_spec
@@ -50,6 +51,10 @@ class Function:
         self._sink = sink
         self.concurrency = concurrency
         self.queue = queue
+        # Keep an environment listening at the fixed Runtime API address at all times, its runtime
+        # launched by the first invocation (RIE: the Runtime API is up from the start).
+        self.standby = standby
+        self._standby_pending = False
         self._limiter = trio.CapacityLimiter(concurrency)
         self._idle: list[Environment] = []  # most recently used last: reuse the warmest
         self._holders: dict[Environment, Invocation] = {}  # environments holding a concurrency slot
@@ -72,8 +77,21 @@ class Function:
         """Own the function's environments until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if self.standby:
+                await self._add_standby()
             task_status.started(self)
             await trio.sleep_forever()
+
+    async def _add_standby(self) -> None:
+        """An environment on the fixed Runtime API address, once the one before has let go of it."""
+        self._standby_pending = True
+        try:
+            for env in [env for env in self.environments if env.options.port == self.options.port]:
+                await env.closed.wait()
+            env = Environment(self._make_spec, self.options, self._sink, on_idle=self._environment_idle)
+            self._environment_idle(await self._nursery.start(self._environment_task, env))
+        finally:
+            self._standby_pending = False
 
     async def invoke(self, invocation: Invocation, *, wait: bool | None = None) -> tuple[Outcome, Environment | None]:
         """Run an invocation in one of the function's environments.
@@ -86,10 +104,8 @@ class Function:
         elif not await self._acquire_soon(invocation):
             raise TooManyRequests(self.name)
         try:
-            env = self._take_idle() or await self._wait_finishing() or await self._start_environment()
-        except OSError as exc:
-            self._limiter.release_on_behalf_of(invocation)
-            return _invalid_entrypoint(invocation, exc), None
+            env = (self._take_idle() or await self._wait_finishing() or await self._wait_standby()
+                   or await self._start_environment())
         except BaseException:
             self._limiter.release_on_behalf_of(invocation)
             raise
@@ -124,6 +140,15 @@ class Function:
                     return env
         return None
 
+    async def _wait_standby(self) -> Environment | None:
+        """The standby environment being replaced (after its runtime died) comes in a moment."""
+        while self._standby_pending:
+            await self._idle_changed.wait()
+            env = self._take_idle()
+            if env is not None:
+                return env
+        return None
+
     def _take_idle(self) -> Environment | None:
         while self._idle:
             env = self._idle.pop()
@@ -133,16 +158,9 @@ class Function:
 
     async def _start_environment(self) -> Environment:
         assert self._nursery is not None, "Function.run is not running"
-        options = self.options
-        if options.port:
-            # A fixed Runtime API address (lambdalet-rie's 127.0.0.1:9001) goes to the newest
-            # environment once the one before has let go of it; concurrent ones get their own port.
-            holders = [env for env in self.environments if env.options.port == options.port]
-            for env in holders:
-                if not env.alive or env.closing:
-                    await env.closed.wait()
-            if any(env.alive and not env.closing for env in holders):
-                options = dataclasses.replace(options, port=0)
+        # The fixed Runtime API address (lambdalet-rie's 127.0.0.1:9001) is the standby's; more
+        # environments at once get ports of their own.
+        options = dataclasses.replace(self.options, port=0) if self.standby else self.options
         env = Environment(self._make_spec, options, self._sink, on_idle=self._environment_idle)
         return await self._nursery.start(self._environment_task, env)
 
@@ -155,6 +173,10 @@ class Function:
             if env in self._idle:
                 self._idle.remove(env)
             self._release(env)
+            # A replacement, unless the function itself is stopping (then this task is cancelled).
+            stopping = trio.current_effective_deadline() == float("-inf")
+            if self.standby and env.options.port == self.options.port and not stopping:
+                self._nursery.start_soon(self._add_standby)
 
     def _environment_idle(self, env: Environment) -> None:
         self._release(env)
@@ -170,12 +192,3 @@ class Function:
     def shutdown(self) -> None:
         for env in list(self.environments):
             env.shutdown()
-
-
-def _invalid_entrypoint(invocation: Invocation, exc: OSError) -> Outcome:
-    """The runtime could not be started at all (RIE: `fork/exec <path>: <reason>`)."""
-    reason = (exc.strerror or str(exc)).lower()
-    message = f"RequestId: {invocation.request_id} Error: fork/exec {exc.filename}: {reason}"
-    outcome = Outcome(OutcomeKind.EXIT_ERROR, error_json("Runtime.InvalidEntrypoint", message), "Runtime.InvalidEntrypoint")
-    invocation.settle(outcome)
-    return outcome

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import signal
 import sys
 import time
 import uuid
@@ -268,7 +269,7 @@ async def run(options: RieOptions, function: RieFunction, *, task_status=trio.TA
     )
     async with trio.open_nursery() as nursery:
         lambda_function = Function(function.name, make_spec, env_options, logs.LogSink(),
-                                   concurrency=concurrency, queue=True)
+                                   concurrency=concurrency, queue=True, standby=True)
         await nursery.start(lambda_function.run)
         api = RieInvokeAPI(lambda_function, function)
         listeners = await trio.open_tcp_listeners(invoke_port, host=invoke_host)
@@ -277,14 +278,15 @@ async def run(options: RieOptions, function: RieFunction, *, task_status=trio.TA
         task_status.started(listeners[0].socket.getsockname()[1])
 
 
-async def _main(options: RieOptions, function: RieFunction) -> None:
-    import signal
+_SIGNAL_NAMES = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupt"}  # Go's names, as RIE logs them
 
+
+async def _main(options: RieOptions, function: RieFunction) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(run, options, function)
             async for signum in signals:
-                rapid_log("INFO", f"Received signal signal={signal.Signals(signum).name[3:].lower()}")
+                rapid_log("INFO", f"Received signal signal={_SIGNAL_NAMES.get(signum, signum)}")
                 rapid_log("INFO", "Shutting down...")
                 nursery.cancel_scope.cancel()
                 break
