@@ -9,6 +9,7 @@ supervisor, so cancelling it stops all of them and kills the runtime's process t
 from __future__ import annotations
 
 import base64
+import errno
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -48,10 +49,12 @@ from .protocol import (
     Settle,
     Wake,
     error_json,
+    exit_outcome,
 )
 
 log = logging.getLogger("lambdalet")
 
+_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 # Lambda's limit for streamed responses (buffered ones have the 6 MB Runtime API limit).
 STREAM_LIMIT_BYTES = 20 * 1024 * 1024
 _STUB_BODIES = {
@@ -87,11 +90,15 @@ class Environment:
         sink: logs.LogSink,
         *,
         on_idle: Callable[[Environment], None] = lambda env: None,
+        listeners: list[trio.SocketListener] | None = None,
     ) -> None:
         self._make_spec = make_spec
         self.options = options
         self._sink = sink
         self._on_idle = on_idle
+        # A listener handed over (lambdalet-rie's fixed address) outlives the environment: the
+        # next one serves it, and connections made meanwhile wait in its backlog.
+        self._given_listeners = listeners
         self.proto = EnvironmentProtocol()
         self._parking = trio.lowlevel.ParkingLot()
         self._output: OutputPipe | None = None  # the runtime's stdout and stderr, once launched
@@ -136,20 +143,22 @@ class Environment:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Serve the environment's Runtime API from now on; the runtime itself is launched by
         `launch` or by the first invocation (RIE's lazy init)."""
-        listeners = await trio.open_tcp_listeners(self.options.port, host=self.options.host)
+        listeners = self._given_listeners or await trio.open_tcp_listeners(self.options.port, host=self.options.host)
         sockname = listeners[0].socket.getsockname()
         self.address = f"{sockname[0]}:{sockname[1]}"
         try:
             with self._cancel_scope:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    nursery.start_soon(trio.serve_listeners, self._serve_runtime_api, listeners)
+                    for listener in listeners:
+                        nursery.start_soon(self._accept, listener)
                     nursery.start_soon(self._reap_when_idle)
                     task_status.started(self)
         finally:
             self._flush_report()
-            for listener in listeners:
-                await trio.aclose_forcefully(listener)
+            if self._given_listeners is None:
+                for listener in listeners:
+                    await trio.aclose_forcefully(listener)
             if self._output is not None:
                 self._output.close()
             self.closed.set()
@@ -157,15 +166,16 @@ class Environment:
     async def launch(self) -> None:
         """Start the runtime. Raises OSError if it cannot be started at all."""
         assert self._nursery is not None and self.process is None
+        await self._nursery.start(self._run_runtime)
+
+    async def _run_runtime(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self.spawned_at = trio.current_time()
         self._output = OutputPipe()
-        self.process = await launch_runtime(self._make_spec(self.address), self._output)
-        self.pid = self.process.pid
-        self._nursery.start_soon(self._supervise, self.process)
-        self._nursery.start_soon(self._output.pump, self._on_output)
-
-    async def _supervise(self, process: RuntimeProcess) -> None:
+        self.process = process = await launch_runtime(self._make_spec(self.address), self._output)
+        self.pid = process.pid
         try:
+            self._nursery.start_soon(self._output.pump, self._on_output)
+            task_status.started()
             status = await process.wait()
         finally:
             await reap(process)  # on cancellation: the whole tree is killed and the runtime reaped
@@ -201,12 +211,14 @@ class Environment:
         if self.options.log_style is logs.LogStyle.RIE:
             self._write(logs.start_line(invocation.request_id, self.options.version))
         if self.process is None:
+            if self.closing or self._cancel_scope.cancel_called:
+                # Stopped just as it was picked (the server is shutting down).
+                return self._settle_now(invocation, exit_outcome(invocation.request_id, -9))
             try:
                 await self.launch()
             except OSError as exc:
                 # RIE: `fork/exec <path>: <reason>`, for this invocation and each one after.
-                self._on_idle(self)
-                return _invalid_entrypoint(invocation, exc)
+                return self._settle_now(invocation, _invalid_entrypoint(exc, invocation.request_id))
         with trio.CancelScope(deadline=self._first_deadline(invocation)) as scope:
             invocation.deadline_scope = scope
             self._apply(self.proto.handle(InvocationArrived(invocation)))
@@ -215,6 +227,11 @@ class Environment:
             self._apply(self.proto.handle(DeadlinePassed(invocation.timeout)))
         assert invocation.outcome is not None
         return invocation.outcome
+
+    def _settle_now(self, invocation: Invocation, outcome: Outcome) -> Outcome:
+        invocation.settle(outcome)
+        self._on_idle(self)
+        return outcome
 
     def _first_deadline(self, invocation: Invocation) -> float:
         if invocation.deadline_ms is not None or self.options.init_timeout is None:
@@ -362,6 +379,20 @@ class Environment:
 
     # -- the Runtime API ---------------------------------------------------------------------------
 
+    async def _accept(self, listener: trio.SocketListener) -> None:
+        """Accept the runtime's connections (as trio.serve_listeners, but leaving a listener that
+        was handed over open for the environment after this one)."""
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                log.error("Runtime API listener %s: %s; retrying", self.address, exc.strerror)
+                await trio.sleep(0.1)  # out of descriptors or memory: give the system a moment
+                continue
+            self._nursery.start_soon(self._serve_runtime_api, stream)
+
     async def _serve_runtime_api(self, stream: trio.SocketStream) -> None:
         await serve_connection(stream, self._route)
 
@@ -475,12 +506,10 @@ class Environment:
         return size > STREAM_LIMIT_BYTES
 
 
-def _invalid_entrypoint(invocation: Invocation, exc: OSError) -> Outcome:
+def _invalid_entrypoint(exc: OSError, request_id: str) -> Outcome:
     reason = (exc.strerror or str(exc)).lower()
-    message = f"RequestId: {invocation.request_id} Error: fork/exec {exc.filename}: {reason}"
-    outcome = Outcome(OutcomeKind.EXIT_ERROR, error_json("Runtime.InvalidEntrypoint", message), "Runtime.InvalidEntrypoint")
-    invocation.settle(outcome)
-    return outcome
+    message = f"RequestId: {request_id} Error: fork/exec {exc.filename}: {reason}"
+    return Outcome(OutcomeKind.EXIT_ERROR, error_json("Runtime.InvalidEntrypoint", message), "Runtime.InvalidEntrypoint")
 
 
 def _stream_error(error_type: str, message: str) -> tuple[str, str]:

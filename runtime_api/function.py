@@ -55,6 +55,7 @@ class Function:
         # launched by the first invocation (RIE: the Runtime API is up from the start).
         self.standby = standby
         self._standby_pending = False
+        self._standby_listeners: list[trio.SocketListener] = []
         self._limiter = trio.CapacityLimiter(concurrency)
         self._idle: list[Environment] = []  # most recently used last: reuse the warmest
         self._holders: dict[Environment, Invocation] = {}  # environments holding a concurrency slot
@@ -78,17 +79,24 @@ class Function:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             if self.standby:
+                self._standby_listeners = await trio.open_tcp_listeners(self.options.port, host=self.options.host)
+                self._standby_pending = True
                 await self._add_standby()
-            task_status.started(self)
-            await trio.sleep_forever()
+            try:
+                task_status.started(self)
+                await trio.sleep_forever()
+            finally:
+                for listener in self._standby_listeners:
+                    await trio.aclose_forcefully(listener)
 
     async def _add_standby(self) -> None:
-        """An environment on the fixed Runtime API address, once the one before has let go of it."""
-        self._standby_pending = True
+        """An environment on the fixed Runtime API address, once the one before has let go of it.
+        (`_standby_pending` is set by whoever schedules this, so waiters know one is coming.)"""
         try:
             for env in [env for env in self.environments if env.options.port == self.options.port]:
                 await env.closed.wait()
-            env = Environment(self._make_spec, self.options, self._sink, on_idle=self._environment_idle)
+            env = Environment(self._make_spec, self.options, self._sink, on_idle=self._environment_idle,
+                              listeners=self._standby_listeners)
             self._environment_idle(await self._nursery.start(self._environment_task, env))
         finally:
             self._standby_pending = False
@@ -172,11 +180,13 @@ class Function:
             self.environments.discard(env)
             if env in self._idle:
                 self._idle.remove(env)
-            self._release(env)
-            # A replacement, unless the function itself is stopping (then this task is cancelled).
+            # A replacement, unless the function itself is stopping (then this task is cancelled);
+            # announced before the slot is released, so the next invocation waits for it.
             stopping = trio.current_effective_deadline() == float("-inf")
             if self.standby and env.options.port == self.options.port and not stopping:
+                self._standby_pending = True
                 self._nursery.start_soon(self._add_standby)
+            self._release(env)
 
     def _environment_idle(self, env: Environment) -> None:
         self._release(env)
