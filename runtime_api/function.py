@@ -76,18 +76,20 @@ class Function:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Own the function's environments until cancelled."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            if self.standby:
-                self._standby_listeners = await trio.open_tcp_listeners(self.options.port, host=self.options.host)
-                self._standby_pending = True
-                await self._add_standby()
-            try:
+        if self.standby:
+            self._standby_listeners = await trio.open_tcp_listeners(self.options.port, host=self.options.host)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if self.standby:
+                    self._standby_pending = True
+                    await self._add_standby()
                 task_status.started(self)
                 await trio.sleep_forever()
-            finally:
-                for listener in self._standby_listeners:
-                    await trio.aclose_forcefully(listener)
+        finally:
+            # Only once no environment can be using it any more.
+            for listener in self._standby_listeners:
+                await trio.aclose_forcefully(listener)
 
     async def _add_standby(self) -> None:
         """An environment on the fixed Runtime API address, once the one before has let go of it.
