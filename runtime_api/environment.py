@@ -74,6 +74,9 @@ class EnvironmentOptions:
     snapstart: bool = False  # mounts the restore routes
     idle_timeout: float = 300.0  # an environment idle this long is shut down
     metadata_token: str = ""  # AWS_LAMBDA_METADATA_TOKEN, checked by the metadata endpoint
+    # RIE's --enable-init-caching: the credentials endpoint's answer, and its token.
+    container_credentials: bytes | None = None
+    credentials_token: str = ""
     availability_zone_id: str = "use1-az1"
     host: str = "127.0.0.1"
     port: int = 0
@@ -397,13 +400,13 @@ class Environment:
         await serve_connection(stream, self._route)
 
     async def _route(self, conn: Connection, request: Request) -> None:
-        found = routes.match(request.method, request.path, restore=self.options.snapstart)
+        found = routes.match(request.method, request.path, restore=self.options.snapstart,
+                             init_caching=self.options.container_credentials is not None)
         if found is routes.NOT_FOUND:
             await conn.respond(404, routes.NOT_FOUND_BODY, routes.NOT_FOUND_HEADERS)
             return
         if isinstance(found, routes.MethodNotAllowed):
-            text = [("Content-Type", "text/plain; charset=utf-8")] if found.body else []
-            await conn.respond(405, found.body, [("Allow", found.allow), *text])
+            await conn.respond(405, b"", [("Allow", found.allow)])
             return
         route = found.route
         if route is routes.Route.NEXT:
@@ -426,6 +429,8 @@ class Environment:
             await self._answer(conn, RestoreErrorPosted(body, request.header(b"lambda-runtime-function-error-type")))
         elif route is routes.Route.METADATA:
             await self._metadata(conn, request)
+        elif route is routes.Route.CREDENTIALS:
+            await self._credentials(conn, request)
         elif route is routes.Route.PING:
             await conn.respond(200, b"pong", [("Content-Type", "text/plain; charset=utf-8")])
         else:  # the Logs and Telemetry API stubs answer 202 with an error body, as RIE does
@@ -434,11 +439,22 @@ class Environment:
 
     async def _metadata(self, conn: Connection, request: Request) -> None:
         """The execution-environment metadata endpoint (AWS_LAMBDA_METADATA_API), Bearer token only."""
+        if request.method != "GET":
+            await conn.respond(405, b"Method Not Allowed\n", routes.GO_ERROR_HEADERS)
+            return
         if request.header(b"authorization") != f"Bearer {self.options.metadata_token}":
-            await conn.respond(401, b"Unauthorized\n", [("Content-Type", "text/plain; charset=utf-8")])
+            await conn.respond(401, b"Unauthorized\n", routes.GO_ERROR_HEADERS)
             return
         body = b'{"AvailabilityZoneID":"%s"}' % self.options.availability_zone_id.encode()
         await conn.respond(200, body, [("Content-Type", wire.JSON), ("Cache-Control", "private, max-age=43200, immutable")])
+
+    async def _credentials(self, conn: Connection, request: Request) -> None:
+        """RIE's container-credentials endpoint (--enable-init-caching): the raw token, after init."""
+        if not self.initialised or request.header(b"authorization") != self.options.credentials_token:
+            await conn.respond(404, b"cannot get credentials for the provided token\n", routes.GO_ERROR_HEADERS)
+            return
+        body = self.options.container_credentials or b""
+        await conn.respond(200, body, [("Content-Type", "text/plain; charset=utf-8")])  # as Go sniffs it
 
     async def _answer(self, conn: Connection, event: Any) -> None:
         await _send_reply(conn, self._apply(self.proto.handle(event)))

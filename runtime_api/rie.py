@@ -16,6 +16,7 @@ invocations wait their turn, as RIE's single runtime; N > 1 runs up to N environ
 from __future__ import annotations
 
 import base64
+import json
 import binascii
 import os
 import signal
@@ -143,7 +144,18 @@ def rie_function(options: RieOptions, environ: dict[str, str]) -> RieFunction:
     )
 
 
-def runtime_environment(function: RieFunction, runtime_api: str, metadata_token: str) -> dict[str, str]:
+def container_credentials(environ: dict[str, str]) -> bytes:
+    """The credentials endpoint's answer: RIE's own credentials, with Go's zero time."""
+    return json.dumps({
+        "AccessKeyId": environ.get("AWS_ACCESS_KEY_ID", ""),
+        "SecretAccessKey": environ.get("AWS_SECRET_ACCESS_KEY", ""),
+        "Token": environ.get("AWS_SESSION_TOKEN", ""),
+        "Expiration": "0001-01-01T00:00:00Z",
+    }, separators=(",", ":")).encode()
+
+
+def runtime_environment(function: RieFunction, runtime_api: str, metadata_token: str,
+                        credentials_token: str | None = None) -> dict[str, str]:
     """The runtime's environment as RIE builds it (reference 4.2): defaults, then all of RIE's own
     environment, then credentials (always set, empty if unset), _HANDLER, the platform, metadata."""
     env = {
@@ -165,6 +177,9 @@ def runtime_environment(function: RieFunction, runtime_api: str, metadata_token:
         "AWS_LAMBDA_METADATA_API": runtime_api,
         "AWS_LAMBDA_METADATA_TOKEN": metadata_token,
     })
+    if credentials_token is not None:
+        env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = f"http://{runtime_api}/2021-04-23/credentials"
+        env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = credentials_token
     return env
 
 
@@ -251,9 +266,10 @@ async def run(options: RieOptions, function: RieFunction, *, task_status=trio.TA
     concurrency = int(os.environ.get("LAMBDALET_CONCURRENCY", "1"))
 
     metadata_token = str(uuid.uuid4())  # one per process, as RIE's
+    credentials_token = str(uuid.uuid4()) if options.enable_init_caching else None
 
     def make_spec(runtime_api: str) -> RuntimeSpec:
-        env = runtime_environment(function, runtime_api, metadata_token)
+        env = runtime_environment(function, runtime_api, metadata_token, credentials_token)
         return RuntimeSpec(function.argv, env, function.cwd)
 
     env_options = EnvironmentOptions(
@@ -266,6 +282,8 @@ async def run(options: RieOptions, function: RieFunction, *, task_status=trio.TA
         port=api_port,
         idle_timeout=float("inf"),  # RIE keeps its runtime until it fails or RIE stops
         metadata_token=metadata_token,
+        container_credentials=container_credentials(function.base_env) if options.enable_init_caching else None,
+        credentials_token=credentials_token or "",
     )
     async with trio.open_nursery() as nursery:
         lambda_function = Function(function.name, make_spec, env_options, logs.LogSink(),

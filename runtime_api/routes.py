@@ -23,6 +23,7 @@ class Route(enum.Enum):
     LOGS = "logs"
     TELEMETRY = "telemetry"
     METADATA = "metadata"
+    CREDENTIALS = "credentials"
 
 
 # path pattern -> (method, route). `{request_id}` matches any segment, even an empty one (RIE
@@ -37,13 +38,15 @@ _TABLE: list[tuple[str, str, Route]] = [
     (wire.RESTORE_ERROR, "POST", Route.RESTORE_ERROR),
     ("/2020-08-15/logs", "PUT", Route.LOGS),
     ("/2022-07-01/telemetry", "PUT", Route.TELEMETRY),
-    ("/2026-01-15/metadata/execution-environment", "GET", Route.METADATA),
+    ("/2026-01-15/metadata/execution-environment", "*", Route.METADATA),  # checks its method itself
+    ("/2021-04-23/credentials", "GET", Route.CREDENTIALS),
 ]
 _PATTERNS = [
     (re.compile(re.escape(path).replace(re.escape("{request_id}"), "(?P<request_id>[^/]*)") + r"\Z"), method, route)
     for path, method, route in _TABLE
 ]
 RESTORE_ROUTES = frozenset({Route.RESTORE_NEXT, Route.RESTORE_ERROR})
+INIT_CACHING_ROUTES = frozenset({Route.CREDENTIALS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +58,6 @@ class Match:
 @dataclass(frozen=True, slots=True)
 class MethodNotAllowed:
     allow: str
-    route: Route
-
-    @property
-    def body(self) -> bytes:
-        # Go's router answers with an empty body; the metadata handler writes its own text.
-        return b"Method Not Allowed\n" if self.route is Route.METADATA else b""
 
 
 class NotFound(enum.Enum):
@@ -69,20 +66,23 @@ class NotFound(enum.Enum):
 
 NOT_FOUND = NotFound.NOT_FOUND
 NOT_FOUND_BODY = b"404 page not found\n"
-NOT_FOUND_HEADERS = [
+# What Go's http.Error sends with its text: RIE's 404s and its handlers' own errors.
+GO_ERROR_HEADERS = [
     ("Content-Type", "text/plain; charset=utf-8"),
     ("X-Content-Type-Options", "nosniff"),
 ]
+NOT_FOUND_HEADERS = GO_ERROR_HEADERS
 
 
-def match(method: str, path: str, *, restore: bool) -> Match | MethodNotAllowed | NotFound:
-    """Which route a request is for. The restore routes exist only for SnapStart environments
-    (RIE mounts them only with --enable-init-caching)."""
+def match(method: str, path: str, *, restore: bool, init_caching: bool = False) -> Match | MethodNotAllowed | NotFound:
+    """Which route a request is for. The restore routes exist only for SnapStart environments, the
+    credentials route only under RIE's --enable-init-caching."""
     for pattern, allowed, route in _PATTERNS:
         found = pattern.match(path)
-        if found is None or (route in RESTORE_ROUTES and not restore):
+        if found is None or (route in RESTORE_ROUTES and not restore) \
+                or (route in INIT_CACHING_ROUTES and not init_caching):
             continue
-        if method != allowed:
-            return MethodNotAllowed(allowed, route)
+        if method != allowed and allowed != "*":
+            return MethodNotAllowed(allowed)
         return Match(route, found.groupdict().get("request_id"))
     return NOT_FOUND

@@ -14,8 +14,8 @@ from runtime_api.sniff import sniff_content_type
     ("GET", "/2018-06-01/runtime/invocation/next", routes.Match(routes.Route.NEXT, None)),
     ("POST", "/2018-06-01/runtime/invocation/abc/response", routes.Match(routes.Route.RESPONSE, "abc")),
     ("POST", "/2018-06-01/runtime/invocation//error", routes.Match(routes.Route.ERROR, "")),
-    ("PUT", "/2018-06-01/runtime/invocation/next", routes.MethodNotAllowed("GET", routes.Route.NEXT)),
-    ("HEAD", "/2018-06-01/runtime/invocation/next", routes.MethodNotAllowed("GET", routes.Route.NEXT)),
+    ("PUT", "/2018-06-01/runtime/invocation/next", routes.MethodNotAllowed("GET")),
+    ("HEAD", "/2018-06-01/runtime/invocation/next", routes.MethodNotAllowed("GET")),
     ("GET", "/2018-06-01/runtime/invocation/next/", routes.NOT_FOUND),
     ("GET", "/2018-06-01/Runtime/invocation/next", routes.NOT_FOUND),
     ("GET", "/ping", routes.NOT_FOUND),
@@ -29,10 +29,14 @@ def test_restore_routes_exist_under_snapstart():
     assert routes.match("GET", "/2018-06-01/runtime/restore/next", restore=True) == routes.Match(routes.Route.RESTORE_NEXT, None)
 
 
-def test_a_wrong_method_on_the_metadata_endpoint_has_its_own_body():
+def test_the_metadata_endpoint_takes_every_method_to_answer_405_itself():
     found = routes.match("POST", "/2026-01-15/metadata/execution-environment", restore=False)
-    assert found.body == b"Method Not Allowed\n"
-    assert routes.match("PUT", "/2018-06-01/ping", restore=False).body == b""
+    assert found == routes.Match(routes.Route.METADATA, None)
+
+
+def test_the_credentials_route_exists_only_with_init_caching():
+    assert routes.match("GET", "/2021-04-23/credentials", restore=False) is routes.NOT_FOUND
+    assert routes.match("GET", "/2021-04-23/credentials", restore=False, init_caching=True).route is routes.Route.CREDENTIALS
 
 
 @pytest.mark.parametrize("body, kind", [
