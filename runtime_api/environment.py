@@ -108,6 +108,7 @@ class Environment:
         self._current: Invocation | None = None  # the invocation runtime output is attributed to
         self._cancel_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
+        self._accepting = trio.CancelScope()  # around the accept loops
         self._idle_scope = trio.CancelScope()  # its deadline is the reaping time while idle
         self.closing = False
         self.closed = trio.Event()  # set once the runtime is reaped and the listener closed
@@ -153,8 +154,7 @@ class Environment:
             with self._cancel_scope:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    for listener in listeners:
-                        nursery.start_soon(self._accept, listener)
+                    nursery.start_soon(self._accept, listeners)
                     nursery.start_soon(self._reap_when_idle)
                     task_status.started(self)
         finally:
@@ -182,6 +182,7 @@ class Environment:
             status = await process.wait()
         finally:
             await reap(process)  # on cancellation: the whole tree is killed and the runtime reaped
+        self._accepting.cancel()
         self.exit_status = status
         self._flush_report()
         self._apply(self.proto.handle(RuntimeExited(status)))
@@ -285,6 +286,9 @@ class Environment:
                     self._idle_scope.deadline = trio.current_time() + self.options.idle_timeout
                     self._on_idle(self)
                 case Kill():
+                    # Stop accepting at once: what connects from now on is for the next environment
+                    # (a handed-over listener keeps it waiting in the backlog).
+                    self._accepting.cancel()
                     if self.pid is not None:
                         kill_tree(self.pid)
                 case _:
@@ -382,9 +386,15 @@ class Environment:
 
     # -- the Runtime API ---------------------------------------------------------------------------
 
-    async def _accept(self, listener: trio.SocketListener) -> None:
+    async def _accept(self, listeners: list[trio.SocketListener]) -> None:
         """Accept the runtime's connections (as trio.serve_listeners, but leaving a listener that
-        was handed over open for the environment after this one)."""
+        was handed over open for the environment after this one), until `_accepting` is cancelled."""
+        with self._accepting:
+            async with trio.open_nursery() as nursery:
+                for listener in listeners:
+                    nursery.start_soon(self._accept_loop, listener)
+
+    async def _accept_loop(self, listener: trio.SocketListener) -> None:
         while True:
             try:
                 stream = await listener.accept()

@@ -8,8 +8,8 @@ into what lambdalet-rie must produce by applying, for lambdalet only:
 
 Changes to one recorded entry: `status`, `outcome`, `body`, `note` (replace); `headers`,
 `trailers` (merge; a value of None removes the header); `from` (copy the reply recorded under
-another label); `absent` (lambdalet does not produce this entry); `init duration on` (for the
-platform log: these request ids' REPORT lines carry an Init Duration).
+another label); `absent` (lambdalet does not produce this entry); `init duration on` / `no init
+duration on` (for the platform log: these request ids' REPORT lines carry an Init Duration, or not).
 """
 
 from __future__ import annotations
@@ -132,7 +132,8 @@ DEVIATIONS: dict[str, Deviation] = {
         "RIE's REPORT Init Duration measures only an internal hand-off (issue #106) and Max Memory "
         "Used is the configured size; Init Duration appears only on the first invoke of the RIE "
         "process. lambdalet-rie reports the real init time on the first invoke of every "
-        "environment (so again after a re-init) and the measured peak memory. Durations are "
+        "environment (so again after a re-init; not at all when init never finished) and the "
+        "measured peak memory. Durations are "
         "masked for both targets; memory is masked here.",
         everywhere=_measured_report, observed=_measured_memory),
     "response-mode-no-wedge": Deviation(
@@ -151,6 +152,28 @@ DEVIATIONS: dict[str, Deviation] = {
         "lambdalet-rie blocks it until an invocation arrives, as Lambda's /next does. Compared as: "
         "RIE answers at once (dropped); lambdalet has not answered within the grace period, and "
         "then carries the invoke's event."),
+    "stream-size-limit": Deviation(
+        "RIE applies the 6,291,556-byte Runtime API limit to streamed responses too (413 and "
+        "Function.ResponseSizeTooLarge). lambdalet-rie relays a stream as it arrives and applies "
+        "Lambda's limit for streamed responses (20 MiB), so a 7 MiB stream reaches the caller."),
+    "error-size-limit": Deviation(
+        "An /error body over 6,291,556 bytes makes RIE's handler panic: the connection drops and "
+        "the invoke hangs until the timeout. lambdalet-rie answers it as it answers an oversized "
+        "/response: 413 RequestEntityTooLarge to the runtime and Function.ResponseSizeTooLarge to "
+        "the caller at once."),
+    "no-cached-init-error": Deviation(
+        "After an init failure reported through /init/error, RIE answers every later failed invoke "
+        "with that init error for the life of the process, even an unrelated crash. lambdalet-rie "
+        "reports each failure as it is: a later mid-invoke exit is a Runtime.ExitError."),
+    "invalid-entrypoint-body": Deviation(
+        "A bootstrap that cannot be executed: RIE answers an empty 502 (its issue #86). "
+        "lambdalet-rie answers 502 with Lambda's Runtime.InvalidEntrypoint error, naming the "
+        "path and the reason (`fork/exec <path>: no such file or directory`)."),
+    "extensions-api-missing": Deviation(
+        "NOT A DESIGN CHOICE, A GAP: lambdalet-rie does not serve the Extensions API yet "
+        "(/2020-01-01/extension/*), so those routes answer 404 where RIE answers them (405 for a "
+        "wrong method; register, event/next and the error routes in the `extensions` scenario, "
+        "which is an expected failure until it is built)."),
     "framing": Deviation(
         "Framing is not behaviour: Go switches to chunked encoding above 2048 bytes where "
         "lambdalet may send Content-Length, and keep-alive handling may differ. Content-Length, "
@@ -200,6 +223,12 @@ def _with_init_duration(line: str, rid: str) -> str:
     return line
 
 
+def _without_init_duration(line: str, rid: str) -> str:
+    if line.startswith(f"REPORT RequestId: {rid}\t"):
+        return line.replace("Init Duration: <ms> ms\t", "")
+    return line
+
+
 def observed_for_lambdalet(transcript: list[dict]) -> list[dict]:
     transcript = copy.deepcopy(transcript)
     for deviation in DEVIATIONS.values():
@@ -227,6 +256,8 @@ def _change(transcript: list[dict], label: str, changes: dict) -> list[dict]:
                 entry[key] = changes[key]
         for rid in changes.get("init duration on", ()):
             entry["note"] = [_with_init_duration(line, rid) for line in entry["note"]]
+        for rid in changes.get("no init duration on", ()):
+            entry["note"] = [_without_init_duration(line, rid) for line in entry["note"]]
         for key in ("headers", "trailers"):
             if key in changes:
                 merged = dict(entry.get(key) or {})

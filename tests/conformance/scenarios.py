@@ -748,7 +748,11 @@ SCENARIOS: list[Scenario] = [
     Scenario("rapi-not-found", "§2.1: unknown path, version, case, trailing slash -> 404 text",
              in_flight(rapi_not_found)),
     Scenario("rapi-wrong-method", "§2.1: wrong method -> 405, empty body, Allow; HEAD is not GET",
-             in_flight(rapi_wrong_method)),
+             in_flight(rapi_wrong_method),
+             deviations={"extensions-api-missing": {
+                 label: {"status": 404, "body": "404 page not found\n", "headers": {
+                     "Allow": None, "Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}}
+                 for label in ("GET /2020-01-01/extension/register", "POST /2020-01-01/extension/event/next")}}),
     Scenario("ping", "§2.1: GET ping -> 200 pong", in_flight(ping)),
     Scenario("logs-telemetry-stubs", "§2.8: Logs and Telemetry APIs are 202 stubs with error bodies",
              in_flight(logs_telemetry_stubs)),
@@ -825,7 +829,10 @@ SCENARIOS: list[Scenario] = [
                  "Lambda-Runtime-Function-Error-Body":
                      base64.b64encode(b'{"errorMessage":"mid-stream","errorType":"StreamErr"}').decode()}}}}),
     Scenario("streaming-too-large", "§2.6: a 7 MiB stream -> 413 + SizeTooLarge",
-             streaming_too_large, timeout_s=10, deviations={FE: {"invoke": {}}}),
+             streaming_too_large, timeout_s=10,
+             deviations={"stream-size-limit": {
+                 "7 MiB streamed response": {"status": 202, "body": '{"status":"OK"}\n'},
+                 "invoke": {"body": {"bytes": 7340032, "sha256": "d5dbec556b691fda"}}}}),
     # /error
     Scenario("error-bodies", "§2.4: error bodies; error.cause+json is filtered; type never visible",
              error_bodies,
@@ -834,14 +841,23 @@ SCENARIOS: list[Scenario] = [
                  "error.cause+json that is not JSON", "application/json is verbatim",
                  "text is verbatim", "empty body", "error type header is not visible"]}}),
     Scenario("error-too-large", "§2.4: an /error body over the limit drops the connection, then timeout",
-             error_too_large, timeout_s=1, deviations={FE: {"invoke": {}}}),
+             error_too_large, timeout_s=1,
+             deviations={FE: {"invoke": {}}, "error-size-limit": {
+                 "error of 6,291,557 bytes": {"outcome": "response", "status": 413,
+                                              "headers": {"Content-Type": "application/json"},
+                                              "body": '{"errorMessage":"Exceeded maximum allowed payload size (6291556 bytes).","errorType":"RequestEntityTooLarge"}\n'},
+                 "invoke": {"body": '{"errorType":"Function.ResponseSizeTooLarge","errorMessage":"Response payload size exceeded maximum allowed payload size (6291556 bytes)."}'}}}),
     # init
     Scenario("init-error-then-exit",
              "§2.5, §3.4: /init/error then exit -> 502 with that body, kept for later failures",
              init_error_then_exit,
-             deviations={FE: {"invoke": {}, "second invoke, runtime exits mid-invoke": {}}}),
+             deviations={FE: {"invoke": {}, "second invoke, runtime exits mid-invoke": {}},
+                         "no-cached-init-error": {"second invoke, runtime exits mid-invoke": {
+                             "body": '{"errorType":"Runtime.ExitError","errorMessage":"RequestId: <id2> Error: '
+                                     'Runtime exited with error: exit status 7"}'}}}),
     Scenario("init-error-stay-alive", "§2.5: /init/error and the runtime stays -> timeout",
-             init_error_stay_alive, timeout_s=1, deviations={FE: {"invoke": {}}}),
+             init_error_stay_alive, timeout_s=1,
+             deviations={FE: {"invoke": {}}, "report-values": {"platform log": {"no init duration on": ["<id1>"]}}}),
     Scenario("init-error-after-init", "§2.5: /init/error after init -> 403", init_error_after_init),
     Scenario("init-exit-code-3", "§3.4: exit during init without /init/error -> empty 502",
              init_exit_without_init_error(3),
@@ -857,7 +873,13 @@ SCENARIOS: list[Scenario] = [
                          "report-values": {"platform log": {"init duration on": ["<id2>"]}}}),
     Scenario("bootstrap-missing", "§1.1: a missing bootstrap fails every invoke with an empty 502",
              bootstrap_missing, args=("{dir}/no-such-bootstrap",),
-             deviations={FE: {"first invoke": {}, "second invoke": {}}}),
+             deviations={FE: {"first invoke": {}, "second invoke": {}},
+                         "invalid-entrypoint-body": {
+                             f"{which} invoke": {
+                                 "headers": {"Content-Type": "text/plain; charset=utf-8"},
+                                 "body": '{"errorType":"Runtime.InvalidEntrypoint","errorMessage":"RequestId: '
+                                         f'<id{n}> Error: fork/exec <fndir>/no-such-bootstrap: no such file or directory"}}'}
+                             for n, which in ((1, "first"), (2, "second"))}}),
     # exits, timeouts, concurrency
     Scenario("exit-mid-invoke", "§3.4, §4.5: exit 7, exit 0, SIGKILL mid-invoke -> 502 ExitError",
              exit_mid_invoke,
