@@ -381,9 +381,19 @@ def launch(target: Target, workdir: Path, args: list[str], env: dict[str, str], 
     for dst, src in dict(files).items():
         shutil.copy(RUNTIMES / src, workdir / dst)
         (workdir / dst).chmod(0o755)
-    server = Server(target, workdir, args, env)
+    for attempt in range(3):
+        server = Server(target, workdir, args, env)
+        try:
+            server.wait_listening(expect_exit=expect_exit)
+            break
+        except RuntimeError as exc:
+            # Free ports are picked, then bound by the target: another process may take one in
+            # between. Only that is retried, with new ports.
+            server.stop()
+            server.close_fifo()
+            if "address already in use" not in str(exc) or attempt == 2:
+                raise
     try:
-        server.wait_listening(expect_exit=expect_exit)
         yield server
     finally:
         try:

@@ -1,6 +1,6 @@
 """Benchmark (not a test): our bootstrap vs awslambdaric under the real RIE, side by side in one run.
 
-    python tests/bootstrap_handlers/bench_startup.py [--samples 15] [--warm 300]
+    python -m benchmarks.startup [--samples 15] [--warm 300]
 
 Measures, for each runtime, interleaved sample by sample:
   * exec -> first `GET /runtime/invocation/next`: a wrapper records the time just before it execs
@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests"))
 from realparts import rie_binary  # noqa: E402
 
