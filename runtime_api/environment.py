@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import errno
+import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,12 +24,15 @@ from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec, kill_tree, 
 
 from . import logs, routes
 from .http import Connection, Request, serve_connection
+from .extensions import Extension, Extensions
 from .invocation import Invocation
 from .protocol import (
+    ACCEPTED,
     PARK,
     CycleDone,
     DeadlinePassed,
     Deliver,
+    DeliverExtensionEvent,
     EnvironmentProtocol,
     ErrorPosted,
     InitDone,
@@ -48,12 +53,18 @@ from .protocol import (
     RuntimeState,
     Settle,
     Wake,
+    WakeExtensions,
+    api_error,
     error_json,
     exit_outcome,
 )
 
 log = logging.getLogger("lambdalet")
 
+_EXTENSION_ROUTES = frozenset({
+    routes.Route.EXTENSION_REGISTER, routes.Route.EXTENSION_NEXT,
+    routes.Route.EXTENSION_INIT_ERROR, routes.Route.EXTENSION_EXIT_ERROR,
+})
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 # Lambda's limit for streamed responses (buffered ones have the 6 MB Runtime API limit).
 STREAM_LIMIT_BYTES = 20 * 1024 * 1024
@@ -67,6 +78,8 @@ _STUB_BODIES = {
 class EnvironmentOptions:
     """How an environment presents itself; the same for every environment of a function."""
 
+    function_name: str = "function"
+    handler: str = ""
     version: str = "$LATEST"
     memory_mb: int = 128
     log_style: logs.LogStyle = logs.LogStyle.LAMBDA
@@ -102,7 +115,9 @@ class Environment:
         # A listener handed over (lambdalet-rie's fixed address) outlives the environment: the
         # next one serves it, and connections made meanwhile wait in its backlog.
         self._given_listeners = listeners
-        self.proto = EnvironmentProtocol()
+        self.extensions = Extensions(options.function_name, options.version, options.handler)
+        self.proto = EnvironmentProtocol(self.extensions)
+        self._extension_parking = trio.lowlevel.ParkingLot()
         self._parking = trio.lowlevel.ParkingLot()
         self._output: OutputPipe | None = None  # the runtime's stdout and stderr, once launched
         self._current: Invocation | None = None  # the invocation runtime output is attributed to
@@ -268,8 +283,10 @@ class Environment:
         answer = None
         for action in actions:
             match action:
-                case Reply() | Deliver() | ReadBody():
+                case Reply() | Deliver() | ReadBody() | DeliverExtensionEvent():
                     answer = action
+                case WakeExtensions():
+                    self._extension_parking.unpark_all()
                 case _ if action is PARK:
                     answer = action
                 case Wake():
@@ -441,6 +458,8 @@ class Environment:
             await self._metadata(conn, request)
         elif route is routes.Route.CREDENTIALS:
             await self._credentials(conn, request)
+        elif route in _EXTENSION_ROUTES:
+            await self._extension_route(conn, request, route)
         elif route is routes.Route.PING:
             await conn.respond(200, b"pong", [("Content-Type", "text/plain; charset=utf-8")])
         else:  # the Logs and Telemetry API stubs answer 202 with an error body, as RIE does
@@ -457,6 +476,47 @@ class Environment:
             return
         body = b'{"AvailabilityZoneID":"%s"}' % self.options.availability_zone_id.encode()
         await conn.respond(200, body, [("Content-Type", wire.JSON), ("Cache-Control", "private, max-age=43200, immutable")])
+
+    async def _extension_route(self, conn: Connection, request: Request, route: routes.Route) -> None:
+        """The Extensions API: registration, the event long-poll, and the two error reports."""
+        body, _ = await conn.read_body(wire.MAX_PAYLOAD_BYTES)
+        if route is routes.Route.EXTENSION_REGISTER:
+            registered = self.extensions.register(request.header(b"lambda-extension-name"), body)
+            if isinstance(registered, Reply):
+                await _send_reply(conn, registered)
+            else:
+                await conn.respond(200, registered.body, [
+                    ("Content-Type", wire.JSON), ("Lambda-Extension-Identifier", registered.extension.id)])
+            return
+        extension = self.extensions.identify(request.header(b"lambda-extension-identifier"))
+        if isinstance(extension, Reply):
+            await _send_reply(conn, extension)
+            return
+        if route is routes.Route.EXTENSION_NEXT:
+            await self._extension_next(conn, extension)
+            return
+        if request.header(b"lambda-extension-function-error-type") is None:
+            await _send_reply(conn, api_error(403, "Extension.MissingHeader", "Lambda-Extension-Function-Error-Type not found"))
+            return
+        if route is routes.Route.EXTENSION_EXIT_ERROR:
+            await _send_reply(conn, self._apply(self.proto.extension_exited(extension)))
+        else:
+            await _send_reply(conn, ACCEPTED)
+
+    async def _extension_next(self, conn: Connection, extension: Extension) -> None:
+        answer = self._apply(self.proto.extension_next(extension))
+        while answer is PARK:
+            await self._extension_parking.park()
+            answer = self._apply(self.proto.extension_next(extension, woken=True))
+        if isinstance(answer, Reply):
+            await _send_reply(conn, answer)
+            return
+        invocation: Invocation = answer.invocation
+        event = {"eventType": "INVOKE", "deadlineMs": invocation.deadline_ms, "requestId": invocation.request_id,
+                 "invokedFunctionArn": invocation.function_arn,
+                 "tracing": {"type": "X-Amzn-Trace-Id", "value": invocation.trace_id}}
+        await conn.respond(200, json.dumps(event, separators=(",", ":")).encode(), [
+            ("Content-Type", wire.JSON), ("Lambda-Extension-Event-Identifier", str(uuid.uuid4()))])
 
     async def _credentials(self, conn: Connection, request: Request) -> None:
         """RIE's container-credentials endpoint (--enable-init-caching): the raw token, after init."""

@@ -19,9 +19,12 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bootstrap import wire
+
+if TYPE_CHECKING:
+    from .extensions import Extension, Extensions
 
 
 class RuntimeState(enum.Enum):
@@ -160,6 +163,19 @@ class Deliver:
 @dataclass(frozen=True, slots=True)
 class Wake:
     """Wake parked `next` requests: there is an invocation for them now."""
+
+
+@dataclass(frozen=True, slots=True)
+class WakeExtensions:
+    """Wake extensions parked in event/next: an event is queued for some of them."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverExtensionEvent:
+    """Answer an extension's event/next with the INVOKE event of this invocation."""
+
+    extension: Any
+    invocation: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,12 +399,18 @@ class ProtocolError(Exception):
 class EnvironmentProtocol:
     """The protocol state of one execution environment."""
 
-    def __init__(self) -> None:
+    def __init__(self, extensions: Extensions | None = None) -> None:
         self.state = RuntimeState.STARTED
         self.invocation: Any = None  # the invocation in flight, or waiting for the runtime
         self._settled = False  # whether the current invocation's caller has its outcome
         self._init_error: tuple[bytes, str] | None = None  # posted by init/error or restore/error
         self.invocations = 0
+        # Extensions take part in two transitions: init is over when the runtime and every
+        # extension have asked for their next event; an invocation is over for the environment
+        # when the runtime and every INVOKE extension have asked again.
+        self.extensions = extensions
+        self._init_done = False
+        self._cycle_pending = False  # the runtime asked again; an extension has not yet
 
     def __repr__(self) -> str:
         rid = self.invocation.request_id if self.invocation is not None else None
@@ -422,18 +444,64 @@ class EnvironmentProtocol:
     def _on_NextRequested(self, event: NextRequested, source: RuntimeState) -> list[Any]:
         actions: list[Any] = []
         if source is _S.STARTED:
-            actions.append(InitDone())
+            actions += self._complete_init(wake=False)
         elif source is _S.RESTORING:
+            self._init_done = True
             actions.append(RestoreDone())
         elif source is _S.RESPONSE_SENT:
-            self.invocation = None
-            actions.append(CycleDone())
-        if self.invocation is None:
+            self._cycle_pending = True
+            actions += self._complete_cycle(wake=False)
+        if self.invocation is None or not self._init_done or self._cycle_pending:
             return actions + [PARK]
         if source is not _S.RUNNING:
             self.state = _S.RUNNING
             self.invocations += 1
+            if self.extensions is not None and self.extensions.by_id:
+                self.extensions.invoke(self.invocation)
+                actions.append(WakeExtensions())
         return actions + [Deliver(self.invocation)]
+
+    def _complete_init(self, *, wake: bool) -> list[Any]:
+        """Init is over once the runtime (now READY) and every extension asked for an event."""
+        if self._init_done or self.state is not _S.READY:
+            return []
+        if self.extensions is not None:
+            if not self.extensions.all_polled():
+                return []
+            self.extensions.open = False
+        self._init_done = True
+        return [InitDone(), Wake()] if wake else [InitDone()]
+
+    def _complete_cycle(self, *, wake: bool) -> list[Any]:
+        if not self._cycle_pending or (self.extensions is not None and not self.extensions.all_polled("INVOKE")):
+            return []
+        self._cycle_pending = False
+        self.invocation = None
+        return [CycleDone(), Wake()] if wake else [CycleDone()]
+
+    # -- extension events (the shell identified the extension with Extensions.identify) ------------
+
+    def extension_next(self, extension: Extension, *, woken: bool = False) -> list[Any]:
+        """GET /extension/event/next: done with the last event (unless only `woken` to look
+        again), and wanting the next one."""
+        if extension.exited:
+            return [api_error(403, "Extension.InvalidExtensionState",
+                              f"State transition from ExitError to Ready failed for extension {extension.id}. "
+                              "Error: Concurrent state modification")]
+        actions: list[Any] = []
+        if not woken:
+            extension.polled = True
+            actions += self._complete_init(wake=True) + self._complete_cycle(wake=True)
+        if extension.pending:
+            extension.polled = False
+            return actions + [DeliverExtensionEvent(extension, extension.pending.popleft())]
+        return actions + [PARK]
+
+    def extension_exited(self, extension: Extension) -> list[Any]:
+        """POST /extension/exit/error: it takes no part in the phases any more."""
+        extension.exited = True
+        extension.pending.clear()
+        return [ACCEPTED, *self._complete_init(wake=True), *self._complete_cycle(wake=True)]
 
     def _on_ResponseStarted(self, event: ResponseStarted, source: RuntimeState) -> list[Any]:
         mode = event.response_mode

@@ -273,6 +273,9 @@ async def run(options: RieOptions, function: RieFunction, *, task_status=trio.TA
         return RuntimeSpec(function.argv, env, function.cwd)
 
     env_options = EnvironmentOptions(
+        function_name=function.name,
+        # RIE's register answer names the handler only when its environment gives it.
+        handler=function.base_env.get("AWS_LAMBDA_FUNCTION_HANDLER") or function.base_env.get("_HANDLER", ""),
         version=function.version,
         memory_mb=function.memory_mb,
         log_style=logs.LogStyle.RIE,

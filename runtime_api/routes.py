@@ -24,6 +24,10 @@ class Route(enum.Enum):
     TELEMETRY = "telemetry"
     METADATA = "metadata"
     CREDENTIALS = "credentials"
+    EXTENSION_REGISTER = "extension_register"
+    EXTENSION_NEXT = "extension_next"
+    EXTENSION_INIT_ERROR = "extension_init_error"
+    EXTENSION_EXIT_ERROR = "extension_exit_error"
 
 
 # path pattern -> (method, route). `{request_id}` matches any segment, even an empty one (RIE
@@ -40,6 +44,10 @@ _TABLE: list[tuple[str, str, Route]] = [
     ("/2022-07-01/telemetry", "PUT", Route.TELEMETRY),
     ("/2026-01-15/metadata/execution-environment", "*", Route.METADATA),  # checks its method itself
     ("/2021-04-23/credentials", "GET", Route.CREDENTIALS),
+    ("/2020-01-01/extension/register", "POST", Route.EXTENSION_REGISTER),
+    ("/2020-01-01/extension/event/next", "GET", Route.EXTENSION_NEXT),
+    ("/2020-01-01/extension/init/error", "POST", Route.EXTENSION_INIT_ERROR),
+    ("/2020-01-01/extension/exit/error", "POST", Route.EXTENSION_EXIT_ERROR),
 ]
 _PATTERNS = [
     (re.compile(re.escape(path).replace(re.escape("{request_id}"), "(?P<request_id>[^/]*)") + r"\Z"), method, route)

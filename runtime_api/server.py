@@ -70,6 +70,8 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
         return RuntimeSpec(tuple(config.runtime_argv), env, env["LAMBDA_TASK_ROOT"])
 
     options = EnvironmentOptions(
+        function_name=config.name,
+        handler=config.handler,
         metadata_token=metadata_token,
         availability_zone_id=availability_zone_id(config.region),
         version=config.version,

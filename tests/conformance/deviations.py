@@ -169,11 +169,6 @@ DEVIATIONS: dict[str, Deviation] = {
         "A bootstrap that cannot be executed: RIE answers an empty 502 (its issue #86). "
         "lambdalet-rie answers 502 with Lambda's Runtime.InvalidEntrypoint error, naming the "
         "path and the reason (`fork/exec <path>: no such file or directory`)."),
-    "extensions-api-missing": Deviation(
-        "NOT A DESIGN CHOICE, A GAP: lambdalet-rie does not serve the Extensions API yet "
-        "(/2020-01-01/extension/*), so those routes answer 404 where RIE answers them (405 for a "
-        "wrong method; register, event/next and the error routes in the `extensions` scenario, "
-        "which is an expected failure until it is built)."),
     "framing": Deviation(
         "Framing is not behaviour: Go switches to chunked encoding above 2048 bytes where "
         "lambdalet may send Content-Length, and keep-alive handling may differ. Content-Length, "

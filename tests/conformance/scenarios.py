@@ -748,11 +748,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("rapi-not-found", "§2.1: unknown path, version, case, trailing slash -> 404 text",
              in_flight(rapi_not_found)),
     Scenario("rapi-wrong-method", "§2.1: wrong method -> 405, empty body, Allow; HEAD is not GET",
-             in_flight(rapi_wrong_method),
-             deviations={"extensions-api-missing": {
-                 label: {"status": 404, "body": "404 page not found\n", "headers": {
-                     "Allow": None, "Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}}
-                 for label in ("GET /2020-01-01/extension/register", "POST /2020-01-01/extension/event/next")}}),
+             in_flight(rapi_wrong_method)),
     Scenario("ping", "§2.1: GET ping -> 200 pong", in_flight(ping)),
     Scenario("logs-telemetry-stubs", "§2.8: Logs and Telemetry APIs are 202 stubs with error bodies",
              in_flight(logs_telemetry_stubs)),
@@ -919,7 +915,8 @@ SCENARIOS: list[Scenario] = [
     # extensions
     Scenario("extensions", "§2.7: register, event/next, errors, init gating, registration closed",
              extensions, deviations={"release-on-response": {
-                 "caller answered before the extension polls again": {"note": True}}}),
+                 "caller answered before the extension polls again": {"note": True}},
+                 "trace-id-on-next": {"runtime next": {"headers": {"Lambda-Runtime-Trace-Id": TRACE}}}}),
     # real runtimes
     Scenario("awslambdaric-echo", "§3.4, §4.6: awslambdaric success, warm second invoke",
              ric_echo, args=ric("app.echo"), files="ric"),

@@ -48,14 +48,8 @@ def dump(t) -> list[str]:
     return lines
 
 
-# Scenarios lambdalet-rie does not pass yet, each with why (see the `extensions-api-missing` gap).
-NOT_YET = {"extensions": "the Extensions API is not built yet (extensions-api-missing)"}
-
-
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda sc: sc.name)
-def test_scenario(scenario, target, tmp_path, request):
-    if target.name == "lambdalet" and scenario.name in NOT_YET:
-        request.applymarker(pytest.mark.xfail(reason=NOT_YET[scenario.name], strict=True))
+def test_scenario(scenario, target, tmp_path):
     got = run(scenario, target, tmp_path)
     path = os.path.join(DATA, f"{scenario.name}.json")
     if target.name == "rie" and os.environ.get("CONFORMANCE_RECORD"):
