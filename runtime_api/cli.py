@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
-import importlib.util
 import json
 import signal
 import sys
@@ -22,13 +21,6 @@ from .config import ConfigError, FunctionConfig, ServerConfig, load_config
 from .server import Server
 
 EXAMPLE_CODE = Path(__file__).parent / "examples"
-
-
-def default_runtime(handler: str) -> list[str]:
-    """lambdalet's own runtime client; awslambdaric stands in where bootstrap/ is not installed."""
-    if importlib.util.find_spec("bootstrap.__main__") is not None:
-        return [sys.executable, "-m", "bootstrap"]
-    return [sys.executable, "-m", "awslambdaric", handler]
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:
@@ -45,8 +37,6 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
     if args.config:
         config = load_config(args.config)
         config.host, config.port = args.host or config.host, args.port if args.port is not None else config.port
-        for function in config.function:
-            function.runtime = function.runtime or default_runtime(function.handler)
         return config
     example = args.code is None and args.handler is None
     code = str(EXAMPLE_CODE) if example else (args.code or ".")
@@ -55,7 +45,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         name=args.function_name or ("hello" if example else "function"),
         handler=handler,
         code=str(Path(code).resolve()),
-        runtime=args.runtime or default_runtime(handler),
+        runtime=args.runtime,
         timeout=args.timeout,
         memory=args.memory,
         concurrency=args.concurrency,

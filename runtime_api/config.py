@@ -10,7 +10,7 @@ Config file schema (`lambdalet serve --config FILE`):
     name = "hello"              # required
     handler = "app.handler"     # _HANDLER
     code = "./hello"            # the task root (LAMBDA_TASK_ROOT), relative to the config file
-    runtime = ["python3", "-m", "bootstrap"]   # optional: the runtime command (default: lambdalet's bootstrap)
+    runtime = ["node", "index.mjs"]  # optional: the runtime command (default: lambdalet's bootstrap)
     timeout = 3.0               # seconds (Lambda: 1-900)
     memory = 128                # MB (Lambda: 128-10240)
     concurrency = 10            # environments at once; beyond that callers get 429
@@ -29,6 +29,10 @@ import tomllib
 from pathlib import Path
 
 import msgspec
+
+# lambdalet's own runtime client, started as its shell `bootstrap` starts it: with `-c` rather than
+# `-m bootstrap`, which imports runpy and costs every cold start about 4 ms.
+BOOTSTRAP_COMMAND = (sys.executable, "-c", "import sys; from bootstrap.__main__ import main; sys.exit(main())")
 
 # Reserved by Lambda: a function's own `env` cannot override these.
 RESERVED_ENV = frozenset({
@@ -79,7 +83,7 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     @property
     def runtime_argv(self) -> list[str]:
         """The runtime command: the configured one, or lambdalet's own Python runtime client."""
-        return self.runtime or [sys.executable, "-m", "bootstrap"]
+        return self.runtime or list(BOOTSTRAP_COMMAND)
 
 
 def function_arn(name: str, region: str = "us-east-1", account_id: str = "123456789012") -> str:

@@ -102,7 +102,6 @@ class Extensions:
 def go_json_error(data: bytes) -> str:
     text = data.decode("utf-8", errors="replace")
     i = 0
-    stack: list[str] = []  # "{" or "["
 
     def skip() -> None:
         nonlocal i

@@ -25,7 +25,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import trio
 

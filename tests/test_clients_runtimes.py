@@ -9,7 +9,6 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from botocore.exceptions import ClientError
 
 import realparts
 from client_functions import (

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from runtime_api import FunctionConfig, ServiceError
-from tests.helpers import AWSLAMBDARIC, CapturedLog, Gate, awslambdaric_function, running_server, write_function
+from tests.helpers import CapturedLog, Gate, awslambdaric_function, running_server, write_function
 
 HANDLERS = Gate.handler_snippet + '''
 import os, subprocess, sys, time
@@ -122,7 +122,7 @@ async def test_a_timeout_kills_the_whole_process_tree_and_the_next_invocation_st
         assert body["errorMessage"] == f"RequestId: {result.request_id} Error: Task timed out after 1.00 seconds"
         with trio.fail_after(10):  # SIGKILL was sent with the answer; its delivery is the event
             await _gone(child_pid)
-        assert f"Status: timeout" in log.text
+        assert "Status: timeout" in log.text
         # The next invocation gets a new environment with its own init.
         fn = server.functions["fn"]
         for env in list(fn.environments):
