@@ -139,33 +139,9 @@ def handler(event, context):
     return "unreachable"
 '''
 
-# The custom runtime of the AWS Lambda developer guide ("Tutorial: Building a custom runtime"),
-# with the two changes it needs off Amazon Linux: bash by name (the tutorial's /bin/sh is bash on
-# AL2023, dash on Debian), and the response read from stdin instead of `-d "$RESPONSE"`, because
-# Linux caps one argument at 128 KiB (MAX_ARG_STRLEN) and a 2 MB response goes through here.
-BASH_BOOTSTRAP = r'''#!/bin/bash
-set -euo pipefail
-
-# Initialization - load function handler
-source $LAMBDA_TASK_ROOT/"$(echo $_HANDLER | cut -d. -f1).sh"
-
-# Processing
-while true
-do
-  HEADERS="$(mktemp)"
-  # Get an event. The HTTP request will block until one is received
-  EVENT_DATA=$(curl -sS -LD "$HEADERS" "http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation/next")
-
-  # Extract request ID by scraping response headers received above
-  REQUEST_ID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$HEADERS" | tr -d '[:space:]' | cut -d: -f2)
-
-  # Run the handler function from the script
-  RESPONSE=$($(echo "$_HANDLER" | cut -d. -f2) "$EVENT_DATA")
-
-  # Send the response
-  printf '%s' "$RESPONSE" | curl -sS "http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation/$REQUEST_ID/response" --data-binary @-
-done
-'''
+# The custom runtime of the AWS Lambda developer guide ("Tutorial: Building a custom runtime"), kept
+# once for every test that runs it (the conformance suite's copy).
+BASH_BOOTSTRAP = (Path(__file__).resolve().parent.parent / "conformance" / "runtimes" / "bootstrap.sh").read_text()
 
 BASH_FUNCTION = '''function handler () {
   EVENT_DATA=$1
