@@ -121,6 +121,25 @@ def invoke(args: argparse.Namespace) -> int:
     return 1 if "FunctionError" in summary else 0
 
 
+def doctor(args: argparse.Namespace) -> int:
+    """`lambdalet doctor PATH`: 0 when PATH will run on provided.al2023, 1 when not, 2 when unreadable."""
+    from sandbox import doctor as checks  # pyelftools costs ~40 ms to import; only doctor pays it
+
+    path = Path(args.path)
+    if path.is_dir():  # a code directory: judge the bootstrap Lambda would start from it
+        path = path / "bootstrap"
+    try:
+        diagnosis = checks.diagnose(path, arch=args.arch)
+    except OSError as exc:
+        print(f"lambdalet doctor: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        sys.stdout.buffer.write(checks.to_json(diagnosis) + b"\n")
+    else:
+        print(checks.render(diagnosis))
+    return 0 if diagnosis.will_run else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lambdalet", description="Run AWS Lambda functions locally.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--log-type", choices=["None", "Tail"])
     inv.add_argument("--qualifier")
     inv.add_argument("--endpoint", default="http://127.0.0.1:8080")
+
+    doc = commands.add_parser(
+        "doctor", help="will this bootstrap run on provided.al2023?",
+        description="Check a bootstrap (a compiled program or a script, or a code directory holding one) "
+                    "against provided.al2023: architecture, loader, glibc and libstdc++ versions, libraries, "
+                    "#! line, line endings, executable bit. Exit status 0 when it will run, 1 when not.",
+    )
+    doc.add_argument("path", help="the bootstrap, or the directory holding it")
+    doc.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"], help="the function's architecture (default x86_64)")
+    doc.add_argument("--json", action="store_true", help="print the facts and findings as JSON")
     return parser
 
 
@@ -157,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "invoke":
         return invoke(args)
+    if args.command == "doctor":
+        return doctor(args)
     if args.runtime and args.runtime[0] == "--":
         args.runtime = args.runtime[1:]
     try:

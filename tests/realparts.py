@@ -19,6 +19,7 @@ from pathlib import Path
 
 SAM_CLI_VERSION = "1.170.0"
 RIE_MEMBER = "samcli/local/rapid/aws-lambda-rie-x86_64"
+RIE_ARCHES = ("x86_64", "arm64")
 NODE_RIC_VERSION = "4.0.2"
 
 
@@ -36,9 +37,14 @@ def _locked(name: str):
         yield
 
 
-def rie_binary() -> Path:
-    """Path of the real `aws-lambda-rie-x86_64`, extracted from the aws-sam-cli wheel."""
-    target = cache_dir() / f"aws-lambda-rie-{SAM_CLI_VERSION}-x86_64"
+def rie_binary(arch: str = "x86_64") -> Path:
+    """Path of the real `aws-lambda-rie-<arch>` (x86_64 or arm64), extracted from the aws-sam-cli wheel.
+
+    One download extracts every architecture's RIE that is not cached yet (the wheel itself is not kept).
+    """
+    if arch not in RIE_ARCHES:
+        raise ValueError(f"no RIE for {arch!r}; the wheel has {', '.join(RIE_ARCHES)}")
+    target = _rie_path(arch)
     if target.exists():
         return target
     with _locked("rie"):
@@ -51,13 +57,21 @@ def rie_binary() -> Path:
                 check=True,
             )
             (wheel,) = Path(tmp).glob("aws_sam_cli-*.whl")
-            with zipfile.ZipFile(wheel) as zf, zf.open(RIE_MEMBER) as src:
-                partial = target.with_suffix(".part")
-                with open(partial, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                partial.chmod(0o755)
-                partial.rename(target)
+            with zipfile.ZipFile(wheel) as zf:
+                for each in RIE_ARCHES:
+                    if _rie_path(each).exists():
+                        continue
+                    with zf.open(f"samcli/local/rapid/aws-lambda-rie-{each}") as src:
+                        partial = _rie_path(each).with_suffix(".part")
+                        with open(partial, "wb") as dst:
+                            shutil.copyfileobj(src, dst)
+                        partial.chmod(0o755)
+                        partial.rename(_rie_path(each))
     return target
+
+
+def _rie_path(arch: str) -> Path:
+    return cache_dir() / f"aws-lambda-rie-{SAM_CLI_VERSION}-{arch}"
 
 
 def node_ric() -> Path:
