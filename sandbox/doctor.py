@@ -87,10 +87,12 @@ BASE_LIBRARIES = frozenset({
 IMAGE_INTERPRETERS = frozenset({"/bin/sh", "/bin/bash", "/usr/bin/sh", "/usr/bin/bash", "/usr/bin/env", "/bin/env"})
 SHELLS = frozenset({"sh", "bash"})
 # The checks whose failure means exec itself fails on this machine (see entrypoint_problem).
-EXEC_CHECKS = frozenset({"file", "format", "class", "machine", "executable", "shebang", "crlf", "interpreter-missing"})
+# ("class" is not one: an x86_64 host with IA-32 emulation may well start an i386 program.)
+EXEC_CHECKS = frozenset({"file", "format", "machine", "executable", "shebang", "crlf", "interpreter-missing"})
 
 HEAD_BYTES = 65536  # scripts are judged on their first 64 KiB; the kernel reads only 256 bytes
 NAMED_SYMBOLS = 5
+DF_1_PIE = 0x08000000
 
 FIX_LF = ("convert the file to LF line endings: `sed -i 's/\\r$//' {path}` (or dos2unix); "
           "in git, `*.sh text eol=lf` or `bootstrap text eol=lf` in .gitattributes keeps them")
@@ -156,6 +158,8 @@ class _ElfFacts(msgspec.Struct, frozen=True):
     runpath: tuple[str, ...]
     versions: tuple[str, ...]  # every version name in .gnu.version_r (GLIBC_2.34, GLIBCXX_3.4.21, ...)
     has_sections: bool
+    pie: bool  # DT_FLAGS_1 has DF_1_PIE: a position-independent program, not a library
+    entry: int
     key: tuple  # (dev, inode, mtime_ns, size) of the file parsed
 
 
@@ -304,10 +308,12 @@ def _elf_facts(path: str, dev: int, ino: int, mtime_ns: int, size: int) -> _ElfF
                 interpreter = segment.get_interp_name()
             elif segment["p_type"] == "PT_DYNAMIC":
                 dynamic = segment
-        needed, runpath = [], []
+        needed, runpath, pie = [], [], False
         if dynamic is not None:
             for tag in dynamic.iter_tags():
-                if tag.entry.d_tag == "DT_NEEDED":
+                if tag.entry.d_tag == "DT_FLAGS_1":
+                    pie = bool(tag.entry.d_val & DF_1_PIE)
+                elif tag.entry.d_tag == "DT_NEEDED":
                     needed.append(tag.needed)
                 elif tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH"):
                     runpath.extend(p for p in getattr(tag, tag.entry.d_tag[3:].lower()).split(":") if p)
@@ -321,7 +327,7 @@ def _elf_facts(path: str, dev: int, ino: int, mtime_ns: int, size: int) -> _ElfF
             big_endian=not elf.little_endian, e_type=elf["e_type"], interpreter=interpreter,
             has_dynamic=dynamic is not None, needed=tuple(needed), runpath=tuple(runpath),
             versions=tuple(dict.fromkeys(versions)), has_sections=elf.num_sections() > 0,
-            key=(dev, ino, mtime_ns, size),
+            pie=pie, entry=elf["e_entry"], key=(dev, ino, mtime_ns, size),
         )
 
 
@@ -388,9 +394,9 @@ def _judge_elf(path: str, arch: str, facts: _ElfFacts, findings: list[Finding], 
         out.append(Finding(severity, check, message, fix))
 
     if facts.elf_class != 64:
-        add(Severity.ERROR, "class", f"is a {facts.elf_class}-bit program; Lambda runs only 64-bit programs "
-            "(x86_64 or arm64): exec fails with 'exec format error'", f"build it as a 64-bit {arch} program")
-    if facts.machine != arch or facts.big_endian:
+        add(Severity.ERROR, "class", f"is a {facts.elf_class}-bit {facts.machine} program; Lambda runs only "
+            "64-bit programs (x86_64 or arm64)", f"build it as a 64-bit {arch} program")
+    elif facts.machine != arch or facts.big_endian:
         built = facts.machine + (" (big-endian)" if facts.big_endian else "")
         other = "arm64" if arch == "x86_64" else "x86_64"
         fix = f"rebuild it for {arch} (e.g. GOARCH={'amd64' if arch == 'x86_64' else 'arm64'})"
@@ -408,11 +414,14 @@ def _judge_elf(path: str, arch: str, facts: _ElfFacts, findings: list[Finding], 
         add(Severity.ERROR, "format", "is an object file (.o), not a linked program", "link it into an executable")
     elif facts.e_type == "ET_CORE":
         add(Severity.ERROR, "format", "is a core dump, not a program", "point the function at your program")
-    elif facts.e_type == "ET_DYN" and facts.interpreter is None and facts.needed:
+    elif facts.e_type == "ET_DYN" and facts.interpreter is None and (facts.needed or (not facts.pie and not facts.entry)):
+        # No loader named, yet libraries needed or no entry point: a .so (a static-pie says DF_1_PIE).
         add(Severity.ERROR, "format", "is a shared library (.so), not a program: it has no program "
             "interpreter, so exec does not load the libraries it needs", "point the function at the executable")
 
-    if static:
+    if any(f.check == "format" for f in out):
+        pass
+    elif static:
         add(Severity.OK, "linkage", "is statically linked: it needs nothing from the image")
     elif facts.interpreter is not None:
         _judge_loader(arch, facts.interpreter, add)
