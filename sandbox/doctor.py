@@ -12,9 +12,15 @@ file, never runs it, and prints a verdict with one line per check, each problem 
     bootstrap: will NOT run on provided.al2023 (x86_64): 1 problem
       ELF 64-bit x86_64, dynamically linked, interpreter /lib64/ld-linux-x86-64.so.2
       needs libc.so.6; highest versions required: GLIBC_2.36
+      ok       is executable (mode 0755)
+      ok       is built for x86_64, the function's architecture
+      ok       uses glibc's loader /lib64/ld-linux-x86-64.so.2, which provided.al2023 has
       error    needs GLIBC_2.36 (arc4random), but provided.al2023 has glibc 2.34: the loader stops
                with "version `GLIBC_2.36' not found"
-               fix: build on provided.al2023 or amazonlinux:2023 (or any system with glibc <= 2.34), ...
+               fix: build it on provided.al2023 or amazonlinux:2023 (or any system with glibc <= 2.34),
+               or target glibc 2.34 explicitly (`zig cc -target x86_64-linux-gnu.2.34`, ...), or link
+               it statically (musl)
+      ok       needs only libraries that provided.al2023 has or that ship with it
 
 Exit status: 0 when it will run (warnings allowed), 1 when it will not, 2 when PATH cannot be read
 or the command line is wrong, so `lambdalet doctor bootstrap` can gate a CI job. `--json` prints
@@ -38,6 +44,11 @@ What is checked:
   in other languages a warning.
 * every file: the executable bit (`chmod 755`); Lambda starts the bootstrap as a non-root user, so
   bits missing for "others" are a warning.
+
+Cost (measured on the 2-vCPU dev VM): a first look at a program parses it with pyelftools in about
+1-3 ms (/bin/ls 2 ms, the Go RIE 0.8 ms; naming the symbols of a failing program adds a few ms); the
+parse is cached by (path, inode, mtime, size), after which a call is a stat, a read of the first
+64 KiB and the checks: 20-120 us. A script costs about 20 us. Importing pyelftools costs ~40 ms once.
 
 For the server: `entrypoint_problem(argv0)` gives the one-line reason a runtime command cannot be
 started on this machine (the exec-level subset of these checks), or None.
@@ -478,7 +489,8 @@ def _judge_versions(path, facts, glibc, glibcxx, cxxabi, add) -> None:
         names = []
         for version in too_new[family]:
             syms = symbols.get(version, [])
-            shown = ", ".join(syms[:NAMED_SYMBOLS]) + (f" and {len(syms) - NAMED_SYMBOLS} more" if len(syms) > NAMED_SYMBOLS else "")
+            more = len(syms) - NAMED_SYMBOLS
+            shown = ", ".join(syms[:NAMED_SYMBOLS]) + (f" and {more} more" if more > 0 else "")
             names.append(f"{version} ({shown})" if shown else version)
         message = f"needs {'; '.join(names)}, but {IMAGE} has {have}: the loader stops with \"version `{highest[1]}' not found\""
         if family == "GLIBC":
@@ -558,7 +570,8 @@ def _judge_script(path: str, head: bytes, findings: list[Finding], base: dict, s
             how = f"exec fails with `{shown}: bad interpreter: No such file or directory`"
         else:
             shown = argument.replace("\r", "^M")
-            how = f"{program} is given '{shown}' as its argument and fails (e.g. `env: '{shown.split()[-1]}': No such file or directory`)"
+            how = (f"{program} is given '{shown}' as its argument and fails "
+                   f"(e.g. `env: '{shown.split()[-1]}': No such file or directory`)")
         add(Severity.ERROR, "crlf", f"has Windows (CRLF) line endings: the #! line ends in \\r, so {how}",
             FIX_LF.format(path=path))
     program, argument = program.rstrip("\r"), argument.rstrip("\r")

@@ -141,7 +141,7 @@ def test_a_program_needing_a_newer_libstdcxx_is_refused_unless_it_ships_its_own(
     # GCC 12 binds std::condition_variable::wait to GLIBCXX_3.4.30; AL2023's GCC 11 stops at 3.4.29.
     program = compile_program(tmp_path, CONDITION_VARIABLE, cxx=True)
     d = diagnose(program, arch=platform.machine().replace("aarch64", "arm64"))
-    if d.glibcxx is None or d.glibcxx <= "GLIBCXX_3.4.29":
+    if d.glibcxx is None or tuple(map(int, d.glibcxx.split("_")[1].split("."))) <= (3, 4, 29):
         pytest.skip(f"this g++ binds only {d.glibcxx}; the test needs GCC 12 or later")
     assert not d.will_run
     libstdcxx = finding(d, "glibcxx", Severity.ERROR)
