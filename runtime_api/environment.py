@@ -20,6 +20,8 @@ from typing import Any
 import trio
 
 from bootstrap import wire
+from sandbox import host, reaper
+from sandbox.cgroups import DEFAULT_PIDS_MAX, EnvironmentCgroup
 from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec, kill_tree, launch_runtime, reap
 
 from . import logs, routes
@@ -93,6 +95,10 @@ class EnvironmentOptions:
     availability_zone_id: str = "use1-az1"
     host: str = "127.0.0.1"
     port: int = 0
+    # Lambda's limits through cgroups where the host may create them (memory_mb, pids_max), else
+    # RLIMIT_DATA; off: a plain process tree, as RIE runs its runtime.
+    limits: bool = False
+    pids_max: int = DEFAULT_PIDS_MAX
 
 
 class Environment:
@@ -130,6 +136,7 @@ class Environment:
         self.address = ""
         self.pid: int | None = None
         self.process: RuntimeProcess | None = None
+        self.cgroup: EnvironmentCgroup | None = None
         self.spawned_at = 0.0
         self.init_duration_ms: float | None = None
         self._init_reported = False
@@ -189,20 +196,67 @@ class Environment:
     async def _run_runtime(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self.spawned_at = trio.current_time()
         self._output = OutputPipe()
-        self.process = process = await launch_runtime(self._make_spec(self.address), self._output)
-        self.pid = process.pid
+        rlimit_data_mb = None
+        if self.options.limits:
+            support = host.prepare(limits=True)
+            if support.any:
+                try:
+                    self.cgroup = EnvironmentCgroup(support, memory_mb=self.options.memory_mb,
+                                                    pids_max=self.options.pids_max)
+                except OSError as exc:
+                    log.warning("environment %s runs without cgroups: %s", self.address, exc)
+            if self.cgroup is None or self.cgroup.memory is None:
+                rlimit_data_mb = self.options.memory_mb
         try:
-            self._nursery.start_soon(self._output.pump, self._on_output)
-            task_status.started()
-            status = await process.wait()
+            try:
+                self.process = process = await launch_runtime(
+                    self._make_spec(self.address), self._output, cgroup=self.cgroup, rlimit_data_mb=rlimit_data_mb)
+            except BaseException:
+                if self.cgroup is not None:
+                    await self.cgroup.terminate()
+                raise
+            self.pid = process.pid
+            try:
+                self._nursery.start_soon(self._output.pump, self._on_output)
+                task_status.started()
+                status = await process.wait()
+            finally:
+                # On cancellation too: the whole tree is killed, the runtime and its orphans reaped.
+                await reap(process)
+                with trio.CancelScope(shield=True):
+                    await self._end_tree(process)
+            self._accepting.cancel()
+            self.exit_status = status
+            self._flush_report()
+            oom = status == -9 and self.cgroup is not None and self.cgroup.new_oom_kill()
+            self._apply(self.proto.handle(RuntimeExited(status, oom=oom)))
+            # The runtime is gone: close its listener and connections.
+            self._cancel_scope.cancel()
         finally:
-            await reap(process)  # on cancellation: the whole tree is killed and the runtime reaped
-        self._accepting.cancel()
-        self.exit_status = status
-        self._flush_report()
-        self._apply(self.proto.handle(RuntimeExited(status)))
-        # The runtime is gone: close its listener and connections.
-        self._cancel_scope.cancel()
+            if self.cgroup is not None:
+                self.cgroup.remove()
+
+    async def _end_tree(self, process: RuntimeProcess) -> None:
+        """Once the runtime is reaped: kill what is left of its environment and reap the orphans
+        that re-parented to us (their exit status is nobody else's)."""
+        if self.cgroup is not None:
+            await self.cgroup.terminate()
+        else:
+            # Without a cgroup the tree is the runtime's session (a setsid escapee is out of reach).
+            reaper.reap_orphans(lambda pid: reaper.in_session(pid, process.pid))
+
+    def _kill_tree(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        if self.pid is not None:
+            kill_tree(self.pid)
+
+    def peak_memory_mb(self) -> int | None:
+        """The environment's peak memory: its memory cgroup's (every process in it), or else the
+        runtime's own sampled high-water mark."""
+        if self.cgroup is not None and self.cgroup.memory is not None:
+            return self.cgroup.peak_memory_mb()
+        return self.process.peak_memory_mb() if self.process is not None else None
 
     async def _reap_when_idle(self) -> None:
         while True:
@@ -306,8 +360,7 @@ class Environment:
                     # Stop accepting at once: what connects from now on is for the next environment
                     # (a handed-over listener keeps it waiting in the backlog).
                     self._accepting.cancel()
-                    if self.pid is not None:
-                        kill_tree(self.pid)
+                    self._kill_tree()
                 case _:
                     raise AssertionError(f"unknown protocol action {action!r}")
         return answer
@@ -347,7 +400,7 @@ class Environment:
             # Only the environment's first invocation carries its init duration.
             self._init_reported = True
             init_ms = self.init_duration_ms
-        peak = self.process.peak_memory_mb() if self.process is not None else None
+        peak = self.peak_memory_mb()
         memory = self.options.memory_mb
         lines = (logs.end_line(invocation.request_id) + logs.report_line(
             self.options.log_style,

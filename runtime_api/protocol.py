@@ -123,9 +123,11 @@ class DeadlinePassed:
 
 @dataclass(frozen=True, slots=True)
 class RuntimeExited:
-    """The runtime process ended. `status` is its exit code, or minus the signal number."""
+    """The runtime process ended. `status` is its exit code, or minus the signal number; `oom`:
+    the kernel killed it for exceeding the environment's memory."""
 
     status: int
+    oom: bool = False
 
 
 # ------------------------------------------------------------------------------------------------
@@ -287,18 +289,17 @@ def timeout_outcome(request_id: str, seconds: float) -> Outcome:
     )
 
 
-def exit_outcome(request_id: str, status: int) -> Outcome:
+def exit_outcome(request_id: str, status: int, *, oom: bool = False) -> Outcome:
+    """Lambda's answer when the runtime exits mid-invocation. An out-of-memory kill reads as any
+    SIGKILL ("signal: killed") but with errorType Runtime.OutOfMemory, as Lambda reports it."""
     if status == 0:
         reason = "Runtime exited without providing a reason"
     elif status < 0:
         reason = f"Runtime exited with error: signal: {_signal_name(-status)}"
     else:
         reason = f"Runtime exited with error: exit status {status}"
-    return Outcome(
-        OutcomeKind.EXIT_ERROR,
-        error_json("Runtime.ExitError", f"RequestId: {request_id} Error: {reason}"),
-        "Runtime.ExitError",
-    )
+    error_type = "Runtime.OutOfMemory" if oom else "Runtime.ExitError"
+    return Outcome(OutcomeKind.EXIT_ERROR, error_json(error_type, f"RequestId: {request_id} Error: {reason}"), error_type)
 
 
 def _signal_name(signum: int) -> str:
@@ -576,7 +577,7 @@ class EnvironmentProtocol:
         if self._init_error is not None and source in (_S.INIT_ERROR, _S.RESTORE_ERROR):
             body, error_type = self._init_error
             return [self._settle(Outcome(OutcomeKind.INIT_ERROR, body, error_type))]
-        return [self._settle(exit_outcome(self.invocation.request_id, event.status))]
+        return [self._settle(exit_outcome(self.invocation.request_id, event.status, oom=event.oom))]
 
     def _settle(self, outcome: Outcome) -> Settle:
         if self._settled:

@@ -10,7 +10,9 @@ gets an error body instead of an empty 502, and streamed responses are relayed a
 
 Environment variables of lambdalet's own: LAMBDALET_CONCURRENCY (default 1: one environment,
 invocations wait their turn, as RIE's single runtime; N > 1 runs up to N environments, the first on
---runtime-api-address and the others on ephemeral ports).
+--runtime-api-address and the others on ephemeral ports); LAMBDALET_ISOLATION (default none: the
+runtime runs as a plain process tree, as under RIE; `standard` gives each environment lambdalet's
+cgroup limits, memory from AWS_LAMBDA_FUNCTION_MEMORY_SIZE, and Runtime.OutOfMemory reporting).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from functools import partial
 import trio
 
 from bootstrap import wire
+from sandbox import host
 from sandbox.process import RuntimeSpec
 
 from . import http, logs
@@ -263,6 +266,8 @@ async def run(options: RieOptions, function: RieFunction, *, task_status=trio.TA
     api_host, api_port = split_address(options.runtime_api_address)
     invoke_host, invoke_port = split_address(options.emulator_address)
     concurrency = int(os.environ.get("LAMBDALET_CONCURRENCY", "1"))
+    limits = os.environ.get("LAMBDALET_ISOLATION", "none") == "standard"
+    host.prepare(limits=limits)  # the subreaper always; cgroups only when asked
 
     metadata_token = str(uuid.uuid4())  # one per process, as RIE's
     credentials_token = str(uuid.uuid4()) if options.enable_init_caching else None
@@ -286,6 +291,7 @@ async def run(options: RieOptions, function: RieFunction, *, task_status=trio.TA
         metadata_token=metadata_token,
         container_credentials=container_credentials(function.base_env) if options.enable_init_caching else None,
         credentials_token=credentials_token or "",
+        limits=limits,
     )
     async with trio.open_nursery() as nursery:
         lambda_function = Function(function.name, make_spec, env_options, logs.LogSink(),

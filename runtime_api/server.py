@@ -20,6 +20,7 @@ from functools import partial
 
 import trio
 
+from sandbox import host
 from sandbox.process import RuntimeSpec
 
 from . import eventstream, http, logs
@@ -79,6 +80,7 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
         log_style=logs.LogStyle.LAMBDA,
         init_timeout=config.init_timeout,
         idle_timeout=config.idle_timeout,
+        limits=True,
     )
     return Function(config.name, make_spec, options, sink, concurrency=config.concurrency)
 
@@ -116,6 +118,8 @@ class Server:
     async def start(self, nursery: trio.Nursery) -> None:
         """Start the functions and the Invoke API listener in `nursery`."""
         self._nursery = nursery
+        # Subreaper, cgroups found, stale ones of a crashed run removed, what is missing said once.
+        host.prepare(limits=True)
         for config in self.config.function:
             self.functions[config.name] = await nursery.start(lambda_function(config, self.sink).run)
         listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)

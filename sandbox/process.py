@@ -11,12 +11,15 @@ import errno
 import functools
 import math
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
+
+from .cgroups import EnvironmentCgroup
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,14 +142,50 @@ def _open_or_none(path: str) -> int | None:
         return None
 
 
-async def launch_runtime(spec: RuntimeSpec, output: OutputPipe) -> RuntimeProcess:
-    """Start the runtime in a session of its own. Raises OSError if it cannot be started at all.
+def _check_executable(spec: RuntimeSpec) -> None:
+    """Raise the OSError exec would (the runtime is exec'd by a shim, whose own error would read
+    differently): missing or not executable."""
+    command = spec.argv[0]
+    if "/" in command:
+        path = os.path.join(spec.cwd or ".", command)
+        if not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), command)
+    elif shutil.which(command, path=spec.env.get("PATH", os.defpath)) is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
+
+
+def confined_argv(spec: RuntimeSpec, cgroup: EnvironmentCgroup | None, rlimit_data_mb: int | None) -> list[str]:
+    """The command line that puts the runtime in its cgroups (and under RLIMIT_DATA, the memory
+    guard when there is no memory cgroup) before it execs: a /bin/sh shim, because preexec_fn is
+    unsafe in a threaded program. Without either, the runtime's own command line."""
+    argv = list(spec.argv)
+    if cgroup is None and rlimit_data_mb is None:
+        return argv
+    _check_executable(spec)
+    steps = cgroup.join_commands() if cgroup is not None else []
+    if rlimit_data_mb is not None:
+        steps.append(f"ulimit -S -d {rlimit_data_mb * 1024}")  # soft limit: no CAP_SYS_RESOURCE needed
+    return ["/bin/sh", "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim", *argv]
+
+
+async def launch_runtime(
+    spec: RuntimeSpec,
+    output: OutputPipe,
+    *,
+    cgroup: EnvironmentCgroup | None = None,
+    rlimit_data_mb: int | None = None,
+) -> RuntimeProcess:
+    """Start the runtime in a session of its own (and in `cgroup`, before it execs). Raises
+    OSError if it cannot be started at all.
 
     Whoever launches it must `reap` it, whatever happens next.
     """
+    argv = confined_argv(spec, cgroup, rlimit_data_mb)
     popen = await trio.to_thread.run_sync(functools.partial(
         subprocess.Popen,
-        list(spec.argv),
+        argv,
         env=spec.env,
         cwd=spec.cwd,
         stdin=subprocess.DEVNULL,

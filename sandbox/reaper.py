@@ -1,0 +1,94 @@
+"""The host as the reaper of everything its environments start.
+
+`become_subreaper` (PR_SET_CHILD_SUBREAPER) makes every process orphaned below the host — a
+runtime's double-forked daemon, the children of a killed runtime — re-parent to the host instead
+of to PID 1 (which, on this machine kind, reaps only lazily). Those orphans are not our Popens:
+the host reaps them itself, but only the ones it can prove came from one of its environments
+(`reap_orphans` with a predicate), so it never steals the exit status of a child another part of
+the program waits for (a runtime's RuntimeProcess, a subprocess of the embedding program).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import os
+from collections.abc import Callable
+
+log = logging.getLogger("lambdalet")
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+@functools.cache
+def become_subreaper() -> bool:
+    """Make this process the subreaper of its descendants; idempotent. False if refused."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0:
+            return True
+        reason = os.strerror(ctypes.get_errno())
+    except (OSError, AttributeError) as exc:
+        reason = str(exc)
+    log.warning("lambdalet: WARNING: cannot become the child subreaper (%s): orphaned processes of "
+                "environments re-parent to PID 1", reason)
+    return False
+
+
+def _children() -> list[int]:
+    """This process's children, from /proc/self/task/*/children (every thread's)."""
+    pids: list[int] = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                pids.extend(int(pid) for pid in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()  # state, ppid, pgrp, session, ...
+
+
+def in_cgroup(pid: int, name: str) -> bool:
+    """Was `pid` (a zombie keeps its v2 cgroup) in a cgroup called `name`?"""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return any(line.rstrip("\n").endswith("/" + name) for line in f)
+    except OSError:
+        return False
+
+
+def in_session(pid: int, session: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is not None and fields[3] == str(session)
+
+
+def reap_orphans(belongs: Callable[[int], bool]) -> int:
+    """Reap our zombie children for which `belongs(pid)` holds; returns how many.
+
+    A zombie's pid cannot be reused until it is reaped, and only its parent (us) can reap it, so
+    checking, then reaping that one pid with WNOHANG, is safe.
+    """
+    reaped = 0
+    for pid in _children():
+        fields = _stat_fields(pid)
+        if fields is None or fields[0] != "Z" or not belongs(pid):
+            continue
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG) is not None:
+                reaped += 1
+        except ChildProcessError:
+            pass
+    return reaped
