@@ -194,3 +194,13 @@ def test_the_ci_builds_the_image_where_docker_can(tmp_path):
     script = (ROOT / ".ci" / "run").read_text()
     assert "docker build" in script and "--build-arg LOCAL_EMULATOR=lambdalet" in script
     assert "skipped" in script
+
+
+def test_doctor_says_the_installed_bootstrap_will_run_on_provided_al2023(image):
+    from sandbox.doctor import diagnose
+
+    diagnosis = diagnose(image.path("/var/runtime/bootstrap"), arch="x86_64")
+    assert diagnosis.will_run, diagnosis.render()
+    done = subprocess.run([sys.executable, "-m", "runtime_api.cli", "doctor", str(image.path("/var/runtime/bootstrap"))],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
