@@ -22,7 +22,7 @@ import trio
 from bootstrap import wire
 from sandbox import host, reaper
 from sandbox.cgroups import DEFAULT_PIDS_MAX, EnvironmentCgroup
-from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec, kill_tree, launch_runtime, reap
+from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec, launch_runtime, reap
 
 from . import logs, routes
 from .http import Connection, Request, serve_connection
@@ -234,7 +234,8 @@ class Environment:
             self._cancel_scope.cancel()
         finally:
             if self.cgroup is not None:
-                self.cgroup.remove()
+                with trio.CancelScope(shield=True):
+                    await self.cgroup.remove_when_empty()
 
     async def _end_tree(self, process: RuntimeProcess) -> None:
         """Once the runtime is reaped: kill what is left of its environment and reap the orphans
@@ -246,10 +247,8 @@ class Environment:
             reaper.reap_orphans(lambda pid: reaper.in_session(pid, process.pid))
 
     def _kill_tree(self) -> None:
-        if self.cgroup is not None:
-            self.cgroup.kill()
-        if self.pid is not None:
-            kill_tree(self.pid)
+        if self.process is not None:
+            self.process.kill_tree()
 
     def peak_memory_mb(self) -> int | None:
         """The environment's peak memory: its memory cgroup's (every process in it), or else the
@@ -352,6 +351,8 @@ class Environment:
                 case RestoreDone():
                     pass
                 case CycleDone():
+                    if self.cgroup is not None:
+                        self.cgroup.track()  # notes what the invocation left running, to reap it once it ends
                     self._flush_report()
                     self._current = None
                     self._idle_scope.deadline = trio.current_time() + self.options.idle_timeout
@@ -447,6 +448,8 @@ class Environment:
         if invocation.delivered_at is None:
             if self.process is not None:
                 self.process.peak_memory_mb()  # a sample, in case the runtime dies mid-invocation
+            if self.cgroup is not None:
+                self.cgroup.track()  # reaps what earlier invocations orphaned and has ended since
             invocation.deliver()
             self._current = invocation
             if self.options.log_style is logs.LogStyle.LAMBDA:

@@ -1,24 +1,25 @@
 """Per-environment cgroups: Lambda's memory and pids limits, OOM detection, peak memory, tree kill.
 
 What this machine kind offers (../shared/reference/sandbox-primitives.md, section 2): cgroup v1
-memory and pids hierarchies writable by root, and a v2 `unified` hierarchy with no controllers
-but with `cgroup.kill`. An environment gets, where each is writable:
+memory and pids hierarchies writable by root. An environment gets, where each is writable:
 
 * `memory:<host's own memory cgroup>/lambdalet-<host pid>-<n>`: `memory.limit_in_bytes` (and
   `memory.memsw.limit_in_bytes`) = the function's memory; its `oom_kill` counter tells an OOM kill
   from any other SIGKILL, and `memory.max_usage_in_bytes` is REPORT's "Max Memory Used" (the whole
-  tree's peak, children and page cache included, as Lambda counts it);
-* `pids:<host's own pids cgroup>/lambdalet-<host pid>-<n>`: `pids.max` (DEFAULT_PIDS_MAX);
-* `unified:<host's own v2 cgroup>/lambdalet-<host pid>-<n>`: `cgroup.kill`, which kills every
-  process in it at once, a setsid daemon included, and keeps killing what forks meanwhile.
+  tree's peak, children and page cache included);
+* `pids:<host's own pids cgroup>/lambdalet-<host pid>-<n>`: `pids.max` (DEFAULT_PIDS_MAX).
 
-Nothing is ever killed by walking a process's children: the kill is `cgroup.kill`, or without
-it a SIGKILL through a pidfd to every member listed in the cgroup, repeated until it is empty.
+The tree is killed through the cgroup, never by walking a process's children: SIGKILL through a
+pidfd (no pid reuse) to every member listed in `cgroup.procs`, repeated until it is empty (what
+forks meanwhile is caught by the next round; the pids limit bounds them).
 
-The runtime joins its cgroups before it execs: it is spawned through a `/bin/sh` shim that
-writes its own pid into each `cgroup.procs` and then execs the runtime (Popen's preexec_fn is not
+The runtime joins its cgroups before it execs: it is spawned through a `/bin/sh` shim that writes
+`0` (itself) into each cgroup's `tasks` file and then execs the runtime (Popen's preexec_fn is not
 safe in a threaded program; writing the pid after spawn would leave the runtime unconfined for a
-moment). The shim costs one exec of dash, about 1 ms (benchmarks/sandbox.py).
+moment). `tasks` with `0` moves one thread, the shim's only one, which the kernel does without
+the global cgroup_threadgroup_rwsem; `cgroup.procs` (and any v2 cgroup, whose `cgroup.kill` would
+otherwise serve) takes it for writing, which costs an RCU grace period: 5-15 ms per cold start on
+this machine, against about 0.7 ms for the whole shim (benchmarks/sandbox.py).
 
 The host's pid in the name tells whose a cgroup is: at start-up the ones whose owner is dead (a
 crashed earlier run) are emptied and removed (`remove_stale`).
@@ -38,8 +39,6 @@ from dataclasses import dataclass
 
 import trio
 
-from . import reaper
-
 log = logging.getLogger("lambdalet")
 
 PREFIX = "lambdalet-"
@@ -56,15 +55,14 @@ class CgroupSupport:
 
     memory: str | None = None  # the directory environment cgroups are created in
     pids: str | None = None
-    unified: str | None = None  # a v2 directory whose children have cgroup.kill
     memsw: bool = False  # memory.memsw.* exists (swap accounting)
 
     @property
     def any(self) -> bool:
-        return bool(self.memory or self.pids or self.unified)
+        return bool(self.memory or self.pids)
 
     def directories(self) -> list[str]:
-        return [d for d in (self.unified, self.memory, self.pids) if d]
+        return [d for d in (self.memory, self.pids) if d]
 
     def missing(self) -> list[str]:
         """One line per missing protection, for the start-up warnings."""
@@ -78,21 +76,17 @@ class CgroupSupport:
         if not self.any:
             lines.append("no cgroup at all: environments are killed by process group, so a process that "
                          "leaves it (setsid) outlives its environment")
-        elif not self.unified:
-            lines.append("no cgroup.kill (cgroup v2 not writable): environments are killed member by member")
         return lines
 
 
 def _mount_points() -> dict[str, str]:
-    """v1 controller name (and "unified" for v2) -> where its hierarchy is mounted."""
+    """v1 controller name -> where its hierarchy is mounted."""
     points: dict[str, str] = {}
     try:
         with open("/proc/self/mounts") as mounts:
             for line in mounts:
                 _, where, kind, options, *_ = line.split()
-                if kind == "cgroup2":
-                    points.setdefault("unified", where)
-                elif kind == "cgroup":
+                if kind == "cgroup":
                     for option in options.split(","):
                         points.setdefault(option, where)
     except OSError:
@@ -101,14 +95,12 @@ def _mount_points() -> dict[str, str]:
 
 
 def _own_paths() -> dict[str, str]:
-    """The host's own cgroup path per v1 controller, and "unified" for v2 (/proc/self/cgroup)."""
+    """The host's own cgroup path per v1 controller (/proc/self/cgroup)."""
     paths: dict[str, str] = {}
     try:
         with open("/proc/self/cgroup") as own:
             for line in own:
                 _, controllers, path = line.rstrip("\n").split(":", 2)
-                if not controllers:
-                    paths["unified"] = path
                 for controller in controllers.split(","):
                     paths[controller] = path
     except OSError:
@@ -138,7 +130,7 @@ def detect() -> CgroupSupport:
     """Probe, once at start-up, which hierarchies this process may create cgroups in."""
     mounts, own = _mount_points(), _own_paths()
     found: dict[str, str | None] = {}
-    for key, required in (("memory", "memory.limit_in_bytes"), ("pids", "pids.max"), ("unified", "cgroup.kill")):
+    for key, required in (("memory", "memory.limit_in_bytes"), ("pids", "pids.max")):
         where = mounts.get(key)
         if where is None or key not in own:
             found[key] = None
@@ -146,7 +138,7 @@ def detect() -> CgroupSupport:
         directory = os.path.join(where, own[key].lstrip("/"))
         found[key] = directory if _probe(directory, required) else None
     memsw = bool(found["memory"]) and os.path.exists(os.path.join(found["memory"], "memory.memsw.limit_in_bytes"))
-    return CgroupSupport(found["memory"], found["pids"], found["unified"], memsw)
+    return CgroupSupport(found["memory"], found["pids"], memsw)
 
 
 def _read(path: str) -> str:
@@ -166,20 +158,34 @@ def _members(directory: str) -> list[int]:
         return []
 
 
-def _pidfds(pids: list[int]) -> list[int]:
-    fds = []
-    for pid in pids:
+def _member_pidfds(directory: str) -> dict[int, int]:
+    """pid -> pidfd for the cgroup's members. A pid listed may have been reused by the time its
+    pidfd is opened: it counts only if, with the pidfd open (so the pid is pinned while it lives),
+    the process is still a member."""
+    fds = {}
+    name = os.path.basename(directory)
+    for pid in _members(directory):
         try:
-            fds.append(os.pidfd_open(pid))
+            fd = os.pidfd_open(pid)
         except OSError:
-            pass  # already gone
+            continue  # already gone
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                member = any(line.rstrip("\n").endswith("/" + name) for line in f)
+            signal.pidfd_send_signal(fd, 0)  # the /proc entry read was this process's
+        except OSError:
+            member = False
+        if member:
+            fds[pid] = fd
+        else:
+            os.close(fd)
     return fds
 
 
 def _kill_members(directory: str) -> list[int]:
     """SIGKILL every member of the cgroup through pidfds (no pid can be reused under us);
     returns the pidfds, which the caller closes."""
-    fds = _pidfds(_members(directory))
+    fds = list(_member_pidfds(directory).values())
     for fd in fds:
         try:
             signal.pidfd_send_signal(fd, signal.SIGKILL)
@@ -203,13 +209,20 @@ def _wait_exited(fds: list[int], timeout_ms: int = 1000) -> None:
             poller.unregister(fd)
 
 
-def _reap_pidfd(fd: int) -> None:
-    """Reap the process if it became our child (re-parented to us, the subreaper); else leave it
-    to its parent (ECHILD). Never touches a process that was not a member of our cgroup."""
+def _reap_pidfd(fd: int) -> bool:
+    """Reap the process if it has exited and became our child (re-parented to us, the
+    subreaper); else leave it to its parent. True once it is gone for good (reaped by us or by
+    its parent). Only ever called on members of our cgroups, so it never steals another wait."""
     try:
-        os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG)
+        if os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG) is not None:
+            return True
     except ChildProcessError:
         pass
+    try:
+        signal.pidfd_send_signal(fd, 0)
+    except ProcessLookupError:
+        return True  # reaped by its parent
+    return False
 
 
 class EnvironmentCgroup:
@@ -221,9 +234,10 @@ class EnvironmentCgroup:
         self.name = f"{PREFIX}{os.getpid()}-{next(_counter)}"
         self.memory = os.path.join(support.memory, self.name) if support.memory else None
         self.pids = os.path.join(support.pids, self.name) if support.pids else None
-        self.unified = os.path.join(support.unified, self.name) if support.unified else None
+        self.runtime_pid: int | None = None  # reaped by its RuntimeProcess, never here
         self._peak_bytes = 0
         self._oom_seen = 0
+        self._tracked: dict[int, int] = {}  # pid -> pidfd of members seen, until they are gone
         self.created: list[str] = []
         try:
             for directory in self.directories():
@@ -244,11 +258,11 @@ class EnvironmentCgroup:
         return f"<EnvironmentCgroup {self.name}>"
 
     def directories(self) -> list[str]:
-        return [d for d in (self.unified, self.memory, self.pids) if d]
+        return [d for d in (self.memory, self.pids) if d]
 
     def join_commands(self) -> list[str]:
         """Shell commands by which the shim (sandbox.process.confined_argv) joins these cgroups."""
-        return [f"echo $$ > {shlex.quote(os.path.join(d, 'cgroup.procs'))}" for d in self.created]
+        return [f"echo 0 > {shlex.quote(os.path.join(d, 'tasks'))}" for d in self.created]
 
     # -- what the host reads -----------------------------------------------------------------------
 
@@ -282,48 +296,79 @@ class EnvironmentCgroup:
             pass
         return -(-self._peak_bytes // (1024 * 1024)) if self._peak_bytes else None
 
+    # -- orphans -----------------------------------------------------------------------------------
+
+    def _directory(self) -> str | None:
+        return next((d for d in self.directories() if d in self.created), None)
+
+    def track(self) -> None:
+        """Note the environment's processes (other than the runtime) and reap the ones noted before
+        that have exited and were orphaned to us: a daemon a handler left behind is reaped when it
+        ends, not kept as a zombie until its environment ends. Cheap: one read of cgroup.procs."""
+        directory = self._directory()
+        if directory is not None:
+            for pid, fd in _member_pidfds(directory).items():
+                if pid != self.runtime_pid and pid not in self._tracked:
+                    self._tracked[pid] = fd
+                else:
+                    os.close(fd)
+        for pid, fd in list(self._tracked.items()):
+            if _reap_pidfd(fd):
+                os.close(fd)
+                del self._tracked[pid]
+
     # -- ending it ---------------------------------------------------------------------------------
 
     def kill(self) -> None:
-        """SIGKILL every process in the environment, now (never waits)."""
-        if self.unified and self.unified in self.created:
-            try:
-                _write(os.path.join(self.unified, "cgroup.kill"), "1")
-                return
-            except OSError:
-                pass
-        for directory in (self.memory, self.pids):
-            if directory and directory in self.created:
-                for fd in _kill_members(directory):
-                    os.close(fd)
-                return
-
-    async def terminate(self) -> None:
-        """Kill everything still in the environment and wait until it is empty, reaping every
-        member that was re-parented to us (the host is their subreaper)."""
-        directory = next((d for d in self.directories() if d in self.created), None)
+        """SIGKILL every process in the environment, now (never waits). The ones killed are
+        tracked, so `terminate` reaps them even if they have left the cgroup by then."""
+        directory = self._directory()
         if directory is None:
             return
-        for _ in range(1000):  # each round kills what the last one missed; a fork bomb is bounded by pids.max
-            fds = _kill_members(directory)
-            self.kill()  # cgroup.kill also gets what forks meanwhile
-            if not fds:
-                break
+        for pid, fd in _member_pidfds(directory).items():
             try:
-                for fd in fds:
-                    await trio.lowlevel.wait_readable(fd)  # readable once the process has exited
-                # Every member has exited, so whatever it orphaned has been re-parented to us.
-                for fd in fds:
-                    _reap_pidfd(fd)
-            finally:
-                for fd in fds:
-                    os.close(fd)
-        # Members that exited before we looked, and were orphaned to us, are zombies of ours.
-        reaper.reap_orphans(lambda pid: reaper.in_cgroup(pid, self.name))
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            except OSError:
+                pass
+            if pid != self.runtime_pid and pid not in self._tracked:
+                self._tracked[pid] = fd
+            else:
+                os.close(fd)
+
+    async def terminate(self) -> None:
+        """Kill everything still in the environment, wait until it is empty and reap every member
+        that was re-parented to us (the host is their subreaper). Call once the runtime is reaped."""
+        directory = self._directory()
+        if directory is not None:
+            for _ in range(1000):  # each round kills what forked during the last; pids.max bounds them
+                fds = _kill_members(directory)
+                if not fds:
+                    break
+                try:
+                    for fd in fds:
+                        await trio.lowlevel.wait_readable(fd)  # readable once the process has exited
+                    # Every member has exited, so whatever it orphaned has been re-parented to us.
+                    for fd in fds:
+                        _reap_pidfd(fd)
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+        # Every process noted (killed by `kill`, or seen at an invocation's edge): once it has
+        # exited for good it has left the cgroup (a dying process is no longer listed in
+        # cgroup.procs but still keeps the cgroup busy), and if orphaned to us it is reaped here.
+        try:
+            for fd in self._tracked.values():
+                await trio.lowlevel.wait_readable(fd)
+            for fd in self._tracked.values():
+                _reap_pidfd(fd)
+        finally:
+            for fd in self._tracked.values():
+                os.close(fd)
+            self._tracked.clear()
         self.peak_memory_mb()
 
-    def remove(self) -> None:
-        """Remove the (empty) cgroups; idempotent. The OOM counter and peak are read first."""
+    def remove(self, *, warn: bool = True) -> None:
+        """Remove the (empty) cgroups; idempotent. The peak is read first."""
         if self.memory in self.created:
             self.peak_memory_mb()
         for directory in list(self.created):
@@ -332,9 +377,23 @@ class EnvironmentCgroup:
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                log.warning("cannot remove cgroup %s: %s", directory, exc.strerror)
+                if warn:
+                    log.warning("cannot remove cgroup %s: %s", directory, exc.strerror)
                 continue
             self.created.remove(directory)
+
+    async def remove_when_empty(self) -> None:
+        """`remove`, once `terminate` is done. A process of the tree that died on its own just as
+        the tree was killed may still be on its way out (unlisted, yet keeping the cgroup busy):
+        retry briefly rather than leave the cgroup behind."""
+        delay = 0.001
+        for _ in range(12):  # about 4 s in all
+            self.remove(warn=False)
+            if not self.created:
+                return
+            await trio.sleep(delay)
+            delay *= 2
+        self.remove()
 
 
 def remove_stale(support: CgroupSupport) -> list[str]:
@@ -353,11 +412,6 @@ def remove_stale(support: CgroupSupport) -> list[str]:
             directory = os.path.join(parent, entry)
             if not os.path.isdir(directory):
                 continue
-            if os.path.exists(os.path.join(directory, "cgroup.kill")):
-                try:
-                    _write(os.path.join(directory, "cgroup.kill"), "1")
-                except OSError:
-                    pass
             for _ in range(100):
                 fds = _kill_members(directory)
                 if not fds:

@@ -95,9 +95,12 @@ class RuntimeProcess:
     parent's resident size, inherited through fork or vfork before exec.)
     """
 
-    def __init__(self, popen: subprocess.Popen) -> None:
+    def __init__(self, popen: subprocess.Popen, cgroup: EnvironmentCgroup | None = None) -> None:
         self.popen = popen
         self.pid = popen.pid
+        self.cgroup = cgroup
+        if cgroup is not None:
+            cgroup.runtime_pid = self.pid
         self.status: int | None = None  # the exit code, or minus the signal number
         self._status_fd = _open_or_none(f"/proc/{self.pid}/status")
         self._peak_kb = 0
@@ -111,12 +114,19 @@ class RuntimeProcess:
                 os.close(pidfd)
             if self.status is None:  # another waiter may have reaped it meanwhile
                 # While the runtime is a zombie its pid (and so its process group id) cannot be
-                # reused: the moment to kill whatever it left behind in its group.
-                kill_tree(self.pid)
+                # reused: the moment to kill whatever it left behind in its group (and cgroup).
+                self.kill_tree()
                 _, status = os.waitpid(self.pid, 0)
                 self.popen.returncode = self.status = os.waitstatus_to_exitcode(status)
                 self._close_status()
         return self.status
+
+    def kill_tree(self) -> None:
+        """SIGKILL the runtime's whole tree: its cgroup's members (noted for reaping) and its
+        process group."""
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        kill_tree(self.pid)
 
     def peak_memory_mb(self) -> int | None:
         """The peak resident memory seen so far, in MB rounded up; None if never seen."""
@@ -194,13 +204,13 @@ async def launch_runtime(
         start_new_session=True,
     ))
     output.close_write_end()
-    return RuntimeProcess(popen)
+    return RuntimeProcess(popen, cgroup)
 
 
 async def reap(process: RuntimeProcess) -> int:
     """Kill the runtime's whole process group and wait for the runtime (its leftover children
     are killed by `wait` too, before the runtime itself is reaped)."""
     if process.status is None:
-        kill_tree(process.pid)
+        process.kill_tree()
     with trio.CancelScope(shield=True):
         return await process.wait()

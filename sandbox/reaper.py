@@ -4,8 +4,9 @@
 runtime's double-forked daemon, the children of a killed runtime — re-parent to the host instead
 of to PID 1 (which, on this machine kind, reaps only lazily). Those orphans are not our Popens:
 the host reaps them itself, but only the ones it can prove came from one of its environments
-(`reap_orphans` with a predicate), so it never steals the exit status of a child another part of
-the program waits for (a runtime's RuntimeProcess, a subprocess of the embedding program).
+(members of its cgroups: sandbox.cgroups; without cgroups, zombies in a runtime's session:
+`reap_orphans`), so it never steals the exit status of a child another part of the program waits
+for (a runtime's RuntimeProcess, a subprocess of the embedding program).
 """
 
 from __future__ import annotations
@@ -59,15 +60,6 @@ def _stat_fields(pid: int) -> list[str] | None:
     except OSError:
         return None
     return stat[stat.rindex(")") + 2:].split()  # state, ppid, pgrp, session, ...
-
-
-def in_cgroup(pid: int, name: str) -> bool:
-    """Was `pid` (a zombie keeps its v2 cgroup) in a cgroup called `name`?"""
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            return any(line.rstrip("\n").endswith("/" + name) for line in f)
-    except OSError:
-        return False
 
 
 def in_session(pid: int, session: int) -> bool:

@@ -83,6 +83,24 @@ def tree_and_hang(event, context):
     while True:
         wait_at_gate(context)
 
+def leave_daemon(event, context):
+    """A double-forked daemon that ends when the test releases it, long after this invocation."""
+    read_end, write_end = os.pipe()
+    first = os.fork()
+    if first == 0:
+        os.setsid()
+        second = os.fork()
+        if second == 0:
+            wait_at_gate(context, "daemon")
+            os._exit(0)
+        os.write(write_end, str(second).encode())
+        os._exit(0)
+    os.waitpid(first, 0)
+    os.close(write_end)
+    pid = int(os.read(read_end, 32))
+    os.close(read_end)
+    return {"daemon": pid}
+
 def child_memory(event, context):
     out = subprocess.run([sys.executable, "-c", "x = b'x' * (200 << 20); print(len(x) >> 20)"],
                          capture_output=True, text=True, check=True)
@@ -149,7 +167,8 @@ async def test_memory_hog_is_killed_and_reported_out_of_memory_while_others_carr
 
 
 async def test_fork_bomb_is_stopped_by_the_pids_limit(code):
-    async with running_server(function(code, "bomb", "fork_bomb", memory=1024, timeout=60),
+    # Each forked Python child copies about 1 MB on write: 1023 of them need more than 1024 MB.
+    async with running_server(function(code, "bomb", "fork_bomb", memory=3008, timeout=60),
                               function(code, "other", "whoami")) as server:
         result = await server.invoke("bomb")
 
@@ -177,6 +196,22 @@ async def test_timeout_kills_the_whole_tree_including_a_setsid_daemon(code, gate
 
         assert json.loads(results[0].payload)["errorType"] == "Sandbox.Timedout"
         assert {name: gone(pid) for name, pid in pids.items()} == {"runtime": True, "child": True, "daemon": True}
+
+
+async def test_a_daemon_left_behind_is_reaped_when_it_ends_while_its_environment_lives(code, gate):
+    async with running_server(function(code, "leaver", "leave_daemon", gate)) as server:
+        daemon = json.loads((await server.invoke("leaver")).payload)["daemon"]
+        await gate.wait_arrivals(1)
+        pidfd = os.pidfd_open(daemon)
+        try:
+            await gate.release_all()
+            await trio.lowlevel.wait_readable(pidfd)  # it has ended: a zombie, re-parented to lambdalet
+
+            await server.invoke("leaver")  # the environment reaps what has ended as each invocation starts
+
+            assert gone(daemon)
+        finally:
+            os.close(pidfd)
 
 
 async def test_max_memory_used_counts_child_processes(code):
