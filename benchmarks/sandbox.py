@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {name: latency_summary(values) for name, values in samples.items()}
     rows = [[name, f"{s['p50']:.2f}", f"{s['p90']:.2f}", f"{s['max']:.2f}"] for name, s in summary.items()]
     added = summary["launch->next, limits on"]["p50"] - summary["launch->next, limits off"]["p50"]
+    shim = summary["spawn+reap true, shim"]["p50"] - summary["spawn+reap true, direct"]["p50"]
     revision, dirty = git_revision()
     machine = machine_info()
     markdown = "\n".join([
@@ -117,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         markdown_table(["measure", "p50", "p90", "max"], rows),
         "",
-        f"* Limits add {added:.2f} ms (median) to environment launch -> first `GET next` with lambdalet's runtime client.",
+        f"* Limits change environment launch -> first `GET next` (lambdalet's runtime client) by {added:+.2f} ms "
+        "(difference of medians; on a shared, noisy machine this is within the spread).",
+        f"* Their own price, measured apart: the shim {shim:+.2f} ms per spawn, creating and removing the "
+        f"cgroups {summary['cgroups create+remove']['p50']:.2f} ms per environment.",
     ])
     write_results("sandbox", {"machine": machine, "revision": revision, "summary": summary}, markdown)
     print(markdown)

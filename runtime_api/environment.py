@@ -198,7 +198,7 @@ class Environment:
         self._output = OutputPipe()
         rlimit_data_mb = None
         if self.options.limits:
-            support = host.prepare(limits=True)
+            support = host.support()
             if support.any:
                 try:
                     self.cgroup = EnvironmentCgroup(support, memory_mb=self.options.memory_mb,
