@@ -98,6 +98,9 @@ class EnvironmentOptions:
     # Lambda's limits through cgroups where the host may create them (memory_mb, pids_max), else
     # RLIMIT_DATA; off: a plain process tree, as RIE runs its runtime.
     limits: bool = False
+    # Checks the runtime command before each launch, giving the reason it cannot start (lambdalet
+    # serve: sandbox.doctor.entrypoint_problem); lambdalet-rie keeps RIE's exec-error wording.
+    entrypoint_check: Callable[..., str | None] | None = None
     pids_max: int = DEFAULT_PIDS_MAX
 
 
@@ -195,6 +198,11 @@ class Environment:
 
     async def _run_runtime(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self.spawned_at = trio.current_time()
+        spec = self._make_spec(self.address)
+        if self.options.entrypoint_check is not None:
+            problem = self.options.entrypoint_check(spec.argv[0], cwd=spec.cwd, path=spec.env.get("PATH"))
+            if problem is not None:
+                raise InvalidEntrypoint(problem)
         self._output = OutputPipe()
         rlimit_data_mb = None
         if self.options.limits:
@@ -210,7 +218,7 @@ class Environment:
         try:
             try:
                 self.process = process = await launch_runtime(
-                    self._make_spec(self.address), self._output, cgroup=self.cgroup, rlimit_data_mb=rlimit_data_mb)
+                    spec, self._output, cgroup=self.cgroup, rlimit_data_mb=rlimit_data_mb)
             except BaseException:
                 if self.cgroup is not None:
                     await self.cgroup.terminate()
@@ -288,9 +296,12 @@ class Environment:
                 return self._settle_now(invocation, exit_outcome(invocation.request_id, -9))
             try:
                 await self.launch()
-            except OSError as exc:
-                # RIE: `fork/exec <path>: <reason>`, for this invocation and each one after.
-                return self._settle_now(invocation, _invalid_entrypoint(exc, invocation.request_id))
+            except InvalidEntrypoint as problem:  # doctor's reason, for this invocation and each one after
+                return self._settle_now(invocation, _invalid_entrypoint(str(problem), invocation.request_id))
+            except OSError as exc:  # RIE's wording: `fork/exec <path>: <reason>`
+                reason = (exc.strerror or str(exc)).lower()
+                return self._settle_now(invocation, _invalid_entrypoint(f"fork/exec {exc.filename}: {reason}",
+                                                                        invocation.request_id))
         with trio.CancelScope(deadline=self._first_deadline(invocation)) as scope:
             invocation.deadline_scope = scope
             self._apply(self.proto.handle(InvocationArrived(invocation)))
@@ -648,9 +659,12 @@ class Environment:
         return size > STREAM_LIMIT_BYTES
 
 
-def _invalid_entrypoint(exc: OSError, request_id: str) -> Outcome:
-    reason = (exc.strerror or str(exc)).lower()
-    message = f"RequestId: {request_id} Error: fork/exec {exc.filename}: {reason}"
+class InvalidEntrypoint(Exception):
+    """The runtime command cannot start here; the message is doctor's plain-language reason."""
+
+
+def _invalid_entrypoint(reason: str, request_id: str) -> Outcome:
+    message = f"RequestId: {request_id} Error: {reason}"
     return Outcome(OutcomeKind.EXIT_ERROR, error_json("Runtime.InvalidEntrypoint", message), "Runtime.InvalidEntrypoint")
 
 

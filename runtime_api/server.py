@@ -21,6 +21,7 @@ from functools import partial
 import trio
 
 from sandbox import host
+from sandbox.doctor import entrypoint_problem
 from sandbox.process import RuntimeSpec
 
 from . import eventstream, http, logs
@@ -73,6 +74,7 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
     options = EnvironmentOptions(
         function_name=config.name,
         handler=config.handler,
+        entrypoint_check=entrypoint_problem,
         metadata_token=metadata_token,
         availability_zone_id=availability_zone_id(config.region),
         version=config.version,

@@ -278,3 +278,21 @@ def handler(event, context):
         answers = json.loads((await server.invoke("meta")).payload)
     assert answers["bearer"] == [200, '{"AvailabilityZoneID":"euw1-az1"}', "private, max-age=43200, immutable"]
     assert answers["raw"] == answers["none"] == [401, "Unauthorized\n"]
+
+
+@pytest.mark.parametrize("script, reason", [
+    ("#!/bin/sh\r\necho hi\n", "has Windows (CRLF) line endings"),
+    ("echo no interpreter line\n", "exec format error"),
+    ("#!/no/such/interpreter\n", "/no/such/interpreter"),
+])
+async def test_a_runtime_that_cannot_start_gets_doctors_reason(tmp_path, script, reason):
+    bootstrap = tmp_path / "bootstrap"
+    bootstrap.write_text(script)
+    bootstrap.chmod(0o755)
+    async with running_server(FunctionConfig(name="fn", code=str(tmp_path), runtime=[str(bootstrap)])) as server:
+        result = await server.invoke("fn")
+    body = json.loads(result.payload)
+    assert result.function_error == "Unhandled"
+    assert body["errorType"] == "Runtime.InvalidEntrypoint"
+    assert body["errorMessage"].startswith(f"RequestId: {result.request_id} Error: {bootstrap}")
+    assert reason in body["errorMessage"]
