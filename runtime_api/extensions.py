@@ -99,76 +99,60 @@ class Extensions:
 
 
 # Go's encoding/json syntax errors, which RIE returns verbatim for a malformed register body.
+END = "unexpected end of JSON input"
+
+
 def go_json_error(data: bytes) -> str:
     text = data.decode("utf-8", errors="replace")
     i = 0
 
-    def skip() -> None:
+    def peek() -> str | None:
+        """The next non-blank character (not consumed), or None at the end."""
         nonlocal i
         while i < len(text) and text[i] in " \t\r\n":
             i += 1
+        return text[i] if i < len(text) else None
 
     def bad(context: str) -> str:
         return f"invalid character {_go_quote(text[i])} {context}"
 
     def value() -> str | None:
         nonlocal i
-        skip()
-        if i >= len(text):
-            return "unexpected end of JSON input"
-        c = text[i]
-        if c == "{":
+        c = peek()
+        if c is None:
+            return END
+        if c in "{[":
+            close, element = ("}", "object key:value pair") if c == "{" else ("]", "array element")
             i += 1
-            skip()
-            if i < len(text) and text[i] == "}":
+            if peek() == close:
                 i += 1
                 return None
             while True:
-                skip()
-                if i >= len(text):
-                    return "unexpected end of JSON input"
-                if text[i] != '"':
-                    return bad("looking for beginning of object key string")
-                error = string()
-                if error:
-                    return error
-                skip()
-                if i >= len(text):
-                    return "unexpected end of JSON input"
-                if text[i] != ":":
-                    return bad("after object key")
-                i += 1
-                error = value()
-                if error:
-                    return error
-                skip()
-                if i >= len(text):
-                    return "unexpected end of JSON input"
-                if text[i] == "}":
+                if c == "{":
+                    key = peek()
+                    if key is None:
+                        return END
+                    if key != '"':
+                        return bad("looking for beginning of object key string")
+                    if error := string():
+                        return error
+                    colon = peek()
+                    if colon is None:
+                        return END
+                    if colon != ":":
+                        return bad("after object key")
                     i += 1
-                    return None
-                if text[i] != ",":
-                    return bad("after object key:value pair")
-                i += 1
-        if c == "[":
-            i += 1
-            skip()
-            if i < len(text) and text[i] == "]":
-                i += 1
-                return None
-            while True:
-                error = value()
-                if error:
+                if error := value():
                     return error
-                skip()
-                if i >= len(text):
-                    return "unexpected end of JSON input"
-                if text[i] == "]":
-                    i += 1
-                    return None
-                if text[i] != ",":
-                    return bad("after array element")
+                after = peek()
+                if after is None:
+                    return END
                 i += 1
+                if after == close:
+                    return None
+                if after != ",":
+                    i -= 1
+                    return bad(f"after {element}")
         if c == '"':
             return string()
         for word in ("true", "false", "null"):
@@ -176,7 +160,7 @@ def go_json_error(data: bytes) -> str:
                 for expected in word[1:]:
                     i += 1
                     if i >= len(text):
-                        return "unexpected end of JSON input"
+                        return END
                     if text[i] != expected:
                         return bad(f"in literal {word} (expecting {_go_quote(expected)})")
                 i += 1
@@ -201,13 +185,11 @@ def go_json_error(data: bytes) -> str:
             if ord(text[i]) < 0x20:
                 return bad("in string literal")
             i += 1
-        return "unexpected end of JSON input"
+        return END
 
     error = value()
-    if error is None:
-        skip()
-        if i < len(text):
-            error = bad("after top-level value")
+    if error is None and peek() is not None:
+        error = bad("after top-level value")
     return error or "invalid JSON"
 
 
