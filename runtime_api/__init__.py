@@ -15,12 +15,20 @@ and for everyone else (asyncio hosts, scripts, pytest fixtures), the same calls 
         result = lambdalet.invoke("fn", b'{"x": 1}')
 """
 
-from .config import FunctionConfig, ServerConfig, load_config
-from .embed import LambdaletThread
-from .invoke_api import ServiceError
-from .server import InvokeResult, Server, serve
+import importlib
 
-__all__ = [
-    "FunctionConfig", "InvokeResult", "LambdaletThread", "Server", "ServerConfig", "ServiceError",
-    "load_config", "serve",
-]
+# Where each public name lives. Imported on first use (PEP 562), so that `lambdalet-rie`, which
+# needs none of them, does not pay for msgspec, pyelftools and the Invoke API at start-up.
+_EXPORTS = {
+    "FunctionConfig": "config", "ServerConfig": "config", "load_config": "config",
+    "LambdaletThread": "embed", "ServiceError": "invoke_api",
+    "InvokeResult": "server", "Server": "server", "serve": "server",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runtime_api' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
