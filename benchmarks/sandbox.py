@@ -31,6 +31,7 @@ from runtime_api.environment import Environment, EnvironmentOptions
 from runtime_api.logs import LogSink
 from sandbox import host
 from sandbox.cgroups import EnvironmentCgroup
+from sandbox.isolation import Isolation
 from sandbox.process import RuntimeSpec, confined_argv
 
 
@@ -52,7 +53,8 @@ async def launch_to_first_next(config: FunctionConfig, limits: bool) -> int:
         env = runtime_environment(config, runtime_api, metadata_token="x")
         return RuntimeSpec(tuple(config.runtime_argv), env, env["LAMBDA_TASK_ROOT"])
 
-    options = EnvironmentOptions(function_name=config.name, handler=config.handler, limits=limits)
+    options = EnvironmentOptions(function_name=config.name, handler=config.handler,
+                                 isolation=Isolation.STANDARD if limits else Isolation.NONE)
     env = TimedEnvironment(make_spec, options, LogSink(open(os.devnull, "wb")))
     env.first_next = trio.Event()
     async with trio.open_nursery() as nursery:

@@ -17,6 +17,8 @@ from urllib.parse import quote, urlsplit
 
 import trio
 
+from sandbox.isolation import DEFAULT_EPHEMERAL_MB, Isolation
+
 from .config import ConfigError, FunctionConfig, ServerConfig, load_config
 from .server import Server
 
@@ -37,6 +39,12 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
     if args.config:
         config = load_config(args.config)
         config.host, config.port = args.host or config.host, args.port if args.port is not None else config.port
+        for function in config.function:  # given on the command line: for every function
+            if args.isolation is not None:
+                function.isolation = Isolation(args.isolation)
+            if args.ephemeral_storage is not None:
+                function.ephemeral_storage = args.ephemeral_storage
+                function.__post_init__()
         return config
     example = args.code is None and args.handler is None
     code = str(EXAMPLE_CODE) if example else (args.code or ".")
@@ -51,6 +59,8 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         concurrency=args.concurrency,
         idle_timeout=args.idle_timeout,
         env=parse_env(args.env),
+        isolation=args.isolation,
+        ephemeral_storage=DEFAULT_EPHEMERAL_MB if args.ephemeral_storage is None else args.ephemeral_storage,
     )
     return ServerConfig(host=args.host or "127.0.0.1", port=8080 if args.port is None else args.port, function=[function])
 
@@ -158,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="an environment variable (repeatable)")
     serve.add_argument("--concurrency", type=int, default=10, help="environments at once (default 10); beyond, 429")
     serve.add_argument("--idle-timeout", type=float, default=300.0, help="seconds before an idle environment is shut down")
+    serve.add_argument("--isolation", choices=[level.value for level in Isolation],
+                       help="none: plain processes; standard: memory and pids limits, a private /tmp, the code "
+                            "read-only at /var/task; strict: not built yet, runs as standard "
+                            "(default: standard where permitted, else none)")
+    serve.add_argument("--ephemeral-storage", type=int, metavar="MB",
+                       help=f"size of each environment's private /tmp (default {DEFAULT_EPHEMERAL_MB}; Lambda: 512-10240)")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
     serve.add_argument("runtime", nargs=argparse.REMAINDER, help="-- RUNTIME COMMAND...")

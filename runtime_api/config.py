@@ -17,6 +17,8 @@ Config file schema (`lambdalet serve --config FILE`):
     idle_timeout = 300.0        # seconds before an idle environment is shut down
     init_timeout = 10.0         # seconds the init phase may take
     env = { GREETING = "hi" }   # the function's own environment variables
+    isolation = "standard"      # none | standard | strict (default: standard where permitted, else none)
+    ephemeral_storage = 512     # MB of the private /tmp (Lambda: 512-10240)
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import tomllib
 from pathlib import Path
 
 import msgspec
+
+from sandbox.isolation import DEFAULT_EPHEMERAL_MB, EPHEMERAL_RANGE, Isolation
 
 # lambdalet's own runtime client, started as its shell `bootstrap` starts it: with `-c` rather than
 # `-m bootstrap`, which imports runpy and costs every cold start about 4 ms.
@@ -62,6 +66,8 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     version: str = "$LATEST"
     region: str = "us-east-1"
     account_id: str = "123456789012"
+    isolation: Isolation | None = None  # None: standard where the host permits it, else none
+    ephemeral_storage: int = DEFAULT_EPHEMERAL_MB
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > 64 or not all(c.isalnum() or c in "-_" for c in self.name):
@@ -72,6 +78,16 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ConfigError(f"function {self.name}: memory {self.memory} MB is outside Lambda's 128-10240 MB")
         if self.concurrency < 1:
             raise ConfigError(f"function {self.name}: concurrency must be at least 1")
+        if isinstance(self.isolation, str):
+            try:
+                self.isolation = Isolation(self.isolation)
+            except ValueError:
+                raise ConfigError(f"function {self.name}: isolation {self.isolation!r} is not one of "
+                                  "none, standard, strict") from None
+        low, high = EPHEMERAL_RANGE
+        if not low <= self.ephemeral_storage <= high:
+            raise ConfigError(f"function {self.name}: ephemeral storage {self.ephemeral_storage} MB is outside "
+                              f"Lambda's {low}-{high} MB")
         for key in self.env:
             if key in RESERVED_ENV:
                 raise ConfigError(f"function {self.name}: {key} is a reserved environment variable")

@@ -22,6 +22,7 @@ import trio
 from bootstrap import wire
 from sandbox import host, reaper
 from sandbox.cgroups import DEFAULT_PIDS_MAX, EnvironmentCgroup
+from sandbox.isolation import Isolation, PrivateFilesystem
 from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec, launch_runtime, reap
 
 from . import logs, routes
@@ -95,9 +96,12 @@ class EnvironmentOptions:
     availability_zone_id: str = "use1-az1"
     host: str = "127.0.0.1"
     port: int = 0
-    # Lambda's limits through cgroups where the host may create them (memory_mb, pids_max), else
-    # RLIMIT_DATA; off: a plain process tree, as RIE runs its runtime.
-    limits: bool = False
+    # As decided by sandbox.host.isolation. STANDARD: Lambda's limits through cgroups where the
+    # host may create them (memory_mb, pids_max), else RLIMIT_DATA, and `filesystem` (the private
+    # /tmp and read-only /var/task) where mount namespaces work. NONE: a plain process tree, as
+    # RIE runs its runtime.
+    isolation: Isolation = Isolation.NONE
+    filesystem: PrivateFilesystem | None = None
     # Checks the runtime command before each launch, giving the reason it cannot start (lambdalet
     # serve: sandbox.doctor.entrypoint_problem); lambdalet-rie keeps RIE's exec-error wording.
     entrypoint_check: Callable[..., str | None] | None = None
@@ -205,7 +209,8 @@ class Environment:
                 raise InvalidEntrypoint(problem)
         self._output = OutputPipe()
         rlimit_data_mb = None
-        if self.options.limits:
+        standard = self.options.isolation is not Isolation.NONE
+        if standard:
             support = host.support()
             if support.any:
                 try:
@@ -218,7 +223,8 @@ class Environment:
         try:
             try:
                 self.process = process = await launch_runtime(
-                    spec, self._output, cgroup=self.cgroup, rlimit_data_mb=rlimit_data_mb)
+                    spec, self._output, cgroup=self.cgroup, rlimit_data_mb=rlimit_data_mb,
+                    filesystem=self.options.filesystem if standard else None)
             except BaseException:
                 if self.cgroup is not None:
                     await self.cgroup.terminate()

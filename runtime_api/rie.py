@@ -12,7 +12,9 @@ Environment variables of lambdalet's own: LAMBDALET_CONCURRENCY (default 1: one 
 invocations wait their turn, as RIE's single runtime; N > 1 runs up to N environments, the first on
 --runtime-api-address and the others on ephemeral ports); LAMBDALET_ISOLATION (default none: the
 runtime runs as a plain process tree, as under RIE; `standard` gives each environment lambdalet's
-cgroup limits, memory from AWS_LAMBDA_FUNCTION_MEMORY_SIZE, and Runtime.OutOfMemory reporting).
+cgroup limits, memory from AWS_LAMBDA_FUNCTION_MEMORY_SIZE, Runtime.OutOfMemory reporting, and a
+private /tmp of LAMBDALET_EPHEMERAL_STORAGE MB, default 512; the bootstrap still runs where it is
+started, its code is not moved to /var/task).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import trio
 
 from bootstrap import wire
 from sandbox import host
+from sandbox.isolation import DEFAULT_EPHEMERAL_MB, Isolation, PrivateFilesystem
 from sandbox.process import RuntimeSpec
 
 from . import http, logs
@@ -262,12 +265,29 @@ def rapid_log(level: str, message: str) -> None:
     print(f"{stamp} [{level}] (rapid) {message}", file=sys.stderr, flush=True)
 
 
+def rie_isolation(environ: dict[str, str]) -> tuple[Isolation, PrivateFilesystem | None]:
+    """LAMBDALET_ISOLATION: none (RIE's semantics, the default) or standard; the subreaper always."""
+    value = environ.get("LAMBDALET_ISOLATION", "none")
+    try:
+        requested = Isolation(value)
+    except ValueError:
+        rapid_log("WARN", f"LAMBDALET_ISOLATION={value} is not one of none, standard: running without isolation")
+        requested = Isolation.NONE
+    level, private = host.isolation(requested)
+    if not private:
+        return level, None
+    try:
+        ephemeral_mb = int(environ.get("LAMBDALET_EPHEMERAL_STORAGE", DEFAULT_EPHEMERAL_MB))
+    except ValueError:
+        ephemeral_mb = DEFAULT_EPHEMERAL_MB
+    return level, PrivateFilesystem(ephemeral_mb)
+
+
 async def run(options: RieOptions, function: RieFunction, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     api_host, api_port = split_address(options.runtime_api_address)
     invoke_host, invoke_port = split_address(options.emulator_address)
     concurrency = int(os.environ.get("LAMBDALET_CONCURRENCY", "1"))
-    limits = os.environ.get("LAMBDALET_ISOLATION", "none") == "standard"
-    host.prepare(limits=limits)  # the subreaper always; cgroups only when asked
+    level, filesystem = rie_isolation(os.environ)
 
     metadata_token = str(uuid.uuid4())  # one per process, as RIE's
     credentials_token = str(uuid.uuid4()) if options.enable_init_caching else None
@@ -291,7 +311,8 @@ async def run(options: RieOptions, function: RieFunction, *, task_status=trio.TA
         metadata_token=metadata_token,
         container_credentials=container_credentials(function.base_env) if options.enable_init_caching else None,
         credentials_token=credentials_token or "",
-        limits=limits,
+        isolation=level,
+        filesystem=filesystem,
     )
     async with trio.open_nursery() as nursery:
         lambda_function = Function(function.name, make_spec, env_options, logs.LogSink(),

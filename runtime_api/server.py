@@ -17,11 +17,13 @@ import logging
 import uuid
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import trio
 
 from sandbox import host
 from sandbox.doctor import entrypoint_problem
+from sandbox.isolation import PrivateFilesystem
 from sandbox.process import RuntimeSpec
 
 from . import eventstream, http, logs
@@ -66,6 +68,9 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
     """A function run the way Lambda runs it (as opposed to RIE's way, see `rie.py`)."""
 
     metadata_token = str(uuid.uuid4())
+    # Decided once per function at start-up; what the host cannot give is said there, once.
+    level, private = host.isolation(config.isolation, function=config.name)
+    filesystem = PrivateFilesystem(config.ephemeral_storage, str(Path(config.code).resolve())) if private else None
 
     def make_spec(runtime_api: str) -> RuntimeSpec:
         env = runtime_environment(config, runtime_api, metadata_token=metadata_token)
@@ -82,7 +87,8 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
         log_style=logs.LogStyle.LAMBDA,
         init_timeout=config.init_timeout,
         idle_timeout=config.idle_timeout,
-        limits=True,
+        isolation=level,
+        filesystem=filesystem,
     )
     return Function(config.name, make_spec, options, sink, concurrency=config.concurrency)
 
@@ -120,8 +126,8 @@ class Server:
     async def start(self, nursery: trio.Nursery) -> None:
         """Start the functions and the Invoke API listener in `nursery`."""
         self._nursery = nursery
-        # Subreaper, cgroups found, stale ones of a crashed run removed, what is missing said once.
-        host.prepare(limits=True)
+        # Each function's isolation (lambda_function): the subreaper, cgroups found, stale ones of a
+        # crashed run removed, what is missing said once.
         for config in self.config.function:
             self.functions[config.name] = await nursery.start(lambda_function(config, self.sink).run)
         listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)

@@ -1,21 +1,27 @@
 """What the host process sets up once, at start-up of `lambdalet serve`, `lambdalet-rie` or an
-embedding `Server`: it becomes the subreaper of everything it starts, and (when limits are
-wanted) finds which cgroups it may use, removes the ones a crashed earlier run left behind and
-says, once, which protection is missing (as Docker warns), never failing because of it.
+embedding `Server`: it becomes the subreaper of everything it starts, decides the isolation level
+its environments get (`isolation`), and (when limits are wanted) finds which cgroups it may use,
+removes the ones a crashed earlier run left behind and says, once, which protection is missing
+(as Docker warns), never failing because of it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import threading
 
 from . import cgroups, reaper
+from .isolation import TASK_ROOT, Isolation, tools
 
 log = logging.getLogger("lambdalet")
 
 _lock = threading.Lock()  # two embedding Servers may start in two threads
 _support: cgroups.CgroupSupport | None = None
 _warned = False
+_said: set[str] = set()
+_mount_problem: str | None | bool = False  # False: not probed yet; None: mount namespaces work
 
 
 def support() -> cgroups.CgroupSupport:
@@ -44,3 +50,79 @@ def prepare(*, limits: bool) -> cgroups.CgroupSupport:
         for directory in cgroups.remove_stale(found):
             log.info("lambdalet: removed a stale cgroup of an earlier run: %s", directory)
         return found
+
+
+def _warn_once(line: str) -> None:
+    with _lock:
+        if line in _said:
+            return
+        _said.add(line)
+    log.warning("lambdalet: WARNING: %s", line)
+
+
+def mount_namespace_problem() -> str | None:
+    """Why `standard`'s private /tmp and read-only /var/task cannot be made here, or None.
+
+    Probed once per process: a real `unshare --mount` and tmpfs mount (a few ms). As root, the
+    empty mount point /var/task is created on the host if missing (said once); nothing is ever
+    mounted on the host itself."""
+    global _mount_problem
+    with _lock:
+        if _mount_problem is not False:
+            return _mount_problem
+        _mount_problem = _probe_mount_namespace()
+        return _mount_problem
+
+
+def _probe_mount_namespace() -> str | None:
+    found = tools()
+    if found is None:
+        return "util-linux's unshare and mount are not installed"
+    if os.geteuid() != 0:
+        return "mount namespaces need root here"
+    if not os.path.isdir(TASK_ROOT):
+        try:
+            os.makedirs(TASK_ROOT, mode=0o755)
+        except OSError as exc:
+            return f"cannot create the mount point {TASK_ROOT}: {exc.strerror or exc}"
+        log.info("lambdalet: created %s on the host, the empty mount point of function code", TASK_ROOT)
+    unshare, mount = found
+    try:
+        probe = subprocess.run([unshare, "--mount", "--propagation", "private", mount, "-t", "tmpfs",
+                                "-o", "size=1m", "tmpfs", TASK_ROOT],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unshare --mount failed: {exc}"
+    if probe.returncode != 0:
+        reason = (probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
+        return f"unshare --mount failed: {reason}"
+    return None
+
+
+def isolation(requested: Isolation | None, *, function: str = "") -> tuple[Isolation, bool]:
+    """The level a function's environments run at, and whether they get `standard`'s private
+    /tmp and read-only /var/task (a mount namespace). Idempotent; says what is missing once.
+
+    `requested` None is the default: `standard` where permitted (mount namespaces work), else
+    `none`. An explicit `standard` the host cannot fully give runs with what it can (cgroups, or
+    RLIMIT_DATA), each missing protection said. `strict` is not built yet: run as `standard`."""
+    reaper.become_subreaper()
+    who = f"function {function}: " if function else ""
+    if requested is Isolation.STRICT:
+        _warn_once(f"{who}isolation strict is not built yet (own network namespace, seccomp deny-list): "
+                   "its environments run at standard")
+        requested = Isolation.STANDARD
+    if requested is Isolation.NONE:
+        prepare(limits=False)
+        return Isolation.NONE, False
+    problem = mount_namespace_problem()
+    if requested is None and problem is not None:
+        _warn_once(f"isolation standard is not permitted here ({problem}): environments run at none, "
+                   "sharing the host's /tmp, without memory or process limits")
+        prepare(limits=False)
+        return Isolation.NONE, False
+    if problem is not None:
+        _warn_once(f"no private /tmp nor read-only /var/task ({problem}): environments share the "
+                   "host's /tmp and see their code at its own path")
+    prepare(limits=True)
+    return Isolation.STANDARD, problem is None

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import trio
 
 from .cgroups import EnvironmentCgroup
+from .isolation import PrivateFilesystem, unshare_argv
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,18 +167,32 @@ def _check_executable(spec: RuntimeSpec) -> None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
 
 
-def confined_argv(spec: RuntimeSpec, cgroup: EnvironmentCgroup | None, rlimit_data_mb: int | None) -> list[str]:
+def confined_argv(
+    spec: RuntimeSpec,
+    cgroup: EnvironmentCgroup | None,
+    rlimit_data_mb: int | None,
+    filesystem: PrivateFilesystem | None = None,
+) -> list[str]:
     """The command line that puts the runtime in its cgroups (and under RLIMIT_DATA, the memory
-    guard when there is no memory cgroup) before it execs: a /bin/sh shim, because preexec_fn is
-    unsafe in a threaded program. Without either, the runtime's own command line."""
+    guard when there is no memory cgroup), and in `filesystem`'s mount namespace, before it
+    execs: a /bin/sh shim (under util-linux's `unshare` for the namespace), because preexec_fn is
+    unsafe in a threaded program. Without any of them, the runtime's own command line.
+
+    `spec` is the runtime as the host sees it; inside `filesystem` it runs as `filesystem.present`
+    shows it (the environment launch_runtime passes)."""
     argv = list(spec.argv)
-    if cgroup is None and rlimit_data_mb is None:
+    if cgroup is None and rlimit_data_mb is None and filesystem is None:
         return argv
     _check_executable(spec)
     steps = cgroup.join_commands() if cgroup is not None else []
     if rlimit_data_mb is not None:
         steps.append(f"ulimit -S -d {rlimit_data_mb * 1024}")  # soft limit: no CAP_SYS_RESOURCE needed
-    return ["/bin/sh", "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim", *argv]
+    prefix = ["/bin/sh"]
+    if filesystem is not None:
+        steps += filesystem.mount_commands(spec.argv, spec.env, spec.cwd)
+        argv = list(filesystem.present(spec.argv, spec.env)[0])
+        prefix = [*unshare_argv(), "/bin/sh"]
+    return [*prefix, "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim", *argv]
 
 
 async def launch_runtime(
@@ -186,17 +201,19 @@ async def launch_runtime(
     *,
     cgroup: EnvironmentCgroup | None = None,
     rlimit_data_mb: int | None = None,
+    filesystem: PrivateFilesystem | None = None,
 ) -> RuntimeProcess:
-    """Start the runtime in a session of its own (and in `cgroup`, before it execs). Raises
-    OSError if it cannot be started at all.
+    """Start the runtime in a session of its own (and in `cgroup` and `filesystem`'s mount
+    namespace, before it execs). Raises OSError if it cannot be started at all.
 
     Whoever launches it must `reap` it, whatever happens next.
     """
-    argv = confined_argv(spec, cgroup, rlimit_data_mb)
+    argv = confined_argv(spec, cgroup, rlimit_data_mb, filesystem)
+    env = filesystem.present(spec.argv, spec.env)[1] if filesystem is not None else spec.env
     popen = await trio.to_thread.run_sync(functools.partial(
         subprocess.Popen,
         argv,
-        env=spec.env,
+        env=env,
         cwd=spec.cwd,
         stdin=subprocess.DEVNULL,
         stdout=output.write_fd,

@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from runtime_api import FunctionConfig, ServiceError
+from sandbox import host
 from tests.helpers import CapturedLog, Gate, awslambdaric_function, running_server, write_function
 
 HANDLERS = Gate.handler_snippet + '''
@@ -246,7 +247,8 @@ async def test_the_runtime_sees_lambdas_environment(tmp_path):
     assert env["AWS_LAMBDA_FUNCTION_NAME"] == "envfn"
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
     assert env["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST"
-    assert env["LAMBDA_TASK_ROOT"] == str(tmp_path)
+    # The code is at /var/task where the host permits standard isolation (the default), as on Lambda.
+    assert env["LAMBDA_TASK_ROOT"] == ("/var/task" if host.mount_namespace_problem() is None else str(tmp_path))
     assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == "/aws/lambda/envfn"
     assert re.fullmatch(r"\d{4}/\d\d/\d\d/\[\$LATEST\][0-9a-f]{32}", env["AWS_LAMBDA_LOG_STREAM_NAME"])
     assert env["AWS_LAMBDA_INITIALIZATION_TYPE"] == "on-demand"

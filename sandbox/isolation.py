@@ -1,0 +1,186 @@
+"""Isolation levels, and what `standard`'s mount namespace shows the runtime.
+
+Levels (design.md, "Execution environments"):
+
+* `none`: a plain process tree in its own process group, as RIE runs its runtime;
+* `standard`: Lambda's memory and pids limits through cgroups (sandbox/cgroups.py), and a private
+  mount namespace: an empty `/tmp` of its own (a tmpfs of the function's ephemeral storage, gone
+  with the environment) and the code directory read-only at `/var/task`, the runtime's working
+  directory and LAMBDA_TASK_ROOT, so paths and stack traces read as on Lambda;
+* `strict`: `standard` plus its own network namespace and a seccomp deny-list (not built yet:
+  accepted, and run as `standard` with a warning).
+
+The mount namespace is made by the exec shim (sandbox.process.confined_argv), with util-linux's
+`unshare --mount --propagation private` and one `mount` per step, so nothing is mounted on the
+host and the namespace ends with the environment's last process. Whatever the runtime command
+needs from the host's `/tmp` (its program, its interpreter, a virtualenv there: pytest's
+functions live there) is bound back, read-only, at the same path in the new `/tmp`: the tmpfs is
+first mounted on `/var/task` (over the code's bind), filled with those binds, then moved to
+`/tmp`, uncovering the code again.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import os
+import shlex
+import shutil
+from dataclasses import dataclass
+
+TASK_ROOT = "/var/task"
+TMP = "/tmp"
+# Lambda's ephemeral storage (/tmp): 512 MB by default, configurable up to 10,240 MB.
+DEFAULT_EPHEMERAL_MB = 512
+EPHEMERAL_RANGE = (512, 10240)
+
+
+@functools.cache
+def tools() -> tuple[str, str] | None:
+    """util-linux's `unshare` and `mount`, by absolute path (the runtime's PATH is not ours)."""
+    unshare, mount = shutil.which("unshare"), shutil.which("mount")
+    return (unshare, mount) if unshare and mount else None
+
+
+class Isolation(enum.Enum):
+    """How far an environment is kept apart from the host and from the others."""
+
+    NONE = "none"
+    STANDARD = "standard"
+    STRICT = "strict"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateFilesystem:
+    """`standard`'s mount namespace: a private /tmp of `ephemeral_mb`, and `task_root` (a host
+    directory, or None to leave the code where it is: lambdalet-rie) read-only at /var/task."""
+
+    ephemeral_mb: int = DEFAULT_EPHEMERAL_MB
+    task_root: str | None = None
+
+    def present(self, argv: tuple[str, ...], env: dict[str, str]) -> tuple[tuple[str, ...], dict[str, str]]:
+        """The command line and environment as the runtime sees them: the code directory's host
+        path replaced by /var/task (LAMBDA_TASK_ROOT, LD_LIBRARY_PATH, a program in the code)."""
+        if self.task_root is None:
+            return argv, env
+        root = self.task_root.rstrip("/") or "/"
+        return tuple(_in_task_root(arg, root) for arg in argv), {
+            key: ":".join(_in_task_root(part, root) for part in value.split(":")) if key in _PATH_LISTS
+            else _in_task_root(value, root)
+            for key, value in env.items()
+        }
+
+    def mount_commands(self, argv: tuple[str, ...], env: dict[str, str], cwd: str | None) -> list[str]:
+        """Shell steps that, in a new mount namespace, build the runtime's view and enter its
+        working directory. `argv`, `env` and `cwd` as the host sees them (before `present`)."""
+        mount = shlex.quote(tools()[1])
+        tmpfs = f"{mount} -t tmpfs -o size={self.ephemeral_mb}m,mode=1777 tmpfs "
+        steps = []
+        if self.task_root is not None:
+            steps.append(f"{mount} --bind -o ro {shlex.quote(self.task_root)} {TASK_ROOT}")
+        kept = _kept_from_tmp(argv, env, cwd, self.task_root)
+        if not kept:
+            steps.append(tmpfs + TMP)
+        else:
+            # Built on /var/task (over the code's bind, if any), then moved over /tmp.
+            steps.append(tmpfs + TASK_ROOT)
+            for path, is_dir in kept:
+                staged = shlex.quote(TASK_ROOT + path[len(TMP):])
+                if is_dir:
+                    steps.append(f"{mount} --bind -o ro,X-mount.mkdir {shlex.quote(path)} {staged}")
+                else:  # a file directly in /tmp: a file to mount it on
+                    steps.append(f": > {staged} && {mount} --bind -o ro {shlex.quote(path)} {staged}")
+            steps.append(f"{mount} --move {TASK_ROOT} {TMP}")
+        if self.task_root is not None:
+            steps.append(f"cd {TASK_ROOT}")
+        elif cwd is not None:
+            steps.append(f"cd {shlex.quote(cwd)}")
+        return steps
+
+
+_PATH_LISTS = frozenset({"LD_LIBRARY_PATH", "PATH", "PYTHONPATH", "NODE_PATH"})
+
+
+def _in_task_root(value: str, root: str) -> str:
+    if value == root:
+        return TASK_ROOT
+    if value.startswith(root + "/"):
+        return TASK_ROOT + value[len(root):]
+    return value
+
+
+def _under_tmp(path: str) -> bool:
+    return path.startswith(TMP + "/")
+
+
+def _kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
+                   task_root: str | None) -> list[tuple[str, bool]]:
+    """What the runtime needs from the host's /tmp: (path, is a directory), outermost only.
+
+    The directory of its program, of the program's #! interpreter, of any absolute path in its
+    arguments and, when the code is not shown at /var/task (lambdalet-rie), its working directory;
+    a `bin` directory's parent instead (a virtualenv's or a toolchain's root). What lies in the
+    code directory is at /var/task already."""
+    needed: list[str] = []
+    inside = (task_root.rstrip("/") + "/") if task_root is not None else None
+
+    def need(path: str | None) -> None:
+        if not path or not os.path.isabs(path):
+            return
+        for candidate in {path, os.path.realpath(path)}:
+            if _under_tmp(candidate) and not (inside and (candidate + "/").startswith(inside)):
+                needed.append(candidate)
+
+    program = argv[0] if argv else None
+    if program and "/" not in program:
+        program = shutil.which(program, path=env.get("PATH", os.defpath))
+    elif program and not os.path.isabs(program) and cwd is not None:
+        program = os.path.join(cwd, program)
+    need(program)
+    need(_interpreter(program))
+    for arg in argv[1:]:
+        if os.path.isabs(arg) and os.path.exists(arg):
+            need(arg)
+    if task_root is None and cwd is not None and _under_tmp(os.path.realpath(cwd)):
+        needed.append(os.path.realpath(cwd) + "/.")  # the directory itself
+    kept: list[tuple[str, bool]] = []
+    for path in needed:
+        if path.endswith("/."):
+            directory = path[:-2]
+        else:
+            directory = os.path.dirname(path)
+            if os.path.basename(directory) == "bin" and _under_tmp(os.path.dirname(directory)):
+                directory = os.path.dirname(directory)
+        if directory == TMP:
+            kept.append((path, False))
+        else:
+            kept.append((directory, True))
+    kept.sort(key=lambda item: len(item[0]))
+    outermost: list[tuple[str, bool]] = []
+    for path, is_dir in kept:
+        if not any(path == p or (d and path.startswith(p + "/")) for p, d in outermost):
+            outermost.append((path, is_dir))
+    return outermost
+
+
+def _interpreter(program: str | None) -> str | None:
+    """A script's #! interpreter (its first word), or None."""
+    if not program:
+        return None
+    try:
+        with open(program, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].split(b"\n", 1)[0].split()
+    return os.fsdecode(words[0]) if words else None
+
+
+def unshare_argv() -> list[str]:
+    """The start of the shim's command line: a new mount namespace, nothing propagated back."""
+    return [tools()[0], "--mount", "--propagation", "private"]
