@@ -58,13 +58,20 @@ _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH
 _NO_CONTROLS = bytes.maketrans(b"\r\n\0", b"   ")
 
 
+_checked_names: dict[str | bytes, bytes] = {}  # header names already found to be tokens (ours are few)
+
+
 def _field(name: str | bytes, value: str | bytes) -> tuple[bytes, bytes]:
     """A response header as bytes, safe to write: a name must be a token (ours always are); a value
     loses any CR, LF and NUL, which become spaces as Go's net/http does (a decoded client context
     or a caller's trace id must never split a header)."""
-    raw_name = name if isinstance(name, bytes) else name.encode("ascii")
-    if not raw_name or not _TOKEN.issuperset(raw_name):
-        raise ValueError(f"invalid header name {raw_name!r}")
+    raw_name = _checked_names.get(name)
+    if raw_name is None:
+        raw_name = name if isinstance(name, bytes) else name.encode("ascii")
+        if not raw_name or not _TOKEN.issuperset(raw_name):
+            raise ValueError(f"invalid header name {raw_name!r}")
+        if len(_checked_names) < 1024:
+            _checked_names[name] = raw_name
     if isinstance(value, str):
         try:
             value = value.encode("latin-1")  # what came in as a header goes out as the same bytes
@@ -255,6 +262,9 @@ class SimpleHead:
     content_length: int
 
 
+_token_names: set[bytes] = set()  # header names already seen to be tokens (clients repeat theirs)
+
+
 def parse_simple_head(head: bytes) -> SimpleHead | None:
     """A request head (without its final CRLF CRLF) the fast path can take, or None for h11."""
     lines = head.split(b"\r\n")
@@ -269,8 +279,13 @@ def parse_simple_head(head: bytes) -> SimpleHead | None:
     host = False
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not name or not _TOKEN.issuperset(name):
-            return None  # also a folded line (it starts with a space)
+        if not colon:
+            return None
+        if name not in _token_names:
+            if not name or not _TOKEN.issuperset(name):
+                return None  # also a folded line (it starts with a space)
+            if len(_token_names) < 1024:
+                _token_names.add(name)
         value = value.strip(b" \t")
         if _VALUE_CONTROLS.search(value):
             return None

@@ -82,3 +82,8 @@ def test_a_runtime_api_request_takes_the_fast_path():
     simple = parse_simple_head(head)
     assert simple.method == "POST" and simple.target == b"/2018-06-01/runtime/invocation/abc/response"
     assert simple.content_length == 18 and (b"content-type", b"application/json") in simple.headers
+
+
+def test_a_header_line_without_a_colon_goes_to_h11_even_for_a_known_name():
+    assert parse_simple_head(b"GET / HTTP/1.1\r\nHost: x\r\nAccept: */*") is not None
+    assert parse_simple_head(b"GET / HTTP/1.1\r\nHost: x\r\nAccept") is None
