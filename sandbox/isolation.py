@@ -10,9 +10,10 @@ Levels (design.md, "Execution environments"):
 * `strict`: `standard` plus its own network namespace and a seccomp deny-list (not built yet:
   accepted, and run as `standard` with a warning).
 
-The mount namespace is made by the exec shim (sandbox.process.confined_argv), with util-linux's
-`unshare --mount --propagation private` and one `mount` per step, so nothing is mounted on the
-host and the namespace ends with the environment's last process. Whatever the runtime command
+The mount namespace is made by the exec shim (sandbox.process.confine), with util-linux's
+`unshare --mount --propagation private` and one `mount -a` reading the environment's mount table
+from the shim's standard input, so nothing is mounted on the host and the namespace ends with the
+environment's last process. Whatever the runtime command
 needs from the host's `/tmp` (its program, its interpreter, a virtualenv there: pytest's
 functions live there) is bound back, read-only, at the same path in the new `/tmp`: the tmpfs is
 first mounted on `/var/task` (over the code's bind), filled with those binds, then moved to
@@ -73,32 +74,54 @@ class PrivateFilesystem:
             for key, value in env.items()
         }
 
-    def mount_commands(self, argv: tuple[str, ...], env: dict[str, str], cwd: str | None) -> list[str]:
-        """Shell steps that, in a new mount namespace, build the runtime's view and enter its
-        working directory. `argv`, `env` and `cwd` as the host sees them (before `present`)."""
-        mount = shlex.quote(tools()[1])
-        tmpfs = f"{mount} -t tmpfs -o size={self.ephemeral_mb}m,mode=1777 tmpfs "
-        steps = []
+    def plan(self, argv: tuple[str, ...], env: dict[str, str], cwd: str | None) -> MountPlan:
+        """How to build the runtime's view in a new mount namespace and enter its working
+        directory. `argv`, `env` and `cwd` as the host sees them (before `present`)."""
+        table: list[tuple[str, str, str, str]] = []
+        steps: list[str] = []
+        tmpfs = ("tmpfs", "tmpfs", f"size={self.ephemeral_mb}m,mode=1777")
         if self.task_root is not None:
-            steps.append(f"{mount} --bind -o ro {shlex.quote(self.task_root)} {TASK_ROOT}")
+            table.append((self.task_root, TASK_ROOT, "none", "bind,ro"))
         kept = _kept_from_tmp(argv, env, cwd, self.task_root)
         if not kept:
-            steps.append(tmpfs + TMP)
+            table.append((tmpfs[0], TMP, tmpfs[1], tmpfs[2]))
         else:
             # Built on /var/task (over the code's bind, if any), then moved over /tmp.
-            steps.append(tmpfs + TASK_ROOT)
+            table.append((tmpfs[0], TASK_ROOT, tmpfs[1], tmpfs[2]))
+            mount = shlex.quote(tools()[1])
             for path, is_dir in kept:
-                staged = shlex.quote(TASK_ROOT + path[len(TMP):])
+                staged = TASK_ROOT + path[len(TMP):]
                 if is_dir:
-                    steps.append(f"{mount} --bind -o ro,X-mount.mkdir {shlex.quote(path)} {staged}")
+                    table.append((path, staged, "none", "bind,ro,X-mount.mkdir"))
                 else:  # a file directly in /tmp: a file to mount it on
-                    steps.append(f": > {staged} && {mount} --bind -o ro {shlex.quote(path)} {staged}")
+                    steps.append(f": > {shlex.quote(staged)} && {mount} --bind -o ro {shlex.quote(path)} "
+                                 f"{shlex.quote(staged)}")
             steps.append(f"{mount} --move {TASK_ROOT} {TMP}")
         if self.task_root is not None:
             steps.append(f"cd {TASK_ROOT}")
         elif cwd is not None:
             steps.append(f"cd {shlex.quote(cwd)}")
-        return steps
+        fstab = "".join(" ".join(_fstab_field(field) for field in row) + " 0 0\n" for row in table)
+        return MountPlan(fstab.encode(), steps)
+
+
+@dataclass(frozen=True, slots=True)
+class MountPlan:
+    """An environment's mounts: `fstab`, mounted in order by one `mount -a` (each `mount` run
+    costs about 1.5 ms), read from the shim's standard input; then the shell `steps` (what fstab
+    cannot say: a move, a file's mount point, the working directory)."""
+
+    fstab: bytes
+    steps: list[str]
+
+    def commands(self) -> list[str]:
+        mount = shlex.quote(tools()[1])
+        return [f"{mount} -a -T /proc/self/fd/0", "exec </dev/null", *self.steps]
+
+
+def _fstab_field(value: str) -> str:
+    return (value.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011")
+            .replace("\n", "\\012"))
 
 
 _PATH_LISTS = frozenset({"LD_LIBRARY_PATH", "PATH", "PYTHONPATH", "NODE_PATH"})

@@ -167,32 +167,48 @@ def _check_executable(spec: RuntimeSpec) -> None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
 
 
-def confined_argv(
+@dataclass(frozen=True, slots=True)
+class Confined:
+    """How the runtime is actually started: the shim's command line, the environment the runtime
+    gets, and what the shim reads on its standard input (the mount table), if anything."""
+
+    argv: list[str]
+    env: dict[str, str]
+    stdin: bytes | None = None
+
+
+def confine(
     spec: RuntimeSpec,
     cgroup: EnvironmentCgroup | None,
     rlimit_data_mb: int | None,
     filesystem: PrivateFilesystem | None = None,
-) -> list[str]:
+) -> Confined:
     """The command line that puts the runtime in its cgroups (and under RLIMIT_DATA, the memory
     guard when there is no memory cgroup), and in `filesystem`'s mount namespace, before it
     execs: a /bin/sh shim (under util-linux's `unshare` for the namespace), because preexec_fn is
     unsafe in a threaded program. Without any of them, the runtime's own command line.
 
     `spec` is the runtime as the host sees it; inside `filesystem` it runs as `filesystem.present`
-    shows it (the environment launch_runtime passes)."""
-    argv = list(spec.argv)
+    shows it."""
     if cgroup is None and rlimit_data_mb is None and filesystem is None:
-        return argv
+        return Confined(list(spec.argv), spec.env)
     _check_executable(spec)
     steps = cgroup.join_commands() if cgroup is not None else []
     if rlimit_data_mb is not None:
         steps.append(f"ulimit -S -d {rlimit_data_mb * 1024}")  # soft limit: no CAP_SYS_RESOURCE needed
-    prefix = ["/bin/sh"]
-    if filesystem is not None:
-        steps += filesystem.mount_commands(spec.argv, spec.env, spec.cwd)
-        argv = list(filesystem.present(spec.argv, spec.env)[0])
-        prefix = [*unshare_argv(), "/bin/sh"]
-    return [*prefix, "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim", *argv]
+    if filesystem is None:
+        return Confined(["/bin/sh", "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim", *spec.argv],
+                        spec.env)
+    plan = filesystem.plan(spec.argv, spec.env, spec.cwd)
+    argv, env = filesystem.present(spec.argv, spec.env)
+    steps += plan.commands()
+    return Confined([*unshare_argv(), "/bin/sh", "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim", *argv],
+                    env, plan.fstab)
+
+
+def confined_argv(spec: RuntimeSpec, cgroup: EnvironmentCgroup | None, rlimit_data_mb: int | None) -> list[str]:
+    """`confine`'s command line, without a mount namespace."""
+    return confine(spec, cgroup, rlimit_data_mb).argv
 
 
 async def launch_runtime(
@@ -208,18 +224,26 @@ async def launch_runtime(
 
     Whoever launches it must `reap` it, whatever happens next.
     """
-    argv = confined_argv(spec, cgroup, rlimit_data_mb, filesystem)
-    env = filesystem.present(spec.argv, spec.env)[1] if filesystem is not None else spec.env
-    popen = await trio.to_thread.run_sync(functools.partial(
-        subprocess.Popen,
-        argv,
-        env=env,
-        cwd=spec.cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=output.write_fd,
-        stderr=output.write_fd,
-        start_new_session=True,
-    ))
+    confined = confine(spec, cgroup, rlimit_data_mb, filesystem)
+    stdin = subprocess.DEVNULL
+    if confined.stdin is not None:
+        stdin = os.memfd_create("lambdalet-fstab")
+        os.write(stdin, confined.stdin)
+        os.lseek(stdin, 0, os.SEEK_SET)
+    try:
+        popen = await trio.to_thread.run_sync(functools.partial(
+            subprocess.Popen,
+            confined.argv,
+            env=confined.env,
+            cwd=spec.cwd,
+            stdin=stdin,
+            stdout=output.write_fd,
+            stderr=output.write_fd,
+            start_new_session=True,
+        ))
+    finally:
+        if confined.stdin is not None:
+            os.close(stdin)
     output.close_write_end()
     return RuntimeProcess(popen, cgroup)
 

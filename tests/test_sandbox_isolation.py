@@ -169,8 +169,9 @@ async def test_the_host_keeps_its_tmp_and_its_mounts(code, gate, host_file):
         assert f.read() == "host"
 
 
-async def test_a_runtime_that_lives_in_the_hosts_tmp_still_starts(code, tmp_path):
-    runtime = tmp_path / "runtime" / "bootstrap"
+async def test_a_runtime_that_lives_in_the_hosts_tmp_still_starts(tmp_path):
+    code = write_function(tmp_path / "my code", HANDLERS)
+    runtime = tmp_path / "my runtime" / "bootstrap"
     runtime.parent.mkdir()
     runtime.write_text("#!/bin/sh\nexec " + " ".join(f"'{part}'" for part in BOOTSTRAP_COMMAND) + "\n")
     runtime.chmod(0o755)
