@@ -173,6 +173,8 @@ def _kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
     for path in needed:
         if path.endswith("/."):
             directory = path[:-2]
+        elif os.path.isdir(path):
+            directory = path
         else:
             directory = os.path.dirname(path)
             if os.path.basename(directory) == "bin" and _under_tmp(os.path.dirname(directory)):
