@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import re
 import logging
+import os
 from http import HTTPStatus
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -326,16 +327,27 @@ class Connection:
         self._answered = True
         self._closing = False
         self._streaming = False
+        # A socket's descriptor, read and written directly: trio's stream wrappers cost more per
+        # call than the fast path's parsing (a conflict detector, context managers, a scheduler pass).
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
 
     @property
     def request(self) -> Request | None:
         return self._h11.request if self._h11 is not None else self._request
 
     async def _receive(self) -> bytes:
-        try:
-            return await self.stream.receive_some(READ_SIZE)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise ClientGone from exc
+        if self._fd is None:
+            try:
+                return await self.stream.receive_some(READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise ClientGone from exc
+        while True:
+            try:
+                return os.read(self._fd, READ_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self._fd)
+            except OSError as exc:  # reset by the peer, or closed under us
+                raise ClientGone from exc
 
     async def next_request(self) -> Request | None:
         """The next request's head, or None when the peer closed the connection between requests."""
@@ -397,8 +409,16 @@ class Connection:
 
     async def _write(self, data: bytes) -> None:
         try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if self._fd is None:
+                await self.stream.send_all(data)
+                return
+            view = memoryview(data)
+            while view:
+                try:
+                    view = view[os.write(self._fd, view):]
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(self._fd)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._closing = True
             raise ClientGone from exc
 

@@ -29,6 +29,8 @@ def code(tmp_path):
 
 
 def function(name, code, handler, **settings):
+    """(Tests whose handler leaves marks in the test's own directory ask for isolation "none":
+    under "standard" the handler has a /tmp of its own.)"""
     return awslambdaric_function(name, code, handler=f"app.{handler}", **settings)
 
 
@@ -102,7 +104,7 @@ def test_callers_trace_id_reaches_the_handler(code):
 
 def test_event_invocation_is_accepted_and_runs_in_the_background(code, tmp_path):
     event = {"dir": str(tmp_path), "mark": "event"}
-    with threaded_server(function("recorder", code, "record")) as server, Rendezvous() as meeting:
+    with threaded_server(function("recorder", code, "record", isolation="none")) as server, Rendezvous() as meeting:
         client = lambda_client(server.endpoint)
         accepted = invoke(client, FunctionName="recorder", InvocationType="Event",
                           Payload=json.dumps({**event, "port": meeting.port}))
@@ -118,7 +120,7 @@ def test_event_invocation_is_accepted_and_runs_in_the_background(code, tmp_path)
 def test_dry_run_answers_204_and_does_not_run_the_function(code, tmp_path):
     event = {"dir": str(tmp_path)}
     log = CapturedLog()
-    with threaded_server(function("recorder", code, "record"), sink=log) as server:
+    with threaded_server(function("recorder", code, "record", isolation="none"), sink=log) as server:
         client = lambda_client(server.endpoint)
         dry = invoke(client, FunctionName="recorder", InvocationType="DryRun",
                      Payload=json.dumps({**event, "mark": "dry"}))
@@ -367,7 +369,7 @@ def test_concurrency_exhausted_raises_too_many_requests(code):
 def test_caller_that_gives_up_does_not_disturb_the_function_or_the_server(code, tmp_path):
     """A caller whose read times out leaves; its invocation still completes, and others are served."""
     event = {"dir": str(tmp_path)}
-    with threaded_server(function("recorder", code, "record", timeout=30)) as server, Rendezvous() as meeting:
+    with threaded_server(function("recorder", code, "record", timeout=30, isolation="none")) as server, Rendezvous() as meeting:
         impatient = lambda_client(server.endpoint, read_timeout=1)
         with pytest.raises(ReadTimeoutError):  # the handler is held at the rendezvous until after this
             impatient.invoke(FunctionName="recorder",
