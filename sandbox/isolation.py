@@ -167,6 +167,14 @@ def _kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
     for arg in argv[1:]:
         if os.path.isabs(arg) and os.path.exists(arg):
             need(arg)
+    # Where the runtime's own code lives (lambdalet's bootstrap package: LAMBDA_RUNTIME_DIR, or
+    # LAMBDALET_HOME for a copied one) and what PYTHONPATH adds: a checkout or virtualenv under /tmp.
+    for name in ("LAMBDA_RUNTIME_DIR", "LAMBDALET_HOME"):
+        if env.get(name) and os.path.isdir(env[name]):
+            need(env[name])
+    for entry in env.get("PYTHONPATH", "").split(os.pathsep):
+        if os.path.isdir(entry):
+            need(entry)
     if task_root is None and cwd is not None and _under_tmp(os.path.realpath(cwd)):
         needed.append(os.path.realpath(cwd) + "/.")  # the directory itself
     kept: list[tuple[str, bool]] = []

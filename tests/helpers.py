@@ -104,9 +104,11 @@ def wait_at_gate(context, note=""):
         await self._trio.sleep_forever()  # the stream stays open until released
 
     async def wait_arrivals(self, count: int) -> list[str]:
-        async with self._arrived:
-            while len(self.arrivals) < count:
-                await self._arrived.wait()
+        # A bound only so that a broken handler fails the test instead of hanging the suite.
+        with self._trio.fail_after(120):
+            async with self._arrived:
+                while len(self.arrivals) < count:
+                    await self._arrived.wait()
         return [line for line, _ in self.arrivals[:count]]
 
     async def release_all(self, reply: bytes = b"go") -> None:
