@@ -84,6 +84,16 @@ def _field(name: str | bytes, value: str | bytes) -> tuple[bytes, bytes]:
 _date_cache: tuple[int, bytes] = (0, b"")
 
 
+async def _read_body(chunks: AsyncIterator[bytes], limit: int) -> tuple[bytes, bool]:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        if size < limit:
+            parts.append(chunk[: limit - size])
+        size += len(chunk)
+    return b"".join(parts), size > limit
+
+
 def http_date() -> bytes:
     """The Date header value, formatted once a second."""
     global _date_cache
@@ -159,13 +169,7 @@ class _H11Connection:
 
     async def read_body(self, limit: int) -> tuple[bytes, bool]:
         """The whole body, up to `limit` bytes; the rest is read and dropped. (body, exceeded)."""
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in self.body_chunks():
-            if size < limit:
-                parts.append(chunk[: limit - size])
-            size += len(chunk)
-        return b"".join(parts), size > limit
+        return await _read_body(self.body_chunks(), limit)
 
     def _head(self, status: int, headers: Iterable[tuple[str | bytes, str | bytes]]) -> h11.Response:
         fields = [(b"Date", http_date()), *(_field(name, value) for name, value in headers)]
@@ -399,13 +403,7 @@ class Connection:
 
     async def read_body(self, limit: int) -> tuple[bytes, bool]:
         """The whole body, up to `limit` bytes; the rest is read and dropped. (body, exceeded)."""
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in self.body_chunks():
-            if size < limit:
-                parts.append(chunk[: limit - size])
-            size += len(chunk)
-        return b"".join(parts), size > limit
+        return await _read_body(self.body_chunks(), limit)
 
     async def _write(self, data: bytes) -> None:
         try:
