@@ -1,81 +1,55 @@
 """One execution environment: its own Runtime API listener, its runtime process, its protocol state.
 
 This is the trio shell around `protocol.EnvironmentProtocol` (style anchors H1, H10, T1, T2, T6):
-route handlers turn requests into protocol events and carry out the actions that come back; the
-environment's nursery owns the listener, every connection, the output pump and the process
-supervisor, so cancelling it stops all of them and kills the runtime's process tree.
+the Runtime API's handlers (runtime_routes.py) turn requests into protocol events, and the
+environment carries out the actions that come back; its nursery owns the listener, every
+connection, the output pump and the process supervisor, so cancelling it stops all of them and
+kills the runtime's process tree.
 """
 
 from __future__ import annotations
 
-import base64
-import errno
-import json
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from bootstrap import wire
 from sandbox import host, reaper
 from sandbox.cgroups import DEFAULT_PIDS_MAX, EnvironmentCgroup
 from sandbox.isolation import Isolation, PrivateFilesystem
 from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec, launch_runtime, reap
 
-from . import logs, routes
-from .http import Connection, Request, serve_connection
-from .extensions import Extension, Extensions
-from .invocation import Invocation
+from . import logs
+from .extensions import Extensions
+from .invocation import Invocation, stream_error
 from .protocol import (
-    ACCEPTED,
     PARK,
     CycleDone,
     DeadlinePassed,
     Deliver,
     DeliverExtensionEvent,
     EnvironmentProtocol,
-    ErrorPosted,
     InitDone,
-    InitErrorPosted,
     InvocationArrived,
     Kill,
-    NextRequested,
     Outcome,
     OutcomeKind,
     ReadBody,
     Reply,
     RestoreDone,
-    RestoreErrorPosted,
-    RestoreNextRequested,
-    ResponseFinished,
-    ResponseStarted,
     RuntimeExited,
     RuntimeState,
     Settle,
     Wake,
     WakeExtensions,
-    api_error,
     error_json,
     exit_outcome,
 )
+from .runtime_routes import RuntimeAPI
 
 log = logging.getLogger("lambdalet")
-
-_EXTENSION_ROUTES = frozenset({
-    routes.Route.EXTENSION_REGISTER, routes.Route.EXTENSION_NEXT,
-    routes.Route.EXTENSION_INIT_ERROR, routes.Route.EXTENSION_EXIT_ERROR,
-})
-_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
-# Lambda's limit for streamed responses (buffered ones have the 6 MB Runtime API limit).
-STREAM_LIMIT_BYTES = 20 * 1024 * 1024
-_STUB_BODIES = {
-    routes.Route.LOGS: b'{"errorMessage":"Logs API is not supported","errorType":"Logs.NotSupported"}\n',
-    routes.Route.TELEMETRY: b'{"errorMessage":"Telemetry API is not supported","errorType":"Telemetry.NotSupported"}\n',
-}
-
 
 @dataclass(frozen=True, slots=True)
 class EnvironmentOptions:
@@ -183,7 +157,7 @@ class Environment:
             with self._cancel_scope:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    nursery.start_soon(self._accept, listeners)
+                    nursery.start_soon(RuntimeAPI(self).accept, listeners)
                     nursery.start_soon(self._reap_when_idle)
                     task_status.started(self)
         finally:
@@ -340,7 +314,7 @@ class Environment:
         if scope.cancelled_caught:
             self._apply(self.proto.handle(DeadlinePassed(invocation.timeout)))
             if invocation.stream_error is None:
-                invocation.stream_error = _stream_error(
+                invocation.stream_error = stream_error(
                     "Sandbox.Timedout",
                     f"RequestId: {invocation.request_id} Error: Task timed out after {invocation.timeout:.2f} seconds",
                 )
@@ -476,195 +450,6 @@ class Environment:
 
     # -- the Runtime API ---------------------------------------------------------------------------
 
-    async def _accept(self, listeners: list[trio.SocketListener]) -> None:
-        """Accept the runtime's connections (as trio.serve_listeners, but leaving a listener that
-        was handed over open for the environment after this one), until `_accepting` is cancelled."""
-        with self._accepting:
-            async with trio.open_nursery() as nursery:
-                for listener in listeners:
-                    nursery.start_soon(self._accept_loop, listener)
-
-    async def _accept_loop(self, listener: trio.SocketListener) -> None:
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
-                    raise
-                log.error("Runtime API listener %s: %s; retrying", self.address, exc.strerror)
-                await trio.sleep(0.1)  # out of descriptors or memory: give the system a moment
-                continue
-            self._nursery.start_soon(self._serve_runtime_api, stream)
-
-    async def _serve_runtime_api(self, stream: trio.SocketStream) -> None:
-        await serve_connection(stream, self._route)
-
-    async def _route(self, conn: Connection, request: Request) -> None:
-        found = routes.match(request.method, request.path, restore=self.options.snapstart,
-                             init_caching=self.options.container_credentials is not None)
-        if found is routes.NOT_FOUND:
-            await conn.respond(404, routes.NOT_FOUND_BODY, routes.NOT_FOUND_HEADERS)
-            return
-        if isinstance(found, routes.MethodNotAllowed):
-            await conn.respond(405, b"", [("Allow", found.allow)])
-            return
-        route = found.route
-        if route is routes.Route.NEXT:
-            await self._next(conn)
-        elif route is routes.Route.RESPONSE:
-            await self._response(conn, request, found.request_id or "")
-        elif route is routes.Route.ERROR:
-            body, too_large = await conn.read_body(wire.MAX_PAYLOAD_BYTES)
-            await self._answer(conn, ErrorPosted(
-                found.request_id or "", body, request.header(b"content-type"),
-                request.header(b"lambda-runtime-function-error-type"), too_large,
-            ))
-        elif route is routes.Route.INIT_ERROR:
-            body, _ = await conn.read_body(wire.MAX_PAYLOAD_BYTES)
-            await self._answer(conn, InitErrorPosted(body, request.header(b"lambda-runtime-function-error-type")))
-        elif route is routes.Route.RESTORE_NEXT:
-            await self._answer(conn, RestoreNextRequested())
-        elif route is routes.Route.RESTORE_ERROR:
-            body, _ = await conn.read_body(wire.MAX_PAYLOAD_BYTES)
-            await self._answer(conn, RestoreErrorPosted(body, request.header(b"lambda-runtime-function-error-type")))
-        elif route is routes.Route.METADATA:
-            await self._metadata(conn, request)
-        elif route is routes.Route.CREDENTIALS:
-            await self._credentials(conn, request)
-        elif route in _EXTENSION_ROUTES:
-            await self._extension_route(conn, request, route)
-        elif route is routes.Route.PING:
-            await conn.respond(200, b"pong", [("Content-Type", "text/plain; charset=utf-8")])
-        else:  # the Logs and Telemetry API stubs answer 202 with an error body, as RIE does
-            await conn.read_body(wire.MAX_PAYLOAD_BYTES)
-            await conn.respond(202, _STUB_BODIES[route], [("Content-Type", wire.JSON)])
-
-    async def _metadata(self, conn: Connection, request: Request) -> None:
-        """The execution-environment metadata endpoint (AWS_LAMBDA_METADATA_API), Bearer token only."""
-        if request.method != "GET":
-            await conn.respond(405, b"Method Not Allowed\n", routes.GO_ERROR_HEADERS)
-            return
-        if request.header(b"authorization") != f"Bearer {self.options.metadata_token}":
-            await conn.respond(401, b"Unauthorized\n", routes.GO_ERROR_HEADERS)
-            return
-        body = b'{"AvailabilityZoneID":"%s"}' % self.options.availability_zone_id.encode()
-        await conn.respond(200, body, [("Content-Type", wire.JSON), ("Cache-Control", "private, max-age=43200, immutable")])
-
-    async def _extension_route(self, conn: Connection, request: Request, route: routes.Route) -> None:
-        """The Extensions API: registration, the event long-poll, and the two error reports."""
-        body, _ = await conn.read_body(wire.MAX_PAYLOAD_BYTES)
-        if route is routes.Route.EXTENSION_REGISTER:
-            registered = self.extensions.register(request.header(b"lambda-extension-name"), body)
-            if isinstance(registered, Reply):
-                await _send_reply(conn, registered)
-            else:
-                await conn.respond(200, registered.body, [
-                    ("Content-Type", wire.JSON), ("Lambda-Extension-Identifier", registered.extension.id)])
-            return
-        extension = self.extensions.identify(request.header(b"lambda-extension-identifier"))
-        if isinstance(extension, Reply):
-            await _send_reply(conn, extension)
-            return
-        if route is routes.Route.EXTENSION_NEXT:
-            await self._extension_next(conn, extension)
-            return
-        if request.header(b"lambda-extension-function-error-type") is None:
-            await _send_reply(conn, api_error(403, "Extension.MissingHeader", "Lambda-Extension-Function-Error-Type not found"))
-            return
-        if route is routes.Route.EXTENSION_EXIT_ERROR:
-            await _send_reply(conn, self._apply(self.proto.extension_exited(extension)))
-        else:
-            await _send_reply(conn, ACCEPTED)
-
-    async def _extension_next(self, conn: Connection, extension: Extension) -> None:
-        answer = self._apply(self.proto.extension_next(extension))
-        while answer is PARK:
-            await self._extension_parking.park()
-            answer = self._apply(self.proto.extension_next(extension, woken=True))
-        if isinstance(answer, Reply):
-            await _send_reply(conn, answer)
-            return
-        invocation: Invocation = answer.invocation
-        event = {"eventType": "INVOKE", "deadlineMs": invocation.deadline_ms, "requestId": invocation.request_id,
-                 "invokedFunctionArn": invocation.function_arn,
-                 "tracing": {"type": "X-Amzn-Trace-Id", "value": invocation.trace_id}}
-        await conn.respond(200, json.dumps(event, separators=(",", ":")).encode(), [
-            ("Content-Type", wire.JSON), ("Lambda-Extension-Event-Identifier", str(uuid.uuid4()))])
-
-    async def _credentials(self, conn: Connection, request: Request) -> None:
-        """RIE's container-credentials endpoint (--enable-init-caching): the raw token, after init."""
-        if not self.initialised or request.header(b"authorization") != self.options.credentials_token:
-            await conn.respond(404, b"cannot get credentials for the provided token\n", routes.GO_ERROR_HEADERS)
-            return
-        body = self.options.container_credentials or b""
-        await conn.respond(200, body, [("Content-Type", "text/plain; charset=utf-8")])  # as Go sniffs it
-
-    async def _answer(self, conn: Connection, event: Any) -> None:
-        await _send_reply(conn, self._apply(self.proto.handle(event)))
-
-    async def _next(self, conn: Connection) -> None:
-        while True:
-            answer = self._apply(self.proto.handle(NextRequested()))
-            if answer is not PARK:
-                break
-            await self._parking.park()
-        if isinstance(answer, Deliver):
-            invocation: Invocation = answer.invocation
-            self._deliver(invocation)
-            await conn.respond(200, invocation.payload, invocation.next_headers())
-        else:
-            await _send_reply(conn, answer)
-
-    async def _response(self, conn: Connection, request: Request, request_id: str) -> None:
-        mode = request.header(b"lambda-runtime-function-response-mode")
-        answer = self._apply(self.proto.handle(ResponseStarted(request_id, mode)))
-        if not isinstance(answer, ReadBody):
-            await _send_reply(conn, answer)
-            return
-        invocation: Invocation = self.proto.invocation
-        if answer.streaming:
-            too_large = await self._relay_from_runtime(conn, invocation)
-            body = None
-        else:
-            body, too_large = await conn.read_body(wire.MAX_PAYLOAD_BYTES)
-        await self._answer(conn, ResponseFinished(request_id, body, too_large))
-
-    async def _relay_from_runtime(self, conn: Connection, invocation: Invocation) -> bool:
-        """Pass a streamed response body on to the caller as it arrives; True if it was too large."""
-        assert invocation.stream_send is not None
-        size = 0
-        complete = False
-        try:
-            async with invocation.stream_send as send:
-                async for chunk in conn.body_chunks():
-                    size += len(chunk)
-                    if size > STREAM_LIMIT_BYTES:
-                        continue  # read on, relay no more
-                    try:
-                        await send.send(chunk)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        pass  # the caller went away; the runtime still gets its answer
-                error_type = conn.request.trailer(b"lambda-runtime-function-error-type") if conn.request else None
-                if size > STREAM_LIMIT_BYTES:
-                    invocation.stream_error = _stream_error(
-                        "Function.ResponseSizeTooLarge",
-                        f"Response payload size exceeded maximum allowed payload size ({STREAM_LIMIT_BYTES} bytes).",
-                    )
-                elif error_type:
-                    body = conn.request.trailer(b"lambda-runtime-function-error-body") or ""
-                    invocation.stream_error = (error_type, body)
-                complete = True
-        finally:
-            if not complete and invocation.stream_error is None:
-                invocation.stream_error = _stream_error(
-                    "Runtime.ExitError",
-                    f"RequestId: {invocation.request_id} Error: Runtime exited while streaming its response",
-                )
-            error = invocation.stream_error
-            self._report(invocation, status="error" if error else None, error_type=error[0] if error else None)
-        return size > STREAM_LIMIT_BYTES
-
-
 class InvalidEntrypoint(Exception):
     """The runtime command cannot start here; the message is doctor's plain-language reason."""
 
@@ -672,12 +457,3 @@ class InvalidEntrypoint(Exception):
 def _invalid_entrypoint(reason: str, request_id: str) -> Outcome:
     message = f"RequestId: {request_id} Error: {reason}"
     return Outcome(OutcomeKind.EXIT_ERROR, error_json("Runtime.InvalidEntrypoint", message), "Runtime.InvalidEntrypoint")
-
-
-def _stream_error(error_type: str, message: str) -> tuple[str, str]:
-    return error_type, base64.b64encode(error_json(error_type, message)).decode()
-
-
-async def _send_reply(conn: Connection, reply: Reply) -> None:
-    headers = [("Content-Type", reply.content_type)] if reply.content_type else []
-    await conn.respond(reply.status, reply.body, headers)

@@ -4,6 +4,7 @@ caller's reply (style anchor T5: each invocation carries its own reply; there is
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 import uuid
@@ -13,7 +14,7 @@ import trio
 from bootstrap import wire
 
 from .logs import TailBuffer
-from .protocol import Outcome
+from .protocol import Outcome, error_json
 
 
 def new_request_id() -> str:
@@ -118,3 +119,8 @@ class Invocation:
         error_type, error_body = self.stream_error
         return [(wire.FUNCTION_ERROR_TYPE.encode(), error_type.encode()),
                 (wire.FUNCTION_ERROR_BODY.encode(), error_body.encode())]
+
+
+def stream_error(error_type: str, message: str) -> tuple[str, str]:
+    """A streamed response's error, as its trailers carry it: the type, and the base64 error body."""
+    return error_type, base64.b64encode(error_json(error_type, message)).decode()
