@@ -45,6 +45,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
             if args.ephemeral_storage is not None:
                 function.ephemeral_storage = args.ephemeral_storage
                 function.__post_init__()
+            function.snapstart = function.snapstart or args.snapstart
         return config
     example = args.code is None and args.handler is None
     code = str(EXAMPLE_CODE) if example else (args.code or ".")
@@ -61,6 +62,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         env=parse_env(args.env),
         isolation=args.isolation,
         ephemeral_storage=DEFAULT_EPHEMERAL_MB if args.ephemeral_storage is None else args.ephemeral_storage,
+        snapstart=args.snapstart,
     )
     return ServerConfig(host=args.host or "127.0.0.1", port=8080 if args.port is None else args.port, function=[function])
 
@@ -174,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: standard where permitted, else none)")
     serve.add_argument("--ephemeral-storage", type=int, metavar="MB",
                        help=f"size of each environment's private /tmp (default {DEFAULT_EPHEMERAL_MB}; Lambda: 512-10240)")
+    serve.add_argument("--snapstart", action="store_true",
+                       help="SnapStart's contract: init type snap-start, hooks, restore/next, restore durations")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
     serve.add_argument("runtime", nargs=argparse.REMAINDER, help="-- RUNTIME COMMAND...")

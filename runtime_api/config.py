@@ -19,6 +19,7 @@ Config file schema (`lambdalet serve --config FILE`):
     env = { GREETING = "hi" }   # the function's own environment variables
     isolation = "standard"      # none | standard | strict (default: standard where permitted, else none)
     ephemeral_storage = 512     # MB of the private /tmp (Lambda: 512-10240)
+    snapstart = false           # SnapStart's contract: init type snap-start, hooks, restore/next
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     account_id: str = "123456789012"
     isolation: Isolation | None = None  # None: standard where the host permits it, else none
     ephemeral_storage: int = DEFAULT_EPHEMERAL_MB
+    snapstart: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > 64 or not all(c.isalnum() or c in "-_" for c in self.name):

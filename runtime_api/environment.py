@@ -51,6 +51,9 @@ from .runtime_routes import RuntimeAPI
 
 log = logging.getLogger("lambdalet")
 
+RUNTIME_VERSION = "lambdalet:0.1.0"  # what RESTORE_START names as the runtime version
+
+
 @dataclass(frozen=True, slots=True)
 class EnvironmentOptions:
     """How an environment presents itself; the same for every environment of a function."""
@@ -61,7 +64,7 @@ class EnvironmentOptions:
     memory_mb: int = 128
     log_style: logs.LogStyle = logs.LogStyle.LAMBDA
     init_timeout: float | None = 10.0  # None: the invocation's own deadline covers init (RIE's rule)
-    snapstart: bool = False  # mounts the restore routes
+    snapstart: bool = False  # SnapStart's contract: the restore routes, restore/next answered after init
     idle_timeout: float = 300.0  # an environment idle this long is shut down
     metadata_token: str = ""  # AWS_LAMBDA_METADATA_TOKEN, checked by the metadata endpoint
     # RIE's --enable-init-caching: the credentials endpoint's answer, and its token.
@@ -120,6 +123,8 @@ class Environment:
         self.cgroup: EnvironmentCgroup | None = None
         self.spawned_at = 0.0
         self.init_duration_ms: float | None = None
+        self.restore_duration_ms: float | None = None
+        self._restore_started: float | None = None
         self._init_reported = False
         self._pending_report = b""  # END and REPORT of the last invocation, until its cycle ends
         self.exit_status: int | None = None
@@ -337,9 +342,18 @@ class Environment:
                     self._parking.unpark_all()
                 case Settle(invocation=invocation, outcome=outcome):
                     self._settle(invocation, outcome)
-                case InitDone():
+                case InitDone(restore=restore):
                     self.init_duration_ms = (trio.current_time() - self.spawned_at) * 1000
+                    if restore:  # SnapStart: the snapshot point; the restore starts now
+                        self._restore_started = trio.current_time()
+                        if self.options.log_style is logs.LogStyle.LAMBDA:  # RIE prints neither
+                            self._write(logs.init_report_line(duration_ms=self.init_duration_ms, phase="init",
+                                                              status="success", error_type=None))
+                            self._write(logs.restore_start_line(RUNTIME_VERSION))
                 case RestoreDone():
+                    self.restore_duration_ms = (trio.current_time() - self._restore_started) * 1000
+                    if self.options.log_style is logs.LogStyle.LAMBDA:
+                        self._write(logs.restore_report_line(duration_ms=self.restore_duration_ms))
                     pass
                 case CycleDone():
                     if self.cgroup is not None:
@@ -367,7 +381,11 @@ class Environment:
         if outcome.kind is OutcomeKind.TIMEOUT:
             self._report(invocation, status="timeout", error_type=outcome.error_type)
         elif outcome.kind in (OutcomeKind.EXIT_ERROR, OutcomeKind.INIT_ERROR):
-            if invocation.delivered_at is None and style is logs.LogStyle.LAMBDA:
+            if self._restore_started is not None and self.restore_duration_ms is None and style is logs.LogStyle.LAMBDA:
+                self._write(logs.restore_report_line(
+                    duration_ms=(trio.current_time() - self._restore_started) * 1000,
+                    status="error", error_type=outcome.error_type))
+            elif invocation.delivered_at is None and style is logs.LogStyle.LAMBDA:
                 self._write(logs.init_report_line(
                     duration_ms=(trio.current_time() - self.spawned_at) * 1000,
                     phase="init", status="error", error_type=outcome.error_type,
@@ -387,11 +405,14 @@ class Environment:
         if invocation.reported:
             return
         invocation.reported = True
-        init_ms = None
+        init_ms = restore_ms = None
         if not self._init_reported and self.init_duration_ms is not None:
-            # Only the environment's first invocation carries its init duration.
+            # Only the environment's first invocation carries its init (or, SnapStart, its restore).
             self._init_reported = True
-            init_ms = self.init_duration_ms
+            if self._restore_started is None:
+                init_ms = self.init_duration_ms
+            else:
+                restore_ms = self.restore_duration_ms
         peak = self.peak_memory_mb()
         memory = self.options.memory_mb
         lines = (logs.end_line(invocation.request_id) + logs.report_line(
@@ -401,6 +422,7 @@ class Environment:
             memory_mb=memory,
             max_memory_used_mb=min(peak, memory) if peak is not None else memory,
             init_duration_ms=init_ms,
+            restore_duration_ms=restore_ms,
             status=status,
             error_type=error_type,
         )).encode()

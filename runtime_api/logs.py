@@ -69,10 +69,12 @@ def report_line(
     memory_mb: int,
     max_memory_used_mb: int,
     init_duration_ms: float | None = None,
+    restore_duration_ms: float | None = None,
     status: str | None = None,
     error_type: str | None = None,
 ) -> str:
-    """Tab-separated, each field followed by a tab (the trailing tab is Lambda's and RIE's)."""
+    """Tab-separated, each field followed by a tab (the trailing tab is Lambda's and RIE's).
+    A SnapStart environment's first invocation carries its restore, not an init."""
     fields = [f"REPORT RequestId: {request_id}"]
     init = f"Init Duration: {init_duration_ms:.2f} ms" if init_duration_ms is not None else None
     if style is LogStyle.RIE and init:
@@ -86,6 +88,9 @@ def report_line(
     if style is LogStyle.LAMBDA:
         if init:
             fields.append(init)
+        if restore_duration_ms is not None:
+            fields += [f"Restore Duration: {restore_duration_ms:.2f} ms",
+                       f"Billed Restore Duration: {math.ceil(restore_duration_ms)} ms"]
         if status:
             fields.append(f"Status: {status}")
             if error_type:
@@ -97,4 +102,17 @@ def init_report_line(*, duration_ms: float, phase: str, status: str, error_type:
     fields = [f"INIT_REPORT Init Duration: {duration_ms:.2f} ms", f"Phase: {phase}", f"Status: {status}"]
     if error_type:
         fields.append(f"Error Type: {error_type}")
+    return "\t".join(fields) + "\n"
+
+
+def restore_start_line(version: str) -> str:
+    return f"RESTORE_START Runtime Version: {version}\n"
+
+
+def restore_report_line(*, duration_ms: float, status: str | None = None, error_type: str | None = None) -> str:
+    fields = [f"RESTORE_REPORT Restore Duration: {duration_ms:.2f} ms"]
+    if status:
+        fields.append(f"Status: {status}")
+        if error_type:
+            fields.append(f"Error Type: {error_type}")
     return "\t".join(fields) + "\n"
