@@ -46,6 +46,9 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
                 function.ephemeral_storage = args.ephemeral_storage
                 function.__post_init__()
             function.snapstart = function.snapstart or args.snapstart
+            if args.provisioned is not None:
+                function.provisioned = args.provisioned
+                function.__post_init__()
         return config
     example = args.code is None and args.handler is None
     code = str(EXAMPLE_CODE) if example else (args.code or ".")
@@ -63,6 +66,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         isolation=args.isolation,
         ephemeral_storage=DEFAULT_EPHEMERAL_MB if args.ephemeral_storage is None else args.ephemeral_storage,
         snapstart=args.snapstart,
+        provisioned=args.provisioned or 0,
     )
     return ServerConfig(host=args.host or "127.0.0.1", port=8080 if args.port is None else args.port, function=[function])
 
@@ -176,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: standard where permitted, else none)")
     serve.add_argument("--ephemeral-storage", type=int, metavar="MB",
                        help=f"size of each environment's private /tmp (default {DEFAULT_EPHEMERAL_MB}; Lambda: 512-10240)")
+    serve.add_argument("--provisioned", type=int, metavar="N",
+                       help="provisioned concurrency: N environments initialised at start-up and kept warm")
     serve.add_argument("--snapstart", action="store_true",
                        help="SnapStart's contract: init type snap-start, hooks, restore/next, restore durations")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")

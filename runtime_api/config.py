@@ -20,6 +20,7 @@ Config file schema (`lambdalet serve --config FILE`):
     isolation = "standard"      # none | standard | strict (default: standard where permitted, else none)
     ephemeral_storage = 512     # MB of the private /tmp (Lambda: 512-10240)
     snapstart = false           # SnapStart's contract: init type snap-start, hooks, restore/next
+    provisioned = 0             # environments initialised ahead of demand and kept warm (<= concurrency)
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     isolation: Isolation | None = None  # None: standard where the host permits it, else none
     ephemeral_storage: int = DEFAULT_EPHEMERAL_MB
     snapstart: bool = False
+    provisioned: int = 0
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > 64 or not all(c.isalnum() or c in "-_" for c in self.name):
@@ -80,6 +82,9 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ConfigError(f"function {self.name}: memory {self.memory} MB is outside Lambda's 128-10240 MB")
         if self.concurrency < 1:
             raise ConfigError(f"function {self.name}: concurrency must be at least 1")
+        if not 0 <= self.provisioned <= self.concurrency:
+            raise ConfigError(f"function {self.name}: provisioned {self.provisioned} must be between 0 and "
+                              f"the concurrency, {self.concurrency}")
         if isinstance(self.isolation, str):
             try:
                 self.isolation = Isolation(self.isolation)

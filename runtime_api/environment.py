@@ -65,6 +65,7 @@ class EnvironmentOptions:
     log_style: logs.LogStyle = logs.LogStyle.LAMBDA
     init_timeout: float | None = 10.0  # None: the invocation's own deadline covers init (RIE's rule)
     snapstart: bool = False  # SnapStart's contract: the restore routes, restore/next answered after init
+    provisioned: bool = False  # initialised ahead of demand: its REPORT lines carry no Init Duration
     idle_timeout: float = 300.0  # an environment idle this long is shut down
     metadata_token: str = ""  # AWS_LAMBDA_METADATA_TOKEN, checked by the metadata endpoint
     # RIE's --enable-init-caching: the credentials endpoint's answer, and its token.
@@ -125,7 +126,7 @@ class Environment:
         self.init_duration_ms: float | None = None
         self.restore_duration_ms: float | None = None
         self._restore_started: float | None = None
-        self._init_reported = False
+        self._init_reported = options.provisioned  # Lambda reports no init for provisioned ones
         self._pending_report = b""  # END and REPORT of the last invocation, until its cycle ends
         self.exit_status: int | None = None
 

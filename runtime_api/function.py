@@ -44,6 +44,8 @@ class Function:
         concurrency: int,
         queue: bool = False,
         standby: bool = False,
+        provisioned: int = 0,
+        provisioned_spec: Callable[[str], RuntimeSpec] | None = None,
     ) -> None:
         self.name = name
         self._make_spec = make_spec
@@ -56,6 +58,11 @@ class Function:
         self.standby = standby
         self._standby_pending = False
         self._standby_listeners: list[trio.SocketListener] = []
+        # Provisioned concurrency: environments initialised ahead of demand and kept (never reaped
+        # when idle), their runtimes told AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency.
+        self.provisioned = provisioned
+        self._provisioned_changed = trio.Event()
+        self._provisioned_spec = provisioned_spec or make_spec
         self._limiter = trio.CapacityLimiter(concurrency)
         self._idle: list[Environment] = []  # most recently used last: reuse the warmest
         self._holders: dict[Environment, Invocation] = {}  # environments holding a concurrency slot
@@ -84,6 +91,8 @@ class Function:
                 if self.standby:
                     self._standby_pending = True
                     await self._add_standby()
+                for _ in range(self.provisioned):
+                    await self._add_provisioned()
                 task_status.started(self)
                 await trio.sleep_forever()
         finally:
@@ -102,6 +111,21 @@ class Function:
             self._environment_idle(await self._nursery.start(self._environment_task, env))
         finally:
             self._standby_pending = False
+
+    async def _add_provisioned(self) -> None:
+        """An environment whose runtime starts its init now, not when an invocation comes."""
+        options = dataclasses.replace(self.options, port=0, idle_timeout=float("inf"), provisioned=True)
+        env = await self._nursery.start(self._environment_task, Environment(
+            self._provisioned_spec, options, self._sink, on_idle=self._environment_idle))
+        await env.launch()
+        self._idle.append(env)
+        self._provisioned_changed.set()
+        self._provisioned_changed = trio.Event()
+
+    async def wait_provisioned(self) -> None:
+        """Returns once the function has all its provisioned environments (after a replacement)."""
+        while sum(1 for env in self.environments if env.options.provisioned and env.alive) < self.provisioned:
+            await self._provisioned_changed.wait()
 
     async def invoke(self, invocation: Invocation, *, wait: bool | None = None) -> tuple[Outcome, Environment | None]:
         """Run an invocation in one of the function's environments.
@@ -188,6 +212,8 @@ class Function:
             if self.standby and env.options.port == self.options.port and not stopping:
                 self._standby_pending = True
                 self._nursery.start_soon(self._add_standby)
+            if env.options.provisioned and not stopping:  # Lambda keeps the provisioned count
+                self._nursery.start_soon(self._add_provisioned)
             self._release(env)
 
     def _environment_idle(self, env: Environment) -> None:

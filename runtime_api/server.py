@@ -15,6 +15,7 @@ import base64
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -72,10 +73,12 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
     level, private = host.isolation(config.isolation, function=config.name)
     filesystem = PrivateFilesystem(config.ephemeral_storage, str(Path(config.code).resolve())) if private else None
 
-    def make_spec(runtime_api: str) -> RuntimeSpec:
-        env = runtime_environment(config, runtime_api, metadata_token=metadata_token,
-                                  initialization_type="snap-start" if config.snapstart else "on-demand")
-        return RuntimeSpec(tuple(config.runtime_argv), env, env["LAMBDA_TASK_ROOT"])
+    def spec_for(initialization_type: str) -> Callable[[str], RuntimeSpec]:
+        def make_spec(runtime_api: str) -> RuntimeSpec:
+            env = runtime_environment(config, runtime_api, metadata_token=metadata_token,
+                                      initialization_type=initialization_type)
+            return RuntimeSpec(tuple(config.runtime_argv), env, env["LAMBDA_TASK_ROOT"])
+        return make_spec
 
     options = EnvironmentOptions(
         function_name=config.name,
@@ -96,7 +99,9 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
         # Said plainly, as issue 5 asks: which SnapStart a function gets.
         log.warning("function %s: SnapStart's contract (init type snap-start, before-snapshot and "
                     "after-restore hooks, restore/next, restore durations); no memory snapshot yet", config.name)
-    return Function(config.name, make_spec, options, sink, concurrency=config.concurrency)
+    return Function(config.name, spec_for("snap-start" if config.snapstart else "on-demand"), options, sink,
+                    concurrency=config.concurrency, provisioned=config.provisioned,
+                    provisioned_spec=spec_for("provisioned-concurrency"))
 
 
 class Server:
