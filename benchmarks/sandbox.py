@@ -29,6 +29,7 @@ from runtime_api import FunctionConfig
 from runtime_api.config import runtime_environment
 from runtime_api.environment import Environment, EnvironmentOptions
 from runtime_api.logs import LogSink
+from runtime_api.protocol import InitDone
 from sandbox import host
 from sandbox.cgroups import EnvironmentCgroup
 from sandbox.isolation import Isolation
@@ -36,16 +37,16 @@ from sandbox.process import RuntimeSpec, confined_argv
 
 
 class TimedEnvironment(Environment):
-    """Records when the runtime's first `GET next` arrives."""
+    """Records when the runtime's first `GET next` arrives (the protocol's InitDone)."""
 
     first_next: trio.Event
     first_next_at: int
 
-    async def _next(self, conn) -> None:
-        if not self.first_next.is_set():
+    def _apply(self, actions):
+        if not self.first_next.is_set() and any(isinstance(action, InitDone) for action in actions):
             self.first_next_at = time.perf_counter_ns()
             self.first_next.set()
-        await super()._next(conn)
+        return super()._apply(actions)
 
 
 async def launch_to_first_next(config: FunctionConfig, limits: bool) -> int:
