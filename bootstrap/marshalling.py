@@ -220,23 +220,18 @@ def _encode_value(o, emit, esc, markers):
             d = asdict[0]
             if not isinstance(d, dict):
                 raise TypeError(f"_asdict() must return a dict, not {type(d).__name__}")
-            _marked(o, markers, _encode_dict, d, emit, esc)
+            _marked(o, markers, _encode_value, d, emit, esc)
         elif isinstance(o, (list, tuple)):
-            _encode_list(o, emit, esc, markers)
+            _marked(o, markers, _encode_list, o, emit, esc)
         elif isinstance(o, dict):
-            _encode_dict(o, emit, esc, markers)
+            _marked(o, markers, _encode_dict, o, emit, esc)
         else:
-            key = id(o)
-            if key in markers:
-                raise ValueError("Circular reference detected")
-            markers[key] = o
-            try:
-                _encode_value(_default(o), emit, esc, markers)
-            finally:
-                markers.pop(key, None)
+            _marked(o, markers, _encode_value, _default(o), emit, esc)
 
 
 def _marked(o, markers, fn, value, emit, esc):
+    # Every container (and every object turned into one) is on the path while its insides are
+    # written: meeting it again there is a cycle, as simplejson reports it.
     key = id(o)
     if key in markers:
         raise ValueError("Circular reference detected")
@@ -251,22 +246,15 @@ def _encode_list(lst, emit, esc, markers):
     if not lst:
         emit("[]")
         return
-    key = id(lst)
-    if key in markers:
-        raise ValueError("Circular reference detected")
-    markers[key] = lst
-    try:
-        emit("[")
-        first = True
-        for value in lst:
-            if first:
-                first = False
-            else:
-                emit(", ")
-            _encode_value(value, emit, esc, markers)
-        emit("]")
-    finally:
-        markers.pop(key, None)
+    emit("[")
+    first = True
+    for value in lst:
+        if first:
+            first = False
+        else:
+            emit(", ")
+        _encode_value(value, emit, esc, markers)
+    emit("]")
 
 
 def _dict_key(k):
@@ -291,24 +279,17 @@ def _encode_dict(d, emit, esc, markers):
     if not d:
         emit("{}")
         return
-    key = id(d)
-    if key in markers:
-        raise ValueError("Circular reference detected")
-    markers[key] = d
-    try:
-        emit("{")
-        first = True
-        for k, v in d.items():
-            if first:
-                first = False
-            else:
-                emit(", ")
-            emit(esc(k if isinstance(k, str) else _dict_key(k)))
-            emit(": ")
-            _encode_value(v, emit, esc, markers)
-        emit("}")
-    finally:
-        markers.pop(key, None)
+    emit("{")
+    first = True
+    for k, v in d.items():
+        if first:
+            first = False
+        else:
+            emit(", ")
+        emit(esc(k if isinstance(k, str) else _dict_key(k)))
+        emit(": ")
+        _encode_value(v, emit, esc, markers)
+    emit("}")
 
 
 class _RawNumber:
