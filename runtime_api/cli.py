@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 
 import trio
 
+from sandbox.cgroups import CpuModel
 from sandbox.isolation import DEFAULT_EPHEMERAL_MB, Isolation
 
 from .config import ConfigError, FunctionConfig, ServerConfig, load_config
@@ -42,6 +43,8 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         for function in config.function:  # given on the command line: for every function
             if args.isolation is not None:
                 function.isolation = Isolation(args.isolation)
+            if args.cpu_model is not None:
+                function.cpu_model = CpuModel(args.cpu_model)
             if args.ephemeral_storage is not None:
                 function.ephemeral_storage = args.ephemeral_storage
                 function.__post_init__()
@@ -65,6 +68,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         env=parse_env(args.env),
         isolation=args.isolation,
         ephemeral_storage=DEFAULT_EPHEMERAL_MB if args.ephemeral_storage is None else args.ephemeral_storage,
+        cpu_model=CpuModel(args.cpu_model or CpuModel.HOST.value),
         snapstart=args.snapstart,
         provisioned=args.provisioned or 0,
     )
@@ -178,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="none: plain processes; standard: memory and pids limits, a private /tmp, the code "
                             "read-only at /var/task; strict: not built yet, runs as standard "
                             "(default: standard where permitted, else none)")
+    serve.add_argument("--cpu-model", choices=[model.value for model in CpuModel],
+                       help="host: no CPU limit; lambda: Lambda's CPU share for the memory (1,769 MB = 1 vCPU, "
+                            "128 MB about 7%%), through a cpu cgroup (isolation standard) (default: host)")
     serve.add_argument("--ephemeral-storage", type=int, metavar="MB",
                        help=f"size of each environment's private /tmp (default {DEFAULT_EPHEMERAL_MB}; Lambda: 512-10240)")
     serve.add_argument("--provisioned", type=int, metavar="N",

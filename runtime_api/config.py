@@ -19,6 +19,7 @@ Config file schema (`lambdalet serve --config FILE`):
     env = { GREETING = "hi" }   # the function's own environment variables
     isolation = "standard"      # none | standard | strict (default: standard where permitted, else none)
     ephemeral_storage = 512     # MB of the private /tmp (Lambda: 512-10240)
+    cpu_model = "host"          # host: no CPU limit | lambda: Lambda's CPU share for the memory (1,769 MB = 1 vCPU)
     snapstart = false           # SnapStart's contract: init type snap-start, hooks, restore/next
     provisioned = 0             # environments initialised ahead of demand and kept warm (<= concurrency)
 """
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import msgspec
 
+from sandbox.cgroups import CpuModel
 from sandbox.isolation import DEFAULT_EPHEMERAL_MB, EPHEMERAL_RANGE, Isolation
 
 # lambdalet's own runtime client, started as its shell `bootstrap` starts it: with `-c` rather than
@@ -70,6 +72,7 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     account_id: str = "123456789012"
     isolation: Isolation | None = None  # None: standard where the host permits it, else none
     ephemeral_storage: int = DEFAULT_EPHEMERAL_MB
+    cpu_model: CpuModel = CpuModel.HOST
     snapstart: bool = False
     provisioned: int = 0
 
@@ -91,6 +94,12 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             except ValueError:
                 raise ConfigError(f"function {self.name}: isolation {self.isolation!r} is not one of "
                                   "none, standard, strict") from None
+        if isinstance(self.cpu_model, str):
+            try:
+                self.cpu_model = CpuModel(self.cpu_model)
+            except ValueError:
+                raise ConfigError(f"function {self.name}: cpu_model {self.cpu_model!r} is not one of "
+                                  "host, lambda") from None
         low, high = EPHEMERAL_RANGE
         if not low <= self.ephemeral_storage <= high:
             raise ConfigError(f"function {self.name}: ephemeral storage {self.ephemeral_storage} MB is outside "

@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from sandbox import host, reaper
-from sandbox.cgroups import DEFAULT_PIDS_MAX, EnvironmentCgroup
+from sandbox.cgroups import DEFAULT_PIDS_MAX, CpuModel, EnvironmentCgroup, lambda_cpu_quota_us
 from sandbox.isolation import Isolation, PrivateFilesystem
 from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec, launch_runtime, reap
 
@@ -84,6 +84,7 @@ class EnvironmentOptions:
     # serve: sandbox.doctor.entrypoint_problem); lambdalet-rie keeps RIE's exec-error wording.
     entrypoint_check: Callable[..., str | None] | None = None
     pids_max: int = DEFAULT_PIDS_MAX
+    cpu_model: CpuModel = CpuModel.HOST  # as decided by sandbox.host.cpu_model; LAMBDA: a cpu cgroup
 
 
 class Environment:
@@ -192,10 +193,12 @@ class Environment:
         standard = self.options.isolation is not Isolation.NONE
         if standard:
             support = host.support()
-            if support.any:
+            cpu_quota_us = (lambda_cpu_quota_us(self.options.memory_mb)
+                            if self.options.cpu_model is CpuModel.LAMBDA else None)
+            if support.any or cpu_quota_us is not None:
                 try:
                     self.cgroup = EnvironmentCgroup(support, memory_mb=self.options.memory_mb,
-                                                    pids_max=self.options.pids_max)
+                                                    pids_max=self.options.pids_max, cpu_quota_us=cpu_quota_us)
                 except OSError as exc:
                     log.warning("environment %s runs without cgroups: %s", self.address, exc)
             if self.cgroup is None or self.cgroup.memory is None:

@@ -72,6 +72,7 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
     # Decided once per function at start-up; what the host cannot give is said there, once.
     level, private = host.isolation(config.isolation, function=config.name)
     filesystem = PrivateFilesystem(config.ephemeral_storage, str(Path(config.code).resolve())) if private else None
+    cpu_model = host.cpu_model(config.cpu_model, level, function=config.name)
 
     def spec_for(initialization_type: str) -> Callable[[str], RuntimeSpec]:
         def make_spec(runtime_api: str) -> RuntimeSpec:
@@ -93,6 +94,7 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
         idle_timeout=config.idle_timeout,
         isolation=level,
         filesystem=filesystem,
+        cpu_model=cpu_model,
         snapstart=config.snapstart,
     )
     if config.snapstart:

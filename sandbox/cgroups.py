@@ -1,4 +1,4 @@
-"""Per-environment cgroups: Lambda's memory and pids limits, OOM detection, peak memory, tree kill.
+"""Per-environment cgroups: Lambda's memory, pids and CPU limits, OOM detection, peak memory, tree kill.
 
 What this machine kind offers (../shared/reference/sandbox-primitives.md, section 2): cgroup v1
 memory and pids hierarchies writable by root. An environment gets, where each is writable:
@@ -7,7 +7,10 @@ memory and pids hierarchies writable by root. An environment gets, where each is
   `memory.memsw.limit_in_bytes`) = the function's memory; its `oom_kill` counter tells an OOM kill
   from any other SIGKILL, and `memory.max_usage_in_bytes` is REPORT's "Max Memory Used" (the whole
   tree's peak, children and page cache included);
-* `pids:<host's own pids cgroup>/lambdalet-<host pid>-<n>`: `pids.max` (DEFAULT_PIDS_MAX).
+* `pids:<host's own pids cgroup>/lambdalet-<host pid>-<n>`: `pids.max` (DEFAULT_PIDS_MAX);
+* with the `lambda` CPU model only, `cpu:<host's own cpu cgroup>/lambdalet-<host pid>-<n>`: a CFS
+  quota proportional to memory, as Lambda allots CPU (1,769 MB = one vCPU; `lambda_cpu_quota_us`).
+  The default (`host`) creates no cpu cgroup: the runtime shares the host's CPUs.
 
 The tree is killed through the cgroup, never by walking a process's children: SIGKILL through a
 pidfd (no pid reuse) to every member listed in `cgroup.procs`, repeated until it is empty (what
@@ -27,6 +30,7 @@ crashed earlier run) are emptied and removed (`remove_stale`).
 
 from __future__ import annotations
 
+import enum
 import errno
 import itertools
 import logging
@@ -45,8 +49,27 @@ PREFIX = "lambdalet-"
 # Lambda has no documented process limit; 1024 (Lambda's own per-environment figure for
 # processes/threads is of that order) stops a fork bomb long before the machine suffers.
 DEFAULT_PIDS_MAX = 1024
+# Lambda allots CPU in proportion to memory: 1,769 MB is one vCPU (10,240 MB about six).
+MB_PER_VCPU = 1769
+CPU_PERIOD_US = 100_000
+MIN_CPU_QUOTA_US = 1000  # the kernel's floor is 1 ms
 _NAME = re.compile(r"lambdalet-(\d+)-[\w.-]+$")
 _counter = itertools.count(1)
+
+
+class CpuModel(enum.Enum):
+    """How much CPU an environment gets: the host's (no limit), or Lambda's share for its memory."""
+
+    HOST = "host"
+    LAMBDA = "lambda"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def lambda_cpu_quota_us(memory_mb: int) -> int:
+    """The CFS quota per CPU_PERIOD_US that gives `memory_mb` Lambda's share of CPU."""
+    return max(MIN_CPU_QUOTA_US, round(CPU_PERIOD_US * memory_mb / MB_PER_VCPU))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +79,14 @@ class CgroupSupport:
     memory: str | None = None  # the directory environment cgroups are created in
     pids: str | None = None
     memsw: bool = False  # memory.memsw.* exists (swap accounting)
+    cpu: str | None = None  # for the `lambda` CPU model only
 
     @property
     def any(self) -> bool:
         return bool(self.memory or self.pids)
 
     def directories(self) -> list[str]:
-        return [d for d in (self.memory, self.pids) if d]
+        return [d for d in (self.memory, self.pids, self.cpu) if d]
 
     def missing(self) -> list[str]:
         """One line per missing protection, for the start-up warnings."""
@@ -130,7 +154,7 @@ def detect() -> CgroupSupport:
     """Probe, once at start-up, which hierarchies this process may create cgroups in."""
     mounts, own = _mount_points(), _own_paths()
     found: dict[str, str | None] = {}
-    for key, required in (("memory", "memory.limit_in_bytes"), ("pids", "pids.max")):
+    for key, required in (("memory", "memory.limit_in_bytes"), ("pids", "pids.max"), ("cpu", "cpu.cfs_quota_us")):
         where = mounts.get(key)
         if where is None or key not in own:
             found[key] = None
@@ -138,7 +162,7 @@ def detect() -> CgroupSupport:
         directory = os.path.join(where, own[key].lstrip("/"))
         found[key] = directory if _probe(directory, required) else None
     memsw = bool(found["memory"]) and os.path.exists(os.path.join(found["memory"], "memory.memsw.limit_in_bytes"))
-    return CgroupSupport(found["memory"], found["pids"], memsw)
+    return CgroupSupport(found["memory"], found["pids"], memsw, found["cpu"])
 
 
 def _read(path: str) -> str:
@@ -229,11 +253,15 @@ class EnvironmentCgroup:
     """One environment's cgroups. Create it before the runtime is spawned, `terminate` it once the
     runtime is reaped, read its OOM counter and peak, then `remove` it."""
 
-    def __init__(self, support: CgroupSupport, *, memory_mb: int, pids_max: int = DEFAULT_PIDS_MAX) -> None:
+    def __init__(self, support: CgroupSupport, *, memory_mb: int, pids_max: int = DEFAULT_PIDS_MAX,
+                 cpu_quota_us: int | None = None) -> None:
+        """`cpu_quota_us`: a CFS quota per CPU_PERIOD_US in a cpu cgroup of its own (where the
+        host has one); None: no cpu cgroup, the host's CPUs."""
         self.support = support
         self.name = f"{PREFIX}{os.getpid()}-{next(_counter)}"
         self.memory = os.path.join(support.memory, self.name) if support.memory else None
         self.pids = os.path.join(support.pids, self.name) if support.pids else None
+        self.cpu = os.path.join(support.cpu, self.name) if support.cpu and cpu_quota_us is not None else None
         self.runtime_pid: int | None = None  # reaped by its RuntimeProcess, never here
         self._peak_bytes = 0
         self._oom_seen = 0
@@ -250,6 +278,9 @@ class EnvironmentCgroup:
                     _write(os.path.join(self.memory, "memory.memsw.limit_in_bytes"), limit)
             if self.pids:
                 _write(os.path.join(self.pids, "pids.max"), str(pids_max))
+            if self.cpu:
+                _write(os.path.join(self.cpu, "cpu.cfs_period_us"), str(CPU_PERIOD_US))
+                _write(os.path.join(self.cpu, "cpu.cfs_quota_us"), str(cpu_quota_us))
         except BaseException:
             self.remove()
             raise
@@ -258,7 +289,7 @@ class EnvironmentCgroup:
         return f"<EnvironmentCgroup {self.name}>"
 
     def directories(self) -> list[str]:
-        return [d for d in (self.memory, self.pids) if d]
+        return [d for d in (self.memory, self.pids, self.cpu) if d]
 
     def join_commands(self) -> list[str]:
         """Shell commands by which the shim (sandbox.process.confined_argv) joins these cgroups."""

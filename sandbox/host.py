@@ -13,6 +13,7 @@ import subprocess
 import threading
 
 from . import cgroups, reaper
+from .cgroups import CpuModel
 from .isolation import TASK_ROOT, Isolation, tools
 
 log = logging.getLogger("lambdalet")
@@ -126,3 +127,20 @@ def isolation(requested: Isolation | None, *, function: str = "") -> tuple[Isola
                    "host's /tmp and see their code at its own path")
     prepare(limits=True)
     return Isolation.STANDARD, problem is None
+
+
+def cpu_model(requested: CpuModel, level: Isolation, *, function: str = "") -> CpuModel:
+    """The CPU model a function's environments get at isolation `level`: `lambda` (a cpu cgroup
+    with Lambda's share for their memory) only where they have cgroups and the cpu controller is
+    writable; else `host`, said once."""
+    if requested is CpuModel.HOST:
+        return CpuModel.HOST
+    if level is Isolation.NONE:
+        who = f"function {function}: " if function else ""
+        _warn_once(f"{who}cpu model lambda needs isolation standard (a cgroup): no CPU limit")
+        return CpuModel.HOST
+    if support().cpu is None:
+        _warn_once("no CPU limit for cpu model lambda (cgroup v1 cpu controller not writable): "
+                   "environments use the host's CPUs")
+        return CpuModel.HOST
+    return CpuModel.LAMBDA
