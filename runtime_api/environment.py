@@ -16,10 +16,11 @@ from typing import Any
 
 import trio
 
-from sandbox import host, reaper
+from sandbox import host, netns, reaper
 from sandbox.cgroups import DEFAULT_PIDS_MAX, CpuModel, EnvironmentCgroup, lambda_cpu_quota_us
 from sandbox.isolation import Isolation, PrivateFilesystem
 from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec, launch_runtime, reap
+from sandbox.strict import StrictExec
 
 from . import logs
 from .extensions import Extensions
@@ -123,6 +124,7 @@ class Environment:
         self.pid: int | None = None
         self.process: RuntimeProcess | None = None
         self.cgroup: EnvironmentCgroup | None = None
+        self.netns: netns.NetworkNamespace | None = None  # strict's, holding the Runtime API listener
         self.spawned_at = 0.0
         self.init_duration_ms: float | None = None
         self.restore_duration_ms: float | None = None
@@ -157,7 +159,7 @@ class Environment:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Serve the environment's Runtime API from now on; the runtime itself is launched by
         `launch` or by the first invocation (RIE's lazy init)."""
-        listeners = self._given_listeners or await trio.open_tcp_listeners(self.options.port, host=self.options.host)
+        listeners = self._given_listeners or await self._open_listeners()
         sockname = listeners[0].socket.getsockname()
         self.address = f"{sockname[0]}:{sockname[1]}"
         try:
@@ -172,9 +174,28 @@ class Environment:
             if self._given_listeners is None:
                 for listener in listeners:
                     await trio.aclose_forcefully(listener)
+            if self.netns is not None:
+                self.netns.close()  # the kernel frees the namespace once its last process is gone too
             if self._output is not None:
                 self._output.close()
             self.closed.set()
+
+    async def _open_listeners(self) -> list[trio.SocketListener]:
+        """The Runtime API's listener: on the host, or (strict) at 127.0.0.1:9001 in a network
+        namespace of the environment's own, as on Lambda."""
+        if self.options.isolation is Isolation.STRICT and host.strict_support().netns:
+            self.netns = await netns.open_namespace()
+            return [self.netns.listener]
+        return await trio.open_tcp_listeners(self.options.port, host=self.options.host)
+
+    def _strict_exec(self) -> StrictExec | None:
+        """Strict's last step before the runtime's exec: join the namespace, load the deny-list."""
+        if self.options.isolation is not Isolation.STRICT:
+            return None
+        program = host.strict_support().seccomp
+        if self.netns is None and not program:
+            return None
+        return StrictExec(self.netns.fd if self.netns is not None else None, program)
 
     async def launch(self) -> None:
         """Start the runtime. Raises OSError if it cannot be started at all."""
@@ -207,7 +228,7 @@ class Environment:
             try:
                 self.process = process = await launch_runtime(
                     spec, self._output, cgroup=self.cgroup, rlimit_data_mb=rlimit_data_mb,
-                    filesystem=self.options.filesystem if standard else None)
+                    filesystem=self.options.filesystem if standard else None, strict=self._strict_exec())
             except BaseException:
                 if self.cgroup is not None:
                     await self.cgroup.terminate()

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import subprocess
 import threading
 
-from . import cgroups, reaper
+from . import cgroups, netns, reaper, seccomp
 from .cgroups import CpuModel
 from .isolation import TASK_ROOT, Isolation, tools
+from .strict import StrictSupport, seccomp_problem
 
 log = logging.getLogger("lambdalet")
 
@@ -23,6 +25,7 @@ _support: cgroups.CgroupSupport | None = None
 _warned = False
 _said: set[str] = set()
 _mount_problem: str | None | bool = False  # False: not probed yet; None: mount namespaces work
+_strict: StrictSupport | None = None
 
 
 def support() -> cgroups.CgroupSupport:
@@ -100,19 +103,43 @@ def _probe_mount_namespace() -> str | None:
     return None
 
 
+def strict_support() -> StrictSupport:
+    """What `strict` adds that works here (a network namespace, the seccomp deny-list), probed
+    once per process for real: a namespace made and dropped, the exec helper run once."""
+    global _strict
+    with _lock:
+        if _strict is None:
+            program = b""
+            try:
+                program = seccomp.deny_list(platform.machine())
+            except KeyError:
+                denied = f"lambdalet has no system call table for {platform.machine()}"
+            else:
+                denied = seccomp_problem(program)
+            _strict = StrictSupport(netns.problem(), denied, b"" if denied else program)
+        return _strict
+
+
 def isolation(requested: Isolation | None, *, function: str = "") -> tuple[Isolation, bool]:
     """The level a function's environments run at, and whether they get `standard`'s private
     /tmp and read-only /var/task (a mount namespace). Idempotent; says what is missing once.
 
     `requested` None is the default: `standard` where permitted (mount namespaces work), else
     `none`. An explicit `standard` the host cannot fully give runs with what it can (cgroups, or
-    RLIMIT_DATA), each missing protection said. `strict` is not built yet: run as `standard`."""
+    RLIMIT_DATA), each missing protection said. So does `strict` (`strict_support`); with neither
+    of its own two protections it runs as `standard`."""
     reaper.become_subreaper()
     who = f"function {function}: " if function else ""
+    level = requested
     if requested is Isolation.STRICT:
-        _warn_once(f"{who}isolation strict is not built yet (own network namespace, seccomp deny-list): "
-                   "its environments run at standard")
-        requested = Isolation.STANDARD
+        found = strict_support()
+        if found.netns_problem is not None:
+            _warn_once(f"{who}isolation strict without a network namespace of its own ({found.netns_problem}): "
+                       "the Runtime API is on the host's loopback, and the host's network is reachable")
+        if found.seccomp_problem is not None:
+            _warn_once(f"{who}isolation strict without the seccomp deny-list ({found.seccomp_problem}): "
+                       "ptrace, mount, unshare, setns, bpf and the rest are as the host permits them")
+        level = requested = Isolation.STRICT if found.any else Isolation.STANDARD
     if requested is Isolation.NONE:
         prepare(limits=False)
         return Isolation.NONE, False
@@ -126,7 +153,7 @@ def isolation(requested: Isolation | None, *, function: str = "") -> tuple[Isola
         _warn_once(f"no private /tmp nor read-only /var/task ({problem}): environments share the "
                    "host's /tmp and see their code at its own path")
     prepare(limits=True)
-    return Isolation.STANDARD, problem is None
+    return level or Isolation.STANDARD, problem is None
 
 
 def cpu_model(requested: CpuModel, level: Isolation, *, function: str = "") -> CpuModel:

@@ -7,8 +7,9 @@ Levels (design.md, "Execution environments"):
   mount namespace: an empty `/tmp` of its own (a tmpfs of the function's ephemeral storage, gone
   with the environment) and the code directory read-only at `/var/task`, the runtime's working
   directory and LAMBDA_TASK_ROOT, so paths and stack traces read as on Lambda;
-* `strict`: `standard` plus its own network namespace and a seccomp deny-list (not built yet:
-  accepted, and run as `standard` with a warning).
+* `strict`: `standard` plus a network namespace of its own, where its Runtime API is at
+  127.0.0.1:9001 and nothing else is reachable (sandbox/netns.py), and a seccomp deny-list with
+  no_new_privs (sandbox/seccomp.py), loaded just before the runtime's exec (sandbox/strict.py).
 
 The mount namespace is made by the exec shim (sandbox.process.confine), with util-linux's
 `unshare --mount --propagation private` and one `mount -a` reading the environment's mount table
@@ -74,15 +75,17 @@ class PrivateFilesystem:
             for key, value in env.items()
         }
 
-    def plan(self, argv: tuple[str, ...], env: dict[str, str], cwd: str | None) -> MountPlan:
+    def plan(self, argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
+             also: tuple[str, ...] = ()) -> MountPlan:
         """How to build the runtime's view in a new mount namespace and enter its working
-        directory. `argv`, `env` and `cwd` as the host sees them (before `present`)."""
+        directory. `argv`, `env` and `cwd` as the host sees them (before `present`); `also`: more
+        programs run in there before the runtime (strict's exec helper's interpreter)."""
         table: list[tuple[str, str, str, str]] = []
         steps: list[str] = []
         tmpfs = ("tmpfs", "tmpfs", f"size={self.ephemeral_mb}m,mode=1777")
         if self.task_root is not None:
             table.append((self.task_root, TASK_ROOT, "none", "bind,ro"))
-        kept = _kept_from_tmp(argv, env, cwd, self.task_root)
+        kept = _kept_from_tmp(argv, env, cwd, self.task_root, also)
         if not kept:
             table.append((tmpfs[0], TMP, tmpfs[1], tmpfs[2]))
         else:
@@ -140,7 +143,7 @@ def _under_tmp(path: str) -> bool:
 
 
 def _kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
-                   task_root: str | None) -> list[tuple[str, bool]]:
+                   task_root: str | None, also: tuple[str, ...] = ()) -> list[tuple[str, bool]]:
     """What the runtime needs from the host's /tmp: (path, is a directory), outermost only.
 
     The directory of its program, of the program's #! interpreter, of any absolute path in its
@@ -164,6 +167,8 @@ def _kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
         program = os.path.join(cwd, program)
     need(program)
     need(_interpreter(program))
+    for path in also:
+        need(path)
     for arg in argv[1:]:
         if os.path.isabs(arg) and os.path.exists(arg):
             need(arg)

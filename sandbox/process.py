@@ -15,12 +15,13 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import trio
 
 from .cgroups import EnvironmentCgroup
 from .isolation import PrivateFilesystem, unshare_argv
+from .strict import StrictExec
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +171,13 @@ def _check_executable(spec: RuntimeSpec) -> None:
 @dataclass(frozen=True, slots=True)
 class Confined:
     """How the runtime is actually started: the shim's command line, the environment the runtime
-    gets, and what the shim reads on its standard input (the mount table), if anything."""
+    gets, and what the shim reads on its standard input (the mount table), if anything, and the
+    descriptors it keeps (strict's network namespace)."""
 
     argv: list[str]
     env: dict[str, str]
     stdin: bytes | None = None
+    pass_fds: tuple[int, ...] = ()
 
 
 def confine(
@@ -182,6 +185,7 @@ def confine(
     cgroup: EnvironmentCgroup | None,
     rlimit_data_mb: int | None,
     filesystem: PrivateFilesystem | None = None,
+    strict: StrictExec | None = None,
 ) -> Confined:
     """The command line that puts the runtime in its cgroups (and under RLIMIT_DATA, the memory
     guard when there is no memory cgroup), and in `filesystem`'s mount namespace, before it
@@ -189,21 +193,29 @@ def confine(
     unsafe in a threaded program. Without any of them, the runtime's own command line.
 
     `spec` is the runtime as the host sees it; inside `filesystem` it runs as `filesystem.present`
-    shows it."""
+    shows it. `strict`'s helper, if any, is the shim's last exec (after the mounts: seccomp denies
+    mount), and execs the runtime."""
     if cgroup is None and rlimit_data_mb is None and filesystem is None:
-        return Confined(list(spec.argv), spec.env)
+        if strict is None:
+            return Confined(list(spec.argv), spec.env)
+        _check_executable(spec)
+        return Confined(strict.argv(spec.argv), spec.env, pass_fds=strict.pass_fds)
     _check_executable(spec)
+    fds = strict.pass_fds if strict is not None else ()
     steps = cgroup.join_commands() if cgroup is not None else []
     if rlimit_data_mb is not None:
         steps.append(f"ulimit -S -d {rlimit_data_mb * 1024}")  # soft limit: no CAP_SYS_RESOURCE needed
     if filesystem is None:
-        return Confined(["/bin/sh", "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim", *spec.argv],
-                        spec.env)
-    plan = filesystem.plan(spec.argv, spec.env, spec.cwd)
+        argv = strict.argv(spec.argv) if strict is not None else spec.argv
+        return Confined(["/bin/sh", "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim", *argv],
+                        spec.env, pass_fds=fds)
+    plan = filesystem.plan(spec.argv, spec.env, spec.cwd, also=(strict.python,) if strict is not None else ())
     argv, env = filesystem.present(spec.argv, spec.env)
+    if strict is not None:  # its interpreter as seen in there too
+        argv = replace(strict, python=filesystem.present((strict.python,), {})[0][0]).argv(argv)
     steps += plan.commands()
     return Confined([*unshare_argv(), "/bin/sh", "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim", *argv],
-                    env, plan.fstab)
+                    env, plan.fstab, fds)
 
 
 def confined_argv(spec: RuntimeSpec, cgroup: EnvironmentCgroup | None, rlimit_data_mb: int | None) -> list[str]:
@@ -218,13 +230,14 @@ async def launch_runtime(
     cgroup: EnvironmentCgroup | None = None,
     rlimit_data_mb: int | None = None,
     filesystem: PrivateFilesystem | None = None,
+    strict: StrictExec | None = None,
 ) -> RuntimeProcess:
     """Start the runtime in a session of its own (and in `cgroup` and `filesystem`'s mount
-    namespace, before it execs). Raises OSError if it cannot be started at all.
+    namespace, and under `strict`, before it execs). Raises OSError if it cannot be started at all.
 
     Whoever launches it must `reap` it, whatever happens next.
     """
-    confined = confine(spec, cgroup, rlimit_data_mb, filesystem)
+    confined = confine(spec, cgroup, rlimit_data_mb, filesystem, strict)
     stdin = subprocess.DEVNULL
     if confined.stdin is not None:
         stdin = os.memfd_create("lambdalet-fstab")
@@ -240,6 +253,7 @@ async def launch_runtime(
             stdout=output.write_fd,
             stderr=output.write_fd,
             start_new_session=True,
+            pass_fds=confined.pass_fds,
         ))
     finally:
         if confined.stdin is not None:

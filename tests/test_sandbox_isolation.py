@@ -205,16 +205,6 @@ async def test_none_keeps_a_plain_process(code, host_file):
     assert seen["sees_host_file"] is True
 
 
-async def test_strict_is_accepted_and_runs_as_standard_with_a_warning(code, caplog):
-    caplog.set_level(logging.WARNING, logger="lambdalet")
-    async with running_server(function(code, "strictly", "look", isolation="strict")) as server:
-        seen = await call(server, "strictly")
-
-    assert seen["cwd"] == "/var/task" and seen["tmp"] == []
-    assert any("function strictly: isolation strict is not built yet" in r.getMessage()
-               and "run at standard" in r.getMessage() for r in caplog.records)
-
-
 def test_an_unprivileged_host_degrades_and_says_why():
     script = (
         "import os; from sandbox import host; from sandbox.isolation import Isolation\n"
