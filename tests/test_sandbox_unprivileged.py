@@ -19,6 +19,7 @@ import json
 import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -91,17 +92,21 @@ def closed_ancestor(path: str) -> str | None:
 
 
 def as_nobody(argv: list[str], env: dict[str, str], stage: Path) -> list[str]:
-    """`argv` run as nobody; with the interpreter shown through a private mount namespace where
-    the user could not reach it otherwise."""
+    """`argv` run as nobody; with the interpreter (and its virtualenv) shown through a private
+    mount namespace where the user could not reach them otherwise."""
     if interpreter_reachable(env):
         return [*DROP, *argv]
-    prefix = os.path.realpath(sys.base_prefix)
-    closed = closed_ancestor(prefix)
+    prefixes = sorted({os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)})
+    closed = {closed_ancestor(prefix) for prefix in prefixes}
     unshare = shutil.which("unshare")
-    if closed is None or unshare is None:
+    if None in closed or len(closed) != 1 or unshare is None:
         pytest.skip(f"the interpreter {sys.executable} cannot be run by an unprivileged user here")
-    script = (f"mount --bind {prefix} {stage} && mount -t tmpfs -o mode=755 tmpfs {closed} && "
-              f"mkdir -p {prefix} && mount --move {stage} {prefix} && exec \"$@\"")
+    (closed,) = closed
+    staged = [(shlex.quote(prefix), shlex.quote(str(stage / str(n)))) for n, prefix in enumerate(prefixes)]
+    steps = [f"mkdir {at} && mount --bind {prefix} {at}" for prefix, at in staged]
+    steps.append(f"mount -t tmpfs -o mode=755 tmpfs {shlex.quote(closed)}")  # hides the rest of it
+    steps += [f"mkdir -p {prefix} && mount --move {at} {prefix}" for prefix, at in staged]
+    script = " && ".join(steps) + ' && exec "$@"'
     return [unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", script, "lambdalet-test", *DROP, *argv]
 
 
