@@ -124,7 +124,11 @@ class UnprivilegedServer:
         self.proc = subprocess.Popen(argv, env=env, cwd=root, stdin=subprocess.DEVNULL, stdout=self.stdout,
                                      stderr=subprocess.PIPE, start_new_session=True)
         self.lines: list[str] = []
-        self.port = self._wait_listening()
+        try:
+            self.port = self._wait_listening()
+        except BaseException:
+            self.stop()
+            raise
 
     def _wait_listening(self) -> int:
         """Read the server's stderr until it says where its Invoke API listens."""
