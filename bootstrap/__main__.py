@@ -41,6 +41,7 @@ def main(argv=None, environ=None):
         return 1
     # The telemetry fd is ours alone: child processes must not inherit the contract.
     environ.pop("_LAMBDA_TELEMETRY_LOG_FD", None)
+    environ.pop("_LAMBDALET_TEMPLATE", None)
     setup_sys_path(config)
 
     from bootstrap import logs

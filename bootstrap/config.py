@@ -14,11 +14,12 @@ class ConfigError(Exception):
 
 class Config:
     __slots__ = ("handler", "runtime_api", "task_root", "python_path_set", "log_format",
-                 "log_level", "telemetry_fd", "initialization_type", "ensure_ascii", "function")
+                 "log_level", "telemetry_fd", "initialization_type", "ensure_ascii", "function",
+                 "template")
 
     def __init__(self, handler, runtime_api, task_root=None, python_path_set=False,
                  log_format="text", log_level="", telemetry_fd=None, initialization_type=None,
-                 ensure_ascii=True, function=None):
+                 ensure_ascii=True, function=None, template=None):
         self.handler = handler
         self.runtime_api = runtime_api
         self.task_root = task_root
@@ -29,6 +30,8 @@ class Config:
         self.initialization_type = initialization_type
         self.ensure_ascii = ensure_ascii
         self.function = function or FunctionInfo()
+        # lambdalet's SnapStart: the control socket to become a fork template on (bootstrap.template).
+        self.template = template
 
     @classmethod
     def from_environ(cls, argv, environ):
@@ -50,4 +53,5 @@ class Config:
             initialization_type=environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
             ensure_ascii=environ.get("AWS_EXECUTION_ENV") not in UTF8_JSON_ENVS,
             function=FunctionInfo.from_environ(environ),
+            template=environ.get("_LAMBDALET_TEMPLATE") or None,
         )

@@ -294,5 +294,9 @@ def start(client, config, logs):
     """Init, SnapStart if asked, then serve invocations forever."""
     runtime = initialise(client, config, logs)
     if config.initialization_type == "snap-start":
-        runtime.snapshot_and_restore()
+        if config.template is not None:  # lambdalet's SnapStart: park as a fork template
+            from bootstrap.template import become_template
+            runtime = become_template(runtime.prepare_snapshot(), config.template)
+        else:
+            runtime.snapshot_and_restore()
     runtime.run()

@@ -20,7 +20,8 @@ Config file schema (`lambdalet serve --config FILE`):
     isolation = "standard"      # none | standard | strict (default: standard where permitted, else none)
     ephemeral_storage = 512     # MB of the private /tmp (Lambda: 512-10240)
     cpu_model = "host"          # host: no CPU limit | lambda: Lambda's CPU share for the memory (1,769 MB = 1 vCPU)
-    snapstart = false           # SnapStart's contract: init type snap-start, hooks, restore/next
+    snapstart = false           # SnapStart: lambdalet's runtime restored by fork from a template; others: the contract
+    snapstart_rotate = 1000     # optional: a new SnapStart template after this many restores
     provisioned = 0             # environments initialised ahead of demand and kept warm (<= concurrency)
 """
 
@@ -74,6 +75,7 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ephemeral_storage: int = DEFAULT_EPHEMERAL_MB
     cpu_model: CpuModel = CpuModel.HOST
     snapstart: bool = False
+    snapstart_rotate: int | None = None  # build a new SnapStart template after this many restores
     provisioned: int = 0
 
     def __post_init__(self) -> None:

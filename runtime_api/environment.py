@@ -49,10 +49,13 @@ from .protocol import (
     exit_outcome,
 )
 from .runtime_routes import RuntimeAPI
+from .snapstart import TemplateFailed
 
 log = logging.getLogger("lambdalet")
 
 RUNTIME_VERSION = "lambdalet:0.1.0"  # what RESTORE_START names as the runtime version
+# Lambda's limit for a restore: the runtime loaded and its after-restore hooks run, within 10 s.
+RESTORE_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,8 @@ class EnvironmentOptions:
     # serve: sandbox.doctor.entrypoint_problem); lambdalet-rie keeps RIE's exec-error wording.
     entrypoint_check: Callable[..., str | None] | None = None
     pids_max: int = DEFAULT_PIDS_MAX
+    # SnapStart by fork (runtime_api.snapstart.Template): each environment's runtime is a copy of it.
+    template: Any = None
     cpu_model: CpuModel = CpuModel.HOST  # as decided by sandbox.host.cpu_model; LAMBDA: a cpu cgroup
 
 
@@ -172,8 +177,11 @@ class Environment:
         finally:
             self._flush_report()
             if self._given_listeners is None:
-                for listener in listeners:
-                    await trio.aclose_forcefully(listener)
+                # Shielded: cancelled (the server stopping), the checkpoint in aclose would raise
+                # and skip the rest of this clean-up (the namespace, the output pipe, `closed`).
+                with trio.CancelScope(shield=True):
+                    for listener in listeners:
+                        await trio.aclose_forcefully(listener)
             if self.netns is not None:
                 self.netns.close()  # the kernel frees the namespace once its last process is gone too
             if self._output is not None:
@@ -226,9 +234,12 @@ class Environment:
                 rlimit_data_mb = self.options.memory_mb
         try:
             try:
-                self.process = process = await launch_runtime(
-                    spec, self._output, cgroup=self.cgroup, rlimit_data_mb=rlimit_data_mb,
-                    filesystem=self.options.filesystem if standard else None, strict=self._strict_exec())
+                if self.options.template is not None:
+                    self.process = process = await self.options.template.restore(self, spec, self._output, self.cgroup)
+                else:
+                    self.process = process = await launch_runtime(
+                        spec, self._output, cgroup=self.cgroup, rlimit_data_mb=rlimit_data_mb,
+                        filesystem=self.options.filesystem if standard else None, strict=self._strict_exec())
             except BaseException:
                 if self.cgroup is not None:
                     await self.cgroup.terminate()
@@ -263,6 +274,25 @@ class Environment:
         else:
             # Without a cgroup the tree is the runtime's session (a setsid escapee is out of reach).
             reaper.reap_orphans(lambda pid: reaper.in_session(pid, process.pid))
+
+    # -- SnapStart by fork (runtime_api.snapstart) -----------------------------------------------------
+
+    def restore_starting(self) -> None:
+        """This environment's runtime is about to be forked from its function's template."""
+        self.spawned_at = self._restore_started = trio.current_time()
+        if self.options.log_style is logs.LogStyle.LAMBDA:
+            self._write(logs.restore_start_line(RUNTIME_VERSION))
+
+    def template_ready(self) -> None:
+        """This environment is a template, and its runtime parked after init."""
+        self.init_duration_ms = (trio.current_time() - self.spawned_at) * 1000
+        self._write(logs.init_report_line(duration_ms=self.init_duration_ms, phase="init", status="success",
+                                          error_type=None))
+
+    def template_failed(self, error_type: str) -> None:
+        """This environment is a template, and its init failed."""
+        self._write(logs.init_report_line(duration_ms=(trio.current_time() - self.spawned_at) * 1000,
+                                          phase="init", status="error", error_type=error_type))
 
     def _kill_tree(self) -> None:
         if self.process is not None:
@@ -306,12 +336,10 @@ class Environment:
                 return self._settle_now(invocation, exit_outcome(invocation.request_id, -9))
             try:
                 await self.launch()
-            except InvalidEntrypoint as problem:  # doctor's reason, for this invocation and each one after
-                return self._settle_now(invocation, _invalid_entrypoint(str(problem), invocation.request_id))
-            except OSError as exc:  # RIE's wording: `fork/exec <path>: <reason>`
-                reason = (exc.strerror or str(exc)).lower()
-                return self._settle_now(invocation, _invalid_entrypoint(f"fork/exec {exc.filename}: {reason}",
-                                                                        invocation.request_id))
+            except (InvalidEntrypoint, OSError) as exc:
+                return self._settle_now(invocation, entrypoint_outcome(exc, invocation.request_id))
+            except TemplateFailed as failed:  # SnapStart: no template to restore from
+                return self._settle_now(invocation, failed.outcome_for(invocation.request_id))
         with trio.CancelScope(deadline=self._first_deadline(invocation)) as scope:
             invocation.deadline_scope = scope
             self._apply(self.proto.handle(InvocationArrived(invocation)))
@@ -329,6 +357,8 @@ class Environment:
     def _first_deadline(self, invocation: Invocation) -> float:
         if invocation.deadline_ms is not None or self.options.init_timeout is None:
             return invocation.arrived + invocation.timeout
+        if self.options.template is not None and self.restore_duration_ms is None:
+            return self.spawned_at + RESTORE_TIMEOUT
         if not self.initialised:
             return self.spawned_at + self.options.init_timeout
         # Moved to delivery + timeout when the runtime takes the event.
@@ -369,7 +399,7 @@ class Environment:
                     self._settle(invocation, outcome)
                 case InitDone(restore=restore):
                     self.init_duration_ms = (trio.current_time() - self.spawned_at) * 1000
-                    if restore:  # SnapStart: the snapshot point; the restore starts now
+                    if restore and self.options.template is None:  # SnapStart's contract: the snapshot point
                         self._restore_started = trio.current_time()
                         if self.options.log_style is logs.LogStyle.LAMBDA:  # RIE prints neither
                             self._write(logs.init_report_line(duration_ms=self.init_duration_ms, phase="init",
@@ -379,7 +409,6 @@ class Environment:
                     self.restore_duration_ms = (trio.current_time() - self._restore_started) * 1000
                     if self.options.log_style is logs.LogStyle.LAMBDA:
                         self._write(logs.restore_report_line(duration_ms=self.restore_duration_ms))
-                    pass
                 case CycleDone():
                     if self.cgroup is not None:
                         self.cgroup.track()  # notes what the invocation left running, to reap it once it ends
@@ -499,6 +528,16 @@ class Environment:
 
 class InvalidEntrypoint(Exception):
     """The runtime command cannot start here; the message is doctor's plain-language reason."""
+
+
+def entrypoint_outcome(exc: Exception, request_id: str) -> Outcome:
+    """A runtime that cannot start: doctor's reason (InvalidEntrypoint), or RIE's wording for an
+    exec error, `fork/exec <path>: <reason>`."""
+    if isinstance(exc, InvalidEntrypoint):
+        return _invalid_entrypoint(str(exc), request_id)
+    assert isinstance(exc, OSError)
+    reason = (exc.strerror or str(exc)).lower()
+    return _invalid_entrypoint(f"fork/exec {exc.filename}: {reason}", request_id)
 
 
 def _invalid_entrypoint(reason: str, request_id: str) -> Outcome:

@@ -88,6 +88,8 @@ class Function:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                if self.options.template is not None:
+                    self.options.template.start(nursery)
                 if self.standby:
                     self._standby_pending = True
                     await self._add_standby()

@@ -418,6 +418,11 @@ class EnvironmentProtocol:
         return f"<EnvironmentProtocol state={self.state!r} invocation={rid}>"
 
     @property
+    def init_error(self) -> tuple[bytes, str] | None:
+        """(body, error type) of what the runtime posted to init/error or restore/error, if it did."""
+        return self._init_error
+
+    @property
     def idle(self) -> bool:
         """Whether the environment can take an invocation now (no invocation held)."""
         return self.invocation is None and self.state not in (_S.EXITED, _S.INIT_ERROR, _S.RESTORE_ERROR)

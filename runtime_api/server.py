@@ -12,6 +12,7 @@ and `serve(config)` is what `lambdalet serve` runs (style anchor T10).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import uuid
@@ -49,6 +50,7 @@ from .invoke_api import (
     too_many_requests,
 )
 from .protocol import Outcome
+from .snapstart import Template
 
 log = logging.getLogger("lambdalet")
 
@@ -97,10 +99,18 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
         cpu_model=cpu_model,
         snapstart=config.snapstart,
     )
-    if config.snapstart:
+    if config.snapstart and not config.runtime:
+        # lambdalet's own runtime can be a fork template: a memory snapshot, restored in milliseconds.
+        log.warning("function %s: SnapStart with fork templates: the initialised runtime is kept as a template "
+                    "and every environment is a copy of it, restored by fork", config.name)
+        options = dataclasses.replace(options, template=Template(
+            spec_for("snap-start"), options, sink, code=str(Path(config.code).resolve()),
+            rotate_after=config.snapstart_rotate))
+    elif config.snapstart:
         # Said plainly, as issue 5 asks: which SnapStart a function gets.
-        log.warning("function %s: SnapStart's contract (init type snap-start, before-snapshot and "
-                    "after-restore hooks, restore/next, restore durations); no memory snapshot yet", config.name)
+        log.warning("function %s: SnapStart's contract only (init type snap-start, before-snapshot and "
+                    "after-restore hooks, restore/next, restore durations), no memory snapshot: the runtime "
+                    "is not lambdalet's own, so each environment runs init", config.name)
     return Function(config.name, spec_for("snap-start" if config.snapstart else "on-demand"), options, sink,
                     concurrency=config.concurrency, provisioned=config.provisioned,
                     provisioned_spec=spec_for("provisioned-concurrency"))

@@ -291,9 +291,13 @@ class EnvironmentCgroup:
     def directories(self) -> list[str]:
         return [d for d in (self.memory, self.pids, self.cpu) if d]
 
+    def tasks_files(self) -> list[str]:
+        """Where a process joins these cgroups, by writing `0` (itself) to each."""
+        return [os.path.join(d, "tasks") for d in self.created]
+
     def join_commands(self) -> list[str]:
         """Shell commands by which the shim (sandbox.process.confined_argv) joins these cgroups."""
-        return [f"echo 0 > {shlex.quote(os.path.join(d, 'tasks'))}" for d in self.created]
+        return [f"echo 0 > {shlex.quote(tasks)}" for tasks in self.tasks_files()]
 
     # -- what the host reads -----------------------------------------------------------------------
 

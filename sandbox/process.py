@@ -97,9 +97,12 @@ class RuntimeProcess:
     parent's resident size, inherited through fork or vfork before exec.)
     """
 
-    def __init__(self, popen: subprocess.Popen, cgroup: EnvironmentCgroup | None = None) -> None:
+    def __init__(self, pid: int, cgroup: EnvironmentCgroup | None = None,
+                 popen: subprocess.Popen | None = None) -> None:
+        # `popen`, when there is one, is kept (and told the exit status): a Popen dropped while its
+        # process lives would reap it behind our back.
         self.popen = popen
-        self.pid = popen.pid
+        self.pid = pid
         self.cgroup = cgroup
         if cgroup is not None:
             cgroup.runtime_pid = self.pid
@@ -119,7 +122,9 @@ class RuntimeProcess:
                 # reused: the moment to kill whatever it left behind in its group (and cgroup).
                 self.kill_tree()
                 _, status = os.waitpid(self.pid, 0)
-                self.popen.returncode = self.status = os.waitstatus_to_exitcode(status)
+                self.status = os.waitstatus_to_exitcode(status)
+                if self.popen is not None:
+                    self.popen.returncode = self.status
                 self._close_status()
         return self.status
 
@@ -259,7 +264,7 @@ async def launch_runtime(
         if confined.stdin is not None:
             os.close(stdin)
     output.close_write_end()
-    return RuntimeProcess(popen, cgroup)
+    return RuntimeProcess(popen.pid, cgroup, popen)
 
 
 async def reap(process: RuntimeProcess) -> int:

@@ -1,0 +1,303 @@
+"""SnapStart by fork: a function's template, and its restores.
+
+The template is an environment of its own whose runtime (lambdalet's bootstrap) initialises with
+`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`, runs the before-snapshot hooks and parks as a fork
+template (bootstrap/template.py), as Lambda snapshots a function version once it is published.
+Every environment of the function is then a copy of it: `restore` asks the template for a fork,
+which joins the environment's cgroups and private /tmp, connects to the environment's own Runtime
+API and goes on with `GET restore/next`, the after-restore hooks and invocations. The copies are
+the server's children (the template forks them twice), so killing the template leaves them
+running, and the next restore builds a new template.
+
+The template is built when the function starts, and again when it is gone, when the function's
+code changed (its content hash), or after `rotate_after` restores.
+"""
+
+from __future__ import annotations
+
+import array
+import dataclasses
+import hashlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import msgspec
+import trio
+
+from sandbox import restore as restore_steps
+from sandbox.cgroups import EnvironmentCgroup
+from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec
+
+from . import logs
+from .protocol import Outcome, OutcomeKind, error_json, exit_outcome
+
+if TYPE_CHECKING:
+    from .environment import Environment, EnvironmentOptions
+
+log = logging.getLogger("lambdalet")
+
+TEMPLATE_ENV = "_LAMBDALET_TEMPLATE"  # read by bootstrap.config
+# Lambda gives SnapStart's init (snapshot creation) up to 15 minutes.
+TEMPLATE_INIT_TIMEOUT = 900.0
+
+
+class RestoreRequest(msgspec.Struct, omit_defaults=True):
+    """What a copy needs to join its environment (bootstrap/template.py reads it with `json`)."""
+
+    environ: dict[str, str]
+    cgroup_tasks: list[str] = []
+    mounts: list[tuple] | None = None
+    cwd: str | None = None
+
+
+class TemplateFailed(Exception):
+    """The template could not be built; `outcome_for(request_id)` is what each invocation that
+    needed it gets."""
+
+    def __init__(self, error_type: str, outcome_for: Callable[[str], Outcome]) -> None:
+        super().__init__(error_type)
+        self.error_type = error_type
+        self.outcome_for = outcome_for
+
+
+class Template:
+    """A function's SnapStart template. `restore` makes a copy of it for an environment."""
+
+    def __init__(
+        self,
+        make_spec: Callable[[str], RuntimeSpec],
+        options: EnvironmentOptions,
+        sink: logs.LogSink,
+        *,
+        code: str,
+        rotate_after: int | None = None,
+    ) -> None:
+        self._make_spec = make_spec
+        self._sink = sink
+        self._code = code
+        self.rotate_after = rotate_after
+        self.options = dataclasses.replace(options, template=None, snapstart=True, port=0, provisioned=False,
+                                           idle_timeout=float("inf"), init_timeout=None)
+        self._nursery: trio.Nursery | None = None
+        self._lock = trio.Lock()  # one build, one fork at a time (the template serves them in turn)
+        self.environment: Environment | None = None
+        self._control: trio.socket.SocketType | None = None
+        self._spec_env: dict[str, str] = {}  # the template's environment, as its runtime sees it
+        self._stamp: tuple | None = None  # the code's file stamps when the template was built
+        self.content_hash = ""
+        self.restores = 0  # by this template
+        self.builds = 0
+
+    def start(self, nursery: trio.Nursery) -> None:
+        """Build the template in the background (invocations that come meanwhile wait for it)."""
+        self._nursery = nursery
+        nursery.start_soon(self._build_locked)
+
+    async def _build_locked(self) -> None:
+        async with self._lock:
+            try:
+                await self._ensure()
+            except TemplateFailed:
+                pass  # said in the log; the next invocation tries again
+
+    # -- restores ------------------------------------------------------------------------------------
+
+    async def restore(self, env: Environment, spec: RuntimeSpec, output: OutputPipe,
+                      cgroup: EnvironmentCgroup | None) -> RuntimeProcess:
+        """A copy of the template for `env`, its stdout and stderr on `output`, in `cgroup` and (when
+        the template has one) a private /tmp. Raises TemplateFailed if no template can be built."""
+        async with self._lock:
+            for attempt in (1, 2):
+                await self._ensure()
+                env.restore_starting()
+                request = RestoreRequest(
+                    environ=self._environ_for(spec),
+                    cgroup_tasks=restore_steps.cgroup_tasks(cgroup),
+                    mounts=(restore_steps.private_tmp(self.options.filesystem, spec.argv, spec.env, spec.cwd)
+                            if self._private else None),
+                )
+                try:
+                    pid = await self._fork(request, output.write_fd)
+                except OSError as exc:
+                    if attempt == 2:
+                        raise
+                    log.warning("function %s: the SnapStart template is gone (%s); building a new one",
+                                self.options.function_name, exc)
+                    self._discard()
+                    continue
+                self.restores += 1
+                output.close_write_end()
+                return RuntimeProcess(pid, cgroup)
+        raise AssertionError("unreachable")
+
+    @property
+    def _private(self) -> bool:
+        from sandbox.isolation import Isolation
+        return self.options.filesystem is not None and self.options.isolation is not Isolation.NONE
+
+    def _environ_for(self, spec: RuntimeSpec) -> dict[str, str]:
+        """The variables in which the copy's environment differs from the template's (its Runtime
+        API, its log stream), as its runtime sees them."""
+        env = spec.env
+        if self._private:
+            _, env = self.options.filesystem.present(spec.argv, spec.env)
+        return {key: value for key, value in env.items() if self._spec_env.get(key) != value}
+
+    async def _fork(self, request: RestoreRequest, output_fd: int) -> int:
+        control = self._control
+        if control is None:
+            raise OSError("no template")
+        fds = array.array("i", [output_fd])
+        await control.sendmsg([msgspec.json.encode(request)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        reply = await control.recv(256)
+        if not reply:
+            raise OSError("the template closed its control socket")
+        if not reply.isdigit():
+            raise OSError(reply.decode(errors="replace"))
+        return int(reply)
+
+    # -- building ------------------------------------------------------------------------------------
+
+    def _current(self) -> bool:
+        env = self.environment
+        if env is None or self._control is None or not env.alive:
+            return False
+        if self.rotate_after is not None and self.restores >= self.rotate_after:
+            log.info("function %s: rotating the SnapStart template after %d restores",
+                     self.options.function_name, self.restores)
+            return False
+        stamp = code_stamp(self._code)
+        if stamp != self._stamp:
+            content = content_hash(self._code, self.options.handler)
+            if content != self.content_hash:
+                log.warning("function %s: the code changed; building a new SnapStart template",
+                            self.options.function_name)
+                return False
+            self._stamp = stamp  # touched, not changed
+        return True
+
+    async def _ensure(self) -> None:
+        if self._current():
+            return
+        self._discard()
+        await self._build()
+
+    def _discard(self) -> None:
+        if self.environment is not None:
+            self.environment.shutdown()
+            self.environment = None
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+
+    async def _build(self) -> None:
+        """Start a template and wait until it is parked (READY), or failed."""
+        from .environment import Environment, InvalidEntrypoint
+        assert self._nursery is not None, "Template.start was not called"
+        address = f"lambdalet/{os.getpid()}/{self.options.function_name}/{uuid.uuid4().hex[:12]}"
+        listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        await listener.bind("\0" + address)
+        listener.listen(1)
+        self._stamp = code_stamp(self._code)
+        self.content_hash = content_hash(self._code, self.options.handler)
+
+        def make_spec(runtime_api: str) -> RuntimeSpec:
+            spec = self._make_spec(runtime_api)
+            spec = dataclasses.replace(spec, env={**spec.env, TEMPLATE_ENV: address})
+            presented = spec.env
+            if self._private:
+                _, presented = self.options.filesystem.present(spec.argv, spec.env)
+            self._spec_env = {k: v for k, v in presented.items() if k != TEMPLATE_ENV}
+            return spec
+
+        env = Environment(make_spec, self.options, self._sink)
+        self.builds += 1
+        try:
+            await self._nursery.start(env.run)
+            self.environment = env
+            with trio.move_on_after(TEMPLATE_INIT_TIMEOUT) as timeout:
+                async with trio.open_nursery() as race:
+                    async def exited() -> None:
+                        await env.closed.wait()
+                        race.cancel_scope.cancel()
+                    race.start_soon(exited)
+                    try:
+                        await env.launch()
+                    except (InvalidEntrypoint, OSError) as exc:
+                        raise self._unlaunchable(env, exc) from None
+                    control, _ = await listener.accept()
+                    race.cancel_scope.cancel()
+            if timeout.cancelled_caught or env.closed.is_set():
+                raise self._failed(env, timed_out=timeout.cancelled_caught)
+            if await control.recv(16) != b"READY":
+                control.close()
+                raise self._failed(env)
+            self._control = control
+            self.restores = 0
+            env.template_ready()
+        except BaseException:
+            self._discard()
+            raise
+        finally:
+            listener.close()
+
+    def _failed(self, env: Environment, *, timed_out: bool = False) -> TemplateFailed:
+        """What the template's init left for the invocations waiting on it."""
+        posted = env.proto.init_error
+        if posted is not None:
+            body, error_type = posted
+            failed = TemplateFailed(error_type, lambda request_id: Outcome(OutcomeKind.INIT_ERROR, body, error_type))
+        elif timed_out:
+            message = f"SnapStart init timed out after {TEMPLATE_INIT_TIMEOUT:.2f} seconds"
+            failed = TemplateFailed("Sandbox.Timedout", lambda request_id: Outcome(
+                OutcomeKind.INIT_ERROR, error_json("Sandbox.Timedout", f"RequestId: {request_id} Error: {message}"),
+                "Sandbox.Timedout"))
+        else:
+            status = env.exit_status if env.exit_status is not None else -9
+            failed = TemplateFailed(exit_outcome("", status).error_type,
+                                    lambda request_id: exit_outcome(request_id, status))
+        env.template_failed(failed.error_type)
+        log.warning("function %s: the SnapStart template failed its init: %s", self.options.function_name,
+                    failed.error_type)
+        return failed
+
+
+    def _unlaunchable(self, env: Environment, exc: Exception) -> TemplateFailed:
+        from .environment import entrypoint_outcome
+        failed = TemplateFailed("Runtime.InvalidEntrypoint", lambda request_id: entrypoint_outcome(exc, request_id))
+        env.template_failed(failed.error_type)
+        return failed
+
+
+def code_stamp(code: str) -> tuple:
+    """Every file's (path, size, mtime) under the code directory: cheap to take at each restore."""
+    stamps = []
+    for root, dirs, files in os.walk(code):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            stamps.append((path, st.st_size, st.st_mtime_ns))
+    stamps.sort()
+    return tuple(stamps)
+
+
+def content_hash(code: str, handler: str) -> str:
+    """The template's content hash: the handler and every file of the code (paths and bytes)."""
+    digest = hashlib.sha256(handler.encode())
+    for path, _, _ in code_stamp(code):
+        digest.update(b"\0" + os.path.relpath(path, code).encode(errors="surrogateescape") + b"\0")
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            continue
+    return digest.hexdigest()

@@ -1,0 +1,267 @@
+"""SnapStart by fork (issue 5, items 1-3): lambdalet's runtime initialises once as a template and
+every environment of the function is a forked copy of it, restored in its own environment.
+
+Each test runs a real server with lambdalet's bootstrap; copies are made to coexist with the Gate
+(handlers block until released), so each invocation below that needs its own environment has one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+
+import pytest
+import trio
+
+from runtime_api import FunctionConfig
+from sandbox import cgroups, host
+from tests.helpers import CapturedLog, Gate, running_server, write_function
+
+ROOT = os.geteuid() == 0
+SUPPORT = cgroups.detect() if ROOT else cgroups.CgroupSupport()
+needs_isolation = pytest.mark.skipif(
+    not (ROOT and SUPPORT.memory and host.mount_namespace_problem() is None),
+    reason="needs root with writable cgroup v1 memory and mount namespaces (CI runs as root)")
+
+HOOKS = Gate.handler_snippet + '''
+import os, random, secrets, uuid
+from snapshot_restore_py import register_after_restore, register_before_snapshot
+
+calls = []
+register_before_snapshot(lambda: calls.append(f"before snapshot in {os.getpid()}"))
+register_before_snapshot(lambda: calls.append("before snapshot, registered second, runs first"))
+register_after_restore(lambda: calls.append(f"after restore 1 in {os.getpid()}"))
+register_after_restore(lambda: calls.append("after restore 2"))
+
+def handler(event, context):
+    if event.get("gate"):
+        wait_at_gate(context)
+    return {"calls": calls, "pid": os.getpid(), "ppid": os.getppid(),
+            "init_type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"],
+            "stream": context.log_stream_name, "runtime_api": os.environ["AWS_LAMBDA_RUNTIME_API"],
+            "random": random.random(), "uuid4": str(uuid.uuid4()), "urandom": os.urandom(16).hex(),
+            "secrets": secrets.token_hex(16)}
+'''
+
+
+def snapstart_function(code, **settings) -> FunctionConfig:
+    return FunctionConfig(name="snap", code=str(code), handler="app.handler", snapstart=True, **settings)
+
+
+async def invoke_json(server, payload: dict, name: str = "snap") -> dict:
+    result = await server.invoke(name, json.dumps(payload).encode())
+    assert result.function_error is None, result.payload
+    return json.loads(result.payload)
+
+
+async def invoke_at_once(server, count: int, gate: Gate, payload: dict | None = None) -> list:
+    """`count` invocations held in their handlers at the same time (so in `count` environments),
+    then released; their results in order."""
+    results: list = [None] * count
+
+    async def one(i: int) -> None:
+        results[i] = await server.invoke("snap", json.dumps(payload or {"gate": True}).encode())
+
+    async with trio.open_nursery() as nursery:
+        for i in range(count):
+            nursery.start_soon(one, i)
+        await gate.wait_arrivals(count)
+        await gate.release_all()
+    return results
+
+
+def template(server):
+    return server.functions["snap"].options.template
+
+
+async def test_copies_run_the_hooks_in_order_and_are_reported_as_restores(tmp_path):
+    write_function(tmp_path, HOOKS)
+    log = CapturedLog()
+    async with trio.open_nursery() as nursery:
+        gate = await Gate().start(nursery)
+        async with running_server(snapstart_function(tmp_path, env={"GATE_PORT": str(gate.port)}), sink=log) as server:
+            results = [json.loads(r.payload) for r in await invoke_at_once(server, 2, gate)]
+            tail = (await server.invoke("snap", log_type="Tail")).log_tail
+            template_pid = template(server).environment.pid
+        nursery.cancel_scope.cancel()
+    first, second = results
+    assert first["pid"] != second["pid"] and template_pid not in (first["pid"], second["pid"])
+    # Before-snapshot hooks ran once, in the template, last registered first; after-restore hooks
+    # in each copy, in registration order.
+    assert first["calls"] == ["before snapshot, registered second, runs first",
+                              f"before snapshot in {template_pid}",
+                              f"after restore 1 in {first['pid']}", "after restore 2"]
+    assert second["calls"][2] == f"after restore 1 in {second['pid']}"
+    # Each copy is the server's child (not the template's), has its own Runtime API and log stream.
+    assert first["ppid"] == second["ppid"] == os.getpid()
+    assert first["runtime_api"] != second["runtime_api"] and first["stream"] != second["stream"]
+    assert first["init_type"] == "snap-start"
+    # One INIT_REPORT (the template's), then a RESTORE_START / RESTORE_REPORT per copy.
+    assert len(re.findall(r"INIT_REPORT Init Duration: \d+\.\d\d ms\tPhase: init\tStatus: success\n", log.text)) == 1
+    assert len(re.findall(r"RESTORE_START Runtime Version: lambdalet:\S+\n", log.text)) == 2
+    assert len(re.findall(r"RESTORE_REPORT Restore Duration: \d+\.\d\d ms\n", log.text)) == 2
+    reports = re.findall(r"REPORT RequestId: \S+\t.*\n", log.text)
+    assert sum("\tRestore Duration: " in line and "\tBilled Restore Duration: " in line for line in reports) == 2
+    assert not any("Init Duration" in line for line in reports)
+    assert "Restore Duration" not in tail.splitlines()[-1]  # a warm invocation
+
+
+async def test_restored_copies_do_not_share_random_state(tmp_path):
+    write_function(tmp_path, HOOKS)
+    async with trio.open_nursery() as nursery:
+        gate = await Gate().start(nursery)
+        async with running_server(snapstart_function(tmp_path, env={"GATE_PORT": str(gate.port)})) as server:
+            results = [json.loads(r.payload) for r in await invoke_at_once(server, 3, gate)]
+        nursery.cancel_scope.cancel()
+    assert len({r["pid"] for r in results}) == 3
+    for source in ("random", "uuid4", "urandom", "secrets"):
+        assert len({r[source] for r in results}) == 3, (source, results)
+
+
+THREADED = '''
+import threading
+stop = threading.Event()
+threading.Thread(target=stop.wait, name="poller", daemon=True).start()
+
+def handler(event, context):
+    return "never"
+'''
+
+
+async def test_a_template_with_threads_is_refused_naming_them(tmp_path):
+    write_function(tmp_path, THREADED)
+    log = CapturedLog()
+    async with running_server(snapstart_function(tmp_path), sink=log) as server:
+        result = await server.invoke("snap")
+    body = json.loads(result.payload)
+    assert result.function_error == "Unhandled"
+    assert body["errorType"] == "TemplateRefused"
+    assert "1 thread(s) besides the main thread" in body["errorMessage"]
+    assert "poller (tid " in body["errorMessage"]
+    assert "INIT_REPORT" in log.text and "Error Type: Runtime.BeforeSnapshotError" in log.text
+
+
+VERSIONED = '''
+VERSION = {version}
+
+def handler(event, context):
+    return VERSION
+'''
+
+
+async def test_the_template_is_rebuilt_when_the_code_changes(tmp_path):
+    write_function(tmp_path, VERSIONED.format(version=1))
+    async with running_server(snapstart_function(tmp_path)) as server:
+        assert await invoke_json(server, {}) == 1
+        server.functions["snap"].shutdown()  # the next invocation needs a new copy
+        assert await invoke_json(server, {}) == 1
+        assert template(server).builds == 1  # same code: same template
+        os.utime(tmp_path / "app.py")  # touched, not changed: still the same template
+        server.functions["snap"].shutdown()
+        assert await invoke_json(server, {}) == 1
+        assert template(server).builds == 1
+        write_function(tmp_path, VERSIONED.format(version=2))
+        server.functions["snap"].shutdown()
+        assert await invoke_json(server, {}) == 2
+        assert template(server).builds == 2
+
+
+async def test_the_template_is_rotated_after_k_restores(tmp_path):
+    write_function(tmp_path, VERSIONED.format(version=1))
+    async with running_server(snapstart_function(tmp_path, snapstart_rotate=2)) as server:
+        for _ in range(5):
+            assert await invoke_json(server, {}) == 1
+            server.functions["snap"].shutdown()
+        assert template(server).builds == 3  # restores 1-2, 3-4, 5
+
+
+async def test_killing_the_template_leaves_its_copies_and_the_next_restore_rebuilds_it(tmp_path):
+    write_function(tmp_path, HOOKS)
+    async with running_server(snapstart_function(tmp_path)) as server:
+        first = await invoke_json(server, {})
+        old = template(server).environment
+        os.kill(old.pid, signal.SIGKILL)
+        await old.closed.wait()
+        again = await invoke_json(server, {})  # the warm copy still serves
+        assert again["pid"] == first["pid"]
+        server.functions["snap"].shutdown()
+        fresh = await invoke_json(server, {})  # a new copy, of a new template
+        assert template(server).builds == 2
+        assert fresh["pid"] != first["pid"]
+        assert fresh["calls"][1] == f"before snapshot in {template(server).environment.pid}"
+
+
+FAILING_RESTORE = '''
+from snapshot_restore_py import register_after_restore
+
+def broken():
+    raise RuntimeError("cannot reconnect")
+
+register_after_restore(broken)
+
+def handler(event, context):
+    return "never"
+'''
+
+
+async def test_a_failing_after_restore_hook_fails_the_restore_not_the_template(tmp_path):
+    write_function(tmp_path, FAILING_RESTORE)
+    log = CapturedLog()
+    async with running_server(snapstart_function(tmp_path), sink=log) as server:
+        first = await server.invoke("snap")
+        second = await server.invoke("snap")
+        builds = template(server).builds
+    for result in (first, second):
+        body = json.loads(result.payload)
+        assert result.function_error == "Unhandled"
+        assert (body["errorType"], body["errorMessage"]) == ("RuntimeError", "cannot reconnect")
+    assert builds == 1
+    assert len(re.findall(r"RESTORE_REPORT Restore Duration: \d+\.\d\d ms\tStatus: error\t"
+                          r"Error Type: Runtime.AfterRestoreError", log.text)) == 2
+
+
+ISOLATED = Gate.handler_snippet + '''
+import os
+open("/tmp/template-was-here", "w").close()
+
+def handler(event, context):
+    if event.get("hog"):
+        hog = []
+        while True:
+            hog.append(bytearray(8 << 20))
+    mine = f"/tmp/{context.aws_request_id}"
+    open(mine, "w").close()
+    seen = sorted(os.listdir("/tmp"))
+    if event.get("gate"):
+        wait_at_gate(context)
+    cgroup = open("/proc/self/cgroup").read()
+    return {"tmp": seen, "cwd": os.getcwd(), "file": __file__, "cgroup": cgroup}
+'''
+
+
+@needs_isolation
+async def test_a_copy_gets_its_own_tmp_cgroup_and_memory_limit(tmp_path):
+    code = write_function(tmp_path / "code", ISOLATED)
+    log = CapturedLog()
+    async with trio.open_nursery() as nursery:
+        gate = await Gate().start(nursery)
+        config = snapstart_function(code, memory=128, env={"GATE_PORT": str(gate.port)}, isolation="standard")
+        async with running_server(config, sink=log) as server:
+            results = [json.loads(r.payload) for r in await invoke_at_once(server, 2, gate)]
+            hog = await server.invoke("snap", b'{"hog": true}')
+            after = await invoke_json(server, {})
+        nursery.cancel_scope.cancel()
+    first, second = results
+    # Each copy's /tmp is its own and empty: neither the template's file nor the other copy's.
+    assert len(first["tmp"]) == 1 and len(second["tmp"]) == 1 and first["tmp"] != second["tmp"]
+    assert first["cwd"] == "/var/task" and first["file"] == "/var/task/app.py"
+    # Each copy is in a memory cgroup of its own.
+    memory = [re.search(r"memory:(\S+)", r["cgroup"]).group(1) for r in results]
+    assert memory[0] != memory[1] and all("lambdalet-" in m for m in memory)
+    # A memory hog is killed by its own copy's limit, and reported as Lambda does; the server goes on.
+    assert hog.function_error == "Unhandled"
+    assert json.loads(hog.payload)["errorType"] == "Runtime.OutOfMemory"
+    assert "Error Type: Runtime.OutOfMemory" in log.text
+    assert after["cwd"] == "/var/task"  # and the others carry on
