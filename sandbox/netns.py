@@ -42,14 +42,12 @@ def _check(result: int, what: str) -> None:
 
 @dataclass(slots=True)
 class NetworkNamespace:
-    """An environment's namespace: `fd` (for the runtime to join) and its Runtime API `listener`."""
+    """An environment's namespace: `fd` (for the runtime to join), its Runtime API `listener`, and
+    `inode`, what the namespace's processes see in /proc/self/ns/net."""
 
     fd: int
     listener: trio.SocketListener
-
-    @property
-    def inode(self) -> int:
-        return os.fstat(self.fd).st_ino
+    inode: int
 
     def close(self) -> None:
         """Drop the host's hold on the namespace (the listener is closed by its owner)."""
@@ -102,7 +100,7 @@ async def open_namespace(address: tuple[str, int] = RUNTIME_API) -> NetworkNames
         sock.close()
         os.close(fd)
         raise
-    return NetworkNamespace(fd, listener)
+    return NetworkNamespace(fd, listener, os.fstat(fd).st_ino)
 
 
 def problem() -> str | None:
@@ -125,5 +123,5 @@ def problem() -> str | None:
     if not failures:
         return None
     if failures[0].errno == errno.EPERM:
-        return "network namespaces need root here"
+        return "network namespaces need root (CAP_SYS_ADMIN) here"
     return failures[0].strerror or str(failures[0])
