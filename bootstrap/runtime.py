@@ -294,7 +294,7 @@ def start(client, config, logs):
     """Init, SnapStart if asked, then serve invocations forever."""
     runtime = initialise(client, config, logs)
     if config.initialization_type == "snap-start":
-        if config.template is not None:  # lambdalet's SnapStart: park as a fork template
+        if config.template is not None:  # lambdalet's SnapStart by fork: park as a template
             from bootstrap.template import become_template
             runtime = become_template(runtime.prepare_snapshot(), config.template)
         else:

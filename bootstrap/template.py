@@ -1,27 +1,30 @@
 """SnapStart by fork: the initialised runtime kept as a template, and forked once per restore.
 
-Under `lambdalet serve --snapstart` the server names a control socket in `_LAMBDALET_TEMPLATE` (an
-abstract Unix socket). After init and the before-snapshot hooks the runtime becomes the template:
-it checks it is single-threaded (a thread would be missing from every copy, any lock it held
-locked forever), imports what its copies would otherwise import lazily, drops its Runtime API
-connection, freezes its objects out of the garbage collector (so copies do not dirty the shared
-pages by merely collecting), says READY and parks in a blocking loop: one request, one copy.
+Under `lambdalet serve --snapstart` the server sets `_LAMBDALET_TEMPLATE` to a JSON object: the
+abstract Unix socket to serve (`control`) and the mounts that give a copy its private /tmp
+(`mounts`, see sandbox/restore.py; null without one). After init and the before-snapshot hooks the
+runtime becomes the template: it checks it is single-threaded (a thread would be missing from
+every copy, any lock it held locked forever), imports what its copies would otherwise import
+lazily, drops its Runtime API connection, freezes its objects out of the garbage collector (so
+copies do not dirty the shared pages by merely collecting), says READY and parks in a blocking
+loop: one request, one copy.
 
 The wire (SOCK_SEQPACKET, one message each way per restore; the server's side is
 runtime_api/snapstart.py):
   template -> server  b"READY"
-  server -> template  a JSON object (fields below) with the copy's output pipe as SCM_RIGHTS
+  server -> template  a JSON object, `environ` (the variables that differ in the new environment)
+                      and `cgroup_tasks` (cgroup `tasks` files to join), with the copy's output
+                      pipe as SCM_RIGHTS
   template -> server  b"<pid>" of the copy, or b"error: <why>"
 
-Each copy is forked twice so that its parent is the server (the subreaper), not the template: the
-server waits for it and reads its exit status, and killing the template leaves it running. Before
-any user code runs again the copy starts its own session, keeps only its output pipe, joins the
-new environment's cgroups and mount namespace, takes the new environment's identity (Runtime API
-address, log stream name), re-seeds the random sources the standard library keeps, and then goes
-on as any SnapStart runtime: `GET restore/next`, the after-restore hooks, invocations.
-
-Request fields: `environ` (variables that differ in the new environment), `cgroup_tasks` (cgroup
-`tasks` files to join), `mounts` (the private /tmp to build, see sandbox/restore.py), `cwd`.
+A copy is forked ahead of demand (a spare, as Android's zygote keeps unspecialised processes), so
+a restore costs no fork: the spare already has its private /tmp, its own descriptors and its own
+random state, and waits for its environment. It is forked twice so that its parent is the server
+(the subreaper), not the template: the server waits for it and reads its exit status, and killing
+the template leaves the copies running. Until it is used the spare stays in the template's session
+and cgroups, so whatever ends the template ends its spare too. Once used it starts its own
+session, joins the environment's cgroups, takes its identity (Runtime API address, log stream name)
+and goes on as any SnapStart runtime: `GET restore/next`, the after-restore hooks, invocations.
 """
 
 import gc
@@ -58,9 +61,9 @@ def other_threads():
     return found
 
 
-def become_template(snapshot, address):
+def become_template(snapshot, settings):
     """Park `snapshot` (a bootstrap.runtime.SnapshotTemplate whose before-snapshot hooks have run)
-    as a fork template, serving the control socket `address`. Never returns in the template; in
+    as a fork template, as `settings` (the JSON text of `_LAMBDALET_TEMPLATE`) say. Never returns in the template; in
     each copy it returns the runtime, restored and ready to serve invocations."""
     runtime = snapshot.runtime
     threads = other_threads()
@@ -71,47 +74,67 @@ def become_template(snapshot, address):
             f"of them held would stay locked). Stop them in a before-snapshot hook and start them again "
             f"in an after-restore hook."))
     import ctypes
+    import json
     import socket
     for name in _LAZY_IMPORTS:
         __import__(name)
+    settings = json.loads(settings)
     runtime.client.connection.close()  # no copy may share the template's connection
     sys.stdout.flush()
     sys.stderr.flush()
     control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    control.connect("\0" + address)
+    control.connect("\0" + settings["control"])
     gc.collect()
     gc.freeze()
-    control.send(b"READY")
     libc = ctypes.CDLL(None, use_errno=True)
+    mounts = settings.get("mounts")
+    spare = _fork_spare(control, mounts, libc)
+    if spare is None:
+        return _restored(snapshot)
+    control.send(b"READY")
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(control, 1 << 20, 4)
         except OSError:
             os._exit(0)
-        if not message:  # the server is gone: so is the template
+        if not message:  # the server is gone: so is the template (and its spare, with it)
             os._exit(0)
+        pid, channel = spare
         try:
-            reply = _fork_copy(message, fds, control, libc)
-        except OSError as exc:
-            reply = f"error: {exc}".encode()
-        if reply is None:  # in the copy, now in its own environment
-            return _restored(snapshot)
+            socket.send_fds(channel, [message], fds)
+            reply = str(pid).encode()
+        except OSError:  # the spare died: a fresh one, at once
+            spare = _fork_spare(control, mounts, libc)
+            if spare is None:
+                return _restored(snapshot)
+            pid, channel = spare
+            try:
+                socket.send_fds(channel, [message], fds)
+                reply = str(pid).encode()
+            except OSError as exc:
+                reply = f"error: {exc}".encode()
+        channel.close()
         for fd in fds:
             os.close(fd)
         control.send(reply)
+        spare = _fork_spare(control, mounts, libc)  # the next one, off the restore's path
+        if spare is None:
+            return _restored(snapshot)
 
 
 class TemplateRefused(Exception):
     pass
 
 
-def _fork_copy(message, fds, control, libc):
-    """Fork the copy (twice, see the module's docstring). Returns the reply for the server in the
-    template, None in the copy."""
+def _fork_spare(control, mounts, libc):
+    """Fork the next copy, twice (see the module's docstring), and prepare it. In the template:
+    (its pid, the channel its environment comes by). In the copy: None, once it has joined the
+    environment it was given."""
+    import socket
+    channel, spare_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     ready_r, ready_w = os.pipe()
     middle = os.fork()
     if middle == 0:  # the middle: fork the copy, tell the template its pid, and go
-        os.close(ready_r)
         try:
             copy = os.fork()
         except BaseException:
@@ -119,46 +142,59 @@ def _fork_copy(message, fds, control, libc):
         if copy != 0:
             os.write(ready_w, str(copy).encode())
             os._exit(0)
-        os.close(ready_w)
-        control.close()
         try:
-            _become(message, fds, libc)
+            control.close()
+            channel.close()
+            _prepare(spare_end, mounts, libc)
+            message, fds, _, _ = socket.recv_fds(spare_end, 1 << 20, 4)
+            if not message:  # never used: the template is gone
+                os._exit(0)
+            _join(message, fds)
         except BaseException as exc:
             os.write(2, f"lambdalet bootstrap: the restored copy could not join its environment: {exc}\n".encode())
             os._exit(1)
         return None
     os.close(ready_w)
+    spare_end.close()
     try:
         pid = os.read(ready_r, 32)
     finally:
         os.close(ready_r)
     os.waitpid(middle, 0)  # once the middle is gone, the copy's parent is the server
-    return pid or b"error: the copy could not be forked"
+    if not pid:
+        raise OSError("the copy could not be forked")
+    return int(pid), channel
 
 
-def _become(message, fds, libc):
-    """In the copy, before any user code runs: leave the template's session, descriptors,
-    namespace, cgroups and identity for the new environment's."""
+def _prepare(spare_end, mounts, libc):
+    """What a spare does ahead of its environment: only its channel open, its own private /tmp,
+    its own random state."""
+    keep = spare_end.fileno()
+    os.closerange(3, keep)
+    os.closerange(keep + 1, _max_fd())
+    if mounts is not None:
+        _private_mounts(libc, mounts)
+    _reseed()
+
+
+def _join(message, fds):
+    """Once given its environment, before any user code runs again: its own session, its output
+    pipe, the environment's cgroups and identity."""
     import json
     request = json.loads(message)
     os.setsid()
     output = fds[0]
     os.dup2(output, 1)
     os.dup2(output, 2)
-    os.closerange(3, _max_fd())
+    for fd in fds:
+        os.close(fd)
     for tasks in request.get("cgroup_tasks", ()):
         fd = os.open(tasks, os.O_WRONLY)
         try:
             os.write(fd, b"0")
         finally:
             os.close(fd)
-    mounts = request.get("mounts")
-    if mounts is not None:
-        _private_mounts(libc, mounts)
-    if request.get("cwd"):
-        os.chdir(request["cwd"])
     os.environ.update(request.get("environ", {}))
-    _reseed()
 
 
 def _max_fd():

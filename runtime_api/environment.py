@@ -273,7 +273,7 @@ class Environment:
             await self.cgroup.terminate()
         else:
             # Without a cgroup the tree is the runtime's session (a setsid escapee is out of reach).
-            reaper.reap_orphans(lambda pid: reaper.in_session(pid, process.pid))
+            reaper.end_session(process.pid)
 
     # -- SnapStart by fork (runtime_api.snapstart) -----------------------------------------------------
 

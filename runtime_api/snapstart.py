@@ -50,8 +50,14 @@ class RestoreRequest(msgspec.Struct, omit_defaults=True):
 
     environ: dict[str, str]
     cgroup_tasks: list[str] = []
+
+
+class TemplateSettings(msgspec.Struct):
+    """`_LAMBDALET_TEMPLATE`: where the template is served, and how its copies make their private
+    /tmp (sandbox/restore.py), ahead of their environments."""
+
+    control: str
     mounts: list[tuple] | None = None
-    cwd: str | None = None
 
 
 class TemplateFailed(Exception):
@@ -114,12 +120,8 @@ class Template:
             for attempt in (1, 2):
                 await self._ensure()
                 env.restore_starting()
-                request = RestoreRequest(
-                    environ=self._environ_for(spec),
-                    cgroup_tasks=restore_steps.cgroup_tasks(cgroup),
-                    mounts=(restore_steps.private_tmp(self.options.filesystem, spec.argv, spec.env, spec.cwd)
-                            if self._private else None),
-                )
+                request = RestoreRequest(environ=self._environ_for(spec),
+                                         cgroup_tasks=restore_steps.cgroup_tasks(cgroup))
                 try:
                     pid = await self._fork(request, output.write_fd)
                 except OSError as exc:
@@ -207,7 +209,10 @@ class Template:
 
         def make_spec(runtime_api: str) -> RuntimeSpec:
             spec = self._make_spec(runtime_api)
-            spec = dataclasses.replace(spec, env={**spec.env, TEMPLATE_ENV: address})
+            mounts = (restore_steps.private_tmp(self.options.filesystem, spec.argv, spec.env, spec.cwd)
+                      if self._private else None)
+            settings = msgspec.json.encode(TemplateSettings(address, mounts)).decode()
+            spec = dataclasses.replace(spec, env={**spec.env, TEMPLATE_ENV: settings})
             presented = spec.env
             if self._private:
                 _, presented = self.options.filesystem.present(spec.argv, spec.env)

@@ -5,7 +5,7 @@ runtime's double-forked daemon, the children of a killed runtime — re-parent t
 of to PID 1 (which, on this machine kind, reaps only lazily). Those orphans are not our Popens:
 the host reaps them itself, but only the ones it can prove came from one of its environments
 (members of its cgroups: sandbox.cgroups; without cgroups, zombies in a runtime's session:
-`reap_orphans`), so it never steals the exit status of a child another part of the program waits
+`end_session`), so it never steals the exit status of a child another part of the program waits
 for (a runtime's RuntimeProcess, a subprocess of the embedding program).
 """
 
@@ -15,7 +15,6 @@ import ctypes
 import functools
 import logging
 import os
-from collections.abc import Callable
 
 log = logging.getLogger("lambdalet")
 
@@ -67,20 +66,45 @@ def in_session(pid: int, session: int) -> bool:
     return fields is not None and fields[3] == str(session)
 
 
-def reap_orphans(belongs: Callable[[int], bool]) -> int:
-    """Reap our zombie children for which `belongs(pid)` holds; returns how many.
+def end_session(session: int, timeout_ms: int = 1000) -> int:
+    """Kill and reap our children in `session` (a runtime's, which it led): what the runtime
+    left behind that re-parented to us, and a SnapStart template's unused spare copy (forked for
+    us to reap). Waits for them briefly: they are SIGKILLed. Returns how many were reaped.
 
-    A zombie's pid cannot be reused until it is reaped, and only its parent (us) can reap it, so
-    checking, then reaping that one pid with WNOHANG, is safe.
-    """
-    reaped = 0
+    A child of ours cannot be reaped by anyone else, so its pid is not reused under us."""
+    import select
+    import signal
+
+    fds = []
     for pid in _children():
-        fields = _stat_fields(pid)
-        if fields is None or fields[0] != "Z" or not belongs(pid):
-            continue
+        if in_session(pid, session):
+            try:
+                fds.append(os.pidfd_open(pid))
+            except OSError:
+                continue
+    poller = select.poll()
+    for fd in fds:
         try:
-            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG) is not None:
-                reaped += 1
-        except ChildProcessError:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except OSError:
             pass
+        poller.register(fd, select.POLLIN)
+    reaped = 0
+    try:
+        pending = set(fds)
+        while pending:
+            ready = poller.poll(timeout_ms)
+            if not ready:
+                break
+            for fd, _ in ready:
+                pending.discard(fd)
+                poller.unregister(fd)
+                try:
+                    os.waitid(os.P_PIDFD, fd, os.WEXITED)
+                    reaped += 1
+                except ChildProcessError:
+                    pass
+    finally:
+        for fd in fds:
+            os.close(fd)
     return reaped
