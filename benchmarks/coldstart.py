@@ -28,7 +28,6 @@ import argparse
 import base64
 import http.client
 import json
-import os
 import re
 import sys
 import tempfile

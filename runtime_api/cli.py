@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--idle-timeout", type=float, default=300.0, help="seconds before an idle environment is shut down")
     serve.add_argument("--isolation", choices=[level.value for level in Isolation],
                        help="none: plain processes; standard: memory and pids limits, a private /tmp, the code "
-                            "read-only at /var/task; strict: not built yet, runs as standard "
+                            "read-only at /var/task; strict: standard, plus a network namespace of its own "
+                            "(the Runtime API at 127.0.0.1:9001, nothing else reachable) and a seccomp deny-list "
                             "(default: standard where permitted, else none)")
     serve.add_argument("--cpu-model", choices=[model.value for model in CpuModel],
                        help="host: no CPU limit; lambda: Lambda's CPU share for the memory (1,769 MB = 1 vCPU, "
@@ -212,10 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("path", help="the bootstrap, or the directory holding it")
     doc.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"], help="the function's architecture (default x86_64)")
     doc.add_argument("--json", action="store_true", help="print the facts and findings as JSON")
+
+    bench = commands.add_parser(
+        "bench", help="cold start vs SnapStart restore vs warm, beside RIE + awslambdaric (benchmarks/coldstart.py)",
+        add_help=False)
+    bench.add_argument("options", nargs="*", help="its own options: lambdalet bench --help")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # its options are its own (argparse cannot pass `--help` through)
+        from benchmarks import coldstart
+        return coldstart.main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "invoke":
         return invoke(args)

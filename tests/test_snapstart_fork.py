@@ -265,3 +265,34 @@ async def test_a_copy_gets_its_own_tmp_cgroup_and_memory_limit(tmp_path):
     assert json.loads(hog.payload)["errorType"] == "Runtime.OutOfMemory"
     assert "Error Type: Runtime.OutOfMemory" in log.text
     assert after["cwd"] == "/var/task"  # and the others carry on
+
+
+async def test_with_provisioned_concurrency_copies_are_restored_ahead_of_demand(tmp_path):
+    write_function(tmp_path, HOOKS)
+    log = CapturedLog()
+    async with running_server(snapstart_function(tmp_path, provisioned=2), sink=log) as server:
+        function = server.functions["snap"]
+        await function.wait_provisioned()
+        ready = {env.pid for env in function.environments}
+        body = await invoke_json(server, {})
+        restores_before_invoke = log.text.count("RESTORE_START")
+    assert len(ready) == 2 and template(server).environment.pid not in ready
+    assert body["pid"] in ready  # served by a copy made before it was asked for
+    assert restores_before_invoke == 2
+    assert body["calls"][2] == f"after restore 1 in {body['pid']}"
+
+
+def test_lambdalet_bench_writes_its_tables_and_chart(tmp_path):
+    """The benchmark's plumbing, once round, on the trivial handler (its figures are not checked:
+    speed is shown in benchmarks/, not asserted in tests)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "runtime_api.cli", "bench", "--samples", "1", "--handlers",
+                           "trivial", "--output", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "coldstart.json").read_text())
+    trivial = data["handlers"]["trivial"]
+    for key in ("cold", "restore", "warm", "rie_cold", "restore_duration"):
+        assert trivial[key]["n"] >= 1, key
+    assert "| trivial |" in (tmp_path / "coldstart.md").read_text()
