@@ -198,12 +198,10 @@ class Environment:
 
     def _strict_exec(self) -> StrictExec | None:
         """Strict's last step before the runtime's exec: join the namespace, load the deny-list."""
-        if self.options.isolation is not Isolation.STRICT:
+        helper = host.strict_support().helper if self.options.isolation is Isolation.STRICT else None
+        if helper is None:
             return None
-        program = host.strict_support().seccomp
-        if self.netns is None and not program:
-            return None
-        return StrictExec(self.netns.fd if self.netns is not None else None, program)
+        return StrictExec(helper, self.netns.fd if self.netns is not None else None)
 
     async def launch(self) -> None:
         """Start the runtime. Raises OSError if it cannot be started at all."""

@@ -16,7 +16,7 @@ import threading
 from . import cgroups, netns, reaper, seccomp
 from .cgroups import CpuModel
 from .isolation import TASK_ROOT, Isolation, tools
-from .strict import StrictSupport, seccomp_problem
+from .strict import StrictSupport, find_helper
 
 log = logging.getLogger("lambdalet")
 
@@ -105,18 +105,24 @@ def _probe_mount_namespace() -> str | None:
 
 def strict_support() -> StrictSupport:
     """What `strict` adds that works here (a network namespace, the seccomp deny-list), probed
-    once per process for real: a namespace made and dropped, the exec helper run once."""
+    once per process for real: a namespace made and dropped, the exec helper run (a few ms)."""
     global _strict
     with _lock:
         if _strict is None:
-            program = b""
+            machine = platform.machine()
+            helper = None
             try:
-                program = seccomp.deny_list(platform.machine())
+                program = seccomp.deny_list(machine)
             except KeyError:
-                denied = f"lambdalet has no system call table for {platform.machine()}"
+                denied: str | None = f"lambdalet has no system call table for {machine}"
             else:
-                denied = seccomp_problem(program)
-            _strict = StrictSupport(netns.problem(), denied, b"" if denied else program)
+                helper, denied = find_helper(machine, program)
+            namespace = netns.problem()
+            if helper is None and namespace is None:  # a helper that only joins the namespace
+                helper, problem = find_helper(machine, b"")
+                if helper is None:
+                    namespace = f"lambdalet's exec helper cannot run here: {problem}"
+            _strict = StrictSupport(namespace, denied, helper)
         return _strict
 
 

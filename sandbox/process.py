@@ -15,13 +15,13 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import trio
 
 from .cgroups import EnvironmentCgroup
 from .isolation import PrivateFilesystem, unshare_argv
-from .strict import StrictExec
+from .strict import StrictExec, program_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,20 +204,21 @@ def confine(
         if strict is None:
             return Confined(list(spec.argv), spec.env)
         _check_executable(spec)
-        return Confined(strict.argv(spec.argv), spec.env, pass_fds=strict.pass_fds)
+        return Confined(strict.argv(spec.argv, program_path(spec.argv[0], spec.env)), spec.env,
+                        pass_fds=strict.pass_fds)
     _check_executable(spec)
     fds = strict.pass_fds if strict is not None else ()
     steps = cgroup.join_commands() if cgroup is not None else []
     if rlimit_data_mb is not None:
         steps.append(f"ulimit -S -d {rlimit_data_mb * 1024}")  # soft limit: no CAP_SYS_RESOURCE needed
     if filesystem is None:
-        argv = strict.argv(spec.argv) if strict is not None else spec.argv
+        argv = strict.argv(spec.argv, program_path(spec.argv[0], spec.env)) if strict is not None else spec.argv
         return Confined(["/bin/sh", "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim", *argv],
                         spec.env, pass_fds=fds)
-    plan = filesystem.plan(spec.argv, spec.env, spec.cwd, also=(strict.python,) if strict is not None else ())
+    plan = filesystem.plan(spec.argv, spec.env, spec.cwd, also=strict.interpreter if strict is not None else ())
     argv, env = filesystem.present(spec.argv, spec.env)
-    if strict is not None:  # its interpreter as seen in there too
-        argv = replace(strict, python=filesystem.present((strict.python,), {})[0][0]).argv(argv)
+    if strict is not None:  # the runtime's executable as seen in there
+        argv = strict.argv(argv, filesystem.present((program_path(spec.argv[0], spec.env),), {})[0][0])
     steps += plan.commands()
     return Confined([*unshare_argv(), "/bin/sh", "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim", *argv],
                     env, plan.fstab, fds)

@@ -2,34 +2,37 @@
 no_new_privs and load the seccomp deny-list (sandbox/seccomp.py), then exec the runtime.
 
 It must come after the shim's mounts (mount is denied) and cannot be a preexec_fn (the host is
-threaded), so it is a small program of its own, run as `<python> -I -S -c <EXEC_HELPER> <netns fd>
-<filter hex> -- <runtime argv>` by the shim's final `exec`: the code travels inline, so it needs
-nothing from lambdalet's package (which may live under the host's /tmp, hidden by the private /tmp),
-only the interpreter, which the mount plan keeps reachable. Isolated mode (-I -S) keeps the
-runtime's PYTHON* variables and site-packages out of it. It execs the runtime with the environment
-it was itself started with, read back from /proc/self/environ, because CPython's start-up may have
-added LC_CTYPE (PEP 538 locale coercion) to its own.
+threaded), so it is a small program of its own, the target of the shim's final `exec`, which then
+execs the runtime: same process, same pid. Two implementations, the first that works here is used
+(probed once by sandbox.host):
 
-Measured cost per spawn (benchmarks in the report of the change that added it): about 10 ms of
-interpreter start-up on this machine kind, the rest (setns, prctl) well under a millisecond.
+* `ElfHelper`: a static ELF of a few hundred bytes (sandbox/exec_helper.py), x86_64 and aarch64,
+  exec'd from a sealed memfd: about 0.3 ms per spawn;
+* `PythonHelper`: the same steps in Python through ctypes, anywhere else: about 11 ms per spawn
+  (an interpreter start-up). Its code travels inline (`-I -S -c`), so it needs nothing from
+  lambdalet's package (which may live under the host's /tmp, hidden by the private /tmp), only
+  the interpreter, which the mount plan keeps reachable (`also`). It execs the runtime with the
+  environment it was started with, read back from /proc/self/environ, because CPython's start-up
+  may have added LC_CTYPE to its own (PEP 538 locale coercion).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 
-EXEC_HELPER = r"""
+from . import exec_helper
+
+PYTHON_HELPER = r"""
 import ctypes, os, struct, sys
 libc = ctypes.CDLL(None, use_errno=True)
-def fail(what, err):
-    sys.stderr.write("lambdalet strict: %s: %s\n" % (what, os.strerror(err)))
-    os._exit(126)
 def check(result, what):
     if result != 0:
-        fail(what, ctypes.get_errno())
+        sys.stderr.write("lambdalet strict: %s failed: %s\n" % (what, os.strerror(ctypes.get_errno())))
+        os._exit(126)
 netns, program, argv = int(sys.argv[1]), bytes.fromhex(sys.argv[2]), sys.argv[4:]
 with open("/proc/self/environ", "rb") as f:
     env = dict(os.fsdecode(item).partition("=")[::2] for item in f.read().split(b"\0") if b"=" in item)
@@ -45,53 +48,122 @@ if program:
 try:
     os.execvpe(argv[0], argv, env)
 except OSError as exc:
-    sys.stderr.write("lambdalet strict: exec %s: %s\n" % (argv[0], exc.strerror))
+    sys.stderr.write("lambdalet strict: cannot exec %s: %s\n" % (argv[0], exc.strerror))
     os._exit(127 if exc.errno == 2 else 126)
 """
 
 
 @dataclass(frozen=True, slots=True)
-class StrictExec:
-    """What the helper does for one runtime: join `netns_fd` (None: stay in the host's network
-    namespace), load `seccomp` (a BPF program; empty: none)."""
+class ElfHelper:
+    """The machine-code helper in the memfd `fd` (kept open by the host, passed to each spawn),
+    its deny-list built in."""
 
-    netns_fd: int | None = None
+    fd: int
+
+    def argv(self, netns_fd: int | None, program: str, runtime_argv: list[str]) -> list[str]:
+        return [f"/proc/self/fd/{self.fd}", "-" if netns_fd is None else str(netns_fd), str(self.fd), program,
+                *runtime_argv]
+
+    @property
+    def fds(self) -> tuple[int, ...]:
+        return (self.fd,)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@dataclass(frozen=True, slots=True)
+class PythonHelper:
+    """The portable helper: `python` running PYTHON_HELPER, loading `seccomp` (b"": none)."""
+
     seccomp: bytes = b""
     python: str = sys.executable
 
-    def argv(self, runtime_argv: tuple[str, ...] | list[str]) -> list[str]:
-        fd = -1 if self.netns_fd is None else self.netns_fd
-        return [self.python, "-I", "-S", "-c", EXEC_HELPER, str(fd), self.seccomp.hex(), "--", *runtime_argv]
+    def argv(self, netns_fd: int | None, program: str, runtime_argv: list[str]) -> list[str]:
+        return [self.python, "-I", "-S", "-c", PYTHON_HELPER, str(-1 if netns_fd is None else netns_fd),
+                self.seccomp.hex(), "--", *runtime_argv]
+
+    @property
+    def fds(self) -> tuple[int, ...]:
+        return ()
+
+    def close(self) -> None:
+        pass
+
+
+Helper = ElfHelper | PythonHelper
+
+
+@dataclass(frozen=True, slots=True)
+class StrictExec:
+    """What the helper does for one runtime: join `netns_fd` (None: stay in the host's network
+    namespace) and load the deny-list it carries (if any)."""
+
+    helper: Helper
+    netns_fd: int | None = None
+
+    def argv(self, runtime_argv: tuple[str, ...] | list[str], program: str) -> list[str]:
+        """`program`: the runtime's executable, as execve takes it (`program_path`)."""
+        return self.helper.argv(self.netns_fd, program, list(runtime_argv))
 
     @property
     def pass_fds(self) -> tuple[int, ...]:
-        return () if self.netns_fd is None else (self.netns_fd,)
+        return self.helper.fds + (() if self.netns_fd is None else (self.netns_fd,))
+
+    @property
+    def interpreter(self) -> tuple[str, ...]:
+        """What the helper itself needs to find in the runtime's mount namespace."""
+        return (self.helper.python,) if isinstance(self.helper, PythonHelper) else ()
+
+
+def program_path(argv0: str, env: dict[str, str]) -> str:
+    """The runtime's executable as the shell's `exec` would find it: a name without a slash is
+    looked up in the runtime's PATH (the machine-code helper does no lookup of its own)."""
+    if "/" in argv0:
+        return argv0
+    return shutil.which(argv0, path=env.get("PATH", os.defpath)) or argv0
 
 
 @dataclass(frozen=True, slots=True)
 class StrictSupport:
     """What `strict` can add here, as probed once by sandbox.host: why each protection cannot be
-    had (None: it can), and the deny-list to load."""
+    had (None: it can), and the helper that gives them (None: no helper runs here)."""
 
     netns_problem: str | None
     seccomp_problem: str | None
-    seccomp: bytes = b""
+    helper: Helper | None = None
 
     @property
     def netns(self) -> bool:
-        return self.netns_problem is None
+        return self.netns_problem is None and self.helper is not None
 
     @property
     def any(self) -> bool:
-        return self.netns_problem is None or self.seccomp_problem is None
+        return self.netns or self.seccomp_problem is None
 
 
-def seccomp_problem(program: bytes, python: str = sys.executable) -> str | None:
-    """Why the deny-list cannot be loaded here, or None: the helper run once, for real (tens of ms)."""
-    if not python or not os.access(python, os.X_OK):
-        return "no Python interpreter to run lambdalet's exec helper"
+def find_helper(machine: str, seccomp: bytes) -> tuple[Helper | None, str | None]:
+    """The first helper that runs here loading `seccomp` (b"": none), and why none does (None if
+    one does): each candidate run once, for real."""
+    candidates: list[Helper] = []
     try:
-        run = subprocess.run(StrictExec(seccomp=program, python=python).argv(["/bin/true"]),
+        candidates.append(ElfHelper(exec_helper.load(machine, seccomp)))
+    except (KeyError, OSError):
+        pass  # no machine code for this machine, or no memfd: the Python helper
+    if sys.executable and os.access(sys.executable, os.X_OK):
+        candidates.append(PythonHelper(seccomp))
+    problem = "no Python interpreter to run lambdalet's exec helper"
+    for helper in candidates:
+        problem = _run_problem(helper)
+        if problem is None:
+            return helper, None
+        helper.close()
+    return None, problem
+
+
+def _run_problem(helper: Helper) -> str | None:
+    try:
+        run = subprocess.run(StrictExec(helper).argv(["true"], "/bin/true"), pass_fds=helper.fds,
                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"lambdalet's exec helper did not run: {exc}"

@@ -22,7 +22,8 @@ import pytest
 import trio
 
 from runtime_api import FunctionConfig
-from sandbox import host, seccomp
+from sandbox import exec_helper, host, seccomp
+from sandbox.strict import ElfHelper, PythonHelper, StrictExec
 from tests.helpers import running_server, write_function
 
 REPO = Path(__file__).resolve().parent.parent
@@ -178,7 +179,9 @@ def code(tmp_path):
 
 def function(code, name, handler, **settings) -> FunctionConfig:
     settings.setdefault("isolation", "strict")
-    env = {"LAMBDALET_HOME": str(REPO)} if REPO.parts[:2] == ("/", "tmp") else {}
+    # The runtime imports lambdalet's bootstrap from this checkout, wherever the interpreter's
+    # site-packages point (an editable install elsewhere under the host's /tmp would be hidden).
+    env = {"PYTHONPATH": str(REPO)}
     return FunctionConfig(name=name, code=str(code), handler=f"app.{handler}", env=env, **settings)
 
 
@@ -329,7 +332,8 @@ def test_without_privilege_strict_says_what_it_lacks_and_still_runs(code):
         "from runtime_api import FunctionConfig\n"
         "from tests.helpers import running_server\n"
         "async def main():\n"
-        f"    config = FunctionConfig(name='f', code={str(code)!r}, handler='app.look', isolation='strict')\n"
+        f"    config = FunctionConfig(name='f', code={str(code)!r}, handler='app.look', isolation='strict',\n"
+        f"                            env={{'PYTHONPATH': {str(REPO)!r}}})\n"
         "    async with running_server(config) as server:\n"
         "        print(json.dumps(json.loads((await server.invoke('f', b'{}')).payload)))\n"
         "trio.run(main)\n"
@@ -411,3 +415,60 @@ def test_the_deny_list_decides_as_documented(machine):
     assert decide(0, on=0x40000003) == seccomp.SECCOMP_RET_KILL_PROCESS  # i386
     if machine == "x86_64":
         assert decide(0x40000000 | 101) == enosys  # x32's ptrace
+
+
+# -- the exec helpers, as programs (no namespaces: no root needed) -----------------------------------
+
+MACHINE = platform.machine()
+needs_table = pytest.mark.skipif(MACHINE not in seccomp.ARCHES, reason=f"no deny-list for {MACHINE}")
+
+
+def _helpers() -> list:
+    return [pytest.param("elf", marks=needs_table), pytest.param("python", marks=needs_table)]
+
+
+@pytest.fixture
+def helper(request):
+    program = seccomp.deny_list(MACHINE)
+    made = ElfHelper(exec_helper.load(MACHINE, program)) if request.param == "elf" else PythonHelper(program)
+    yield made
+    made.close()
+
+
+@pytest.mark.parametrize("helper", _helpers(), indirect=True)
+def test_a_helper_loads_the_deny_list_and_execs_with_the_environment_it_got(helper):
+    env = {"PATH": "/usr/bin:/bin", "ODD": "a=b c"}  # no LANG: CPython would coerce the locale
+    script = ("grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; unshare --user true 2>/dev/null; "
+              "echo unshare=$?; ls /proc/self/fd | wc -l; env")
+    strict = StrictExec(helper)
+    run = subprocess.run(strict.argv(["sh", "-c", script], "/bin/sh"), pass_fds=strict.pass_fds, env=env,
+                         capture_output=True, text=True, timeout=60)
+
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[:3] == ["NoNewPrivs:\t1", "Seccomp:\t2", "unshare=1"]
+    assert lines[3] == "4"  # 0, 1, 2 and ls's own: the helper's descriptor is closed
+    assert dict(line.split("=", 1) for line in lines[4:] if line.split("=", 1)[0] in env or "LC_" in line) == env
+
+
+@pytest.mark.parametrize("helper", _helpers(), indirect=True)
+def test_a_helper_that_cannot_exec_says_so_as_a_shell_would(helper):
+    run = subprocess.run(StrictExec(helper).argv(["lambdalet-missing"], "/nonexistent/lambdalet-missing"),
+                         pass_fds=helper.fds, capture_output=True, text=True, timeout=60)
+
+    assert run.returncode == 127
+    assert run.stderr.startswith("lambdalet strict: cannot exec ")
+
+
+@pytest.mark.parametrize("machine, assembler", [
+    ("x86_64", ["as", "--64"]), ("aarch64", ["aarch64-linux-gnu-as"])])
+def test_the_machine_code_is_its_assembly_source(machine, assembler, tmp_path):
+    objcopy = "objcopy" if machine == "x86_64" else "aarch64-linux-gnu-objcopy"
+    if shutil.which(assembler[0]) is None or shutil.which(objcopy) is None:
+        pytest.skip(f"needs {assembler[0]} and {objcopy} (binutils) to assemble sandbox/asm/{machine}.S")
+    subprocess.run([*assembler, "-o", str(tmp_path / "helper.o"), str(REPO / "sandbox" / "asm" / f"{machine}.S")],
+                   check=True)
+    subprocess.run([objcopy, "-O", "binary", "-j", ".text", str(tmp_path / "helper.o"), str(tmp_path / "helper.bin")],
+                   check=True)
+
+    assert (tmp_path / "helper.bin").read_bytes() == exec_helper.CODE[machine][1]
