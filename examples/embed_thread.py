@@ -22,9 +22,9 @@ with tempfile.TemporaryDirectory() as code:
     config = ServerConfig(port=0, function=[FunctionConfig(name="greeter", code=code, handler="app.handler")])
     with LambdaletThread(config) as lambdalet:
         ok = lambdalet.invoke("greeter", json.dumps({"name": "thread"}).encode())
-        print("payload:", ok.payload.decode())
+        print("payload:", ok.payload.decode(), flush=True)
         failed = lambdalet.invoke("greeter", b'{"fail": true}')
-        print("function error:", failed.function_error, json.loads(failed.payload)["errorType"])
+        print("function error:", failed.function_error, json.loads(failed.payload)["errorType"], flush=True)
 
         try:
             import boto3

@@ -25,7 +25,7 @@ import trio
 
 from sandbox import host
 from sandbox.doctor import entrypoint_problem
-from sandbox.isolation import PrivateFilesystem
+from sandbox.isolation import Isolation, PrivateFilesystem
 from sandbox.process import RuntimeSpec
 
 from . import eventstream, http, logs
@@ -99,13 +99,19 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
         cpu_model=cpu_model,
         snapstart=config.snapstart,
     )
-    if config.snapstart and not config.runtime:
+    # Not under strict: a copy is born in its template's network namespace, and the seccomp filter
+    # it inherits forbids the setns into its own.
+    if config.snapstart and not config.runtime and level is not Isolation.STRICT:
         # lambdalet's own runtime can be a fork template: a memory snapshot, restored in milliseconds.
         log.warning("function %s: SnapStart with fork templates: the initialised runtime is kept as a template "
                     "and every environment is a copy of it, restored by fork", config.name)
         options = dataclasses.replace(options, template=Template(
             spec_for("snap-start"), options, sink, code=str(Path(config.code).resolve()),
             rotate_after=config.snapstart_rotate))
+    elif config.snapstart and not config.runtime:
+        log.warning("function %s: SnapStart's contract only (init type snap-start, hooks, restore/next, restore "
+                    "durations), no memory snapshot: at isolation strict a forked copy could not join its own "
+                    "network namespace, so each environment runs init", config.name)
     elif config.snapstart:
         # Said plainly, as issue 5 asks: which SnapStart a function gets.
         log.warning("function %s: SnapStart's contract only (init type snap-start, before-snapshot and "
