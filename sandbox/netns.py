@@ -72,7 +72,9 @@ def make(address: tuple[str, int] = RUNTIME_API) -> tuple[int, socket.socket]:
             sock.bind(address)
             sock.listen(_BACKLOG)
         finally:
-            # Whatever happened, this thread goes home: it returns to trio's thread cache.
+            # Whatever happened, this thread goes home: it returns to trio's thread cache. (Into a
+            # namespace we hold, with the privilege unshare just used, setns fails only short of
+            # kernel memory; the error then names it, and that worker would stay in the namespace.)
             _check(libc.setns(home, CLONE_NEWNET), "setns back to the host's network namespace")
     except BaseException:
         if sock is not None:
