@@ -58,9 +58,9 @@ def _wait_at_gate(context):
     sock.close()
     return reply.decode().strip()
 
-def _connect(port):
+def _connect(host, port):
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=10).close()
+        socket.create_connection((host, port), timeout=10).close()
         return "connected"
     except OSError as exc:
         return errno.errorcode.get(exc.errno, str(exc))
@@ -72,7 +72,7 @@ def look(event, context):
                        if k in ("NoNewPrivs", "Seccomp")}}
 
 def reach(event, context):
-    return {str(port): _connect(port) for port in event["ports"]}
+    return {f"{host}:{port}": _connect(host, port) for host, port in event["addresses"]}
 
 def hold(event, context):
     other = _wait_at_gate(context)
@@ -218,10 +218,12 @@ async def test_a_handler_reaches_nothing_on_the_hosts_loopback(code, tmp_path):
             await call(server, "std")  # a standard environment, its Runtime API on the host's loopback
             (standard,) = server.functions["std"].environments
             standard_port = int(standard.address.rsplit(":", 1)[1])
-            seen = await call(server, "strict", {"ports": [port, server.port, standard_port]})
+            addresses = [("127.0.0.1", port), ("127.0.0.1", server.port), ("127.0.0.1", standard_port),
+                         ("192.0.2.1", 9)]  # and beyond the loopback (TEST-NET-1): no route at all
+            seen = await call(server, "strict", {"addresses": addresses})
 
-        assert seen == {str(port): "ECONNREFUSED", str(server.port): "ECONNREFUSED",
-                        str(standard_port): "ECONNREFUSED"}
+        assert seen == {f"127.0.0.1:{port}": "ECONNREFUSED", f"127.0.0.1:{server.port}": "ECONNREFUSED",
+                        f"127.0.0.1:{standard_port}": "ECONNREFUSED", "192.0.2.1:9": "ENETUNREACH"}
         with pytest.raises(BlockingIOError):
             outside.accept()  # no connection ever arrived
 
