@@ -80,8 +80,10 @@ class EnvironmentOptions:
     port: int = 0
     # As decided by sandbox.host.isolation. STANDARD: Lambda's limits through cgroups where the
     # host may create them (memory_mb, pids_max), else RLIMIT_DATA, and `filesystem` (the private
-    # /tmp and read-only /var/task) where mount namespaces work. NONE: a plain process tree, as
-    # RIE runs its runtime.
+    # /tmp and read-only /var/task) where mount namespaces work. STRICT: STANDARD, plus what
+    # sandbox.host.strict_support found: the Runtime API at 127.0.0.1:9001 in a network namespace
+    # of the environment's own, the seccomp deny-list. NONE: a plain process tree, as RIE runs its
+    # runtime.
     isolation: Isolation = Isolation.NONE
     filesystem: PrivateFilesystem | None = None
     # Checks the runtime command before each launch, giving the reason it cannot start (lambdalet
