@@ -22,7 +22,10 @@ import pytest
 import trio
 
 from runtime_api import FunctionConfig
+from runtime_api.cli import build_parser, serve_config
+from runtime_api.config import load_config
 from sandbox import exec_helper, host, seccomp
+from sandbox.isolation import Isolation
 from sandbox.strict import ElfHelper, PythonHelper, StrictExec
 from tests.helpers import running_server, write_function
 
@@ -377,6 +380,14 @@ def test_as_nobody_each_missing_protection_is_said_once():
     # The deny-list needs no privilege: said only where the interpreter is out of nobody's reach.
     assert run.stdout.split()[0] == ("standard" if any("seccomp deny-list" in line for line in warnings)
                                      else "strict")
+
+
+def test_strict_from_the_command_line_and_the_config_file(tmp_path):
+    args = build_parser().parse_args(["serve", "--isolation", "strict"])
+    assert serve_config(args).function[0].isolation is Isolation.STRICT
+    config = tmp_path / "functions.toml"
+    config.write_text('[[function]]\nname = "a"\nisolation = "strict"\n')
+    assert load_config(config).function[0].isolation is Isolation.STRICT
 
 
 # -- the deny-list's decisions, run through a classic-BPF interpreter (no kernel involved) ----------
