@@ -24,8 +24,9 @@ import trio
 from runtime_api import FunctionConfig
 from runtime_api.cli import build_parser, serve_config
 from runtime_api.config import load_config
-from sandbox import exec_helper, host, seccomp
-from sandbox.isolation import Isolation
+from sandbox import exec_helper, host, netns, seccomp
+from sandbox.isolation import Isolation, PrivateFilesystem
+from sandbox.process import OutputPipe, RuntimeSpec, launch_runtime, reap
 from sandbox.strict import ElfHelper, PythonHelper, StrictExec
 from tests.helpers import running_server, write_function
 
@@ -485,3 +486,27 @@ def test_the_machine_code_is_its_assembly_source(machine, assembler, tmp_path):
                    check=True)
 
     assert (tmp_path / "helper.bin").read_bytes() == exec_helper.CODE[machine][1]
+
+
+@needs_root
+@pytest.mark.parametrize("helper", _helpers(), indirect=True)
+async def test_either_helper_starts_the_runtime_after_the_mounts_in_its_namespace(helper, code):
+    namespace = await netns.open_namespace()
+    output = OutputPipe()
+    spec = RuntimeSpec(("sh", "-c", "grep Seccomp: /proc/self/status; readlink /proc/self/ns/net; pwd; ls /tmp"),
+                       {"PATH": "/usr/bin:/bin"}, str(code))
+    seen: list[bytes] = []
+    try:
+        process = await launch_runtime(spec, output, filesystem=PrivateFilesystem(task_root=str(code)),
+                                       strict=StrictExec(helper, namespace.fd))
+        try:
+            await output.pump(seen.append)
+        finally:
+            status = await reap(process)
+    finally:
+        output.close()
+        await namespace.listener.aclose()
+        namespace.close()
+
+    assert status == 0, seen
+    assert b"".join(seen).decode().splitlines() == ["Seccomp:\t2", f"net:[{namespace.inode}]", "/var/task"]
