@@ -359,11 +359,13 @@ def test_without_privilege_strict_says_what_it_lacks_and_still_runs(code):
     assert not any("seccomp" in line for line in warnings)
 
 
-def test_as_nobody_each_missing_protection_is_said_once():
+def test_unprivileged_each_missing_protection_is_said_once():
     script = (
         "import os; from sandbox import host; from sandbox.isolation import Isolation\n"
-        "if os.geteuid() == 0:\n"
+        "try:\n"
         "    os.setgid(65534); os.setuid(65534)\n"
+        "except PermissionError:\n"
+        "    pass  # unprivileged already\n"
         "level, private = host.isolation(Isolation.STRICT, function='f')\n"
         "host.isolation(Isolation.STRICT, function='f')\n"
         "print(level, private)\n"
@@ -376,8 +378,7 @@ def test_as_nobody_each_missing_protection_is_said_once():
     assert sum("function f: isolation strict without a network namespace of its own (network namespaces "
                "need root (CAP_SYS_ADMIN) here): the Runtime API is on the host's loopback" in line
                for line in warnings) == 1
-    assert sum("no private /tmp nor read-only /var/task (mount namespaces need root here)" in line
-               for line in warnings) == 1
+    assert sum("no private /tmp nor read-only /var/task (" in line for line in warnings) == 1
     # The deny-list needs no privilege: said only where the interpreter is out of nobody's reach.
     assert run.stdout.split()[0] == ("standard" if any("seccomp deny-list" in line for line in warnings)
                                      else "strict")
