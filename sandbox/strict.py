@@ -7,7 +7,7 @@ execs the runtime: same process, same pid. Two implementations, the first that w
 (probed once by sandbox.host):
 
 * `ElfHelper`: a static ELF of a few hundred bytes (sandbox/exec_helper.py), x86_64 and aarch64,
-  exec'd from a sealed memfd: about 0.3 ms per spawn;
+  exec'd from a sealed memfd: about 0.1 ms per spawn;
 * `PythonHelper`: the same steps in Python through ctypes, anywhere else: about 11 ms per spawn
   (an interpreter start-up). Its code travels inline (`-I -S -c`), so it needs nothing from
   lambdalet's package (which may live under the host's /tmp, hidden by the private /tmp), only
