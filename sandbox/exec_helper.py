@@ -3,7 +3,8 @@
 The helper (sandbox/strict.py says what it does and why it exists) is the last program before the
 runtime's exec, once per spawn. Written in Python it costs an interpreter start-up, about 11 ms on
 this machine kind; this one, a few hundred bytes of machine code making six system calls, about
-0.1 ms more than exec'ing the runtime directly (benchmarks/strict.py). Its sources are sandbox/asm/<machine>.S; the bytes below are their `.text`, regenerated with
+0.1 ms more than exec'ing the runtime directly (benchmarks/strict.py). Its sources are
+sandbox/asm/<machine>.S; the bytes below are their `.text`, regenerated with
 
     as --64 -o x.o sandbox/asm/x86_64.S && objcopy -O binary -j .text x.o x86_64.bin
     aarch64-linux-gnu-as -o a.o sandbox/asm/aarch64.S && aarch64-linux-gnu-objcopy -O binary -j .text a.o aarch64.bin
