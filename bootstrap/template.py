@@ -35,9 +35,8 @@ import sys
 _LAZY_IMPORTS = ("bootstrap.marshalling", "bootstrap.errors", "bootstrap.streaming", "json", "base64",
                  "traceback", "decimal")
 
-BEFORE_SNAPSHOT_ERROR = "Runtime.BeforeSnapshotError"
 CLONE_NEWNS = 0x00020000
-MS_RDONLY, MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 1, 32, 4096, 8192, 16384, 1 << 18
+MS_REC, MS_PRIVATE = 16384, 1 << 18
 
 
 def other_threads():

@@ -213,7 +213,8 @@ class Environment:
     async def _run_runtime(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self.spawned_at = trio.current_time()
         spec = self._make_spec(self.address)
-        if self.options.entrypoint_check is not None:
+        # A forked copy runs no command: its template's was checked.
+        if self.options.entrypoint_check is not None and self.options.template is None:
             problem = self.options.entrypoint_check(spec.argv[0], cwd=spec.cwd, path=spec.env.get("PATH"))
             if problem is not None:
                 raise InvalidEntrypoint(problem)

@@ -30,6 +30,7 @@ import trio
 
 from sandbox import restore as restore_steps
 from sandbox.cgroups import EnvironmentCgroup
+from sandbox.isolation import Isolation
 from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec
 
 from . import logs
@@ -138,7 +139,6 @@ class Template:
 
     @property
     def _private(self) -> bool:
-        from sandbox.isolation import Isolation
         return self.options.filesystem is not None and self.options.isolation is not Isolation.NONE
 
     def _environ_for(self, spec: RuntimeSpec) -> dict[str, str]:

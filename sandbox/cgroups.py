@@ -37,11 +37,12 @@ import logging
 import os
 import re
 import shlex
-import select
 import signal
 from dataclasses import dataclass
 
 import trio
+
+from . import reaper
 
 log = logging.getLogger("lambdalet")
 
@@ -216,21 +217,6 @@ def _kill_members(directory: str) -> list[int]:
         except OSError:
             pass
     return fds
-
-
-def _wait_exited(fds: list[int], timeout_ms: int = 1000) -> None:
-    """Block (briefly: start-up only) until every pidfd's process has exited."""
-    poller = select.poll()
-    for fd in fds:
-        poller.register(fd, select.POLLIN)
-    pending = set(fds)
-    while pending:
-        ready = poller.poll(timeout_ms)
-        if not ready:
-            return
-        for fd, _ in ready:
-            pending.discard(fd)
-            poller.unregister(fd)
 
 
 def _reap_pidfd(fd: int) -> bool:
@@ -452,7 +438,7 @@ def remove_stale(support: CgroupSupport) -> list[str]:
                 if not fds:
                     break
                 try:
-                    _wait_exited(fds)
+                    reaper.wait_exited(fds)
                 finally:
                     for fd in fds:
                         os.close(fd)

@@ -15,6 +15,8 @@ import ctypes
 import functools
 import logging
 import os
+import select
+import signal
 
 log = logging.getLogger("lambdalet")
 
@@ -66,15 +68,27 @@ def in_session(pid: int, session: int) -> bool:
     return fields is not None and fields[3] == str(session)
 
 
-def end_session(session: int, timeout_ms: int = 1000) -> int:
+def wait_exited(fds: list[int], timeout_ms: int = 1000) -> None:
+    """Block (briefly: for processes just SIGKILLed) until every pidfd's process has exited."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    pending = set(fds)
+    while pending:
+        ready = poller.poll(timeout_ms)
+        if not ready:
+            return
+        for fd, _ in ready:
+            pending.discard(fd)
+            poller.unregister(fd)
+
+
+def end_session(session: int) -> int:
     """Kill and reap our children in `session` (a runtime's, which it led): what the runtime
     left behind that re-parented to us, and a SnapStart template's unused spare copy (forked for
-    us to reap). Waits for them briefly: they are SIGKILLed. Returns how many were reaped.
+    us to reap). Returns how many were reaped.
 
     A child of ours cannot be reaped by anyone else, so its pid is not reused under us."""
-    import select
-    import signal
-
     fds = []
     for pid in _children():
         if in_session(pid, session):
@@ -82,28 +96,20 @@ def end_session(session: int, timeout_ms: int = 1000) -> int:
                 fds.append(os.pidfd_open(pid))
             except OSError:
                 continue
-    poller = select.poll()
-    for fd in fds:
-        try:
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-        except OSError:
-            pass
-        poller.register(fd, select.POLLIN)
     reaped = 0
     try:
-        pending = set(fds)
-        while pending:
-            ready = poller.poll(timeout_ms)
-            if not ready:
-                break
-            for fd, _ in ready:
-                pending.discard(fd)
-                poller.unregister(fd)
-                try:
-                    os.waitid(os.P_PIDFD, fd, os.WEXITED)
+        for fd in fds:
+            try:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            except OSError:
+                pass
+        wait_exited(fds)
+        for fd in fds:
+            try:
+                if os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG) is not None:
                     reaped += 1
-                except ChildProcessError:
-                    pass
+            except ChildProcessError:
+                pass
     finally:
         for fd in fds:
             os.close(fd)
