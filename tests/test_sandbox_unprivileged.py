@@ -92,20 +92,23 @@ def closed_ancestor(path: str) -> str | None:
 
 
 def as_nobody(argv: list[str], env: dict[str, str], stage: Path) -> list[str]:
-    """`argv` run as nobody; with the interpreter (and its virtualenv) shown through a private
-    mount namespace where the user could not reach them otherwise."""
+    """`argv` run as nobody; with the interpreter (and its virtualenv) and this checkout shown
+    through a private mount namespace where the user could not reach them otherwise (pyenv in
+    root's home, a checkout in a `mktemp -d` directory)."""
     if interpreter_reachable(env):
         return [*DROP, *argv]
-    prefixes = sorted({os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)})
-    closed = {closed_ancestor(prefix) for prefix in prefixes}
+    needed = sorted({os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), str(REPO.resolve())})
+    hidden = [(path, closed_ancestor(path)) for path in needed]
+    hidden = [(path, closed) for path, closed in hidden if closed is not None]
     unshare = shutil.which("unshare")
-    if None in closed or len(closed) != 1 or unshare is None:
+    if not hidden or unshare is None:
         pytest.skip(f"the interpreter {sys.executable} cannot be run by an unprivileged user here")
-    (closed,) = closed
-    staged = [(shlex.quote(prefix), shlex.quote(str(stage / str(n)))) for n, prefix in enumerate(prefixes)]
-    steps = [f"mkdir {at} && mount --bind {prefix} {at}" for prefix, at in staged]
-    steps.append(f"mount -t tmpfs -o mode=755 tmpfs {shlex.quote(closed)}")  # hides the rest of it
-    steps += [f"mkdir -p {prefix} && mount --move {at} {prefix}" for prefix, at in staged]
+    closed_dirs = sorted({closed for _, closed in hidden}, key=len)
+    outermost = [c for c in closed_dirs if not any(c.startswith(o + "/") for o in closed_dirs if o != c)]
+    staged = [(shlex.quote(path), shlex.quote(str(stage / str(n)))) for n, (path, _) in enumerate(hidden)]
+    steps = [f"mkdir {at} && mount --bind {path} {at}" for path, at in staged]
+    steps += [f"mount -t tmpfs -o mode=755 tmpfs {shlex.quote(c)}" for c in outermost]  # hides the rest
+    steps += [f"mkdir -p {path} && mount --move {at} {path}" for path, at in staged]
     script = " && ".join(steps) + ' && exec "$@"'
     return [unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", script, "lambdalet-test", *DROP, *argv]
 
