@@ -51,7 +51,12 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
             function.snapstart = function.snapstart or args.snapstart
             if args.provisioned is not None:
                 function.provisioned = args.provisioned
-                function.__post_init__()
+            if args.layer:  # after the file's own layers
+                function.layers = [*function.layers, *(str(Path(layer).resolve()) for layer in args.layer)]
+            if args.user is not None:
+                function.user = args.user
+            function.__post_init__()
+            function.check_layers()
         return config
     example = args.code is None and args.handler is None
     code = str(EXAMPLE_CODE) if example else (args.code or ".")
@@ -71,7 +76,10 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         cpu_model=CpuModel(args.cpu_model or CpuModel.HOST.value),
         snapstart=args.snapstart,
         provisioned=args.provisioned or 0,
+        layers=[str(Path(layer).resolve()) for layer in args.layer],
+        user=args.user,
     )
+    function.check_layers()
     return ServerConfig(host=args.host or "127.0.0.1", port=8080 if args.port is None else args.port, function=[function])
 
 
@@ -192,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="provisioned concurrency: N environments initialised at start-up and kept warm")
     serve.add_argument("--snapstart", action="store_true",
                        help="SnapStart's contract: init type snap-start, hooks, restore/next, restore durations")
+    serve.add_argument("--layer", action="append", default=[], metavar="DIR",
+                       help="a layer: a directory shown read-only at /opt (repeatable, up to 5, in Lambda's order: "
+                            "a later layer's files win); with --config, added to every function's own")
+    serve.add_argument("--user", metavar="USER",
+                       help="run the runtime as this user: a name, uid or uid:gid (sbx_user1051: Lambda's, uid 993 "
+                            "gid 990); needs root (default: lambdalet's own user)")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
     serve.add_argument("runtime", nargs=argparse.REMAINDER, help="-- RUNTIME COMMAND...")
@@ -240,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         trio.run(run_server, config)
+    except ConfigError as exc:  # what only start-up can tell (the runtime's user cannot be switched to)
+        print(f"lambdalet: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"lambdalet: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -23,6 +23,10 @@ Config file schema (`lambdalet serve --config FILE`):
     snapstart = false           # SnapStart: lambdalet's runtime restored by fork from a template; others: the contract
     snapstart_rotate = 1000     # optional: a new SnapStart template after this many restores
     provisioned = 0             # environments initialised ahead of demand and kept warm (<= concurrency)
+    layers = ["./layer1", "./layer2"]  # up to 5 directories, relative to the config file, shown at /opt
+                                # (later layers win; sandbox/layers.py)
+    user = "sbx_user1051"       # optional: run the runtime as this user (a name, uid or uid:gid;
+                                # sbx_user1051 is Lambda's, uid 993 gid 990); default: lambdalet's own
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from pathlib import Path
 
 import msgspec
 
+from sandbox import layers as opt
+from sandbox import runtime_user
 from sandbox.cgroups import CpuModel
 from sandbox.isolation import DEFAULT_EPHEMERAL_MB, EPHEMERAL_RANGE, Isolation
 
@@ -77,6 +83,8 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     snapstart: bool = False
     snapstart_rotate: int | None = None  # build a new SnapStart template after this many restores
     provisioned: int = 0
+    layers: list[str] = msgspec.field(default_factory=list)  # directories shown at /opt, in Lambda's order
+    user: str | None = None  # the runtime's user (sandbox/runtime_user.py); None: lambdalet's own
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > 64 or not all(c.isalnum() or c in "-_" for c in self.name):
@@ -109,6 +117,25 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         for key in self.env:
             if key in RESERVED_ENV:
                 raise ConfigError(f"function {self.name}: {key} is a reserved environment variable")
+        if len(self.layers) > opt.MAX_LAYERS:
+            raise ConfigError(f"function {self.name}: {len(self.layers)} layers; Lambda allows at most "
+                              f"{opt.MAX_LAYERS} per function")
+        if self.user is not None:
+            try:
+                runtime_user.parse(self.user)
+            except ValueError as exc:
+                raise ConfigError(f"function {self.name}: {exc}") from None
+
+    def check_layers(self) -> None:
+        """ConfigError unless every layer is a directory (once paths are resolved: the config
+        file's directory, or the current one, is not known when the Struct is made)."""
+        problem = opt.problem([str(Path(layer).resolve()) for layer in self.layers])
+        if problem is not None:
+            raise ConfigError(f"function {self.name}: {problem}")
+
+    @property
+    def run_as(self) -> runtime_user.RuntimeUser | None:
+        return runtime_user.parse(self.user) if self.user is not None else None
 
     @property
     def arn(self) -> str:
@@ -143,6 +170,11 @@ def load_config(path: str | Path) -> ServerConfig:
         raise ConfigError(f"{path}: function names must be unique")
     for function in config.function:
         function.code = str((path.parent / function.code).resolve())
+        function.layers = [str((path.parent / layer).resolve()) for layer in function.layers]
+        try:
+            function.check_layers()
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     return config
 
 
@@ -179,21 +211,33 @@ def runtime_environment(
     initialization_type: str = "on-demand",
     metadata_token: str = "",
     host_env: dict[str, str] | None = None,
+    layers_at_opt: bool = True,
 ) -> dict[str, str]:
     """The environment variables of a runtime process, as Lambda sets them.
 
     Lambda's runtimes do not inherit a host environment; from the host only PATH (to find the
-    runtime's interpreter), LD_LIBRARY_PATH and credentials carry over.
+    runtime's interpreter), LD_LIBRARY_PATH and credentials carry over. As on provided.al2023,
+    /opt/bin ends PATH and /opt/lib ends LD_LIBRARY_PATH (no PYTHONPATH: a Python runtime adds
+    /opt/python itself, lambdalet's as the managed runtimes do). Without `layers_at_opt` (isolation
+    none: no mount namespace to show them in) the layers' own bin, lib and python directories
+    stand in for /opt's (sandbox.layers.search_paths), PYTHONPATH included; the function's own
+    `env` still overrides any of them, as on Lambda.
     """
     host_env = os.environ if host_env is None else host_env
     task_root = str(Path(function.code).resolve())
-    library_path = ":".join(filter(None, [host_env.get("LD_LIBRARY_PATH"), task_root, f"{task_root}/lib", "/opt/lib"]))
+    found = {"PATH": ["/opt/bin"], "LD_LIBRARY_PATH": ["/opt/lib"], "PYTHONPATH": []}
+    if function.layers and not layers_at_opt:
+        found = opt.search_paths(tuple(str(Path(layer).resolve()) for layer in function.layers))
+    library_path = ":".join(filter(None, [host_env.get("LD_LIBRARY_PATH"), task_root, f"{task_root}/lib",
+                                          *found["LD_LIBRARY_PATH"]]))
     env = {
         "LANG": "en_US.UTF-8",
-        "PATH": host_env.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "PATH": ":".join([host_env.get("PATH", "/usr/local/bin:/usr/bin:/bin"), *found["PATH"]]),
         "LD_LIBRARY_PATH": library_path,
         "TZ": ":UTC",
     }
+    if found["PYTHONPATH"]:
+        env["PYTHONPATH"] = ":".join(found["PYTHONPATH"])
     env.update(function.env)
     env.update({
         "_HANDLER": function.handler,
@@ -215,3 +259,13 @@ def runtime_environment(
         if host_env.get(key):
             env[key] = host_env[key]
     return env
+
+
+def snapstart_configuration(function: FunctionConfig) -> bytes:
+    """What of the function's configuration a SnapStart template was made with (the snapshot of a
+    published version covers its configuration too): a change makes a new template."""
+    return msgspec.json.encode({
+        "handler": function.handler, "runtime": function.runtime_argv, "memory": function.memory,
+        "timeout": function.timeout, "env": dict(sorted(function.env.items())), "layers": function.layers,
+        "user": function.user,
+    })

@@ -20,6 +20,7 @@ from sandbox import host, netns, reaper
 from sandbox.cgroups import DEFAULT_PIDS_MAX, CpuModel, EnvironmentCgroup, lambda_cpu_quota_us
 from sandbox.isolation import Isolation, PrivateFilesystem
 from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec, launch_runtime, reap
+from sandbox.runtime_user import RuntimeUser
 from sandbox.strict import StrictExec
 
 from . import logs
@@ -93,6 +94,11 @@ class EnvironmentOptions:
     # SnapStart by fork (runtime_api.snapstart.Template): each environment's runtime is a copy of it.
     template: Any = None
     cpu_model: CpuModel = CpuModel.HOST  # as decided by sandbox.host.cpu_model; LAMBDA: a cpu cgroup
+    user: RuntimeUser | None = None  # the runtime's user, if not lambdalet's own (sandbox/runtime_user.py)
+    # What a SnapStart template is made of besides the code: the layers (host directories, in
+    # Lambda's order) and the function's configuration (config.snapstart_configuration).
+    layers: tuple[str, ...] = ()
+    function_configuration: bytes = b""
 
 
 class Environment:
@@ -240,7 +246,8 @@ class Environment:
                 else:
                     self.process = process = await launch_runtime(
                         spec, self._output, cgroup=self.cgroup, rlimit_data_mb=rlimit_data_mb,
-                        filesystem=self.options.filesystem if standard else None, strict=self._strict_exec())
+                        filesystem=self.options.filesystem if standard else None, strict=self._strict_exec(),
+                        user=self.options.user)
             except BaseException:
                 if self.cgroup is not None:
                     await self.cgroup.terminate()

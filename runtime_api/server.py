@@ -15,6 +15,8 @@ import base64
 import dataclasses
 import json
 import logging
+import os
+import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,13 +25,23 @@ from pathlib import Path
 
 import trio
 
-from sandbox import host
+from sandbox import host, runtime_user
+from sandbox import layers as opt
 from sandbox.doctor import entrypoint_problem
-from sandbox.isolation import Isolation, PrivateFilesystem
+from sandbox.isolation import Isolation, PrivateFilesystem, _interpreter
 from sandbox.process import RuntimeSpec
+from sandbox.runtime_user import RuntimeUser
 
 from . import eventstream, http, logs
-from .config import FunctionConfig, ServerConfig, availability_zone_id, function_arn, runtime_environment
+from .config import (
+    ConfigError,
+    FunctionConfig,
+    ServerConfig,
+    availability_zone_id,
+    function_arn,
+    runtime_environment,
+    snapstart_configuration,
+)
 from .environment import EnvironmentOptions
 from .function import Function, TooManyRequests
 from .invocation import Invocation, new_request_id
@@ -73,20 +85,37 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
     metadata_token = str(uuid.uuid4())
     # Decided once per function at start-up; what the host cannot give is said there, once.
     level, private = host.isolation(config.isolation, function=config.name)
-    filesystem = PrivateFilesystem(config.ephemeral_storage, str(Path(config.code).resolve())) if private else None
+    config.check_layers()
+    layers = tuple(str(Path(layer).resolve()) for layer in config.layers)
+    filesystem = (PrivateFilesystem(config.ephemeral_storage, str(Path(config.code).resolve()), layers)
+                  if private else None)
     cpu_model = host.cpu_model(config.cpu_model, level, function=config.name)
+    if layers and not private:
+        log.warning("function %s: no private mount namespace (isolation %s) to show its layers at /opt: their "
+                    "bin, lib and python directories are on PATH, LD_LIBRARY_PATH and PYTHONPATH instead",
+                    config.name, level)
+    probe = runtime_environment(config, "", layers_at_opt=private)
+    argv = tuple(opt.host_command(layers, config.runtime_argv, probe["PATH"]))
+    user = _runtime_user(config, argv, probe["PATH"], private)
 
     def spec_for(initialization_type: str) -> Callable[[str], RuntimeSpec]:
         def make_spec(runtime_api: str) -> RuntimeSpec:
             env = runtime_environment(config, runtime_api, metadata_token=metadata_token,
-                                      initialization_type=initialization_type)
-            return RuntimeSpec(tuple(config.runtime_argv), env, env["LAMBDA_TASK_ROOT"])
+                                      initialization_type=initialization_type, layers_at_opt=private)
+            return RuntimeSpec(argv, env, env["LAMBDA_TASK_ROOT"])
         return make_spec
+
+    def entrypoint_check(argv0: str, *, cwd: str | None = None, path: str | None = None) -> str | None:
+        # A script whose #! interpreter is in a layer (/opt/bin/python) runs where /opt is shown;
+        # the host cannot judge that path.
+        if opt.interpreter_in_layers(layers, shutil.which(argv0, path=path) if "/" not in argv0 else argv0):
+            return None
+        return entrypoint_problem(argv0, cwd=cwd, path=path)
 
     options = EnvironmentOptions(
         function_name=config.name,
         handler=config.handler,
-        entrypoint_check=entrypoint_problem,
+        entrypoint_check=entrypoint_check,
         metadata_token=metadata_token,
         availability_zone_id=availability_zone_id(config.region),
         version=config.version,
@@ -98,16 +127,23 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
         filesystem=filesystem,
         cpu_model=cpu_model,
         snapstart=config.snapstart,
+        user=user,
+        layers=layers,
+        function_configuration=snapstart_configuration(config),
     )
     # Not under strict: a copy is born in its template's network namespace, and the seccomp filter
     # it inherits forbids the setns into its own.
-    if config.snapstart and not config.runtime and level is not Isolation.STRICT:
+    if config.snapstart and not config.runtime and level is not Isolation.STRICT and user is None:
         # lambdalet's own runtime can be a fork template: a memory snapshot, restored in milliseconds.
         log.warning("function %s: SnapStart with fork templates: the initialised runtime is kept as a template "
                     "and every environment is a copy of it, restored by fork", config.name)
         options = dataclasses.replace(options, template=Template(
             spec_for("snap-start"), options, sink, code=str(Path(config.code).resolve()),
             rotate_after=config.snapstart_rotate))
+    elif config.snapstart and not config.runtime and user is not None:
+        log.warning("function %s: SnapStart's contract only (init type snap-start, hooks, restore/next, restore "
+                    "durations), no memory snapshot: a forked copy running as user %s could not join its own "
+                    "cgroups and mounts, so each environment runs init", config.name, user)
     elif config.snapstart and not config.runtime:
         log.warning("function %s: SnapStart's contract only (init type snap-start, hooks, restore/next, restore "
                     "durations), no memory snapshot: at isolation strict a forked copy could not join its own "
@@ -120,6 +156,30 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
     return Function(config.name, spec_for("snap-start" if config.snapstart else "on-demand"), options, sink,
                     concurrency=config.concurrency, provisioned=config.provisioned,
                     provisioned_spec=spec_for("provisioned-concurrency"))
+
+
+def _runtime_user(config: FunctionConfig, argv: tuple[str, ...], path: str, private: bool) -> RuntimeUser | None:
+    """The function's runtime user, if it has one: ConfigError where lambdalet cannot switch to it;
+    a warning, once, when the runtime's program, its interpreter or the code is out of that
+    user's reach."""
+    user = config.run_as
+    if user is None:
+        return None
+    if os.geteuid() != 0 and user.uid != os.geteuid():
+        raise ConfigError(f"function {config.name}: running the runtime as user {config.user} needs lambdalet "
+                          "to run as root")
+    if runtime_user.setpriv() is None:
+        raise ConfigError(f"function {config.name}: running the runtime as user {config.user} needs "
+                          "util-linux's setpriv")
+    program = shutil.which(argv[0], path=path) if "/" not in argv[0] else os.path.join(config.code, argv[0])
+    # The code too where it is seen at its host path (at /var/task only its own directory counts).
+    for path in filter(None, (program, _interpreter(program), None if private else config.code)):
+        problem = user.problem_reaching(path)
+        if problem is not None:
+            log.warning("function %s: the runtime cannot start as user %s (%s): %s, and Lambda's runtime user "
+                        "must be able to read what the runtime needs", config.name, config.user, user, problem)
+            break
+    return user
 
 
 class Server:

@@ -172,9 +172,10 @@ class Template:
             log.info("function %s: rotating the SnapStart template after %d restores",
                      self.options.function_name, self.restores)
             return False
-        stamp = code_stamp(self._code)
+        stamp = code_stamp(self._code, self.options.layers)
         if stamp != self._stamp:
-            content = content_hash(self._code, self.options.handler)
+            content = content_hash(self._code, self.options.handler, self.options.layers,
+                                   self.options.function_configuration)
             if content != self.content_hash:
                 log.warning("function %s: the code changed; building a new SnapStart template",
                             self.options.function_name)
@@ -204,8 +205,9 @@ class Template:
         listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         await listener.bind("\0" + address)
         listener.listen(1)
-        self._stamp = code_stamp(self._code)
-        self.content_hash = content_hash(self._code, self.options.handler)
+        self._stamp = code_stamp(self._code, self.options.layers)
+        self.content_hash = content_hash(self._code, self.options.handler, self.options.layers,
+                                         self.options.function_configuration)
 
         def make_spec(runtime_api: str) -> RuntimeSpec:
             spec = self._make_spec(runtime_api)
@@ -278,31 +280,39 @@ class Template:
         return failed
 
 
-def code_stamp(code: str) -> tuple:
-    """Every file's (path, size, mtime) under the code directory: cheap to take at each restore."""
+def code_stamp(code: str, layers: tuple[str, ...] = ()) -> tuple:
+    """Every file's (path, size, mtime) under the code directory and the layers (each tree in
+    turn, in Lambda's order): cheap to take at each restore."""
     stamps = []
-    for root, dirs, files in os.walk(code):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        for name in files:
-            path = os.path.join(root, name)
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            stamps.append((path, st.st_size, st.st_mtime_ns))
-    stamps.sort()
+    for tree in (code, *layers):
+        found = []
+        for root, dirs, files in os.walk(tree):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            for name in files:
+                path = os.path.join(root, name)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                found.append((path, st.st_size, st.st_mtime_ns))
+        found.sort()
+        stamps += found
     return tuple(stamps)
 
 
-def content_hash(code: str, handler: str) -> str:
-    """The template's content hash: the handler and every file of the code (paths and bytes)."""
-    digest = hashlib.sha256(handler.encode())
-    for path, _, _ in code_stamp(code):
-        digest.update(b"\0" + os.path.relpath(path, code).encode(errors="surrogateescape") + b"\0")
-        try:
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-        except OSError:
-            continue
+def content_hash(code: str, handler: str, layers: tuple[str, ...] = (), configuration: bytes = b"") -> str:
+    """The template's content hash: the handler, the function's configuration (memory, timeout,
+    environment, runtime command: config.snapstart_configuration), and every file of the code and
+    of each layer, in Lambda's order (paths relative to their tree, and bytes)."""
+    digest = hashlib.sha256(handler.encode() + b"\0" + configuration)
+    for index, tree in enumerate((code, *layers)):
+        digest.update(b"\0tree %d\0" % index)  # a file moved between two trees changes the hash
+        for path, _, _ in code_stamp(tree):
+            digest.update(b"\0" + os.path.relpath(path, tree).encode(errors="surrogateescape") + b"\0")
+            try:
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+            except OSError:
+                continue
     return digest.hexdigest()

@@ -30,6 +30,8 @@ import shlex
 import shutil
 from dataclasses import dataclass
 
+from . import layers as opt
+
 TASK_ROOT = "/var/task"
 TMP = "/tmp"
 # Lambda's ephemeral storage (/tmp): 512 MB by default, configurable up to 10,240 MB.
@@ -57,21 +59,27 @@ class Isolation(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class PrivateFilesystem:
-    """`standard`'s mount namespace: a private /tmp of `ephemeral_mb`, and `task_root` (a host
-    directory, or None to leave the code where it is: lambdalet-rie) read-only at /var/task."""
+    """`standard`'s mount namespace: a private /tmp of `ephemeral_mb`, `task_root` (a host
+    directory, or None to leave the code where it is: lambdalet-rie) read-only at /var/task, and
+    `layers` (host directories, in Lambda's order) read-only at /opt."""
 
     ephemeral_mb: int = DEFAULT_EPHEMERAL_MB
     task_root: str | None = None
+    layers: tuple[str, ...] = ()
 
     def present(self, argv: tuple[str, ...], env: dict[str, str]) -> tuple[tuple[str, ...], dict[str, str]]:
         """The command line and environment as the runtime sees them: the code directory's host
-        path replaced by /var/task (LAMBDA_TASK_ROOT, LD_LIBRARY_PATH, a program in the code)."""
-        if self.task_root is None:
+        path replaced by /var/task (LAMBDA_TASK_ROOT, LD_LIBRARY_PATH, a program in the code), and
+        a layer's by /opt (a runtime command found in a layer)."""
+        if self.task_root is None and not self.layers:
             return argv, env
-        root = self.task_root.rstrip("/") or "/"
-        return tuple(_in_task_root(arg, root) for arg in argv), {
-            key: ":".join(_in_task_root(part, root) for part in value.split(":")) if key in _PATH_LISTS
-            else _in_task_root(value, root)
+        root = (self.task_root.rstrip("/") or "/") if self.task_root is not None else None
+
+        def seen(value: str) -> str:
+            return opt.opt_path(self.layers, _in_task_root(value, root) if root is not None else value)
+
+        return tuple(seen(arg) for arg in argv), {
+            key: ":".join(seen(part) for part in value.split(":")) if key in _PATH_LISTS else seen(value)
             for key, value in env.items()
         }
 
@@ -85,7 +93,10 @@ class PrivateFilesystem:
         tmpfs = ("tmpfs", "tmpfs", f"size={self.ephemeral_mb}m,mode=1777")
         if self.task_root is not None:
             table.append((self.task_root, TASK_ROOT, "none", "bind,ro"))
-        kept = _kept_from_tmp(argv, env, cwd, self.task_root, also)
+        layers = opt.opt_mount(self.layers)
+        if layers is not None:
+            table.append(layers)
+        kept = _kept_from_tmp(argv, env, cwd, self.task_root, also, self.layers)
         if not kept:
             table.append((tmpfs[0], TMP, tmpfs[1], tmpfs[2]))
         else:
@@ -143,13 +154,14 @@ def _under_tmp(path: str) -> bool:
 
 
 def _kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
-                   task_root: str | None, also: tuple[str, ...] = ()) -> list[tuple[str, bool]]:
+                   task_root: str | None, also: tuple[str, ...] = (),
+                   layers: tuple[str, ...] = ()) -> list[tuple[str, bool]]:
     """What the runtime needs from the host's /tmp: (path, is a directory), outermost only.
 
     The directory of its program, of the program's #! interpreter, of any absolute path in its
     arguments and, when the code is not shown at /var/task (lambdalet-rie), its working directory;
     a `bin` directory's parent instead (a virtualenv's or a toolchain's root). What lies in the
-    code directory is at /var/task already."""
+    code directory is at /var/task already, what lies in a layer at /opt."""
     needed: list[str] = []
     inside = (task_root.rstrip("/") + "/") if task_root is not None else None
 
@@ -157,7 +169,8 @@ def _kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
         if not path or not os.path.isabs(path):
             return
         for candidate in {path, os.path.realpath(path)}:
-            if _under_tmp(candidate) and not (inside and (candidate + "/").startswith(inside)):
+            if (_under_tmp(candidate) and not (inside and (candidate + "/").startswith(inside))
+                    and not opt.inside(layers, candidate)):
                 needed.append(candidate)
 
     program = argv[0] if argv else None

@@ -21,6 +21,7 @@ import trio
 
 from .cgroups import EnvironmentCgroup
 from .isolation import PrivateFilesystem, unshare_argv
+from .runtime_user import RuntimeUser
 from .strict import StrictExec, program_path
 
 
@@ -191,6 +192,7 @@ def confine(
     rlimit_data_mb: int | None,
     filesystem: PrivateFilesystem | None = None,
     strict: StrictExec | None = None,
+    user: RuntimeUser | None = None,
 ) -> Confined:
     """The command line that puts the runtime in its cgroups (and under RLIMIT_DATA, the memory
     guard when there is no memory cgroup), and in `filesystem`'s mount namespace, before it
@@ -199,7 +201,10 @@ def confine(
 
     `spec` is the runtime as the host sees it; inside `filesystem` it runs as `filesystem.present`
     shows it. `strict`'s helper, if any, is the shim's last exec (after the mounts: seccomp denies
-    mount), and execs the runtime."""
+    mount), and execs the runtime; `user`'s setpriv comes after it (the helper's setns needs root)
+    and execs the runtime as that user."""
+    if user is not None:
+        strict = _UserExec(user, strict)
     if cgroup is None and rlimit_data_mb is None and filesystem is None:
         if strict is None:
             return Confined(list(spec.argv), spec.env)
@@ -224,6 +229,27 @@ def confine(
                     env, plan.fstab, fds)
 
 
+@dataclass(frozen=True, slots=True)
+class _UserExec:
+    """`user`'s setpriv as the last exec before the runtime, after `strict`'s helper if any: the
+    same `argv(runtime_argv, program)` shape as StrictExec, so each branch of `confine` takes it."""
+
+    user: RuntimeUser
+    strict: StrictExec | None = None
+
+    def argv(self, runtime_argv: tuple[str, ...] | list[str], program: str) -> list[str]:
+        argv = self.user.argv(runtime_argv)
+        return self.strict.argv(argv, argv[0]) if self.strict is not None else argv
+
+    @property
+    def pass_fds(self) -> tuple[int, ...]:
+        return self.strict.pass_fds if self.strict is not None else ()
+
+    @property
+    def interpreter(self) -> tuple[str, ...]:
+        return (self.strict.interpreter if self.strict is not None else ()) + (self.user.argv(())[0],)
+
+
 def confined_argv(spec: RuntimeSpec, cgroup: EnvironmentCgroup | None, rlimit_data_mb: int | None) -> list[str]:
     """`confine`'s command line, without a mount namespace."""
     return confine(spec, cgroup, rlimit_data_mb).argv
@@ -237,13 +263,15 @@ async def launch_runtime(
     rlimit_data_mb: int | None = None,
     filesystem: PrivateFilesystem | None = None,
     strict: StrictExec | None = None,
+    user: RuntimeUser | None = None,
 ) -> RuntimeProcess:
     """Start the runtime in a session of its own (and in `cgroup` and `filesystem`'s mount
-    namespace, and under `strict`, before it execs). Raises OSError if it cannot be started at all.
+    namespace, and under `strict`, before it execs; as `user`, if given). Raises OSError if it
+    cannot be started at all.
 
     Whoever launches it must `reap` it, whatever happens next.
     """
-    confined = confine(spec, cgroup, rlimit_data_mb, filesystem, strict)
+    confined = confine(spec, cgroup, rlimit_data_mb, filesystem, strict, user)
     stdin = subprocess.DEVNULL
     if confined.stdin is not None:
         stdin = os.memfd_create("lambdalet-fstab")

@@ -29,7 +29,7 @@ def private_tmp(filesystem: PrivateFilesystem, argv: tuple[str, ...], env: dict[
     """The steps that give a copy its own empty /tmp of `filesystem.ephemeral_mb`. `argv`, `env`
     and `cwd` as the host sees the runtime (what the template's shim was planned from)."""
     data = f"size={filesystem.ephemeral_mb}m,mode=1777"
-    kept = _kept_from_tmp(argv, env, cwd, filesystem.task_root)
+    kept = _kept_from_tmp(argv, env, cwd, filesystem.task_root, layers=filesystem.layers)
     if not kept:
         return [("mount", "tmpfs", TMP, "tmpfs", 0, data)]
     steps: list[MountStep] = [("mount", "tmpfs", TASK_ROOT, "tmpfs", 0, data)]

@@ -1,0 +1,120 @@
+"""A function's layers, shown at /opt as Lambda shows them.
+
+Lambda extracts a function's layers (at most 5) into /opt in the order they are listed, a later
+layer's files replacing an earlier one's; /opt is read-only to the runtime. Its runtimes find what
+layers bring through fixed paths: /opt/bin on PATH, /opt/lib on LD_LIBRARY_PATH, /opt/python (and
+/opt/python/lib/python3.X/site-packages) on a Python runtime's sys.path, /opt/extensions for
+external extensions, /opt/bootstrap for a custom runtime.
+
+Here a layer is a host directory holding what its zip would extract. In a private mount namespace
+(isolation standard and strict, sandbox/isolation.py) one layer is bound read-only at /opt, and
+several make a read-only overlayfs, whose `lowerdir=` lists the top layer first (the reverse of
+Lambda's order). Without one (isolation none) /opt cannot be shown: `search_paths` puts the
+layers' own directories where /opt's would be, in the same precedence.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+OPT = "/opt"
+MAX_LAYERS = 5  # Lambda's limit per function
+
+
+def problem(layers: tuple[str, ...] | list[str]) -> str | None:
+    """What is wrong with `layers` (absolute host paths, in Lambda's order), or None."""
+    if len(layers) > MAX_LAYERS:
+        return f"{len(layers)} layers: Lambda allows at most {MAX_LAYERS} per function"
+    for layer in layers:
+        if not os.path.isdir(layer):
+            return f"layer {layer} is not a directory"
+        # overlayfs separates lowerdir= entries with ':' and mount options with ','.
+        if any(c in layer for c in ":,"):
+            return f"layer {layer}: a layer's path cannot contain ':' or ','"
+    return None
+
+
+def opt_mount(layers: tuple[str, ...]) -> tuple[str, str, str, str] | None:
+    """The fstab row that shows `layers` at /opt, read-only (None without layers). The mount point
+    is made on the host if it is missing (an empty directory, as the probe makes /var/task)."""
+    if not layers:
+        return None
+    if len(layers) == 1:
+        return (layers[0], OPT, "none", "bind,ro,X-mount.mkdir")
+    return ("overlay", OPT, "overlay", "ro,X-mount.mkdir,lowerdir=" + ":".join(reversed(layers)))
+
+
+def host_path(layers: tuple[str, ...], path: str) -> str:
+    """Where the file the runtime would see at `path` (under /opt) is on the host: in the last
+    layer that has it, as Lambda's extraction order leaves it. Any other path is returned as is."""
+    if path != OPT and not path.startswith(OPT + "/"):
+        return path
+    rest = path[len(OPT):]
+    for layer in reversed(layers):
+        if os.path.lexists(layer + rest):
+            return layer + rest
+    return path
+
+
+def opt_path(layers: tuple[str, ...], path: str) -> str:
+    """`host_path`'s inverse: a path inside one of `layers` as the runtime sees it, under /opt."""
+    for layer in layers:
+        root = layer.rstrip("/")
+        if path == root or path.startswith(root + "/"):
+            return OPT + path[len(root):]
+    return path
+
+
+def inside(layers: tuple[str, ...], path: str) -> bool:
+    return opt_path(layers, path) != path
+
+
+def search_paths(layers: tuple[str, ...]) -> dict[str, list[str]]:
+    """Without /opt (isolation none): the layers' directories that stand in for /opt/bin (PATH),
+    /opt/lib (LD_LIBRARY_PATH) and /opt/python (PYTHONPATH, site-packages of this interpreter's
+    version first, as the managed runtimes order them), each list later layers first so that a
+    later layer's file is found first, as at /opt. Only directories that exist."""
+    version = "python{}.{}".format(*sys.version_info[:2])
+    top_first = list(reversed(layers))
+
+    def existing(*relative: str) -> list[str]:
+        return [path for rel in relative for layer in top_first
+                if os.path.isdir(path := os.path.join(layer, rel))]
+
+    return {
+        "PATH": existing("bin"),
+        "LD_LIBRARY_PATH": existing("lib"),
+        "PYTHONPATH": existing(f"python/lib/{version}/site-packages", "python"),
+    }
+
+
+def host_command(layers: tuple[str, ...], argv: list[str], path: str) -> list[str]:
+    """The runtime command as the host must see it to check and start it: an /opt path (a custom
+    runtime's /opt/bootstrap, a layer's /opt/bin/python) by the layer file it is, and a bare
+    name found only in a layer's bin (PATH's /opt/bin) by that file. Shown at /opt again inside
+    the mount namespace (PrivateFilesystem.present)."""
+    if not layers or not argv:
+        return list(argv)
+    argv = [host_path(layers, arg) for arg in argv]
+    if "/" not in argv[0] and shutil.which(argv[0], path=path) is None:
+        for layer in reversed(layers):
+            if shutil.which(argv[0], path=os.path.join(layer, "bin")):
+                argv[0] = os.path.join(layer, "bin", argv[0])
+                break
+    return argv
+
+
+def interpreter_in_layers(layers: tuple[str, ...], program: str | None) -> bool:
+    """Whether `program` is a script whose #! interpreter lives in a layer (/opt/bin/python):
+    the host cannot judge it at that path."""
+    if not layers or not program:
+        return False
+    try:
+        with open(program, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return False
+    words = head[2:].split(b"\n", 1)[0].split() if head.startswith(b"#!") else []
+    return bool(words) and host_path(layers, os.fsdecode(words[0])) != os.fsdecode(words[0])
