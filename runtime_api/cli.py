@@ -57,6 +57,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
                 function.user = args.user
             function.__post_init__()
             function.check_layers()
+            function.check_user()
         return config
     example = args.code is None and args.handler is None
     code = str(EXAMPLE_CODE) if example else (args.code or ".")
@@ -80,6 +81,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         user=args.user,
     )
     function.check_layers()
+    function.check_user()
     return ServerConfig(host=args.host or "127.0.0.1", port=8080 if args.port is None else args.port, function=[function])
 
 
@@ -254,9 +256,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         trio.run(run_server, config)
-    except ConfigError as exc:  # what only start-up can tell (the runtime's user cannot be switched to)
-        print(f"lambdalet: {exc}", file=sys.stderr)
-        return 2
     except OSError as exc:
         print(f"lambdalet: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

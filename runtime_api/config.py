@@ -133,6 +133,19 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if problem is not None:
             raise ConfigError(f"function {self.name}: {problem}")
 
+    def check_user(self) -> None:
+        """ConfigError where lambdalet cannot switch to the runtime's user (checked before the
+        server starts, so `lambdalet serve` can say it plainly)."""
+        user = self.run_as
+        if user is None:
+            return
+        if os.geteuid() != 0 and user.uid != os.geteuid():
+            raise ConfigError(f"function {self.name}: running the runtime as user {self.user} needs lambdalet "
+                              "to run as root")
+        if runtime_user.setpriv() is None:
+            raise ConfigError(f"function {self.name}: running the runtime as user {self.user} needs "
+                              "util-linux's setpriv")
+
     @property
     def run_as(self) -> runtime_user.RuntimeUser | None:
         return runtime_user.parse(self.user) if self.user is not None else None

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import trio
 
-from sandbox import host, runtime_user
+from sandbox import host
 from sandbox import layers as opt
 from sandbox.doctor import entrypoint_problem
 from sandbox.isolation import Isolation, PrivateFilesystem, _interpreter
@@ -34,7 +34,6 @@ from sandbox.runtime_user import RuntimeUser
 
 from . import eventstream, http, logs
 from .config import (
-    ConfigError,
     FunctionConfig,
     ServerConfig,
     availability_zone_id,
@@ -162,15 +161,10 @@ def _runtime_user(config: FunctionConfig, argv: tuple[str, ...], path: str, priv
     """The function's runtime user, if it has one: ConfigError where lambdalet cannot switch to it;
     a warning, once, when the runtime's program, its interpreter or the code is out of that
     user's reach."""
+    config.check_user()
     user = config.run_as
     if user is None:
         return None
-    if os.geteuid() != 0 and user.uid != os.geteuid():
-        raise ConfigError(f"function {config.name}: running the runtime as user {config.user} needs lambdalet "
-                          "to run as root")
-    if runtime_user.setpriv() is None:
-        raise ConfigError(f"function {config.name}: running the runtime as user {config.user} needs "
-                          "util-linux's setpriv")
     program = shutil.which(argv[0], path=path) if "/" not in argv[0] else os.path.join(config.code, argv[0])
     # The code too where it is seen at its host path (at /var/task only its own directory counts).
     for path in filter(None, (program, _interpreter(program), None if private else config.code)):

@@ -11,6 +11,9 @@ Here a layer is a host directory holding what its zip would extract. In a privat
 several make a read-only overlayfs, whose `lowerdir=` lists the top layer first (the reverse of
 Lambda's order). Without one (isolation none) /opt cannot be shown: `search_paths` puts the
 layers' own directories where /opt's would be, in the same precedence.
+
+/opt/extensions is shown like the rest, but nothing starts what is in it: lambdalet serves internal
+extensions only (runtime_api/extensions.py), those a runtime registers from inside itself.
 """
 
 from __future__ import annotations
