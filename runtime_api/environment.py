@@ -113,6 +113,7 @@ class Environment:
         *,
         on_idle: Callable[[Environment], None] = lambda env: None,
         listeners: list[trio.SocketListener] | None = None,
+        staged: bool = False,
     ) -> None:
         self._make_spec = make_spec
         self.options = options
@@ -145,6 +146,10 @@ class Environment:
         self._init_reported = options.provisioned  # Lambda reports no init for provisioned ones
         self._pending_report = b""  # END and REPORT of the last invocation, until its cycle ends
         self.exit_status: int | None = None
+        # SnapStart by fork, staged ahead of demand (runtime_api.function): the copy waits in
+        # restore/next, where Lambda takes its snapshot, until this is set by the first invocation.
+        self.wanted: trio.Event | None = trio.Event() if staged else None
+        self.template_build = 0  # a copy's: which build of its function's template it was forked from
 
     def __repr__(self) -> str:
         return f"<Environment {self.address} pid={self.pid} {self.proto!r}>"
@@ -209,7 +214,9 @@ class Environment:
         helper = host.strict_support().helper if self.options.isolation is Isolation.STRICT else None
         if helper is None:
             return None
-        return StrictExec(helper, self.netns.fd if self.netns is not None else None)
+        if self.netns is None:
+            return StrictExec(helper)
+        return StrictExec(helper, self.netns.fd, self.netns.user_fd if self.netns.user_fd >= 0 else None)
 
     async def launch(self) -> None:
         """Start the runtime. Raises OSError if it cannot be started at all."""
@@ -286,10 +293,24 @@ class Environment:
     # -- SnapStart by fork (runtime_api.snapstart) -----------------------------------------------------
 
     def restore_starting(self) -> None:
-        """This environment's runtime is about to be forked from its function's template."""
+        """This environment's runtime is about to be forked from its function's template, or (staged)
+        to be let out of restore/next."""
+        if self.staged:
+            return  # its restore starts when it is wanted
         self.spawned_at = self._restore_started = trio.current_time()
         if self.options.log_style is logs.LogStyle.LAMBDA:
             self._write(logs.restore_start_line(RUNTIME_VERSION))
+
+    @property
+    def staged(self) -> bool:
+        """Restored as far as it goes ahead of demand, and not yet wanted."""
+        return self.wanted is not None and not self.wanted.is_set()
+
+    def _resume(self) -> None:
+        """The first invocation of a staged environment: its restore starts now."""
+        assert self.wanted is not None
+        self.wanted.set()
+        self.restore_starting()
 
     def template_ready(self) -> None:
         """This environment is a template, and its runtime parked after init."""
@@ -338,7 +359,9 @@ class Environment:
         self._idle_scope.deadline = float("inf")
         if self.options.log_style is logs.LogStyle.RIE:
             self._write(logs.start_line(invocation.request_id, self.options.version))
-        if self.process is None:
+        if self.staged:
+            self._resume()
+        elif self.process is None:
             if self.closing or self._cancel_scope.cancel_called:
                 # Stopped just as it was picked (the server is shutting down).
                 return self._settle_now(invocation, exit_outcome(invocation.request_id, -9))

@@ -5,6 +5,13 @@ reused warm, a new one is started when none is idle (scale from zero), and past 
 caller is refused (Lambda's 429) or, in RIE's single-environment world, waits its turn. An
 environment counts against the limit from the moment it takes an invocation until its runtime asks
 for the next one (or dies). The function's nursery owns every environment (style anchor T1).
+
+Under SnapStart by fork one environment is kept staged: its copy of the template forked, in its
+cgroups and private /tmp, connected to its own Runtime API and waiting in `restore/next` (where
+Lambda takes the snapshot), with none of the function's code run since the template's init. The
+next invocation that needs a new environment takes it, and its restore (RESTORE_START, the
+after-restore hooks, the first invocation) starts only then; the next one is staged once that
+invocation is answered, off the restore's path.
 """
 
 from __future__ import annotations
@@ -18,9 +25,10 @@ import trio
 from sandbox.process import RuntimeSpec
 
 from . import logs
-from .environment import Environment, EnvironmentOptions
+from .environment import Environment, EnvironmentOptions, InvalidEntrypoint
 from .invocation import Invocation
 from .protocol import Outcome
+from .snapstart import TemplateFailed
 
 log = logging.getLogger("lambdalet")
 
@@ -69,6 +77,9 @@ class Function:
         self.environments: set[Environment] = set()
         self._nursery: trio.Nursery | None = None
         self._idle_changed = trio.Event()
+        self._staged: Environment | None = None  # SnapStart by fork: the next environment, staged
+        self._staging = False
+        self._staged_changed = trio.Event()
 
     def __repr__(self) -> str:
         return f"<Function {self.name} environments={len(self.environments)} idle={len(self._idle)}>"
@@ -90,6 +101,7 @@ class Function:
                 self._nursery = nursery
                 if self.options.template is not None:
                     self.options.template.start(nursery)
+                    nursery.start_soon(self._stage)
                 if self.standby:
                     self._standby_pending = True
                     await self._add_standby()
@@ -140,8 +152,11 @@ class Function:
         elif not await self._acquire_soon(invocation):
             raise TooManyRequests(self.name)
         try:
-            env = (self._take_idle() or await self._wait_finishing() or await self._wait_standby()
-                   or await self._start_environment())
+            env = self._take_idle() or await self._wait_finishing() or await self._wait_standby()
+            if env is None:  # a new environment: under SnapStart by fork, a restore
+                env = self._take_staged() or await self._start_environment()
+                if self.options.template is not None:
+                    self._nursery.start_soon(self._stage_after, invocation)
         except BaseException:
             self._limiter.release_on_behalf_of(invocation)
             raise
@@ -192,13 +207,51 @@ class Function:
                 return env
         return None
 
-    async def _start_environment(self) -> Environment:
+    async def _start_environment(self, *, staged: bool = False) -> Environment:
         assert self._nursery is not None, "Function.run is not running"
         # The fixed Runtime API address (lambdalet-rie's 127.0.0.1:9001) is the standby's; more
         # environments at once get ports of their own.
         options = dataclasses.replace(self.options, port=0) if self.standby else self.options
-        env = Environment(self._make_spec, options, self._sink, on_idle=self._environment_idle)
+        env = Environment(self._make_spec, options, self._sink, on_idle=self._environment_idle, staged=staged)
         return await self._nursery.start(self._environment_task, env)
+
+    def _take_staged(self) -> Environment | None:
+        env, self._staged = self._staged, None
+        if env is None:
+            return None
+        if env.alive and not env.closing and self.options.template.take(env):
+            return env
+        env.shutdown()  # its copy died, or its template is out of date
+        return None
+
+    async def _stage_after(self, invocation: Invocation) -> None:
+        """Stage the next environment once `invocation` is answered, so that forking it does not
+        compete with the restore in progress."""
+        await invocation.settled.wait()
+        await self._stage()
+
+    async def _stage(self) -> None:
+        if self._staging or self._staged is not None:
+            return
+        self._staging = True
+        try:
+            env = await self._start_environment(staged=True)
+            try:
+                await env.launch()
+            except (TemplateFailed, InvalidEntrypoint, OSError):
+                env.shutdown()  # the invocation that needs an environment builds one, and says why
+                return
+            self._staged = env
+            self._staged_changed.set()
+            self._staged_changed = trio.Event()
+        finally:
+            self._staging = False
+
+    async def wait_staged(self) -> Environment:
+        """The staged environment (SnapStart by fork), once there is one."""
+        while self._staged is None or not self._staged.alive:
+            await self._staged_changed.wait()
+        return self._staged
 
     async def _environment_task(self, env: Environment, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         try:

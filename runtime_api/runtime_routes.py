@@ -110,6 +110,10 @@ class RuntimeAPI:
             body, _ = await conn.read_body(wire.MAX_PAYLOAD_BYTES)
             await self._answer(conn, InitErrorPosted(body, request.header(b"lambda-runtime-function-error-type")))
         elif route is routes.Route.RESTORE_NEXT:
+            if self.env.wanted is not None:
+                # A staged copy waits here until its environment is wanted, as a SnapStart
+                # snapshot on Lambda is taken in restore/next and answered once restored.
+                await self.env.wanted.wait()
             await self._answer(conn, RestoreNextRequested())
         elif route is routes.Route.RESTORE_ERROR:
             body, _ = await conn.read_body(wire.MAX_PAYLOAD_BYTES)

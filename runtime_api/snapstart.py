@@ -132,7 +132,9 @@ class Template:
                                 self.options.function_name, exc)
                     self._discard()
                     continue
-                self.restores += 1
+                if not env.staged:  # a staged copy counts once it is taken
+                    self.restores += 1
+                env.template_build = self.builds
                 output.close_write_end()
                 return RuntimeProcess(pid, cgroup)
         raise AssertionError("unreachable")
@@ -164,13 +166,24 @@ class Template:
 
     # -- building ------------------------------------------------------------------------------------
 
+    def take(self, env: Environment) -> bool:
+        """Whether `env`, staged earlier, may serve now as a restore of this template: it is a copy
+        of the template as it is (not rebuilt or due to rotate since), and the code is unchanged."""
+        if env.template_build != self.builds or self._rotation_due:
+            return False
+        if not self._current():
+            self._discard()  # known to be out of date: the next restore builds anew, without asking again
+            return False
+        self.restores += 1
+        return True
+
+    @property
+    def _rotation_due(self) -> bool:
+        return self.rotate_after is not None and self.restores >= self.rotate_after
+
     def _current(self) -> bool:
         env = self.environment
         if env is None or self._control is None or not env.alive:
-            return False
-        if self.rotate_after is not None and self.restores >= self.rotate_after:
-            log.info("function %s: rotating the SnapStart template after %d restores",
-                     self.options.function_name, self.restores)
             return False
         stamp = code_stamp(self._code, self.options.layers)
         if stamp != self._stamp:
@@ -184,7 +197,10 @@ class Template:
         return True
 
     async def _ensure(self) -> None:
-        if self._current():
+        if self._rotation_due and self.environment is not None:
+            log.info("function %s: rotating the SnapStart template after %d restores",
+                     self.options.function_name, self.restores)
+        elif self._current():
             return
         self._discard()
         await self._build()

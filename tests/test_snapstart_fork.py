@@ -193,6 +193,46 @@ async def test_killing_the_template_leaves_its_copies_and_the_next_restore_rebui
         assert fresh["calls"][1] == f"before snapshot in {template(server).environment.pid}"
 
 
+
+async def test_a_staged_copy_runs_no_function_code_until_an_invocation_wants_it(tmp_path):
+    """Ahead of demand a copy is forked into an environment of its own and waits in restore/next;
+    its restore (RESTORE_START, the after-restore hooks) begins with the invocation that takes it."""
+    write_function(tmp_path, HOOKS)
+    log = CapturedLog()
+    async with running_server(snapstart_function(tmp_path), sink=log) as server:
+        staged = await server.functions["snap"].wait_staged()
+        assert staged.proto.state.name == "STARTED" and "RESTORE_START" not in log.text
+        body = await invoke_json(server, {})
+        assert body["pid"] == staged.pid
+        assert body["calls"][2:] == [f"after restore 1 in {staged.pid}", "after restore 2"]
+        assert log.text.count("RESTORE_START") == log.text.count("RESTORE_REPORT") == 1
+
+
+async def test_a_staged_copy_of_outdated_code_is_not_used(tmp_path):
+    write_function(tmp_path, VERSIONED.format(version=1))
+    async with running_server(snapstart_function(tmp_path)) as server:
+        function = server.functions["snap"]
+        assert await invoke_json(server, {}) == 1
+        staged = await function.wait_staged()
+        write_function(tmp_path, VERSIONED.format(version=2))
+        for env in [env for env in function.environments if env is not staged]:
+            env.shutdown()  # the next invocation needs a new environment
+        assert await invoke_json(server, {}) == 2
+        await staged.closed.wait()
+        assert template(server).builds == 2
+
+
+async def test_a_staged_copy_that_died_is_replaced_by_a_restore_on_demand(tmp_path):
+    write_function(tmp_path, HOOKS)
+    async with running_server(snapstart_function(tmp_path)) as server:
+        function = server.functions["snap"]
+        staged = await function.wait_staged()
+        os.kill(staged.pid, signal.SIGKILL)
+        await staged.closed.wait()
+        body = await invoke_json(server, {})
+        assert body["pid"] != staged.pid and body["calls"][2] == f"after restore 1 in {body['pid']}"
+        assert template(server).builds == 1
+
 FAILING_RESTORE = '''
 from snapshot_restore_py import register_after_restore
 
@@ -276,7 +316,8 @@ async def test_with_provisioned_concurrency_copies_are_restored_ahead_of_demand(
     async with running_server(snapstart_function(tmp_path, provisioned=2), sink=log) as server:
         function = server.functions["snap"]
         await function.wait_provisioned()
-        ready = {env.pid for env in function.environments}
+        # Beside them, one copy is staged, waiting in restore/next (its restore not yet begun).
+        ready = {env.pid for env in function.environments if env.options.provisioned}
         body = await invoke_json(server, {})
         restores_before_invoke = log.text.count("RESTORE_START")
     assert len(ready) == 2 and template(server).environment.pid not in ready
