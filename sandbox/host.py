@@ -13,7 +13,7 @@ import platform
 import subprocess
 import threading
 
-from . import cgroups, netns, reaper, seccomp
+from . import cgroups, netns, reaper, seccomp, userns
 from .cgroups import CpuModel
 from .isolation import TASK_ROOT, Isolation, tools
 from .strict import StrictSupport, find_helper
@@ -67,7 +67,8 @@ def _warn_once(line: str) -> None:
 def mount_namespace_problem() -> str | None:
     """Why `standard`'s private /tmp and read-only /var/task cannot be made here, or None.
 
-    Probed once per process: a real `unshare --mount` and tmpfs mount (a few ms). As root, the
+    Probed once per process: a real `unshare --mount` and tmpfs mount (a few ms); without
+    privilege, in a user namespace (sandbox/userns.py), if this user may have them. As root, the
     empty mount point /var/task is created on the host if missing (said once); nothing is ever
     mounted on the host itself."""
     global _mount_problem
@@ -82,18 +83,23 @@ def _probe_mount_namespace() -> str | None:
     found = tools()
     if found is None:
         return "util-linux's unshare and mount are not installed"
-    if os.geteuid() != 0:
-        return "mount namespaces need root here"
+    unshare, mount = found
+    start = [unshare, "--mount", "--propagation", "private"]
+    if userns.needed():
+        problem = userns.problem()
+        if problem is not None:
+            return problem
+        start = userns.setup_argv()
     if not os.path.isdir(TASK_ROOT):
+        # Without privilege, not even root of a user namespace may create it: /var is the host's
+        # root's. (Mounting over /var instead would hide the host's.)
         try:
             os.makedirs(TASK_ROOT, mode=0o755)
         except OSError as exc:
-            return f"cannot create the mount point {TASK_ROOT}: {exc.strerror or exc}"
+            return f"cannot create the mount point {TASK_ROOT}: {exc.strerror or exc}; root can, once"
         log.info("lambdalet: created %s on the host, the empty mount point of function code", TASK_ROOT)
-    unshare, mount = found
     try:
-        probe = subprocess.run([unshare, "--mount", "--propagation", "private", mount, "-t", "tmpfs",
-                                "-o", "size=1m", "tmpfs", TASK_ROOT],
+        probe = subprocess.run([*start, mount, "-t", "tmpfs", "-o", "size=1m", "tmpfs", TASK_ROOT],
                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unshare --mount failed: {exc}"

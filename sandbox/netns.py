@@ -7,6 +7,9 @@ of the namespace and setns()es back. The host accepts on the listener from its o
 the runtime joins the namespace through the descriptor (sandbox/strict.py) before it execs. The
 kernel frees the namespace once the listener, the descriptor and the environment's last process
 are gone, so `close` is all the clean-up there is.
+
+A host without CAP_SYS_ADMIN makes it inside a user namespace of the environment's own, through a
+short-lived child instead (sandbox/userns.py); the shim then enters both.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import threading
 from dataclasses import dataclass
 
 import trio
+
+from . import userns
 
 CLONE_NEWNET = 0x40000000
 RUNTIME_API = ("127.0.0.1", 9001)
@@ -43,17 +48,20 @@ def _check(result: int, what: str) -> None:
 @dataclass(slots=True)
 class NetworkNamespace:
     """An environment's namespace: `fd` (for the runtime to join), its Runtime API `listener`, and
-    `inode`, what the namespace's processes see in /proc/self/ns/net."""
+    `inode`, what the namespace's processes see in /proc/self/ns/net; `user_fd`, the user namespace
+    that owns it, when the host made it without privilege (-1: the host's own)."""
 
     fd: int
     listener: trio.SocketListener
     inode: int
+    user_fd: int = -1
 
     def close(self) -> None:
-        """Drop the host's hold on the namespace (the listener is closed by its owner)."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        """Drop the host's hold on the namespaces (the listener is closed by its owner)."""
+        for name in ("fd", "user_fd"):
+            if getattr(self, name) >= 0:
+                os.close(getattr(self, name))
+                setattr(self, name, -1)
 
 
 def make(address: tuple[str, int] = RUNTIME_API) -> tuple[int, socket.socket]:
@@ -94,20 +102,40 @@ def _bring_up_loopback(sock: socket.socket) -> None:
 
 
 async def open_namespace(address: tuple[str, int] = RUNTIME_API) -> NetworkNamespace:
-    """A new namespace with the environment's Runtime API listening at `address` inside it."""
-    fd, sock = await trio.to_thread.run_sync(make, address)
+    """A new namespace with the environment's Runtime API listening at `address` inside it (in a
+    user namespace of its own where the host has no privilege)."""
+    user_fd = -1
+    if userns.needed():
+        user_fd, fd, sock = await trio.to_thread.run_sync(userns.make, address, _bring_up_loopback)
+    else:
+        fd, sock = await trio.to_thread.run_sync(make, address)
     try:
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
     except BaseException:
         sock.close()
         os.close(fd)
+        if user_fd >= 0:
+            os.close(user_fd)
         raise
-    return NetworkNamespace(fd, listener, os.fstat(fd).st_ino)
+    return NetworkNamespace(fd, listener, os.fstat(fd).st_ino, user_fd)
 
 
 def problem() -> str | None:
     """Why environments cannot have a network namespace of their own here, or None. Probed with a
-    real one (about 1 ms), made and dropped in a thread of its own, as the caller may not be one."""
+    real one (about 1 ms), made and dropped in a thread of its own, as the caller may not be one;
+    without privilege, in a user namespace (a few ms), if this user may have them."""
+    if userns.needed():
+        found = userns.problem() or userns.join_problem()
+        if found is not None:
+            return found
+        try:
+            user, fd, sock = userns.make(("127.0.0.1", 0), _bring_up_loopback)
+        except OSError as exc:
+            return f"no network namespace in a user namespace: {exc.strerror or exc}"
+        sock.close()
+        os.close(fd)
+        os.close(user)
+        return None
     failures: list[OSError] = []
 
     def attempt() -> None:

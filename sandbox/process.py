@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from . import userns
 from .cgroups import EnvironmentCgroup
 from .isolation import PrivateFilesystem, unshare_argv
 from .runtime_user import RuntimeUser
@@ -202,14 +203,20 @@ def confine(
     `spec` is the runtime as the host sees it; inside `filesystem` it runs as `filesystem.present`
     shows it. `strict`'s helper, if any, is the shim's last exec (after the mounts: seccomp denies
     mount), and execs the runtime; `user`'s setpriv comes after it (the helper's setns needs root)
-    and execs the runtime as that user."""
+    and execs the runtime as that user.
+
+    Without privilege the namespaces are made in user namespaces (sandbox/userns.py): the shim
+    starts by entering strict's (`join`), or by making standard's, and the runtime runs in one
+    nested in it (`drop`, just before `strict`'s helper)."""
+    join = strict.join_argv() if strict is not None else []
+    drop = userns.drop_argv() if join or (filesystem is not None and userns.needed()) else []
     if user is not None:
         strict = _UserExec(user, strict)
     if cgroup is None and rlimit_data_mb is None and filesystem is None:
         if strict is None:
             return Confined(list(spec.argv), spec.env)
         _check_executable(spec)
-        return Confined(strict.argv(spec.argv, program_path(spec.argv[0], spec.env)), spec.env,
+        return Confined([*join, *drop, *strict.argv(spec.argv, program_path(spec.argv[0], spec.env))], spec.env,
                         pass_fds=strict.pass_fds)
     _check_executable(spec)
     fds = strict.pass_fds if strict is not None else ()
@@ -218,14 +225,15 @@ def confine(
         steps.append(f"ulimit -S -d {rlimit_data_mb * 1024}")  # soft limit: no CAP_SYS_RESOURCE needed
     if filesystem is None:
         argv = strict.argv(spec.argv, program_path(spec.argv[0], spec.env)) if strict is not None else spec.argv
-        return Confined(["/bin/sh", "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim", *argv],
-                        spec.env, pass_fds=fds)
+        return Confined([*join, "/bin/sh", "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim", *drop,
+                         *argv], spec.env, pass_fds=fds)
     plan = filesystem.plan(spec.argv, spec.env, spec.cwd, also=strict.interpreter if strict is not None else ())
     argv, env = filesystem.present(spec.argv, spec.env)
     if strict is not None:  # the runtime's executable as seen in there
         argv = strict.argv(argv, filesystem.present((program_path(spec.argv[0], spec.env),), {})[0][0])
     steps += plan.commands()
-    return Confined([*unshare_argv(), "/bin/sh", "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim", *argv],
+    start = [*join, *unshare_argv()] if join else userns.setup_argv() if drop else unshare_argv()
+    return Confined([*start, "/bin/sh", "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim", *drop, *argv],
                     env, plan.fstab, fds)
 
 

@@ -24,7 +24,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from . import exec_helper
+from . import exec_helper, userns
 
 PYTHON_HELPER = r"""
 import ctypes, os, struct, sys
@@ -97,18 +97,29 @@ Helper = ElfHelper | PythonHelper
 @dataclass(frozen=True, slots=True)
 class StrictExec:
     """What the helper does for one runtime: join `netns_fd` (None: stay in the host's network
-    namespace) and load the deny-list it carries (if any)."""
+    namespace) and load the deny-list it carries (if any). With `userns_fd` (a host without
+    privilege: sandbox/userns.py) the shim enters the namespaces first (`join_argv`), and the
+    helper only loads the deny-list."""
 
     helper: Helper
     netns_fd: int | None = None
+    userns_fd: int | None = None
 
     def argv(self, runtime_argv: tuple[str, ...] | list[str], program: str) -> list[str]:
         """`program`: the runtime's executable, as execve takes it (`program_path`)."""
-        return self.helper.argv(self.netns_fd, program, list(runtime_argv))
+        return self.helper.argv(self.netns_fd if self.userns_fd is None else None, program, list(runtime_argv))
+
+    def join_argv(self) -> list[str]:
+        """The shim's first exec, entering the user and network namespaces (none: [])."""
+        if self.userns_fd is None or self.netns_fd is None:
+            return []
+        return userns.join_argv(self.userns_fd, self.netns_fd)
 
     @property
     def pass_fds(self) -> tuple[int, ...]:
-        return self.helper.fds + (() if self.netns_fd is None else (self.netns_fd,))
+        if self.netns_fd is None or self.userns_fd is not None:
+            return self.helper.fds
+        return self.helper.fds + (self.netns_fd,)
 
     @property
     def interpreter(self) -> tuple[str, ...]:

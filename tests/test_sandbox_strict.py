@@ -28,7 +28,7 @@ from sandbox import exec_helper, host, netns, seccomp
 from sandbox.isolation import Isolation, PrivateFilesystem
 from sandbox.process import OutputPipe, RuntimeSpec, launch_runtime, reap
 from sandbox.strict import ElfHelper, PythonHelper, StrictExec
-from tests.helpers import running_server, write_function
+from tests.helpers import running_server, without_user_namespaces, write_function
 
 REPO = Path(__file__).resolve().parent.parent
 if os.geteuid() != 0:
@@ -332,7 +332,8 @@ SETPRIV = shutil.which("setpriv")
 def test_without_privilege_strict_says_what_it_lacks_and_still_runs(code):
     """No mount nor network namespace (said once each), the deny-list still loaded (it needs no
     privilege: no_new_privs), and the function invoked. Root is made unprivileged by an empty
-    capability bounding set (it keeps reaching the interpreter in its 0700 home)."""
+    capability bounding set (it keeps reaching the interpreter in its 0700 home); such a root
+    cannot have user namespaces either: mapping uid 0 into one takes CAP_SETFCAP."""
     script = (
         "import json, trio\n"
         "from runtime_api import FunctionConfig\n"
@@ -353,32 +354,46 @@ def test_without_privilege_strict_says_what_it_lacks_and_still_runs(code):
     assert seen["api"].startswith("127.0.0.1:") and seen["api"] != "127.0.0.1:9001"
     assert seen["status"] == {"NoNewPrivs": "1", "Seccomp": "2"}
     warnings = [line for line in run.stderr.splitlines() if "WARNING" in line]
-    assert sum("function f: isolation strict without a network namespace of its own (network namespaces "
-               "need root (CAP_SYS_ADMIN) here)" in line for line in warnings) == 1
-    assert sum("no private /tmp nor read-only /var/task (" in line for line in warnings) == 1
+    reason = "unshare --user --map-root-user failed: " if os.geteuid() == 0 else "user namespaces "
+    assert sum(f"function f: isolation strict without a network namespace of its own ({reason}" in line
+               for line in warnings) == 1
+    assert sum(f"no private /tmp nor read-only /var/task ({reason}" in line for line in warnings) == 1
     assert not any("seccomp" in line for line in warnings)
 
 
-def test_unprivileged_each_missing_protection_is_said_once():
+@pytest.mark.parametrize("user_namespaces", [True, False], ids=["user namespaces", "none allowed"])
+def test_unprivileged_each_missing_protection_is_said_once(user_namespaces):
+    """As nobody: strict through user namespaces where they are allowed (nothing of it said);
+    where they are not (only root can refuse them to a process without touching the host: the
+    test's own namespace), each missing protection said once, with that reason."""
+    if os.geteuid() != 0 and not user_namespaces:
+        pytest.skip("needs root, to refuse user namespaces to nobody")
     script = (
         "import os; from sandbox import host; from sandbox.isolation import Isolation\n"
         "try:\n"
         "    os.setgid(65534); os.setuid(65534)\n"
         "except PermissionError:\n"
         "    pass  # unprivileged already\n"
+        "import ctypes; ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # dumpable, as a program the user started\n"
         "level, private = host.isolation(Isolation.STRICT, function='f')\n"
         "host.isolation(Isolation.STRICT, function='f')\n"
-        "print(level, private)\n"
+        "print(level, private, host.strict_support().netns)\n"
     )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=60)
+    argv = [sys.executable, "-c", script]
+    run = subprocess.run(argv if user_namespaces else without_user_namespaces(argv), capture_output=True,
+                         text=True, cwd=REPO, timeout=60)
 
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split()[1] == "False"
     warnings = [line for line in run.stderr.splitlines() if "WARNING" in line]
-    assert sum("function f: isolation strict without a network namespace of its own (network namespaces "
-               "need root (CAP_SYS_ADMIN) here): the Runtime API is on the host's loopback" in line
-               for line in warnings) == 1
-    assert sum("no private /tmp nor read-only /var/task (" in line for line in warnings) == 1
+    if user_namespaces:
+        assert run.stdout.split() == ["strict", "True", "True"]
+        assert not any("namespace" in line or "/tmp" in line or "seccomp" in line for line in warnings)
+        return
+    reason = "user namespaces are not allowed to this user: user.max_user_namespaces is 0"
+    assert run.stdout.split()[1:] == ["False", "False"]
+    assert sum(f"function f: isolation strict without a network namespace of its own ({reason}): the Runtime "
+               "API is on the host's loopback" in line for line in warnings) == 1
+    assert sum(f"no private /tmp nor read-only /var/task ({reason})" in line for line in warnings) == 1
     # The deny-list needs no privilege: said only where the interpreter is out of nobody's reach.
     assert run.stdout.split()[0] == ("standard" if any("seccomp deny-list" in line for line in warnings)
                                      else "strict")
