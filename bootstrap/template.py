@@ -252,7 +252,11 @@ def _private_mounts(libc, ops):
 
     import ctypes
     ctypes_errno = ctypes.get_errno
-    check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    own_user_namespace = libc.unshare(CLONE_NEWNS) != 0
+    if own_user_namespace:
+        if ctypes_errno() != 1:  # EPERM
+            check(-1, "unshare(CLONE_NEWNS)")
+        _own_user_namespace(libc, check)
     check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "making / private")
     for op in ops:
         kind = op[0]
@@ -265,6 +269,25 @@ def _private_mounts(libc, ops):
             check(libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)), f"mount {target}")
         else:
             raise OSError(0, f"unknown mount step {kind!r}")
+    if own_user_namespace:
+        # No exec follows to drop them: the copy would keep the power to undo its mounts.
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+        check(libc.capset(header, (ctypes.c_uint32 * 6)()), "capset (dropping every capability)")
+
+
+def _own_user_namespace(libc, check):
+    """A host without privilege (sandbox/userns.py) runs the template as its own user, without
+    capabilities: the copy makes its mount namespace in a user namespace of its own, its user and
+    group mapped to themselves (as unshare --map-current-user), and gives up the capabilities it
+    gets there once its mounts are made."""
+    uid, gid = os.geteuid(), os.getegid()
+    check(libc.unshare(0x10000000 | CLONE_NEWNS), "unshare(CLONE_NEWUSER|CLONE_NEWNS)")  # CLONE_NEWUSER
+    for name, line in (("uid_map", f"{uid} {uid} 1"), ("setgroups", "deny"), ("gid_map", f"{gid} {gid} 1")):
+        fd = os.open(f"/proc/self/{name}", os.O_WRONLY)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
 
 
 def _b(text):

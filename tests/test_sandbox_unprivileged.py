@@ -312,6 +312,8 @@ def server(report_listener, mount_point, host_mounts):
         + function("strict", "whoami", isolation='"strict"')
         + function("strict_reach", "reach", isolation='"strict"')
         + function("strict_calls", "syscalls", isolation='"strict"')
+        + function("snap_tmp", "tmp", isolation='"standard"', snapstart="true")
+        + function("snap_code", "code", isolation='"standard"', snapstart="true")
         + function("hog", "hog", isolation='"standard"', timeout="60.0")
         + function("hang", "tree_and_hang", isolation='"standard"', timeout="1.0",
                    env=f'{{ REPORT_PORT = "{report_port}" }}')
@@ -365,6 +367,15 @@ def test_the_code_is_read_only_and_the_mounts_cannot_be_undone(server):
     assert error is None
     assert answer == {"cwd": "/var/task", "reads": True, "write": "EROFS",
                       "umount /tmp": "EPERM", "remount /var/task rw": "EPERM"}
+
+
+def test_a_snapstart_copy_gets_a_private_tmp_it_cannot_undo(server):
+    """A copy is forked from its template, with no exec to drop privilege at: it makes its mount
+    namespace in a user namespace of its own and gives up the capabilities it had there."""
+    assert server.invoke("snap_tmp", {"mark": "copy"}) == (None, {"before": [], "after": ["copy"]})
+    assert server.invoke("snap_code") == (None, {"cwd": "/var/task", "reads": True, "write": "EROFS",
+                                                 "umount /tmp": "EPERM", "remount /var/task rw": "EPERM"})
+    assert not os.path.exists("/tmp/copy")
 
 
 def test_strict_has_its_own_9001_and_reaches_nothing_on_the_hosts_loopback(server, report_listener):
