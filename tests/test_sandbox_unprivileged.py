@@ -310,6 +310,7 @@ def server(report_listener, mount_point, host_mounts):
         + function("tmp_b", "tmp", isolation='"standard"')
         + function("code", "code", isolation='"standard"')
         + function("strict", "whoami", isolation='"strict"')
+        + function("strict_other", "whoami", isolation='"strict"')
         + function("strict_reach", "reach", isolation='"strict"')
         + function("strict_calls", "syscalls", isolation='"strict"')
         + function("snap_tmp", "tmp", isolation='"standard"', snapstart="true")
@@ -386,6 +387,8 @@ def test_strict_has_its_own_9001_and_reaches_nothing_on_the_hosts_loopback(serve
     assert strict["uid"] == NOBODY and strict["cwd"] == "/var/task"
     assert strict["status"] == {"NoNewPrivs": "1", "Seccomp": "2", "CapEff": "0000000000000000"}
     assert strict["ns"]["net"] not in (standard["ns"]["net"], os.stat("/proc/self/ns/net").st_ino)
+    _, other = server.invoke("strict_other")  # another environment: its own 9001, in its own namespace
+    assert other["api"] == "127.0.0.1:9001" and other["ns"]["net"] != strict["ns"]["net"]
 
     outside = report_listener.getsockname()[1]
     standard_api = int(standard["api"].rsplit(":", 1)[1])  # a standard environment's, on the host's loopback
