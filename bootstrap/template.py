@@ -15,7 +15,8 @@ runtime_api/snapstart.py):
   server -> template  a JSON object, `environ` (the variables that differ in the new environment)
                       and `cgroup_tasks` (cgroup `tasks` files to join), with the copy's output
                       pipe as SCM_RIGHTS
-  template -> server  b"<pid>" of the copy, or b"error: <why>"
+  template -> server  b"<pid>" of the copy once it has joined its environment (the spare says
+                      b"JOINED" on its own channel), or b"error: <why>"
 
 A copy is forked ahead of demand (a spare, as Android's zygote keeps unspecialised processes), so
 a restore costs no fork: the spare already has its private /tmp, its own descriptors and its own
@@ -103,16 +104,14 @@ def become_template(snapshot, settings):
             os._exit(0)
         pid, channel = spare
         try:
-            socket.send_fds(channel, [message], fds)
-            reply = str(pid).encode()
+            reply = _hand_over(channel, pid, message, fds)
         except OSError:  # the spare died: a fresh one, at once
             spare = _fork_spare(control, mounts, libc)
             if spare is None:
                 return _restored(snapshot)
             pid, channel = spare
             try:
-                socket.send_fds(channel, [message], fds)
-                reply = str(pid).encode()
+                reply = _hand_over(channel, pid, message, fds)
             except OSError as exc:
                 reply = f"error: {exc}".encode()
         channel.close()
@@ -126,6 +125,16 @@ def become_template(snapshot, settings):
 
 class TemplateRefused(Exception):
     pass
+
+
+def _hand_over(channel, pid, message, fds):
+    """Give the spare its environment; its pid once it has joined it. Until then it is in the
+    template's session and cgroups, and whatever ends the template (a rotation) would end it too."""
+    import socket
+    socket.send_fds(channel, [message], fds)
+    if channel.recv(16) != b"JOINED":
+        raise OSError("the spare ended before joining its environment")
+    return str(pid).encode()
 
 
 # The Runtime API's answers to one invocation, as lambdalet's server gives them.
@@ -188,6 +197,8 @@ def _fork_spare(control, mounts, libc):
             if not message:  # never used: the template is gone
                 os._exit(0)
             _join(message, fds)
+            spare_end.send(b"JOINED")
+            spare_end.close()
         except BaseException as exc:
             os.write(2, f"lambdalet bootstrap: the restored copy could not join its environment: {exc}\n".encode())
             os._exit(1)

@@ -376,7 +376,8 @@ class Environment:
             self._apply(self.proto.handle(InvocationArrived(invocation)))
             await invocation.settled.wait()
         if not invocation.settled.is_set():
-            self._apply(self.proto.handle(DeadlinePassed(invocation.timeout)))
+            restoring = self._restore_started is not None and self.restore_duration_ms is None
+            self._apply(self.proto.handle(DeadlinePassed(invocation.timeout, restoring=restoring)))
         assert invocation.outcome is not None
         return invocation.outcome
 
@@ -432,6 +433,9 @@ class Environment:
                     self.init_duration_ms = (trio.current_time() - self.spawned_at) * 1000
                     if restore and self.options.template is None:  # SnapStart's contract: the snapshot point
                         self._restore_started = trio.current_time()
+                        waiting = self.proto.invocation
+                        if waiting is not None and waiting.deadline_scope is not None:
+                            waiting.deadline_scope.deadline = self._restore_started + RESTORE_TIMEOUT
                         if self.options.log_style is logs.LogStyle.LAMBDA:  # RIE prints neither
                             self._write(logs.init_report_line(duration_ms=self.init_duration_ms, phase="init",
                                                               status="success", error_type=None))
@@ -465,7 +469,13 @@ class Environment:
         style = self.options.log_style
         if outcome.kind is OutcomeKind.TIMEOUT:
             self._report(invocation, status="timeout", error_type=outcome.error_type)
-        elif outcome.kind in (OutcomeKind.EXIT_ERROR, OutcomeKind.INIT_ERROR):
+        elif outcome.kind is OutcomeKind.RESTORE_TIMEOUT:
+            if style is logs.LogStyle.LAMBDA:
+                self._write(logs.restore_report_line(
+                    duration_ms=(trio.current_time() - self._restore_started) * 1000,
+                    status="timeout", error_type=None))
+            self._report(invocation, status="timeout", error_type=outcome.error_type)
+        elif outcome.kind in (OutcomeKind.EXIT_ERROR, OutcomeKind.INIT_ERROR, OutcomeKind.RESTORE_ERROR):
             if self._restore_started is not None and self.restore_duration_ms is None and style is logs.LogStyle.LAMBDA:
                 self._write(logs.restore_report_line(
                     duration_ms=(trio.current_time() - self._restore_started) * 1000,

@@ -20,7 +20,7 @@ import msgspec
 from bootstrap import wire
 
 from .http import Connection, Request
-from .protocol import Outcome, OutcomeKind
+from .protocol import RESTORE_HOOK_FAILED, RESTORE_TIMED_OUT, Outcome, OutcomeKind
 
 INVOKE_PATH = re.compile(r"/2015-03-31/functions/(?P<name>[^/]+)/invocations\Z")
 STREAM_INVOKE_PATH = re.compile(r"/2021-11-15/functions/(?P<name>[^/]+)/response-streaming-invocations\Z")
@@ -53,6 +53,16 @@ class ServiceError(Exception):
 
 def not_found(arn: str) -> ServiceError:
     return ServiceError(404, "ResourceNotFoundException", f"Function not found: {arn}")
+
+
+def restore_failed(outcome: Outcome) -> ServiceError | None:
+    """The Invoke API's answer to a SnapStart restore that failed (both client faults in botocore),
+    or None for any other outcome. The runtime's own error is in the function's log."""
+    if outcome.kind is OutcomeKind.RESTORE_ERROR:
+        return ServiceError(400, "SnapStartException", RESTORE_HOOK_FAILED)
+    if outcome.kind is OutcomeKind.RESTORE_TIMEOUT:
+        return ServiceError(408, "SnapStartTimeoutException", RESTORE_TIMED_OUT)
+    return None
 
 
 def too_many_requests() -> ServiceError:

@@ -119,6 +119,7 @@ class DeadlinePassed:
     """The invocation's deadline (or the init deadline) passed before it was settled."""
 
     seconds: float  # the configured timeout, for Lambda's message
+    restoring: bool = False  # SnapStart: the restore (runtime load, after-restore hooks) is not over
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +230,11 @@ class OutcomeKind(enum.Enum):
     FUNCTION_ERROR = "function_error"  # the runtime posted /error (or a too-large response)
     TIMEOUT = "timeout"
     EXIT_ERROR = "exit_error"  # the runtime exited before answering
-    INIT_ERROR = "init_error"  # the runtime posted /init/error (or restore/error) and exited
+    INIT_ERROR = "init_error"  # the runtime posted /init/error and exited
+    # SnapStart: the runtime posted restore/error and exited, or its restore outran RESTORE_TIMEOUT.
+    # Lambda's Invoke API answers these with its SnapStart service errors (runtime_api.invoke_api).
+    RESTORE_ERROR = "restore_error"
+    RESTORE_TIMEOUT = "restore_timeout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +284,13 @@ def invalid_transition(source: RuntimeState, target: RuntimeState) -> Reply:
         f"State transition from {source.value} to {target.value} failed for runtime. "
         "Error: State transition is not allowed",
     )
+
+
+# The Invoke API's messages for a failed SnapStart restore (botocore's SnapStartTimeoutException and
+# SnapStartException).
+RESTORE_TIMED_OUT = "Lambda couldn't restore the snapshot within the timeout limit."
+RESTORE_HOOK_FAILED = ("The afterRestore() runtime hook encountered an error. For more information, "
+                       "check the Amazon CloudWatch logs.")
 
 
 def timeout_outcome(request_id: str, seconds: float) -> Outcome:
@@ -383,6 +395,9 @@ _TARGET: dict[type, RuntimeState] = {
     RestoreErrorPosted: _S.RESTORE_ERROR,
 }
 
+# States a runtime can fail in before its environment's first invocation is handed over.
+_FAILED_EARLY = {_S.INIT_ERROR, _S.RESTORE_ERROR, _S.EXITED}
+
 # States in which an invocation is in flight, so its request id is "current".
 _IN_FLIGHT = {_S.RUNNING, _S.INVOCATION_RESPONSE, _S.INVOCATION_ERROR_RESPONSE, _S.RESPONSE_SENT}
 
@@ -405,6 +420,8 @@ class EnvironmentProtocol:
         self.invocation: Any = None  # the invocation in flight, or waiting for the runtime
         self._settled = False  # whether the current invocation's caller has its outcome
         self._init_error: tuple[bytes, str] | None = None  # posted by init/error or restore/error
+        self._exited: RuntimeExited | None = None  # how the runtime ended, and in which state
+        self._exited_from = RuntimeState.STARTED
         self.invocations = 0
         # Extensions take part in two transitions: init is over when the runtime and every
         # extension have asked for their next event; an invocation is over for the environment
@@ -555,6 +572,14 @@ class EnvironmentProtocol:
     # -- host events -------------------------------------------------------------------------------
 
     def _invocation_arrived(self, event: InvocationArrived) -> list[Any]:
+        if self.invocation is None and self.invocations == 0 and self.state in _FAILED_EARLY:
+            # The runtime launched for this invocation failed before it was handed over (a fast
+            # restore/error, say): the invocation gets that failure.
+            self.invocation = event.invocation
+            self._settled = False
+            if self.state is _S.EXITED:
+                return [self._settle(self._failure(self._exited_from, self._exited))]
+            return []  # settled once the runtime exits, as it does after init/error or restore/error
         if not self.idle:
             raise ProtocolError(f"{event.invocation.request_id} handed to a busy environment {self!r}")
         self.invocation = event.invocation
@@ -571,18 +596,28 @@ class EnvironmentProtocol:
                 self.state = _S.EXITED
                 return [Kill("timeout")]
             return []
-        outcome = timeout_outcome(self.invocation.request_id, event.seconds)
+        if event.restoring:
+            outcome = Outcome(OutcomeKind.RESTORE_TIMEOUT, error_json("Sandbox.Timedout", RESTORE_TIMED_OUT),
+                              "Sandbox.Timedout")
+        else:
+            outcome = timeout_outcome(self.invocation.request_id, event.seconds)
         self.state = _S.EXITED
         return [self._settle(outcome), Kill("timeout")]
 
     def _runtime_exited(self, event: RuntimeExited) -> list[Any]:
         source, self.state = self.state, _S.EXITED
+        self._exited_from, self._exited = source, event
         if self.invocation is None or self._settled:
             return []
+        return [self._settle(self._failure(source, event))]
+
+    def _failure(self, source: RuntimeState, event: RuntimeExited) -> Outcome:
+        """What the invocation gets from a runtime that exited (from state `source`)."""
         if self._init_error is not None and source in (_S.INIT_ERROR, _S.RESTORE_ERROR):
             body, error_type = self._init_error
-            return [self._settle(Outcome(OutcomeKind.INIT_ERROR, body, error_type))]
-        return [self._settle(exit_outcome(self.invocation.request_id, event.status, oom=event.oom))]
+            kind = OutcomeKind.INIT_ERROR if source is _S.INIT_ERROR else OutcomeKind.RESTORE_ERROR
+            return Outcome(kind, body, error_type)
+        return exit_outcome(self.invocation.request_id, event.status, oom=event.oom)
 
     def _settle(self, outcome: Outcome) -> Settle:
         if self._settled:

@@ -229,11 +229,12 @@ class RieInvokeAPI:
         error_header = [("X-Amz-Function-Error", "Unhandled")] if outcome.is_error else []
         if outcome.kind is OutcomeKind.STREAMING:
             await self._relay(conn, env, invocation)
-        elif outcome.kind is OutcomeKind.TIMEOUT:
+        elif outcome.kind in (OutcomeKind.TIMEOUT, OutcomeKind.RESTORE_TIMEOUT):
             body = f"Task timed out after {self.config.timeout}.00 seconds".encode()
             await conn.respond(200, body, [("Content-Type", "text/plain; charset=utf-8"), *error_header])
         else:
-            status = 502 if outcome.kind in (OutcomeKind.EXIT_ERROR, OutcomeKind.INIT_ERROR) else 200
+            failed_to_start = (OutcomeKind.EXIT_ERROR, OutcomeKind.INIT_ERROR, OutcomeKind.RESTORE_ERROR)
+            status = 502 if outcome.kind in failed_to_start else 200
             await conn.respond(status, outcome.body, [*_content_type(outcome.body), *error_header])
 
     async def _relay(self, conn: http.Connection, env, invocation: Invocation) -> None:

@@ -56,6 +56,7 @@ from .invoke_api import (
     is_streaming,
     not_found,
     parse_invoke_request,
+    restore_failed,
     result_headers,
     send_service_error,
     too_many_requests,
@@ -282,9 +283,13 @@ class Server:
 
     async def _run(self, function: Function, invocation: Invocation, *, wait: bool = False) -> tuple[Outcome, object]:
         try:
-            return await function.invoke(invocation, wait=wait)
+            outcome, env = await function.invoke(invocation, wait=wait)
         except TooManyRequests:
             raise too_many_requests() from None
+        failed = restore_failed(outcome)
+        if failed is not None:
+            raise failed
+        return outcome, env
 
     def _start_event(self, function: Function, invocation: Invocation) -> None:
         assert self._nursery is not None

@@ -44,6 +44,7 @@ log = logging.getLogger("lambdalet")
 TEMPLATE_ENV = "_LAMBDALET_TEMPLATE"  # read by bootstrap.config
 # Lambda gives SnapStart's init (snapshot creation) up to 15 minutes.
 TEMPLATE_INIT_TIMEOUT = 900.0
+FORK_ANSWER_TIMEOUT = 5.0  # the template answers a restore request in a millisecond or so
 
 
 class RestoreRequest(msgspec.Struct, omit_defaults=True):
@@ -156,8 +157,13 @@ class Template:
         if control is None:
             raise OSError("no template")
         fds = array.array("i", [output_fd])
-        await control.sendmsg([msgspec.json.encode(request)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
-        reply = await control.recv(256)
+        # Shielded: once the request is sent a copy exists, and only its pid lets the server reap
+        # it, even if its environment is being stopped meanwhile. The template answers at once.
+        with trio.CancelScope(shield=True), trio.move_on_after(FORK_ANSWER_TIMEOUT) as late:
+            await control.sendmsg([msgspec.json.encode(request)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+            reply = await control.recv(256)
+        if late.cancelled_caught:
+            raise OSError(f"the template did not answer within {FORK_ANSWER_TIMEOUT:.0f} s")
         if not reply:
             raise OSError("the template closed its control socket")
         if not reply.isdigit():

@@ -240,8 +240,38 @@ def test_a_restore_error_then_exit_gives_the_posted_body():
     proto.handle(p.RestoreNextRequested())
     proto.handle(p.RestoreErrorPosted(b'{"errorType":"Runtime.AfterRestoreError"}', None))
     (settle,) = proto.handle(p.RuntimeExited(65))
-    assert settle == p.Settle(inv, p.Outcome(p.OutcomeKind.INIT_ERROR, b'{"errorType":"Runtime.AfterRestoreError"}',
+    assert settle == p.Settle(inv, p.Outcome(p.OutcomeKind.RESTORE_ERROR, b'{"errorType":"Runtime.AfterRestoreError"}',
                                              "Runtime.AfterRestoreError"))
+
+
+
+def test_an_invocation_arriving_after_its_runtime_posted_restore_error_gets_that_error():
+    """A launched runtime may fail its restore before the invocation that launched it is handed over."""
+    proto = p.EnvironmentProtocol()
+    proto.handle(p.RestoreNextRequested())
+    proto.handle(p.RestoreErrorPosted(b'{"errorType":"Runtime.AfterRestoreError"}', None))
+    inv = Inv("id-1")
+    assert proto.handle(p.InvocationArrived(inv)) == []
+    (settle,) = proto.handle(p.RuntimeExited(65))
+    assert settle == p.Settle(inv, p.Outcome(p.OutcomeKind.RESTORE_ERROR, b'{"errorType":"Runtime.AfterRestoreError"}',
+                                             "Runtime.AfterRestoreError"))
+
+
+def test_an_invocation_arriving_after_its_runtime_exited_gets_the_exit_error():
+    proto = p.EnvironmentProtocol()
+    assert proto.handle(p.RuntimeExited(2)) == []
+    inv = Inv("id-1")
+    (settle,) = proto.handle(p.InvocationArrived(inv))
+    assert settle == p.Settle(inv, p.exit_outcome("id-1", 2))
+
+def test_a_deadline_during_the_restore_is_a_restore_timeout():
+    proto = p.EnvironmentProtocol()
+    inv = arrive(proto)
+    proto.handle(p.RestoreNextRequested())
+    settle, kill = proto.handle(p.DeadlinePassed(3.0, restoring=True))
+    assert settle == p.Settle(inv, p.Outcome(
+        p.OutcomeKind.RESTORE_TIMEOUT, p.error_json("Sandbox.Timedout", p.RESTORE_TIMED_OUT), "Sandbox.Timedout"))
+    assert kill == p.Kill("timeout") and proto.state is p.RuntimeState.EXITED
 
 
 def test_handing_a_busy_environment_an_invocation_is_a_bug():

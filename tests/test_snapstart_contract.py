@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from runtime_api import FunctionConfig
+from runtime_api import FunctionConfig, ServiceError
 from tests.helpers import CapturedLog, awslambdaric_function, running_server, write_function
 
 HOOKS = '''
@@ -63,12 +63,12 @@ async def test_a_failing_after_restore_hook_is_the_callers_error(tmp_path):
     write_function(tmp_path, FAILING_RESTORE)
     log = CapturedLog()
     async with running_server(awslambdaric_function("snap", tmp_path, snapstart=True), sink=log) as server:
-        result = await server.invoke("snap")
-    body = json.loads(result.payload)
-    assert result.function_error == "Unhandled"
-    # The caller gets the body the runtime posted (errorType: the hook's exception class); the
-    # platform's lines name the failure's type from the runtime's error-type header.
-    assert (body["errorType"], body["errorMessage"]) == ("RuntimeError", "cannot reconnect")
+        with pytest.raises(ServiceError) as refused:
+            await server.invoke("snap")
+    # The caller gets Lambda's SnapStartException; the runtime's report of the hook's error is in
+    # the log, and the platform's lines name its type from the runtime's error-type header.
+    assert (refused.value.status, refused.value.error_type) == (400, "SnapStartException")
+    assert "cannot reconnect" in log.text
     assert re.search(r"RESTORE_REPORT Restore Duration: \d+\.\d\d ms\tStatus: error\tError Type: Runtime.AfterRestoreError",
                      log.text), log.text
 

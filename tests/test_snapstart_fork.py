@@ -14,8 +14,10 @@ import signal
 
 import pytest
 import trio
+from botocore.exceptions import ClientError
 
-from runtime_api import FunctionConfig
+from client_functions import lambda_client
+from runtime_api import FunctionConfig, ServiceError, environment
 from sandbox import cgroups, host
 from tests.helpers import CapturedLog, Gate, running_server, write_function
 
@@ -247,20 +249,64 @@ def handler(event, context):
 
 
 async def test_a_failing_after_restore_hook_fails_the_restore_not_the_template(tmp_path):
+    """The caller gets Lambda's SnapStartException (400); the hook's own error is in the log."""
     write_function(tmp_path, FAILING_RESTORE)
     log = CapturedLog()
     async with running_server(snapstart_function(tmp_path), sink=log) as server:
-        first = await server.invoke("snap")
-        second = await server.invoke("snap")
+        refusals = []
+        for _ in range(2):
+            with pytest.raises(ServiceError) as refused:
+                await server.invoke("snap")
+            refusals.append(refused.value)
         builds = template(server).builds
-    for result in (first, second):
-        body = json.loads(result.payload)
-        assert result.function_error == "Unhandled"
-        assert (body["errorType"], body["errorMessage"]) == ("RuntimeError", "cannot reconnect")
+    for refused in refusals:
+        assert (refused.status, refused.error_type) == (400, "SnapStartException")
+        assert refused.message.startswith("The afterRestore() runtime hook encountered an error.")
+    assert log.text.count("cannot reconnect") >= 2  # the runtime's own report of the hook's error
     assert builds == 1
     assert len(re.findall(r"RESTORE_REPORT Restore Duration: \d+\.\d\d ms\tStatus: error\t"
                           r"Error Type: Runtime.AfterRestoreError", log.text)) == 2
 
+
+SLOW_RESTORE = '''
+import os, time
+from snapshot_restore_py import register_after_restore
+
+def slow():
+    if os.path.exists(os.environ["SLOW_MARK"]):
+        time.sleep(60)
+
+register_after_restore(slow)
+
+def handler(event, context):
+    return {"pid": os.getpid()}
+'''
+
+
+async def test_a_restore_that_outruns_its_limit_fails_as_lambdas_does(tmp_path, monkeypatch):
+    """Past the restore limit (Lambda's 10 s, shortened here) the caller gets SnapStartTimeoutException
+    (408, as boto3 reads it), the copy is gone, and the next restore serves."""
+    monkeypatch.setattr(environment, "RESTORE_TIMEOUT", 1.0)
+    mark = tmp_path / "slow"
+    mark.write_text("")
+    code = write_function(tmp_path / "code", SLOW_RESTORE)
+    log = CapturedLog()
+    # Isolation none: the hook sees the test's mark in the host's /tmp.
+    config = snapstart_function(code, isolation="none", env={"SLOW_MARK": str(mark)})
+    async with running_server(config, sink=log) as server:
+        staged = await server.functions["snap"].wait_staged()
+        client = lambda_client(server.endpoint)
+        with pytest.raises(ClientError) as refused:
+            await trio.to_thread.run_sync(lambda: client.invoke(FunctionName="snap", Payload=b"{}"))
+        error = refused.value.response
+        assert error["Error"]["Code"] == "SnapStartTimeoutException"
+        assert error["ResponseMetadata"]["HTTPStatusCode"] == 408
+        assert error["Error"]["Message"] == "Lambda couldn't restore the snapshot within the timeout limit."
+        await staged.closed.wait()
+        mark.unlink()
+        body = await invoke_json(server, {})
+        assert body["pid"] != staged.pid
+    assert re.search(r"RESTORE_REPORT Restore Duration: \d+\.\d\d ms\tStatus: timeout\n", log.text), log.text
 
 ISOLATED = Gate.handler_snippet + '''
 import os
