@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import importlib.util
 import os
 import shlex
 import shutil
@@ -190,6 +191,12 @@ def _kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
     for name in ("LAMBDA_RUNTIME_DIR", "LAMBDALET_HOME"):
         if env.get(name) and os.path.isdir(env[name]):
             need(env[name])
+    # lambdalet's bootstrap package as the install finds it, whatever the runtime command: a custom
+    # runtime (bootstrap/bootstrap as a layer's /opt/bootstrap) may run it, through the interpreter's
+    # own path, and with LAMBDA_RUNTIME_DIR naming that runtime's directory, not the package.
+    own = runtime_package()
+    if own is not None and _under_tmp(own):
+        need(own)
     for entry in env.get("PYTHONPATH", "").split(os.pathsep):
         if os.path.isdir(entry):
             need(entry)
@@ -215,6 +222,19 @@ def _kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
         if not any(path == p or (d and path.startswith(p + "/")) for p, d in outermost):
             outermost.append((path, is_dir))
     return outermost
+
+
+@functools.cache
+def runtime_package() -> str | None:
+    """The directory of lambdalet's `bootstrap` package as this interpreter imports it (an editable
+    install's checkout, site-packages), found without importing it; None if it cannot be found."""
+    try:
+        spec = importlib.util.find_spec("bootstrap")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return os.path.realpath(list(spec.submodule_search_locations)[0])
 
 
 def _interpreter(program: str | None) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from runtime_api import FunctionConfig
 from runtime_api.cli import build_parser, serve_config
 from runtime_api.config import ConfigError, load_config
-from sandbox import host
+from sandbox import host, isolation
 from sandbox.isolation import Isolation
 from tests.helpers import running_server, write_function
 
@@ -128,6 +129,30 @@ async def test_a_custom_runtime_at_opt_bootstrap_in_a_layer(tmp_path):
     bootstrap.write_text(textwrap.dedent(f'''\
         #!/bin/sh
         exec {sys.executable} -c "import sys; from bootstrap.__main__ import main; sys.exit(main())"
+        '''))
+    bootstrap.chmod(0o755)
+    function = FunctionConfig(name="layered", code=str(code), isolation=Isolation.STANDARD,
+                              layers=[str(runtime)], runtime=["/opt/bootstrap"])
+    async with running_server(function) as server:
+        seen = await invoke_json(server, {})
+    assert seen["module"] == "runtime"
+
+
+@needs_mounts
+async def test_a_custom_runtime_finds_lambdalets_runtime_client_installed_under_tmp(tmp_path, monkeypatch):
+    """lambdalet installed under the host's /tmp (a CI clone's editable install) stays reachable by
+    a runtime that is not lambdalet's command line (bootstrap/bootstrap as /opt/bootstrap), behind
+    the environment's private /tmp: here a copy of the package stands for that install."""
+    site = tmp_path / "site"
+    shutil.copytree(Path(isolation.runtime_package()), site / "bootstrap", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(isolation, "runtime_package", lambda: str(site / "bootstrap"))
+    code = write_function(tmp_path / "code", HANDLER)
+    runtime = make_layer(tmp_path / "runtime", "runtime")
+    bootstrap = runtime / "bootstrap"
+    # -S: no site-packages, so nothing but the copy can provide the package.
+    bootstrap.write_text(textwrap.dedent(f'''\
+        #!/bin/sh
+        exec {sys.executable} -S -c "import sys; sys.path.append('{site}'); from bootstrap.__main__ import main; sys.exit(main())"
         '''))
     bootstrap.chmod(0o755)
     function = FunctionConfig(name="layered", code=str(code), isolation=Isolation.STANDARD,

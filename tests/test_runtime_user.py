@@ -2,9 +2,11 @@
 `user` runs its runtime as that uid and gid, as Lambda runs every runtime as sbx_user1051 (uid
 993): a handler sees that uid, cannot read a file only root may read, and still writes its /tmp.
 
-The runtime here is lambdalet's bootstrap on the system interpreter: Lambda's rule holds, the user
-must be able to reach the runtime, and the test suite's own interpreter lives in root's closed
-home. Needs root (to switch users, and for the private mount namespace), as CI has."""
+The runtime here is lambdalet's bootstrap on the system interpreter, from a copy of its package in
+a directory any user may enter: Lambda's rule holds, the user must be able to reach the runtime,
+the test suite's own interpreter lives in root's closed home, and the checkout may too (CI clones
+into a 0700 `mktemp -d` directory). Needs root (to switch users, and for the private mount
+namespace), as CI has."""
 
 from __future__ import annotations
 
@@ -47,31 +49,12 @@ def handler(event, context):
 '''
 
 
-def function(code: Path, isolation: Isolation, user: str) -> FunctionConfig:
-    # lambdalet's bootstrap from this checkout, on an interpreter outside root's home.
+def function(code: Path, isolation: Isolation, user: str, home: Path) -> FunctionConfig:
+    # lambdalet's bootstrap from `home`, on an interpreter outside root's home.
     return FunctionConfig(name="f", code=str(code), isolation=isolation, user=user,
                           runtime=[SYSTEM_PYTHON, "-c", "import sys; from bootstrap.__main__ import main; "
                                                         "sys.exit(main())"],
-                          env={"PYTHONPATH": str(REPO)})
-
-
-@needs_root
-@pytest.mark.parametrize("isolation", [Isolation.STANDARD, Isolation.STRICT])
-async def test_the_runtime_runs_as_the_configured_user(tmp_path, isolation):
-    code = write_function(tmp_path / "code", HANDLER)
-    code.chmod(0o755)  # Lambda's rule: the runtime's user reads the code
-    (code / "app.py").chmod(0o644)
-    secret = tmp_path / "secret"
-    secret.write_text("root only")
-    secret.chmod(0o600)
-    async with running_server(function(code, isolation, "sbx_user1051")) as server:
-        result = await server.invoke("f", json.dumps({"secret": str(secret)}).encode())
-    assert result.function_error is None, result.payload
-    seen = json.loads(result.payload)
-    assert (seen["uid"], seen["gid"], seen["groups"]) == (LAMBDA_UID, LAMBDA_GID, [])
-    assert seen["secret"] in ("EACCES", "ENOENT")  # ENOENT: the host's /tmp is not even there
-    assert "mine" in seen["tmp"]  # its own /tmp is writable
-    assert "app.py" in seen["task"]
+                          env={"PYTHONPATH": str(home)})
 
 
 @pytest.fixture
@@ -83,8 +66,39 @@ def open_dir():
     shutil.rmtree(path)
 
 
+@pytest.fixture
+def runtime_home(open_dir):
+    """This checkout's bootstrap package, copied where any user may read it: at isolation none the
+    runtime's user sees the host's directories as they are, and no mount namespace can open the
+    checkout's to it."""
+    package = open_dir / "runtime" / "bootstrap"
+    shutil.copytree(REPO / "bootstrap", package, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in (package.parent, package, *package.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return package.parent
+
+
 @needs_root
-async def test_a_root_only_file_on_the_host_is_out_of_reach(open_dir):
+@pytest.mark.parametrize("isolation", [Isolation.STANDARD, Isolation.STRICT])
+async def test_the_runtime_runs_as_the_configured_user(tmp_path, isolation, runtime_home):
+    code = write_function(tmp_path / "code", HANDLER)
+    code.chmod(0o755)  # Lambda's rule: the runtime's user reads the code
+    (code / "app.py").chmod(0o644)
+    secret = tmp_path / "secret"
+    secret.write_text("root only")
+    secret.chmod(0o600)
+    async with running_server(function(code, isolation, "sbx_user1051", runtime_home)) as server:
+        result = await server.invoke("f", json.dumps({"secret": str(secret)}).encode())
+    assert result.function_error is None, result.payload
+    seen = json.loads(result.payload)
+    assert (seen["uid"], seen["gid"], seen["groups"]) == (LAMBDA_UID, LAMBDA_GID, [])
+    assert seen["secret"] in ("EACCES", "ENOENT")  # ENOENT: the host's /tmp is not even there
+    assert "mine" in seen["tmp"]  # its own /tmp is writable
+    assert "app.py" in seen["task"]
+
+
+@needs_root
+async def test_a_root_only_file_on_the_host_is_out_of_reach(open_dir, runtime_home):
     """Seen at its host path (isolation none: no private /tmp hides it), and a uid by number."""
     code = write_function(open_dir / "code", HANDLER)
     code.chmod(0o755)
@@ -92,7 +106,7 @@ async def test_a_root_only_file_on_the_host_is_out_of_reach(open_dir):
     secret = open_dir / "secret"
     secret.write_text("root only")
     secret.chmod(0o600)
-    async with running_server(function(code, Isolation.NONE, "65534")) as server:
+    async with running_server(function(code, Isolation.NONE, "65534", runtime_home)) as server:
         result = await server.invoke("f", json.dumps({"secret": str(secret)}).encode())
     assert result.function_error is None, result.payload
     seen = json.loads(result.payload)
