@@ -19,6 +19,11 @@ needs from the host's `/tmp` (its program, its interpreter, a virtualenv there: 
 functions live there) is bound back, read-only, at the same path in the new `/tmp`: the tmpfs is
 first mounted on `/var/task` (over the code's bind), filled with those binds, then moved to
 `/tmp`, uncovering the code again.
+
+Every `mount` there runs with `--no-mtab`: the namespace is the environment's own, so nothing about
+it belongs in the host's /run/mount/utab, and root of a user namespace (an unprivileged host,
+sandbox/userns.py) may not write that file: libmount would make the mount, then fail (exit
+status 32) writing it, as it does for a move or a bind with options (a runtime under /tmp).
 """
 
 from __future__ import annotations
@@ -109,9 +114,9 @@ class PrivateFilesystem:
                 if is_dir:
                     table.append((path, staged, "none", "bind,ro,X-mount.mkdir"))
                 else:  # a file directly in /tmp: a file to mount it on
-                    steps.append(f": > {shlex.quote(staged)} && {mount} --bind -o ro {shlex.quote(path)} "
+                    steps.append(f": > {shlex.quote(staged)} && {mount} --no-mtab --bind -o ro {shlex.quote(path)} "
                                  f"{shlex.quote(staged)}")
-            steps.append(f"{mount} --move {TASK_ROOT} {TMP}")
+            steps.append(f"{mount} --no-mtab --move {TASK_ROOT} {TMP}")
         if self.task_root is not None:
             steps.append(f"cd {TASK_ROOT}")
         elif cwd is not None:
@@ -131,7 +136,7 @@ class MountPlan:
 
     def commands(self) -> list[str]:
         mount = shlex.quote(tools()[1])
-        return [f"{mount} -a -T /proc/self/fd/0", "exec </dev/null", *self.steps]
+        return [f"{mount} --no-mtab -a -T /proc/self/fd/0", "exec </dev/null", *self.steps]
 
 
 def _fstab_field(value: str) -> str:
