@@ -1,7 +1,11 @@
 """Benchmark (not a test): cold start vs SnapStart restore vs warm, ours beside RIE + awslambdaric.
 
-    lambdalet bench [--samples 40] [--handlers trivial,stdlib,boto3]
+    lambdalet bench [--samples 40] [--handlers trivial,stdlib,boto3] [--python PATH]
     python -m benchmarks.coldstart ...
+
+`--python` runs both sides under another interpreter (lambdalet's server and so its runtime, and
+awslambdaric under RIE; it needs trio, h11, msgspec, boto3, awslambdaric and snapshot-restore-py),
+e.g. the python3.12 of the provided.al2023 image; its results are named after it.
 
 For three handlers (trivial; standard-library-heavy; boto3 with an S3 client created at init), in
 one run, sample by sample interleaved (so the machine's noise falls on every column alike):
@@ -103,10 +107,10 @@ def memory_kib(pid: int) -> dict[str, int]:
 class Rie:
     """A fresh RIE + awslambdaric for one cold sample."""
 
-    def __init__(self, code: Path, log_dir: Path) -> None:
+    def __init__(self, code: Path, log_dir: Path, python: str) -> None:
         invoke_port, api_port = common.free_port(), common.free_port()
         argv = [str(common.rie_binary()), "--runtime-interface-emulator-address", f"{HOST}:{invoke_port}",
-                "--runtime-api-address", f"{HOST}:{api_port}", common.PYTHON, "-m", "awslambdaric", "app.handler"]
+                "--runtime-api-address", f"{HOST}:{api_port}", python, "-m", "awslambdaric", "app.handler"]
         self.server = common.Server("rie", argv, code, invoke_port, log_dir=log_dir)
 
 
@@ -126,8 +130,8 @@ def sample_ours(port: int, function: str, mode: str) -> dict | None:
     return sample
 
 
-def sample_rie(code: Path, log_dir: Path) -> dict:
-    rie = Rie(code, log_dir)
+def sample_rie(code: Path, log_dir: Path, python: str) -> dict:
+    rie = Rie(code, log_dir, python)
     with rie.server:
         cold, body, _ = invoke(rie.server.invoke_port, "function")
         warm = [invoke(rie.server.invoke_port, "function")[0] for _ in range(3)]
@@ -152,13 +156,14 @@ def summarise(values: list[float]) -> dict:
     return common.latency_summary([int(v * 1e6) for v in values])
 
 
-def run(handlers: list[str], samples: int, log: callable) -> dict:
+def run(handlers: list[str], samples: int, log: callable, python: str = common.PYTHON) -> dict:
     common.become_subreaper()
     root = Path(tempfile.mkdtemp(prefix="lambdalet-bench-"))
     port = common.free_port()
     config = server_config(handlers, root, port)
-    ours = common.Server("lambdalet", [common.PYTHON, "-m", "runtime_api.cli", "serve", "--config", str(config)],
-                         root, port, log_dir=root)
+    # PYTHONPATH: this checkout, whichever interpreter runs it.
+    ours = common.Server("lambdalet", [python, "-m", "runtime_api.cli", "serve", "--config", str(config)],
+                         root, port, env={"PYTHONPATH": str(common.REPO_ROOT)}, log_dir=root)
     results: dict = {name: {"ours": {m: [] for m in MODES}, "rie": {"cold": [], "warm": []}, "skipped": 0}
                      for name in handlers}
     with ours:
@@ -172,7 +177,7 @@ def run(handlers: list[str], samples: int, log: callable) -> dict:
                 order = order[i % len(order):] + order[:i % len(order)]
                 for mode in order:
                     if mode == "rie":
-                        rie = sample_rie(root / name, root)
+                        rie = sample_rie(root / name, root, python)
                         results[name]["rie"]["cold"].append(rie["cold_ms"])
                         results[name]["rie"]["warm"] += rie["warm_ms"]
                         results[name]["rie_memory"] = rie["memory"]
@@ -192,6 +197,7 @@ def run(handlers: list[str], samples: int, log: callable) -> dict:
             memory[name] = idle_memory(port, name)
             memory[name]["rie_cold"] = results[name].pop("rie_memory", None)
     data = {"machine": common.machine_info(), "date": common.utc_now(), "samples": samples,
+            "python": common.python_version(python),
             "revision": common.git_revision()[0], "handlers": {}}
     for name in handlers:
         r = results[name]
@@ -229,7 +235,8 @@ def render(data: dict, command: str) -> str:
     return (f"# Cold start vs SnapStart restore vs warm\n\n"
             f"Milliseconds as the caller sees them (invoke sent -> response read, over HTTP), p50 / p90 / p99 of "
             f"{data['samples']} interleaved samples each; {data['date']}, revision {data['revision']}, "
-            f"{m.get('nproc')} CPUs ({m.get('cpu_model', '')}).\n\n{table}\n\n"
+            f"{m.get('nproc')} CPUs ({m.get('cpu_model', '')}), Python {data.get('python', '?')} on both "
+            f"sides.\n\n{table}\n\n"
             f"Reproduce: `{command}`\n")
 
 
@@ -266,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=40, help="interleaved rounds (default 40)")
     parser.add_argument("--handlers", default=",".join(HANDLERS), help="comma-separated: trivial,stdlib,boto3")
     parser.add_argument("--output", type=Path, default=common.RESULTS_DIR, help="where to write the results")
+    parser.add_argument("--python", default=common.PYTHON,
+                        help="the interpreter of both sides (default: this one); results named after it")
     args = parser.parse_args(argv)
     handlers = [h for h in args.handlers.split(",") if h]
     unknown = [h for h in handlers if h not in HANDLERS]
@@ -275,10 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"lambdalet bench: {message}", file=sys.stderr, flush=True)
 
-    data = run(handlers, args.samples, log)
+    data = run(handlers, args.samples, log, args.python)
     command = common.command_line("benchmarks.coldstart", argv if argv is not None else sys.argv[1:])
-    json_path, md_path = common.write_results("coldstart", data, render(data, command), args.output)
-    png = args.output / "coldstart.png"
+    name = "coldstart" if args.python == common.PYTHON else f"coldstart-python{data['python'].rsplit('.', 1)[0]}"
+    json_path, md_path = common.write_results(name, data, render(data, command), args.output)
+    png = args.output / f"{name}.png"
     drawn = chart(data, png)
     print(md_path.read_text())
     print(f"written: {json_path}, {md_path}" + (f", {png}" if drawn else " (no PNG: matplotlib is not installed)"))

@@ -283,6 +283,14 @@ def latency_summary(samples_ns: list[int]) -> dict[str, float]:
 
 # --- machine and output ---------------------------------------------------------------------
 
+def python_version(python: str) -> str:
+    """The full version of interpreter `python` (e.g. "3.12.1")."""
+    if python == PYTHON:
+        return platform.python_version()
+    return subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                          capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+
+
 def machine_info() -> dict:
     model = ""
     try:

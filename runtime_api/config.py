@@ -43,11 +43,21 @@ import msgspec
 from sandbox import layers as opt
 from sandbox import runtime_user
 from sandbox.cgroups import CpuModel
-from sandbox.isolation import DEFAULT_EPHEMERAL_MB, EPHEMERAL_RANGE, Isolation
+from sandbox.isolation import DEFAULT_EPHEMERAL_MB, EPHEMERAL_RANGE, Isolation, runtime_package
 
-# lambdalet's own runtime client, started as its shell `bootstrap` starts it: with `-c` rather than
-# `-m bootstrap`, which imports runpy and costs every cold start about 4 ms.
-BOOTSTRAP_COMMAND = (sys.executable, "-c", "import sys; from bootstrap.__main__ import main; sys.exit(main())")
+
+def _bootstrap_command() -> tuple[str, ...]:
+    """lambdalet's own runtime client, started as its shell `bootstrap` starts it: with `-c` rather
+    than `-m bootstrap`, which imports runpy and costs every cold start about 4 ms. The directory
+    this server's `bootstrap` package lives in goes at the end of the runtime's sys.path, so a server
+    run from a checkout (PYTHONPATH, not installed) starts its runtimes too; an installed copy on
+    the interpreter's own path still comes first."""
+    package = runtime_package()
+    extend = f"sys.path.append({os.path.dirname(package)!r}); " if package else ""
+    return (sys.executable, "-c", f"import sys; {extend}from bootstrap.__main__ import main; sys.exit(main())")
+
+
+BOOTSTRAP_COMMAND = _bootstrap_command()
 
 # Reserved by Lambda: a function's own `env` cannot override these.
 RESERVED_ENV = frozenset({

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import subprocess
 import sys
 import uuid
@@ -185,7 +186,7 @@ async def test_a_runtime_that_lives_in_the_hosts_tmp_still_starts(tmp_path):
     code = write_function(tmp_path / "my code", HANDLERS)
     runtime = tmp_path / "my runtime" / "bootstrap"
     runtime.parent.mkdir()
-    runtime.write_text("#!/bin/sh\nexec " + " ".join(f"'{part}'" for part in BOOTSTRAP_COMMAND) + "\n")
+    runtime.write_text("#!/bin/sh\nexec " + shlex.join(BOOTSTRAP_COMMAND) + "\n")
     runtime.chmod(0o755)
     config = function(code, "own", "look", isolation="standard", runtime=[str(runtime)])
     async with running_server(config) as server:
