@@ -1,6 +1,6 @@
 """Benchmark (not a test): what each isolation level costs an environment, in start-up time and in memory.
 
-    python -m benchmarks.sandbox [--samples 30]
+    python -m benchmarks.sandbox [--samples 30] [--as-user nobody] [--output benchmarks/results]
 
 Interleaved sample by sample (the order of the variants rotates each round), each variant one
 environment built exactly as `lambdalet serve` builds it (`runtime_api.server.lambda_function`),
@@ -17,13 +17,28 @@ summed over every process in it (/proc/<pid>/smaps_rollup) and its memory cgroup
 `memory.usage_in_bytes` where it has one.
 Also, apart: spawn and reap of `true` direct vs through the shim (the shim's own price), and
 creating and removing one environment's cgroups.
-Needs root (cgroups, mount namespaces).
+Needs root (cgroups, mount namespaces); writes results/sandbox.{json,md}.
+
+With `--as-user nobody` (run as root) it measures what each level costs an unprivileged user
+instead: the benchmark runs again as that user (`setpriv --reuid --regid --clear-groups`, as
+tests/test_sandbox_unprivileged.py starts `lambdalet serve`), where `standard` and `strict` are
+made one user namespace further in (sandbox/userns.py). That user has no cgroups (unless
+delegated): no `cgroups only` variant, no cgroups row, no memory cgroup column; RLIMIT_DATA is the
+memory guard. The checkout must be readable by that user (it is said and the run refused
+otherwise); an interpreter under a directory closed to others (pyenv in root's 0700 home) is shown
+to it through a private mount namespace root makes around the run (a 0755 tmpfs over the closed
+directory, the interpreter bound back), as the test does. Writes results/sandbox-unprivileged.{json,md}
+(as does a run by such a user itself, without `--as-user`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import pwd
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,6 +49,9 @@ from pathlib import Path
 import trio
 
 from benchmarks.common import (
+    PYTHON,
+    REPO_ROOT,
+    RESULTS_DIR,
     descendants,
     function_dir,
     git_revision,
@@ -50,7 +68,7 @@ from runtime_api.environment import Environment, EnvironmentOptions
 from runtime_api.logs import LogSink
 from runtime_api.protocol import InitDone
 from runtime_api.server import lambda_function
-from sandbox import host
+from sandbox import host, userns
 from sandbox.cgroups import CgroupSupport, EnvironmentCgroup
 from sandbox.isolation import Isolation
 from sandbox.process import RuntimeSpec, confined_argv
@@ -74,6 +92,7 @@ class Variant:
     label: str
     config: FunctionConfig
     options: EnvironmentOptions
+    cgroups: bool  # whether its environment gets cgroups here (else RLIMIT_DATA, or nothing at none)
 
 
 @dataclass(frozen=True)
@@ -85,20 +104,37 @@ class IdleMemory:
 
 
 def variants(code: Path, sink: LogSink) -> list[Variant]:
-    """The environments to compare, each with the options `lambdalet serve` would give it here."""
+    """The environments to compare, each with the options `lambdalet serve` would give it here,
+    labelled with what it runs as."""
+    cgroups = host.support().any
     found = []
-    for label, isolation in (("none", Isolation.NONE), ("standard", Isolation.STANDARD),
-                             ("strict", Isolation.STRICT)):
-        config = FunctionConfig(name=f"bench-{label}", code=str(code), handler="app.handler", isolation=isolation)
+    for isolation in (Isolation.NONE, Isolation.STANDARD, Isolation.STRICT):
+        config = FunctionConfig(name=f"bench-{isolation}", code=str(code), handler="app.handler", isolation=isolation)
         options = lambda_function(config, sink).options
-        if isolation is Isolation.STRICT and options.isolation is not Isolation.STRICT:
-            label = f"strict (runs as {options.isolation} at this revision)"
-        elif isolation is not Isolation.NONE and options.filesystem is None:
-            label += " (no mount namespace here)"
-        if isolation is Isolation.STANDARD:
-            found.append(Variant("standard, cgroups only", config, replace(options, filesystem=None)))
-        found.append(Variant(label, config, options))
+        confined = isolation is not Isolation.NONE
+        if isolation is Isolation.STANDARD and cgroups:
+            found.append(Variant("standard, cgroups only", config, replace(options, filesystem=None), cgroups))
+        found.append(Variant(runs_as(isolation, options), config, options, confined and cgroups))
     return found
+
+
+def runs_as(requested: Isolation, options: EnvironmentOptions) -> str:
+    """The level's name, with what it lacks or is made with here, e.g. `standard (user namespace)`."""
+    if requested is Isolation.STRICT and options.isolation is not Isolation.STRICT:
+        return f"strict (runs as {options.isolation} at this revision)"
+    notes = []
+    if requested is not Isolation.NONE:
+        if options.filesystem is None:
+            notes.append("no mount namespace here")
+        elif userns.needed():
+            notes.append("user namespace")
+    if options.isolation is Isolation.STRICT:
+        found = host.strict_support()
+        if not found.netns:
+            notes.append("no network namespace")
+        if found.seccomp_problem is not None:
+            notes.append("no seccomp deny-list")
+    return f"{requested} ({', '.join(notes)})" if notes else str(requested)
 
 
 def smaps_rollup_kb(pid: int) -> dict[str, int]:
@@ -110,8 +146,8 @@ def smaps_rollup_kb(pid: int) -> dict[str, int]:
                 parts = value.split()
                 if len(parts) == 2 and parts[1] == "kB":
                     fields[key] = int(parts[0])
-    except OSError:
-        pass  # gone meanwhile
+    except (FileNotFoundError, ProcessLookupError):
+        pass  # gone meanwhile (not readable would be a broken measurement: that fails the run)
     return fields
 
 
@@ -150,7 +186,7 @@ async def launch_to_first_next(variant: Variant, sink: LogSink) -> tuple[int, Id
             await env.first_next.wait()
         memory = idle_memory(env)
         env.shutdown()
-    assert (variant.options.isolation is not Isolation.NONE) == (env.cgroup is not None), variant.label
+    assert variant.cgroups == (env.cgroup is not None), variant.label
     return env.first_next_at - started, memory
 
 
@@ -166,18 +202,13 @@ def memory_summary(values: list[float]) -> dict[str, float]:
             "max": ordered[-1] if ordered else float("nan")}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=30)
-    args = parser.parse_args(argv)
-    support = host.prepare(limits=True)
-    if not support.any:
-        print("no writable cgroups here (root needed): nothing to compare", file=sys.stderr)
-        return 1
+def measure(samples: int, support: CgroupSupport) -> dict:
+    """The interleaved rounds, as whoever runs this (root, or the user of `--as-user`)."""
     launch: dict[str, list[int]] = {}
     memory: dict[str, list[IdleMemory]] = {}
-    spawn: dict[str, list[int]] = {k: [] for k in (
-        "spawn+reap true, direct", "spawn+reap true, shim", "cgroups create+remove")}
+    spawn: dict[str, list[int]] = {k: [] for k in ("spawn+reap true, direct", "spawn+reap true, shim")}
+    if support.any:
+        spawn["cgroups create+remove"] = []
     sink = LogSink(open(os.devnull, "wb"))
     with tempfile.TemporaryDirectory() as tmp:
         code = function_dir(Path(tmp))
@@ -187,13 +218,16 @@ def main(argv: list[str] | None = None) -> int:
         for variant in compared * 2:  # warm the page cache
             trio.run(launch_to_first_next, variant, sink)
         spec = RuntimeSpec(("true",), {"PATH": os.environ.get("PATH", os.defpath)})
-        for round_ in range(args.samples):
+        for round_ in range(samples):
             shift = round_ % len(compared)
             for variant in compared[shift:] + compared[:shift]:
                 took, idle = trio.run(launch_to_first_next, variant, sink)
                 launch[variant.label].append(took)
                 memory[variant.label].append(idle)
             spawn["spawn+reap true, direct"].append(spawn_true(["true"]))
+            if not support.any:  # the shim of an environment of 128 MB without a memory cgroup
+                spawn["spawn+reap true, shim"].append(spawn_true(confined_argv(spec, None, 128)))
+                continue
             started = time.perf_counter_ns()
             cgroup = EnvironmentCgroup(support, memory_mb=128)
             created = time.perf_counter_ns() - started
@@ -213,18 +247,135 @@ def main(argv: list[str] | None = None) -> int:
         }
         for label, samples in memory.items()
     }
-    revision, dirty = git_revision()
-    machine = machine_info()
-    markdown = render(args.samples, support, summary, idle, revision, machine)
-    if dirty:  # others work in the same tree: say what was measured beyond the commit
-        markdown += "\n* Measured on a working tree with uncommitted changes to: " + ", ".join(dirty) + "."
-    write_results("sandbox", {"machine": machine, "revision": revision, "uncommitted": dirty,
-                              "samples": args.samples, "summary": summary, "idle_memory": idle}, markdown)
-    print(markdown)
+    return {"machine": machine_info(), "samples": samples, "summary": summary, "idle_memory": idle,
+            "cgroups": support.directories()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--as-user", metavar="USER",
+                        help="as root: measure as this unprivileged user (results: sandbox-unprivileged)")
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR, metavar="DIR",
+                        help="where to write the results (default: %(default)s)")
+    parser.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)  # the run as --as-user's user
+    args = parser.parse_args(argv)
+    if args.as_user is not None:
+        return run_as(args.as_user, args.samples, args.output)
+    support = host.prepare(limits=True)
+    unprivileged = userns.needed()
+    if not unprivileged and not support.any:
+        print("no writable cgroups here (root needed): nothing to compare", file=sys.stderr)
+        return 1
+    measured = measure(args.samples, support)
+    if args.emit_json:
+        json.dump(measured, sys.stdout)
+        return 0
+    user = pwd.getpwuid(os.getuid()).pw_name if unprivileged else None
+    report(measured, args.output, user=user)
     return 0
 
 
-def render(samples: int, support: CgroupSupport, summary: dict, idle: dict, revision: str, machine: dict) -> str:
+def report(measured: dict, output: Path, *, user: str | None = None, shown: dict[str, str] | None = None) -> None:
+    """Writes results/sandbox.{json,md}, or sandbox-unprivileged.{json,md} for a run as `user`."""
+    revision, dirty = git_revision()
+    machine = measured["machine"]
+    markdown = render(measured["samples"], measured["cgroups"], measured["summary"], measured["idle_memory"],
+                      revision, machine, user=user, shown=shown or {})
+    if dirty:  # others work in the same tree: say what was measured beyond the commit
+        markdown += "\n* Measured on a working tree with uncommitted changes to: " + ", ".join(dirty) + "."
+    data = {"machine": machine, "revision": revision, "uncommitted": dirty, "samples": measured["samples"],
+            "summary": measured["summary"], "idle_memory": measured["idle_memory"]}
+    if user is not None:
+        data.update(user=user, cgroups=measured["cgroups"], interpreter_shown=shown or {})
+    write_results("sandbox" if user is None else "sandbox-unprivileged", data, markdown, output)
+    print(markdown)
+
+
+# --- as an unprivileged user ------------------------------------------------------------------
+
+def run_as(name: str, samples: int, output: Path) -> int:
+    """Root runs this benchmark again as user `name` and records what it measured."""
+    def refuse(reason: str) -> int:
+        print(f"benchmarks.sandbox --as-user {name}: {reason}", file=sys.stderr)
+        return 2
+
+    if os.geteuid() != 0:
+        return refuse("needs root, to become that user (as that user, run without --as-user)")
+    try:
+        user = pwd.getpwnam(name)
+    except KeyError:
+        return refuse("no such user")
+    if user.pw_uid == 0:
+        return refuse("not an unprivileged user")
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return refuse("needs util-linux's setpriv")
+    drop = [setpriv, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+    env = {**os.environ, "HOME": user.pw_dir, "USER": name, "LOGNAME": name, "PYTHONPATH": str(REPO_ROOT)}
+    readable = subprocess.run([*drop, "test", "-r", str(REPO_ROOT / "benchmarks" / "sandbox.py")],
+                              cwd="/", env=env, stdin=subprocess.DEVNULL)
+    if readable.returncode != 0:
+        closed = closed_ancestor(REPO_ROOT)
+        return refuse(f"the checkout {REPO_ROOT} is not readable by that user"
+                      + (f" ({closed} is closed to others)" if closed else "")
+                      + "; run from a checkout it can read")
+    with tempfile.TemporaryDirectory(prefix="lambdalet-bench-stage-") as stage:
+        wrap, shown = [], {}
+        probe = [PYTHON, "-c", "import trio, msgspec, h11, runtime_api, sandbox, bootstrap, benchmarks.common"]
+        if not _runs(drop, probe, env):
+            wrap, shown = interpreter_shown(Path(stage))
+            if not shown or not _runs([*wrap, *drop], probe, env):
+                return refuse(f"the interpreter {PYTHON} cannot import lambdalet's dependencies as that user "
+                              f"(PYTHONPATH={REPO_ROOT})")
+        print(f"benchmarks.sandbox: measuring as {name} (uid {user.pw_uid}, gid {user.pw_gid})", file=sys.stderr)
+        run = subprocess.run([*wrap, *drop, PYTHON, "-m", "benchmarks.sandbox", "--samples", str(samples),
+                              "--emit-json"], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE)
+    if run.returncode != 0:
+        print(f"benchmarks.sandbox: the run as {name} failed (exit status {run.returncode})", file=sys.stderr)
+        return run.returncode if run.returncode > 0 else 1
+    report(json.loads(run.stdout), output, user=name, shown=shown)
+    return 0
+
+
+def _runs(prefix: list[str], argv: list[str], env: dict[str, str]) -> bool:
+    return subprocess.run([*prefix, *argv], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+def closed_ancestor(path: str | Path) -> str | None:
+    """The outermost directory on `path` that others cannot traverse, or None."""
+    current = "/"
+    for part in Path(path).parts[1:]:
+        current = os.path.join(current, part)
+        if os.path.isdir(current) and not os.stat(current).st_mode & 0o001:
+            return current
+    return None
+
+
+def interpreter_shown(stage: Path) -> tuple[list[str], dict[str, str]]:
+    """A command prefix that shows the interpreter's prefixes to the user when a directory closed
+    to others hides them (pyenv in root's 0700 home): a private mount namespace, made by root
+    around the run, with a 0755 tmpfs over the closed directory and the prefixes bound back. Nothing
+    changes on the host. Also {prefix: the closed directory}; ([], {}) if nothing is hidden."""
+    unshare = shutil.which("unshare")
+    prefixes = sorted({os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)})
+    shown = {path: closed for path in prefixes if (closed := closed_ancestor(path)) is not None}
+    if not shown or unshare is None:
+        return [], {}
+    closed_dirs = sorted(set(shown.values()), key=len)
+    outermost = [c for c in closed_dirs if not any(c.startswith(o + "/") for o in closed_dirs if o != c)]
+    staged = [(shlex.quote(path), shlex.quote(str(stage / str(n)))) for n, path in enumerate(shown)]
+    steps = [f"mkdir -p {at} && mount --no-mtab --bind {path} {at}" for path, at in staged]
+    steps += [f"mount --no-mtab -t tmpfs -o mode=755 tmpfs {shlex.quote(c)}" for c in outermost]  # hides the rest
+    steps += [f"mkdir -p {path} && mount --no-mtab --move {at} {path}" for path, at in staged]
+    script = " && ".join(steps) + ' && exec "$@"'
+    return [unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", script, "lambdalet-bench"], shown
+
+
+def render(samples: int, cgroups: list[str], summary: dict, idle: dict, revision: str, machine: dict, *,
+           user: str | None = None, shown: dict[str, str] | None = None) -> str:
     launch_rows = [[name.removeprefix("launch->next, "), f"{s['p50']:.2f}", f"{s['p90']:.2f}", f"{s['max']:.2f}"]
                    for name, s in summary.items() if name.startswith("launch->next, ")]
     part_rows = [[name, f"{s['p50']:.2f}", f"{s['p90']:.2f}", f"{s['max']:.2f}"]
@@ -233,32 +384,57 @@ def render(samples: int, support: CgroupSupport, summary: dict, idle: dict, revi
     def cell(s: dict | None) -> str:
         return "–" if s is None else f"{s['p50']:.1f} / {s['p90']:.1f}"
 
-    memory_rows = [[label, m["processes"], cell(m["uss_mib"]), cell(m["pss_mib"]), cell(m["cgroup_usage_mib"])]
-                   for label, m in idle.items()]
+    with_cgroup = any(m["cgroup_usage_mib"] is not None for m in idle.values())
+    memory_rows = [[label, m["processes"], cell(m["uss_mib"]), cell(m["pss_mib"])]
+                   + ([cell(m["cgroup_usage_mib"])] if with_cgroup else []) for label, m in idle.items()]
     first = next(iter(summary.values()))
     added = {name.removeprefix("launch->next, "): s["p50"] - first["p50"]
              for name, s in summary.items() if name.startswith("launch->next, ")}
     shim = summary["spawn+reap true, shim"]["p50"] - summary["spawn+reap true, direct"]["p50"]
+    if user is None:
+        title, who, reproduce = "", [], "`python -m benchmarks.sandbox`"
+    else:
+        title = ", as an unprivileged user"
+        who = [f"Run as user `{user}` (`setpriv --reuid --regid --clear-groups`, no capabilities): `standard` and "
+               "`strict` are made one user namespace further in (`sandbox/userns.py`)."]
+        who += [f"The interpreter's {path} (under {closed}, closed to others) shown to that user through a private "
+                f"mount namespace made by root around the run: a 0755 tmpfs over {closed}, {path} bound back."
+                for path, closed in (shown or {}).items()]
+        reproduce = f"`python -m benchmarks.sandbox --as-user {user}` (as root)"
+    cgroups_line = (f"cgroups used: {', '.join(cgroups)}." if cgroups else
+                    "No cgroups (none writable by this user): RLIMIT_DATA is each environment's memory guard, "
+                    "its process group the tree a timeout kills.")
+    memory_text = ("Memory of one idle environment (initialised, waiting for its first invocation), MiB, p50 / p90: "
+                   "USS and PSS summed over its processes (`/proc/<pid>/smaps_rollup`)")
+    if with_cgroup:
+        memory_text += (", and its memory cgroup's `memory.usage_in_bytes` (anonymous memory, kernel memory and "
+                        "the page cache charged to it)")
+    parts_line = f"* The shim {shim:+.2f} ms per spawn"
+    if "cgroups create+remove" in summary:
+        parts_line += (f"; creating and removing the cgroups "
+                       f"{summary['cgroups create+remove']['p50']:.2f} ms per environment.")
+    else:
+        parts_line += " (its RLIMIT_DATA; no cgroups to join)."
     return "\n".join([
-        "# Environment cold start and idle memory per isolation level",
+        f"# Environment cold start and idle memory per isolation level{title}",
         "",
         f"Recorded {utc_now()} at {revision}; {machine.get('nproc')} CPUs, "
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {samples} interleaved rounds "
         "(the variants' order rotating each round). lambdalet's own runtime client, a trivial handler, "
         "each environment built as `lambdalet serve` builds it.",
-        f"cgroups used: {', '.join(support.directories())}.",
+        *who,
+        cgroups_line,
         "",
-        "Reproduce: `python -m benchmarks.sandbox`",
+        f"Reproduce: {reproduce}",
         "",
         "Environment launch -> the runtime's first `GET next`, ms:",
         "",
         markdown_table(["isolation", "p50", "p90", "max"], launch_rows),
         "",
-        "Memory of one idle environment (initialised, waiting for its first invocation), MiB, p50 / p90: "
-        "USS and PSS summed over its processes (`/proc/<pid>/smaps_rollup`), and its memory cgroup's "
-        "`memory.usage_in_bytes` (anonymous memory, kernel memory and the page cache charged to it):",
+        memory_text + ":",
         "",
-        markdown_table(["isolation", "processes", "USS", "PSS", "cgroup usage"], memory_rows),
+        markdown_table(["isolation", "processes", "USS", "PSS"] + (["cgroup usage"] if with_cgroup else []),
+                       memory_rows),
         "",
         "Their parts, measured apart, ms:",
         "",
@@ -267,8 +443,7 @@ def render(samples: int, support: CgroupSupport, summary: dict, idle: dict, revi
         "* Launch -> first `GET next` against `none` (difference of medians; on a shared, noisy machine a "
         "millisecond is within the spread): "
         + ", ".join(f"{label} {value:+.2f} ms" for label, value in added.items() if label != "none") + ".",
-        f"* The shim {shim:+.2f} ms per spawn; creating and removing the cgroups "
-        f"{summary['cgroups create+remove']['p50']:.2f} ms per environment.",
+        parts_line,
     ])
 
 
