@@ -306,10 +306,12 @@ def _b(text):
 
 
 def _reseed():
-    """os.fork already re-seeds `random`'s module-level generator (CPython's at-fork hook); the
-    others that copy identical state: OpenSSL's pool and numpy's legacy global generator."""
+    """os.fork already re-seeds `random`'s module-level generator (CPython's at-fork hook), and
+    OpenSSL from 1.1.1 on reseeds its generators itself in a process whose pid changed (feeding it
+    here anyway costs every copy half a MiB of pages). The others that copy identical state: an
+    older OpenSSL's pool and numpy's legacy global generator."""
     ssl = sys.modules.get("ssl")
-    if ssl is not None:
+    if ssl is not None and ssl.OPENSSL_VERSION_INFO < (1, 1, 1):
         ssl.RAND_add(os.urandom(32), 32.0)
     numpy_random = sys.modules.get("numpy.random")
     if numpy_random is not None:

@@ -28,8 +28,10 @@ needs_isolation = pytest.mark.skipif(
     reason="needs root with writable cgroup v1 memory and mount namespaces (CI runs as root)")
 
 HOOKS = Gate.handler_snippet + '''
-import os, random, secrets, uuid
+import os, random, secrets, ssl, uuid
 from snapshot_restore_py import register_after_restore, register_before_snapshot
+
+ssl.RAND_bytes(16)  # OpenSSL's generator in use before the snapshot, its state copied into each copy
 
 calls = []
 register_before_snapshot(lambda: calls.append(f"before snapshot in {os.getpid()}"))
@@ -44,7 +46,7 @@ def handler(event, context):
             "init_type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"],
             "stream": context.log_stream_name, "runtime_api": os.environ["AWS_LAMBDA_RUNTIME_API"],
             "random": random.random(), "uuid4": str(uuid.uuid4()), "urandom": os.urandom(16).hex(),
-            "secrets": secrets.token_hex(16)}
+            "secrets": secrets.token_hex(16), "ssl": ssl.RAND_bytes(16).hex()}
 '''
 
 
@@ -118,7 +120,7 @@ async def test_restored_copies_do_not_share_random_state(tmp_path):
             results = [json.loads(r.payload) for r in await invoke_at_once(server, 3, gate)]
         nursery.cancel_scope.cancel()
     assert len({r["pid"] for r in results}) == 3
-    for source in ("random", "uuid4", "urandom", "secrets"):
+    for source in ("random", "uuid4", "urandom", "secrets", "ssl"):
         assert len({r[source] for r in results}) == 3, (source, results)
 
 
