@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from runtime_api import FunctionConfig, ServiceError
+from runtime_api import FunctionConfig, ServiceError, environment
 from tests.helpers import CapturedLog, awslambdaric_function, running_server, write_function
 
 HOOKS = '''
@@ -78,3 +78,26 @@ async def test_without_snapstart_the_restore_routes_do_not_exist(tmp_path):
     async with running_server(awslambdaric_function("plain", tmp_path)) as server:
         body = json.loads((await server.invoke("plain")).payload)
     assert body == {"calls": [], "init_type": "on-demand"}
+
+
+SLOW_RESTORE = '''
+import os, time
+from snapshot_restore_py import register_after_restore
+
+register_after_restore(lambda: time.sleep(60))
+
+def handler(event, context):
+    return "never"
+'''
+
+
+async def test_a_restore_that_outruns_its_limit_is_a_snapstart_timeout(tmp_path, monkeypatch):
+    """The 10 s restore limit (shortened here) runs from restore/next, after init, as on Lambda."""
+    monkeypatch.setattr(environment, "RESTORE_TIMEOUT", 1.0)
+    write_function(tmp_path, SLOW_RESTORE)
+    log = CapturedLog()
+    async with running_server(awslambdaric_function("snap", tmp_path, snapstart=True), sink=log) as server:
+        with pytest.raises(ServiceError) as refused:
+            await server.invoke("snap")
+    assert (refused.value.status, refused.value.error_type) == (408, "SnapStartTimeoutException")
+    assert re.search(r"RESTORE_REPORT Restore Duration: \d+\.\d\d ms\tStatus: timeout\n", log.text), log.text
