@@ -34,6 +34,7 @@ from sandbox.isolation import Isolation
 from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec
 
 from . import logs
+from .codewatch import CodeWatch
 from .protocol import Outcome, OutcomeKind, error_json, exit_outcome
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class Template:
         self._control: trio.socket.SocketType | None = None
         self._spec_env: dict[str, str] = {}  # the template's environment, as its runtime sees it
         self._stamp: tuple | None = None  # the code's file stamps when the template was built
+        self._watch: CodeWatch | None = None  # tells cheaply whether they may have moved since
         self.content_hash = ""
         self.restores = 0  # by this template
         self.builds = 0
@@ -120,7 +122,9 @@ class Template:
         the template has one) a private /tmp. Raises TemplateFailed if no template can be built."""
         async with self._lock:
             for attempt in (1, 2):
-                await self._ensure()
+                # A staged copy is made off any invocation's path: it can afford the walk that
+                # also catches changes inotify cannot see.
+                await self._ensure(walk=env.staged)
                 env.restore_starting()
                 request = RestoreRequest(environ=self._environ_for(spec),
                                          cgroup_tasks=restore_steps.cgroup_tasks(cgroup))
@@ -187,10 +191,15 @@ class Template:
     def _rotation_due(self) -> bool:
         return self.rotate_after is not None and self.restores >= self.rotate_after
 
-    def _current(self) -> bool:
+    def _current(self, *, walk: bool = False) -> bool:
+        """Whether the template is alive and its code (and layers, and configuration) unchanged:
+        by inotify (codewatch) unless `walk`, then by the files' stamps and, if those moved, the
+        content hash."""
         env = self.environment
         if env is None or self._control is None or not env.alive:
             return False
+        if not walk and self._watch is not None and not self._watch.changed():
+            return True
         stamp = code_stamp(self._code, self.options.layers)
         if stamp != self._stamp:
             content = content_hash(self._code, self.options.handler, self.options.layers,
@@ -202,11 +211,11 @@ class Template:
             self._stamp = stamp  # touched, not changed
         return True
 
-    async def _ensure(self) -> None:
+    async def _ensure(self, *, walk: bool = False) -> None:
         if self._rotation_due and self.environment is not None:
             log.info("function %s: rotating the SnapStart template after %d restores",
                      self.options.function_name, self.restores)
-        elif self._current():
+        elif self._current(walk=walk):
             return
         self._discard()
         await self._build()
@@ -218,6 +227,9 @@ class Template:
         if self._control is not None:
             self._control.close()
             self._control = None
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
 
     async def _build(self) -> None:
         """Start a template and wait until it is parked (READY), or failed."""
@@ -227,6 +239,7 @@ class Template:
         listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         await listener.bind("\0" + address)
         listener.listen(1)
+        self._watch = CodeWatch((self._code, *self.options.layers))  # before the stamps: no change slips by
         self._stamp = code_stamp(self._code, self.options.layers)
         self.content_hash = content_hash(self._code, self.options.handler, self.options.layers,
                                          self.options.function_configuration)
