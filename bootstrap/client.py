@@ -74,13 +74,23 @@ class Connection:
         self.parser = None
         _CONNECTIONS.append(self)
 
-    def _connect(self):
-        # An ASCII host goes in as bytes: a str would be IDNA-encoded, importing encodings.idna
-        # (~2 ms of start-up) for nothing.
+    def _address(self):
+        """(family, sockaddr). Lambda's Runtime API is always an IPv4 literal (127.0.0.1:9001): taken
+        as it is, without getaddrinfo, which reads /etc/gai.conf and allocates on its first call (in
+        every SnapStart copy). Anything else is resolved; an ASCII host goes in as bytes, since a str
+        would be IDNA-encoded, importing encodings.idna (~2 ms of start-up) for nothing."""
+        try:
+            _socket.inet_pton(_socket.AF_INET, self.host)
+            return _socket.AF_INET, (self.host, self.port)
+        except OSError:
+            pass
         host = self.host.encode("ascii") if self.host.isascii() else self.host
-        family, kind, proto, _, sockaddr = _socket.getaddrinfo(
-            host, self.port, 0, _socket.SOCK_STREAM)[0]
-        sock = _socket.socket(family, kind, proto)
+        family, _, _, _, sockaddr = _socket.getaddrinfo(host, self.port, 0, _socket.SOCK_STREAM)[0]
+        return family, sockaddr
+
+    def _connect(self):
+        family, sockaddr = self._address()
+        sock = _socket.socket(family, _socket.SOCK_STREAM)
         try:
             sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             # Connecting may time out (1 s, as awslambdaric's libcurl); waiting for `next` never
