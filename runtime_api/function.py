@@ -156,7 +156,7 @@ class Function:
             if env is None:  # a new environment: under SnapStart by fork, a restore
                 env = self._take_staged() or await self._start_environment()
                 if self.options.template is not None:
-                    self._nursery.start_soon(self._stage_after, invocation)
+                    self._nursery.start_soon(self._stage_after, invocation, env)
         except BaseException:
             self._limiter.release_on_behalf_of(invocation)
             raise
@@ -224,11 +224,13 @@ class Function:
         env.shutdown()  # its copy died, or its template is out of date
         return None
 
-    async def _stage_after(self, invocation: Invocation) -> None:
+    async def _stage_after(self, invocation: Invocation, env: Environment) -> None:
         """Stage the next environment once `invocation` is answered, so that forking it does not
-        compete with the restore in progress."""
+        compete with the restore in progress; not if `env` got no copy (the template failed: the
+        next invocation that needs an environment tries again, and says why)."""
         await invocation.settled.wait()
-        await self._stage()
+        if env.pid is not None:
+            await self._stage()
 
     async def _stage(self) -> None:
         if self._staging or self._staged is not None:

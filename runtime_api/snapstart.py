@@ -100,6 +100,7 @@ class Template:
         self._watch: CodeWatch | None = None  # tells cheaply whether they may have moved since
         self.content_hash = ""
         self.restores = 0  # by this template
+        self.failure: TemplateFailed | None = None  # how the last build failed, until one succeeds
         self.builds = 0
 
     def start(self, nursery: trio.Nursery) -> None:
@@ -121,6 +122,8 @@ class Template:
         """A copy of the template for `env`, its stdout and stderr on `output`, in `cgroup` and (when
         the template has one) a private /tmp. Raises TemplateFailed if no template can be built."""
         async with self._lock:
+            if env.staged and self.failure is not None:
+                raise self.failure  # only an invocation tries a failed template again
             for attempt in (1, 2):
                 # A staged copy is made off any invocation's path: it can afford the walk that
                 # also catches changes inotify cannot see.
@@ -280,7 +283,12 @@ class Template:
                 raise self._failed(env)
             self._control = control
             self.restores = 0
+            self.failure = None
             env.template_ready()
+        except TemplateFailed as failed:
+            self.failure = failed
+            self._discard()
+            raise
         except BaseException:
             self._discard()
             raise

@@ -139,6 +139,9 @@ async def test_a_template_with_threads_is_refused_naming_them(tmp_path):
     log = CapturedLog()
     async with running_server(snapstart_function(tmp_path), sink=log) as server:
         result = await server.invoke("snap")
+        await server.invoke("snap")
+        # The build at start-up, then one per invocation: no staged copy tries a failed template.
+        assert template(server).builds == 3
     body = json.loads(result.payload)
     assert result.function_error == "Unhandled"
     assert body["errorType"] == "TemplateRefused"
