@@ -33,24 +33,29 @@ import base64
 import http.client
 import json
 import re
+import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks import common
 
 HOST = common.HOST
+# Each handler answers its pid; an event with "hold" keeps it busy that long (idle_memory's copies
+# coexist so), the benchmark's own events are empty.
+_HANDLER = ("def handler(event, context):\n    if event:\n        time.sleep(event['hold'])\n"
+            "    return {'pid': os.getpid()}\n")
 HANDLERS = {
-    "trivial": "import os\n\ndef handler(event, context):\n    return {'pid': os.getpid()}\n",
+    "trivial": "import os, time\n\n" + _HANDLER,
     "stdlib": (
-        "import os, json, ssl, asyncio, decimal, email.parser, http.client, xml.etree.ElementTree, sqlite3\n"
+        "import os, time, json, ssl, asyncio, decimal, email.parser, http.client, xml.etree.ElementTree, sqlite3\n"
         "import urllib.request, logging, uuid, datetime, zipfile, csv, hashlib, argparse, typing, dataclasses\n\n"
-        "def handler(event, context):\n    return {'pid': os.getpid()}\n"),
-    "boto3": (
-        "import os, boto3\n\ns3 = boto3.client('s3', region_name='us-east-1')\n\n"
-        "def handler(event, context):\n    return {'pid': os.getpid()}\n"),
+        + _HANDLER),
+    "boto3": "import os, time, boto3\n\ns3 = boto3.client('s3', region_name='us-east-1')\n\n" + _HANDLER,
 }
+MEMORY_SAMPLES = 5  # environments measured at once per kind, their median reported
 INVOKE = "/2015-03-31/functions/{}/invocations"
 # Ours are reaped this long after their invocation, so each sample of cold/restore gets a new one.
 REAP_AFTER_S = 0.001
@@ -79,12 +84,12 @@ def server_config(handlers: list[str], root: Path, port: int) -> Path:
     return path
 
 
-def invoke(port: int, function: str) -> tuple[float, dict, str]:
+def invoke(port: int, function: str, payload: bytes = b"{}") -> tuple[float, dict, str]:
     """(milliseconds, response JSON, the log tail) of one invoke over a new connection."""
     conn = http.client.HTTPConnection(HOST, port, timeout=120)
     try:
         start = time.perf_counter_ns()
-        conn.request("POST", INVOKE.format(function), body=b"{}", headers={"X-Amz-Log-Type": "Tail"})
+        conn.request("POST", INVOKE.format(function), body=payload, headers={"X-Amz-Log-Type": "Tail"})
         response = conn.getresponse()
         body = response.read()
         elapsed = (time.perf_counter_ns() - start) / 1e6
@@ -142,10 +147,19 @@ def sample_rie(code: Path, log_dir: Path, python: str) -> dict:
 
 
 def idle_memory(port: int, handler: str) -> dict:
-    """USS/PSS of an idle environment's runtime after its first invocation: a cold-started one, and
-    a restored copy (beside its template and the next staged copy, as a server holds them)."""
-    return {key: memory_kib(invoke(port, f"{handler}-{function}")[1]["pid"])
-            for key, function in (("cold", "warm"), ("restore", "restored"))}
+    """USS/PSS of idle environments' runtimes after their first invocation, the median of
+    MEMORY_SAMPLES held at once: cold-started ones, and restored copies (beside their template and
+    the next staged copy, as a server holds them)."""
+    out = {}
+    for key, function in (("cold", "warm"), ("restore", "restored")):
+        hold = json.dumps({"hold": 0.5}).encode()
+        with ThreadPoolExecutor(MEMORY_SAMPLES) as pool:
+            pids = {body["pid"] for _, body, _ in pool.map(
+                lambda _: invoke(port, f"{handler}-{function}", hold), range(MEMORY_SAMPLES))}
+        measured = [memory_kib(pid) for pid in pids]
+        out[key] = {field: statistics.median(m[field] for m in measured) for field in ("uss", "pss")}
+        out[key]["n"] = len(measured)
+    return out
 
 
 def summarise(values: list[float]) -> dict:

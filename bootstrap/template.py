@@ -88,6 +88,10 @@ def become_template(snapshot, settings):
     gc.collect()
     gc.freeze()
     libc = ctypes.CDLL(None, use_errno=True)
+    # The functions copies call, looked up (and their call path run once, by a no-op unshare) here,
+    # in pages the copies share, rather than in each copy: 0.1 MiB less in each.
+    libc.mount, libc.capset  # noqa: B018
+    libc.unshare(0)
     mounts = settings.get("mounts")
     # Found here, once: importing `resource` in every copy would cost each of them pages of its own.
     _prepare.max_fd = _max_fd()
