@@ -148,16 +148,19 @@ _NEXT_ANSWER = (b"HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: 00000000-000
                 b"Lambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000;Sampled=0\r\n"
                 b"Content-Type: application/json\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n"
                 b"Content-Length: 2\r\n\r\n{}")
+_RESTORED = b"HTTP/1.1 200 OK\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\nContent-Length: 0\r\n\r\n"
 _ACCEPTED = (b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
              b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n")
 
 
 def _rehearse(runtime, times=10):
-    """Run the runtime's own side of an invocation (`next`, the context, the event and result
-    codecs, the response post), not the function's handler, against canned answers over a
-    socket pair. What a first invocation does once (3.11 specialising its bytecode in place,
-    caches filled lazily) is then done here, in pages every copy shares, not in each copy."""
+    """Run the runtime's own side of a restore and an invocation (`restore/next`, the function's
+    identity, `next`, the context, the event and result codecs, the response post), not the
+    function's hooks nor its handler, against canned answers over a socket pair. What a copy's
+    first restore and invocation do once (3.11 specialising its bytecode in place, caches filled
+    lazily) is then done here, in pages every copy shares, not in each copy."""
     import socket
+    from bootstrap.context import FunctionInfo
     from bootstrap.http11 import ResponseParser
     connection = runtime.client.connection
     ours, theirs = socket.socketpair()
@@ -165,7 +168,9 @@ def _rehearse(runtime, times=10):
     try:
         connection.sock, connection.parser = ours, ResponseParser()
         for _ in range(times):
-            theirs.sendall(_NEXT_ANSWER + _ACCEPTED)
+            theirs.sendall(_RESTORED + _NEXT_ANSWER + _ACCEPTED)
+            FunctionInfo.from_environ(os.environ)
+            runtime.client.restore_next()
             runtime.handle(runtime.client.next())
             theirs.recv(1 << 16)
     except Exception:
