@@ -295,8 +295,6 @@ class Environment:
     def restore_starting(self) -> None:
         """This environment's runtime is about to be forked from its function's template, or (staged)
         to be let out of restore/next."""
-        if self.staged:
-            return  # its restore starts when it is wanted
         self.spawned_at = self._restore_started = trio.current_time()
         if self.options.log_style is logs.LogStyle.LAMBDA:
             self._write(logs.restore_start_line(RUNTIME_VERSION))

@@ -28,7 +28,7 @@ import trio
 from sandbox import host
 from sandbox import layers as opt
 from sandbox.doctor import entrypoint_problem
-from sandbox.isolation import Isolation, PrivateFilesystem, _interpreter
+from sandbox.isolation import Isolation, PrivateFilesystem, script_interpreter
 from sandbox.process import RuntimeSpec
 from sandbox.runtime_user import RuntimeUser
 
@@ -108,7 +108,8 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
     def entrypoint_check(argv0: str, *, cwd: str | None = None, path: str | None = None) -> str | None:
         # A script whose #! interpreter is in a layer (/opt/bin/python) runs where /opt is shown;
         # the host cannot judge that path.
-        if opt.interpreter_in_layers(layers, shutil.which(argv0, path=path) if "/" not in argv0 else argv0):
+        program = shutil.which(argv0, path=path) if "/" not in argv0 else argv0
+        if opt.in_layers(layers, script_interpreter(program)):
             return None
         return entrypoint_problem(argv0, cwd=cwd, path=path)
 
@@ -168,7 +169,7 @@ def _runtime_user(config: FunctionConfig, argv: tuple[str, ...], path: str, priv
         return None
     program = shutil.which(argv[0], path=path) if "/" not in argv[0] else os.path.join(config.code, argv[0])
     # The code too where it is seen at its host path (at /var/task only its own directory counts).
-    for path in filter(None, (program, _interpreter(program), None if private else config.code)):
+    for path in filter(None, (program, script_interpreter(program), None if private else config.code)):
         problem = user.problem_reaching(path)
         if problem is not None:
             log.warning("function %s: the runtime cannot start as user %s (%s): %s, and Lambda's runtime user "

@@ -87,7 +87,7 @@ class Template:
     ) -> None:
         self._make_spec = make_spec
         self._sink = sink
-        self._code = code
+        self._trees = (code, *options.layers)  # what the template is made of, in Lambda's order
         self.rotate_after = rotate_after
         self.options = dataclasses.replace(options, template=None, snapstart=True, port=0, provisioned=False,
                                            idle_timeout=float("inf"), init_timeout=None)
@@ -128,7 +128,8 @@ class Template:
                 # A staged copy is made off any invocation's path: it can afford the walk that
                 # also catches changes inotify cannot see.
                 await self._ensure(walk=env.staged)
-                env.restore_starting()
+                if not env.staged:  # a staged copy's restore starts when it is wanted
+                    env.restore_starting()
                 request = RestoreRequest(environ=self._environ_for(spec),
                                          cgroup_tasks=restore_steps.cgroup_tasks(cgroup))
                 try:
@@ -203,16 +204,17 @@ class Template:
             return False
         if not walk and self._watch is not None and not self._watch.changed():
             return True
-        stamp = code_stamp(self._code, self.options.layers)
+        stamp = code_stamp(self._trees)
         if stamp != self._stamp:
-            content = content_hash(self._code, self.options.handler, self.options.layers,
-                                   self.options.function_configuration)
-            if content != self.content_hash:
+            if self._content_hash(stamp) != self.content_hash:
                 log.warning("function %s: the code changed; building a new SnapStart template",
                             self.options.function_name)
                 return False
             self._stamp = stamp  # touched, not changed
         return True
+
+    def _content_hash(self, stamp: tuple) -> str:
+        return content_hash(self._trees, stamp, self.options.handler, self.options.function_configuration)
 
     async def _ensure(self, *, walk: bool = False) -> None:
         if self._rotation_due and self.environment is not None:
@@ -242,10 +244,9 @@ class Template:
         listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         await listener.bind("\0" + address)
         listener.listen(1)
-        self._watch = CodeWatch((self._code, *self.options.layers))  # before the stamps: no change slips by
-        self._stamp = code_stamp(self._code, self.options.layers)
-        self.content_hash = content_hash(self._code, self.options.handler, self.options.layers,
-                                         self.options.function_configuration)
+        self._watch = CodeWatch(self._trees)  # before the stamps: no change slips by
+        self._stamp = code_stamp(self._trees)
+        self.content_hash = self._content_hash(self._stamp)
 
         def make_spec(runtime_api: str) -> RuntimeSpec:
             spec = self._make_spec(runtime_api)
@@ -323,11 +324,11 @@ class Template:
         return failed
 
 
-def code_stamp(code: str, layers: tuple[str, ...] = ()) -> tuple:
-    """Every file's (path, size, mtime) under the code directory and the layers (each tree in
-    turn, in Lambda's order): cheap to take at each restore."""
+def code_stamp(trees: tuple[str, ...]) -> tuple[tuple[tuple[str, int, int], ...], ...]:
+    """Per tree (the code, then each layer in Lambda's order), every file's (path, size, mtime):
+    what tells a change without reading the files."""
     stamps = []
-    for tree in (code, *layers):
+    for tree in trees:
         found = []
         for root, dirs, files in os.walk(tree):
             dirs[:] = [d for d in dirs if d != "__pycache__"]
@@ -339,18 +340,18 @@ def code_stamp(code: str, layers: tuple[str, ...] = ()) -> tuple:
                     continue
                 found.append((path, st.st_size, st.st_mtime_ns))
         found.sort()
-        stamps += found
+        stamps.append(tuple(found))
     return tuple(stamps)
 
 
-def content_hash(code: str, handler: str, layers: tuple[str, ...] = (), configuration: bytes = b"") -> str:
+def content_hash(trees: tuple[str, ...], stamp: tuple, handler: str, configuration: bytes = b"") -> str:
     """The template's content hash: the handler, the function's configuration (memory, timeout,
-    environment, runtime command: config.snapstart_configuration), and every file of the code and
-    of each layer, in Lambda's order (paths relative to their tree, and bytes)."""
+    environment, runtime command: config.snapstart_configuration), and every file `stamp` (the
+    trees' code_stamp) lists, tree by tree (paths relative to their tree, and bytes)."""
     digest = hashlib.sha256(handler.encode() + b"\0" + configuration)
-    for index, tree in enumerate((code, *layers)):
+    for index, (tree, files) in enumerate(zip(trees, stamp)):
         digest.update(b"\0tree %d\0" % index)  # a file moved between two trees changes the hash
-        for path, _, _ in code_stamp(tree):
+        for path, _, _ in files:
             digest.update(b"\0" + os.path.relpath(path, tree).encode(errors="surrogateescape") + b"\0")
             try:
                 with open(path, "rb") as f:

@@ -185,7 +185,7 @@ def _kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
     elif program and not os.path.isabs(program) and cwd is not None:
         program = os.path.join(cwd, program)
     need(program)
-    need(_interpreter(program))
+    need(script_interpreter(program))
     for path in also:
         need(path)
     for arg in argv[1:]:
@@ -242,7 +242,7 @@ def runtime_package() -> str | None:
     return os.path.realpath(list(spec.submodule_search_locations)[0])
 
 
-def _interpreter(program: str | None) -> str | None:
+def script_interpreter(program: str | None) -> str | None:
     """A script's #! interpreter (its first word), or None."""
     if not program:
         return None

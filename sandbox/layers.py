@@ -109,15 +109,7 @@ def host_command(layers: tuple[str, ...], argv: list[str], path: str) -> list[st
     return argv
 
 
-def interpreter_in_layers(layers: tuple[str, ...], program: str | None) -> bool:
-    """Whether `program` is a script whose #! interpreter lives in a layer (/opt/bin/python):
-    the host cannot judge it at that path."""
-    if not layers or not program:
-        return False
-    try:
-        with open(program, "rb") as f:
-            head = f.read(256)
-    except OSError:
-        return False
-    words = head[2:].split(b"\n", 1)[0].split() if head.startswith(b"#!") else []
-    return bool(words) and host_path(layers, os.fsdecode(words[0])) != os.fsdecode(words[0])
+def in_layers(layers: tuple[str, ...], path: str | None) -> bool:
+    """Whether `path` (a script's #! interpreter: /opt/bin/python) lives in a layer: the host
+    cannot judge it at that path."""
+    return bool(layers and path) and host_path(layers, path) != path
