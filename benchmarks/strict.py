@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -33,32 +34,13 @@ from benchmarks.common import (
     utc_now,
     write_results,
 )
-from benchmarks.sandbox import TimedEnvironment, Variant
+from benchmarks.sandbox import Variant, launch_to_first_next
 from runtime_api import FunctionConfig
-from runtime_api.config import runtime_environment
 from runtime_api.logs import LogSink
 from runtime_api.server import lambda_function
-from sandbox import exec_helper, netns, seccomp
+from sandbox import exec_helper, host, netns, seccomp
 from sandbox.isolation import Isolation
-from sandbox.process import RuntimeSpec
 from sandbox.strict import ElfHelper, PythonHelper, StrictExec
-
-
-async def start_to_first_next(variant: Variant, sink: LogSink) -> int:
-    def make_spec(runtime_api: str) -> RuntimeSpec:
-        env = runtime_environment(variant.config, runtime_api, metadata_token=variant.options.metadata_token)
-        return RuntimeSpec(tuple(variant.config.runtime_argv), env, env["LAMBDA_TASK_ROOT"])
-
-    env = TimedEnvironment(make_spec, variant.options, sink)
-    env.first_next = trio.Event()
-    async with trio.open_nursery() as nursery:
-        started = time.perf_counter_ns()
-        await nursery.start(env.run)
-        await env.launch()
-        with trio.fail_after(30):  # a broken variant fails the run instead of hanging it
-            await env.first_next.wait()
-        env.shutdown()
-    return env.first_next_at - started
 
 
 async def make_namespace() -> int:
@@ -94,13 +76,14 @@ def main(argv: list[str] | None = None) -> int:
             if options.isolation is not level or options.filesystem is None:
                 print(f"{level} is not fully permitted here (root needed): nothing to compare", file=sys.stderr)
                 return 1
-            compared.append(Variant(str(level), config, options))
+            compared.append(Variant(str(level), config, options, host.support().any))
             timings[f"start->first next, {level}"] = []
         for variant in compared * 2:  # warm the page cache
-            trio.run(start_to_first_next, variant, sink)
+            trio.run(partial(launch_to_first_next, variant, sink, from_start=True))
         for round_ in range(args.samples):
             for variant in compared if round_ % 2 == 0 else compared[::-1]:
-                timings[f"start->first next, {variant.label}"].append(trio.run(start_to_first_next, variant, sink))
+                timings[f"start->first next, {variant.label}"].append(
+                    trio.run(partial(launch_to_first_next, variant, sink, from_start=True))[0])
     program = seccomp.deny_list(machine)
     elf, python = (StrictExec(ElfHelper(exec_helper.load(machine, program))), StrictExec(PythonHelper(program)))
     parts = {"network namespace + lo + listener": [], "spawn+reap true, direct": [],
