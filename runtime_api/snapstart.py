@@ -214,7 +214,7 @@ class Template:
         return True
 
     def _content_hash(self, stamp: tuple) -> str:
-        return content_hash(self._trees, stamp, self.options.handler, self.options.function_configuration)
+        return content_hash(self._trees, stamp, self.options.function_configuration)
 
     async def _ensure(self, *, walk: bool = False) -> None:
         if self._rotation_due and self.environment is not None:
@@ -344,11 +344,11 @@ def code_stamp(trees: tuple[str, ...]) -> tuple[tuple[tuple[str, int, int], ...]
     return tuple(stamps)
 
 
-def content_hash(trees: tuple[str, ...], stamp: tuple, handler: str, configuration: bytes = b"") -> str:
-    """The template's content hash: the handler, the function's configuration (memory, timeout,
-    environment, runtime command: config.snapstart_configuration), and every file `stamp` (the
-    trees' code_stamp) lists, tree by tree (paths relative to their tree, and bytes)."""
-    digest = hashlib.sha256(handler.encode() + b"\0" + configuration)
+def content_hash(trees: tuple[str, ...], stamp: tuple, configuration: bytes) -> str:
+    """The template's content hash: the function's configuration (handler, runtime command,
+    memory, timeout, environment, layers: config.snapstart_configuration), and every file `stamp`
+    (the trees' code_stamp) lists, tree by tree (paths relative to their tree, and bytes)."""
+    digest = hashlib.sha256(configuration)
     for index, (tree, files) in enumerate(zip(trees, stamp)):
         digest.update(b"\0tree %d\0" % index)  # a file moved between two trees changes the hash
         for path, _, _ in files:
