@@ -20,6 +20,7 @@ from client_functions import lambda_client
 from runtime_api import FunctionConfig, ServiceError, environment
 from sandbox import cgroups, host
 from tests.helpers import CapturedLog, Gate, running_server, write_function
+from tests.test_snapstart_contract import FAILING_RESTORE  # the same failing hook, with lambdalet's runtime
 
 ROOT = os.geteuid() == 0
 SUPPORT = cgroups.detect() if ROOT else cgroups.CgroupSupport()
@@ -239,18 +240,6 @@ async def test_a_staged_copy_that_died_is_replaced_by_a_restore_on_demand(tmp_pa
         body = await invoke_json(server, {})
         assert body["pid"] != staged.pid and body["calls"][2] == f"after restore 1 in {body['pid']}"
         assert template(server).builds == 1
-
-FAILING_RESTORE = '''
-from snapshot_restore_py import register_after_restore
-
-def broken():
-    raise RuntimeError("cannot reconnect")
-
-register_after_restore(broken)
-
-def handler(event, context):
-    return "never"
-'''
 
 
 async def test_a_failing_after_restore_hook_fails_the_restore_not_the_template(tmp_path):
