@@ -65,26 +65,14 @@ from benchmarks.common import (
 from runtime_api import FunctionConfig
 from runtime_api.config import runtime_environment
 from runtime_api.environment import Environment, EnvironmentOptions
+from runtime_api.launcher import Launcher
 from runtime_api.logs import LogSink
-from runtime_api.protocol import InitDone
 from runtime_api.server import lambda_function
 from sandbox import host, userns
 from sandbox.cgroups import CgroupSupport, EnvironmentCgroup
+from sandbox.confinement import Confinement
 from sandbox.isolation import Isolation
 from sandbox.process import RuntimeSpec, confined_argv
-
-
-class TimedEnvironment(Environment):
-    """Records when the runtime's first `GET next` arrives (the protocol's InitDone)."""
-
-    first_next: trio.Event
-    first_next_at: int
-
-    def _apply(self, actions):
-        if not self.first_next.is_set() and any(isinstance(action, InitDone) for action in actions):
-            self.first_next_at = time.perf_counter_ns()
-            self.first_next.set()
-        return super()._apply(actions)
 
 
 @dataclass(frozen=True)
@@ -92,7 +80,12 @@ class Variant:
     label: str
     config: FunctionConfig
     options: EnvironmentOptions
+    launcher: Launcher  # its confinement, as `lambdalet serve` gives it here
     cgroups: bool  # whether its environment gets cgroups here (else RLIMIT_DATA, or nothing at none)
+
+    @property
+    def confinement(self) -> Confinement:
+        return self.launcher.confinement
 
 
 @dataclass(frozen=True)
@@ -110,25 +103,27 @@ def variants(code: Path, sink: LogSink) -> list[Variant]:
     found = []
     for isolation in (Isolation.NONE, Isolation.STANDARD, Isolation.STRICT):
         config = FunctionConfig(name=f"bench-{isolation}", code=str(code), handler="app.handler", isolation=isolation)
-        options = lambda_function(config, sink).options
+        function = lambda_function(config, sink)
+        options, launcher = function.options, function.launcher
         confined = isolation is not Isolation.NONE
         if isolation is Isolation.STANDARD and cgroups:
-            found.append(Variant("standard, cgroups only", config, replace(options, filesystem=None), cgroups))
-        found.append(Variant(runs_as(isolation, options), config, options, confined and cgroups))
+            cgroups_only = type(launcher)(replace(launcher.confinement, filesystem=None))
+            found.append(Variant("standard, cgroups only", config, options, cgroups_only, cgroups))
+        found.append(Variant(runs_as(isolation, launcher.confinement), config, options, launcher, confined and cgroups))
     return found
 
 
-def runs_as(requested: Isolation, options: EnvironmentOptions) -> str:
+def runs_as(requested: Isolation, confinement: Confinement) -> str:
     """The level's name, with what it lacks or is made with here, e.g. `standard (user namespace)`."""
-    if requested is Isolation.STRICT and options.isolation is not Isolation.STRICT:
-        return f"strict (runs as {options.isolation} at this revision)"
+    if requested is Isolation.STRICT and confinement.isolation is not Isolation.STRICT:
+        return f"strict (runs as {confinement.isolation} at this revision)"
     notes = []
     if requested is not Isolation.NONE:
-        if options.filesystem is None:
+        if confinement.filesystem is None:
             notes.append("no mount namespace here")
         elif userns.needed():
             notes.append("user namespace")
-    if options.isolation is Isolation.STRICT:
+    if confinement.isolation is Isolation.STRICT:
         found = host.strict_support()
         if not found.netns:
             notes.append("no network namespace")
@@ -177,23 +172,24 @@ async def launch_to_first_next(variant: Variant, sink: LogSink, *,
     Runtime API listener included: strict's network namespace) to its first `next`, and the idle
     environment's memory then."""
     def make_spec(runtime_api: str) -> RuntimeSpec:
-        env = runtime_environment(variant.config, runtime_api, metadata_token=variant.options.metadata_token)
+        env = runtime_environment(variant.config, runtime_api,
+                                  metadata_token=variant.options.endpoints.metadata_token)
         return RuntimeSpec(tuple(variant.config.runtime_argv), env, env["LAMBDA_TASK_ROOT"])
 
-    env = TimedEnvironment(make_spec, variant.options, sink)
-    env.first_next = trio.Event()
+    env = Environment(make_spec, variant.options, sink, variant.launcher)
     async with trio.open_nursery() as nursery:
-        started = time.perf_counter_ns()
+        started = trio.current_time()
         await nursery.start(env.run)
         if not from_start:
-            started = time.perf_counter_ns()
+            started = trio.current_time()
         await env.launch()
         with trio.fail_after(30):  # a broken variant fails the run instead of hanging it
-            await env.first_next.wait()
+            await env.wait_initialised()
         memory = idle_memory(env)
         env.shutdown()
     assert variant.cgroups == (env.cgroup is not None), variant.label
-    return env.first_next_at - started, memory
+    # The moment the runtime's first `next` arrived (the protocol's InitDone), on trio's clock.
+    return round((env.initialised_at - started) * 1e9), memory
 
 
 def spawn_true(argv: list[str]) -> int:

@@ -72,11 +72,12 @@ def main(argv: list[str] | None = None) -> int:
             # PYTHONPATH: the runtime imports this checkout's bootstrap wherever site-packages point.
             config = FunctionConfig(name=f"bench-{level}", code=str(code), handler="app.handler", isolation=level,
                                     env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
-            options = lambda_function(config, sink).options
-            if options.isolation is not level or options.filesystem is None:
+            function = lambda_function(config, sink)
+            confinement = function.launcher.confinement
+            if confinement.isolation is not level or confinement.filesystem is None:
                 print(f"{level} is not fully permitted here (root needed): nothing to compare", file=sys.stderr)
                 return 1
-            compared.append(Variant(str(level), config, options, host.support().any))
+            compared.append(Variant(str(level), config, function.options, function.launcher, host.support().any))
             timings[f"start->first next, {level}"] = []
         for variant in compared * 2:  # warm the page cache
             trio.run(partial(launch_to_first_next, variant, sink, from_start=True))

@@ -1,20 +1,22 @@
-"""Whether a function's code may have changed: asked at every SnapStart restore, answered by
-inotify in a microsecond instead of a walk over every file of the code and its layers (20 ms for
-botocore's 2,000 files, which a function often vendors).
+"""Whether a function's code (its code directory and layers) changed: asked at every SnapStart
+restore (runtime_api/snapstart.py), so the cheap question comes first.
 
 `CodeWatch(trees).changed()` is True when anything under the trees was written, created, removed,
-renamed or touched since the last call, and then the caller looks for itself (the file stamps, the
-content hash: runtime_api/snapstart.py). Without inotify (not on this system, or the per-user limit
-of watches reached) it is always True, so nothing is ever missed, only the walk is not saved.
-Changes made where the kernel cannot see them (a network file system changed from another host)
-are not reported either: the template is then rebuilt at the latest when the next copy is staged,
-which checks by walking.
+renamed or touched since the last call: inotify answers without a walk over every file of the
+code and its layers (a function that vendors botocore has thousands, and the walk would sit on
+every restore's path). Only then does the caller look for itself: `code_stamp` walks the
+trees for every file's size and mtime, and `content_hash` reads the files whose stamps moved.
+Without inotify (not on this system, or the per-user limit of watches reached) `changed` is always
+True, so nothing is ever missed, only the walk is not saved. Changes made where the kernel cannot
+see them (a network file system changed from another host) are not reported either: the template
+is then rebuilt at the latest when the next copy is staged, which checks by walking.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import os
 
 IN_NONBLOCK = os.O_NONBLOCK
@@ -75,3 +77,41 @@ class CodeWatch:
 
     def __del__(self) -> None:
         self.close()
+
+
+def code_stamp(trees: tuple[str, ...]) -> tuple[tuple[tuple[str, int, int], ...], ...]:
+    """Per tree (the code, then each layer in Lambda's order), every file's (path, size, mtime):
+    what tells a change without reading the files."""
+    stamps = []
+    for tree in trees:
+        found = []
+        for root, dirs, files in os.walk(tree):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            for name in files:
+                path = os.path.join(root, name)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                found.append((path, st.st_size, st.st_mtime_ns))
+        found.sort()
+        stamps.append(tuple(found))
+    return tuple(stamps)
+
+
+def content_hash(trees: tuple[str, ...], stamp: tuple, configuration: bytes) -> str:
+    """The template's content hash: the function's configuration (handler, runtime command,
+    memory, timeout, environment, layers: config.snapstart_configuration), and every file `stamp`
+    (the trees' code_stamp) lists, tree by tree (paths relative to their tree, and bytes)."""
+    digest = hashlib.sha256(configuration)
+    for index, (tree, files) in enumerate(zip(trees, stamp)):
+        digest.update(b"\0tree %d\0" % index)  # a file moved between two trees changes the hash
+        for path, _, _ in files:
+            digest.update(b"\0" + os.path.relpath(path, tree).encode(errors="surrogateescape") + b"\0")
+            try:
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+            except OSError:
+                continue
+    return digest.hexdigest()

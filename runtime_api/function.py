@@ -25,10 +25,11 @@ import trio
 from sandbox.process import RuntimeSpec
 
 from . import logs
-from .environment import Environment, EnvironmentOptions, InvalidEntrypoint
+from .environment import Environment, EnvironmentOptions
 from .invocation import Invocation
-from .protocol import Outcome
-from .snapstart import TemplateFailed
+from .launcher import Launcher, LaunchFailed
+from .outcomes import Outcome
+from .snapstart import RestoreLauncher, Template
 
 log = logging.getLogger("lambdalet")
 
@@ -48,6 +49,7 @@ class Function:
         make_spec: Callable[[str], RuntimeSpec],
         options: EnvironmentOptions,
         sink: logs.LogSink,
+        launcher: Launcher,
         *,
         concurrency: int,
         queue: bool = False,
@@ -59,6 +61,10 @@ class Function:
         self._make_spec = make_spec
         self.options = options
         self._sink = sink
+        # How its environments' runtimes come to exist: exec'd, or (SnapStart by fork) restored
+        # as copies of its template.
+        self.launcher = launcher
+        self.template: Template | None = launcher.template if isinstance(launcher, RestoreLauncher) else None
         self.concurrency = concurrency
         self.queue = queue
         # Keep an environment listening at the fixed Runtime API address at all times, its runtime
@@ -99,8 +105,8 @@ class Function:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                if self.options.template is not None:
-                    self.options.template.start(nursery)
+                if self.template is not None:
+                    self.template.start(nursery)
                     nursery.start_soon(self._stage)
                 if self.standby:
                     self._standby_pending = True
@@ -120,8 +126,8 @@ class Function:
         try:
             for env in [env for env in self.environments if env.options.port == self.options.port]:
                 await env.closed.wait()
-            env = Environment(self._make_spec, self.options, self._sink, on_idle=self._environment_idle,
-                              listeners=self._standby_listeners)
+            env = Environment(self._make_spec, self.options, self._sink, self.launcher,
+                              on_idle=self._environment_idle, listeners=self._standby_listeners)
             self._environment_idle(await self._nursery.start(self._environment_task, env))
         finally:
             self._standby_pending = False
@@ -130,7 +136,7 @@ class Function:
         """An environment whose runtime starts its init now, not when an invocation comes."""
         options = dataclasses.replace(self.options, port=0, idle_timeout=float("inf"), provisioned=True)
         env = await self._nursery.start(self._environment_task, Environment(
-            self._provisioned_spec, options, self._sink, on_idle=self._environment_idle))
+            self._provisioned_spec, options, self._sink, self.launcher, on_idle=self._environment_idle))
         await env.launch()
         self._idle.append(env)
         self._provisioned_changed.set()
@@ -155,7 +161,7 @@ class Function:
             env = self._take_idle() or await self._wait_finishing() or await self._wait_standby()
             if env is None:  # a new environment: under SnapStart by fork, a restore
                 env = self._take_staged() or await self._start_environment()
-                if self.options.template is not None:
+                if self.template is not None:
                     self._nursery.start_soon(self._stage_after, invocation, env)
         except BaseException:
             self._limiter.release_on_behalf_of(invocation)
@@ -212,14 +218,15 @@ class Function:
         # The fixed Runtime API address (lambdalet-rie's 127.0.0.1:9001) is the standby's; more
         # environments at once get ports of their own.
         options = dataclasses.replace(self.options, port=0) if self.standby else self.options
-        env = Environment(self._make_spec, options, self._sink, on_idle=self._environment_idle, staged=staged)
+        env = Environment(self._make_spec, options, self._sink, self.launcher, on_idle=self._environment_idle,
+                          staged=staged)
         return await self._nursery.start(self._environment_task, env)
 
     def _take_staged(self) -> Environment | None:
         env, self._staged = self._staged, None
         if env is None:
             return None
-        if env.alive and not env.closing and self.options.template.take(env):
+        if env.alive and not env.closing and self.template.take(env):
             return env
         env.shutdown()  # its copy died, or its template is out of date
         return None
@@ -240,7 +247,7 @@ class Function:
             env = await self._start_environment(staged=True)
             try:
                 await env.launch()
-            except (TemplateFailed, InvalidEntrypoint, OSError):
+            except LaunchFailed:
                 env.shutdown()  # the invocation that needs an environment builds one, and says why
                 return
             self._staged = env

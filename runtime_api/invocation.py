@@ -4,7 +4,6 @@ caller's reply (style anchor T5: each invocation carries its own reply; there is
 
 from __future__ import annotations
 
-import base64
 import os
 import time
 import uuid
@@ -14,7 +13,7 @@ import trio
 from bootstrap import wire
 
 from .logs import TailBuffer
-from .protocol import Outcome, error_json
+from .outcomes import Outcome, OutcomeKind, StreamError
 
 
 def new_request_id() -> str:
@@ -69,7 +68,7 @@ class Invocation:
         # Streaming: the runtime's chunks flow to the caller through this channel.
         self.stream_send: trio.MemorySendChannel[bytes] | None = None
         self.stream_receive: trio.MemoryReceiveChannel[bytes] | None = None
-        self.stream_error: tuple[str, str] | None = None  # (error type, base64 error body) trailers
+        self.stream_error: StreamError | None = None  # how a streamed response failed, for its trailers
 
     def __repr__(self) -> str:
         return f"<Invocation {self.request_id}>"
@@ -86,7 +85,7 @@ class Invocation:
 
     def settle(self, outcome: Outcome) -> None:
         self.outcome = outcome
-        if outcome.kind.value == "streaming":
+        if outcome.kind is OutcomeKind.STREAMING:
             self.stream_send, self.stream_receive = trio.open_memory_channel[bytes](0)
         self.settled.set()
 
@@ -114,13 +113,4 @@ class Invocation:
 
     def error_trailers(self) -> list[tuple[bytes, bytes]]:
         """A streamed response's error, as the trailers the caller receives (none if it ended well)."""
-        if self.stream_error is None:
-            return []
-        error_type, error_body = self.stream_error
-        return [(wire.FUNCTION_ERROR_TYPE.encode(), error_type.encode()),
-                (wire.FUNCTION_ERROR_BODY.encode(), error_body.encode())]
-
-
-def stream_error(error_type: str, message: str) -> tuple[str, str]:
-    """A streamed response's error, as its trailers carry it: the type, and the base64 error body."""
-    return error_type, base64.b64encode(error_json(error_type, message)).decode()
+        return self.stream_error.trailers() if self.stream_error is not None else []

@@ -20,7 +20,7 @@ import msgspec
 from bootstrap import wire
 
 from .http import Connection, Request
-from .protocol import RESTORE_HOOK_FAILED, RESTORE_TIMED_OUT, Outcome, OutcomeKind
+from .outcomes import RESTORE_HOOK_FAILED, RESTORE_TIMED_OUT, Outcome, OutcomeKind
 
 INVOKE_PATH = re.compile(r"/2015-03-31/functions/(?P<name>[^/]+)/invocations\Z")
 STREAM_INVOKE_PATH = re.compile(r"/2021-11-15/functions/(?P<name>[^/]+)/response-streaming-invocations\Z")

@@ -1,30 +1,51 @@
 """The Runtime API protocol of one execution environment, with no I/O (the h11 way).
 
-One `EnvironmentProtocol` per environment takes events — what the runtime asked for over its
-Runtime API, and what happened on the host (an invocation arrived, its deadline passed, the runtime
-exited) — and returns the actions to carry out: the answer to the runtime's request, the outcome to
-hand to the waiting caller, and the lifecycle facts the host records (init done, cycle done).
-It never awaits, never reads a clock and never touches a socket; the trio shell in `environment.py`
-does that.
+One `EnvironmentProtocol` per environment takes events — what the runtime and its extensions
+asked for over the Runtime API, and what happened on the host (an invocation arrived, its deadline
+passed, the runtime exited) — and returns the actions to carry out: the answer to the pending
+request, the outcome to hand to the waiting caller, and the lifecycle facts the host records (init
+done, restore started, cycle done). It never awaits, never reads a clock and never touches a
+socket; the trio shell in environment.py does that, and the route handlers (runtime_routes.py)
+only turn HTTP into these events and the answers back into HTTP.
 
 Two parties, two machines (style anchor H3): the runtime's state follows RIE's own state names
 (they appear verbatim in `InvalidStateTransition` errors), and each invocation is settled exactly
 once. The caller's side ends when the runtime posts its response or error (it is released at once,
-as Lambda does); the environment's side ends only when the runtime asks for the next event, which is
-the explicit "next cycle" transition.
+as Lambda does); the environment's side ends only when the runtime (and every extension subscribed
+to INVOKE) asks for the next event, which is the explicit "next cycle" transition.
+
+Every rule that decides an answer lives here: the transition table, request ids, payload and
+stream limits, when a staged SnapStart copy may leave restore/next, when the credentials endpoint
+answers, and the Extensions API's checks.
 """
 
 from __future__ import annotations
 
 import enum
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from bootstrap import wire
 
-if TYPE_CHECKING:
-    from .extensions import Extension, Extensions
+from . import outcomes
+from .extensions import Extensions, invoke_event
+from .outcomes import Outcome, OutcomeKind, StreamError
+from .replies import (
+    ACCEPTED,
+    INVALID_REQUEST_ID,
+    INVALID_RESPONSE_MODE,
+    PAYLOAD_TOO_LARGE,
+    RESTORED,
+    Reply,
+    api_error,
+    go_text_error,
+    invalid_transition,
+    payload_too_large,
+)
+
+# Lambda's limit for streamed responses (buffered ones have the Runtime API's 6 MB limit).
+STREAM_LIMIT_BYTES = 20 * 1024 * 1024
 
 
 class RuntimeState(enum.Enum):
@@ -45,8 +66,31 @@ class RuntimeState(enum.Enum):
         return self.name
 
 
+class Start(enum.Enum):
+    """How the environment's runtime comes to exist, which decides where its restore begins."""
+
+    INIT = "init"  # launched to initialise; under SnapStart's contract restore/next is the snapshot point
+    RESTORE = "restore"  # a copy of a SnapStart template: its restore began as it was made
+    STAGED = "staged"  # a copy made ahead of demand: it waits in restore/next until the first invocation
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """What the metadata and credentials endpoints check and answer."""
+
+    metadata_token: str = ""  # AWS_LAMBDA_METADATA_TOKEN
+    availability_zone_id: str = "use1-az1"
+    # RIE's --enable-init-caching: the credentials endpoint's answer, and its token.
+    credentials: bytes | None = None
+    credentials_token: str = ""
+
+
 # ------------------------------------------------------------------------------------------------
-# Events. Runtime-side events come from the Runtime API routes; host-side ones from the shell.
+# Events (style anchor H5: plain, frozen values). Runtime requests first, then extension requests,
+# then what happens on the host.
 
 
 class HasRequestId(Protocol):
@@ -68,11 +112,14 @@ class ResponseStarted:
 
 @dataclass(frozen=True, slots=True)
 class ResponseFinished:
-    """The body of a response has been read to its end (buffered: all of it; streaming: relayed)."""
+    """The body of a response has been read to its end: buffered, `body`; streamed (relayed to the
+    caller as it came), None, with the error trailers if the runtime sent them."""
 
     request_id: str
-    body: bytes | None  # None when it was streamed through
+    body: bytes | None
     too_large: bool = False
+    error_type: str | None = None  # the Lambda-Runtime-Function-Error-Type trailer
+    error_body: str | None = None  # the Lambda-Runtime-Function-Error-Body trailer (base64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +143,7 @@ class InitErrorPosted:
 
 @dataclass(frozen=True, slots=True)
 class RestoreNextRequested:
-    """GET /runtime/restore/next (SnapStart: the runtime finished init and its before-snapshot hooks)."""
+    """GET /runtime/restore/next (SnapStart: init and the before-snapshot hooks are done)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +155,45 @@ class RestoreErrorPosted:
 
 
 @dataclass(frozen=True, slots=True)
+class MetadataRequested:
+    """A request to the execution-environment metadata endpoint (AWS_LAMBDA_METADATA_API)."""
+
+    method: str
+    authorization: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialsRequested:
+    """GET /2021-04-23/credentials (RIE's --enable-init-caching)."""
+
+    authorization: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionRegisterRequested:
+    """POST /extension/register."""
+
+    name: str | None  # the Lambda-Extension-Name header
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionNextRequested:
+    """GET /extension/event/next."""
+
+    identifier: str | None  # the Lambda-Extension-Identifier header
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionErrorPosted:
+    """POST /extension/init/error, or /extension/exit/error (`exiting`)."""
+
+    identifier: str | None
+    error_type: str | None  # the Lambda-Extension-Function-Error-Type header
+    exiting: bool
+
+
+@dataclass(frozen=True, slots=True)
 class InvocationArrived:
     """The host hands this environment an invocation to run."""
 
@@ -116,10 +202,17 @@ class InvocationArrived:
 
 @dataclass(frozen=True, slots=True)
 class DeadlinePassed:
-    """The invocation's deadline (or the init deadline) passed before it was settled."""
+    """The invocation's deadline (or the init or restore deadline) passed before it was settled."""
 
     seconds: float  # the configured timeout, for Lambda's message
-    restoring: bool = False  # SnapStart: the restore (runtime load, after-restore hooks) is not over
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseAborted:
+    """A streamed response's connection broke before the stream ended (the runtime went away, or
+    the environment is stopping)."""
+
+    request_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,21 +224,23 @@ class RuntimeExited:
     oom: bool = False
 
 
+RuntimeEvent = (
+    NextRequested | ResponseStarted | ResponseFinished | ErrorPosted | InitErrorPosted
+    | RestoreNextRequested | RestoreErrorPosted
+)
+ExtensionEvent = ExtensionRegisterRequested | ExtensionNextRequested | ExtensionErrorPosted
+HostEvent = InvocationArrived | DeadlinePassed | ResponseAborted | RuntimeExited
+Event = RuntimeEvent | ExtensionEvent | MetadataRequested | CredentialsRequested | HostEvent
+
+
 # ------------------------------------------------------------------------------------------------
-# Actions the shell carries out, in the order returned.
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """Answer the runtime's pending request."""
-
-    status: int
-    body: bytes = b""
-    content_type: str | None = None
+# Actions the shell carries out, in the order returned. `Reply`, `PARK`, `Deliver` and `ReadBody`
+# answer the pending request; the others are for the host.
 
 
 class Park(enum.Enum):
-    """The runtime's `next` waits: no invocation yet. The shell calls `next` again when woken."""
+    """The request waits (`next` with no invocation yet, a staged copy's restore/next): the shell
+    hands the same event in again, `woken`, when a `Wake` comes."""
 
     PARK = "PARK"
 
@@ -164,8 +259,17 @@ class Deliver:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadBody:
+    """Accept the response headers; read the body, up to `limit` bytes (streaming: relay it to the
+    caller as it arrives, and no more than `limit` of it)."""
+
+    streaming: bool
+    limit: int = wire.MAX_PAYLOAD_BYTES
+
+
+@dataclass(frozen=True, slots=True)
 class Wake:
-    """Wake parked `next` requests: there is an invocation for them now."""
+    """Wake parked runtime requests: there is something for them now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,30 +278,22 @@ class WakeExtensions:
 
 
 @dataclass(frozen=True, slots=True)
-class DeliverExtensionEvent:
-    """Answer an extension's event/next with the INVOKE event of this invocation."""
-
-    extension: Any
-    invocation: Any
-
-
-@dataclass(frozen=True, slots=True)
-class ReadBody:
-    """Accept the response headers; read the body (streaming: relay it to the caller)."""
-
-    streaming: bool
-
-
-@dataclass(frozen=True, slots=True)
 class InitDone:
-    """The runtime finished init: its first `next` (or `restore/next` under SnapStart)."""
+    """The runtime is past init: its first `next`, or its restore/next. `snapshot`: init ended at
+    SnapStart's snapshot point (the contract's restore/next), which Lambda reports."""
 
-    restore: bool = False  # True when init ended in restore/next (a snapshot point)
+    snapshot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreStarted:
+    """The restore begins now: at the snapshot point (SnapStart's contract), or when a staged copy
+    is wanted. (A copy made for an invocation began its restore as it was made.)"""
 
 
 @dataclass(frozen=True, slots=True)
 class RestoreDone:
-    """The runtime finished its after-restore hooks (first `next` after restore/next)."""
+    """The runtime finished its after-restore hooks (its first `next` after restore/next)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,153 +310,31 @@ class Settle:
 
 
 @dataclass(frozen=True, slots=True)
+class EndStream:
+    """A streamed response ended: with this error (trailers to the caller), or None if it ended well."""
+
+    invocation: Any
+    error: StreamError | None
+
+
+@dataclass(frozen=True, slots=True)
 class Kill:
     """The environment cannot go on: kill the runtime's whole process tree."""
 
     reason: str
 
 
-# ------------------------------------------------------------------------------------------------
-# Outcomes, as the caller receives them. The Invoke API and lambdalet-rie map them onto HTTP.
-
-
-class OutcomeKind(enum.Enum):
-    SUCCESS = "success"  # body: the runtime's bytes
-    STREAMING = "streaming"  # the body is relayed by the shell as it arrives
-    FUNCTION_ERROR = "function_error"  # the runtime posted /error (or a too-large response)
-    TIMEOUT = "timeout"
-    EXIT_ERROR = "exit_error"  # the runtime exited before answering
-    INIT_ERROR = "init_error"  # the runtime posted /init/error and exited
-    # SnapStart: the runtime posted restore/error and exited, or its restore outran RESTORE_TIMEOUT.
-    # Lambda's Invoke API answers these with its SnapStart service errors (runtime_api.invoke_api).
-    RESTORE_ERROR = "restore_error"
-    RESTORE_TIMEOUT = "restore_timeout"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    kind: OutcomeKind
-    body: bytes = b""
-    error_type: str | None = None
-
-    @property
-    def is_error(self) -> bool:
-        return self.kind not in (OutcomeKind.SUCCESS, OutcomeKind.STREAMING)
-
-
-def error_json(error_type: str, message: str) -> bytes:
-    """A Lambda error body, `{"errorType":…,"errorMessage":…}`, as Lambda and RIE write it."""
-    return json.dumps(
-        {"errorType": error_type, "errorMessage": message}, separators=(",", ":"), ensure_ascii=False
-    ).encode()
-
-
-def api_error(status: int, error_type: str, message: str) -> Reply:
-    """A Runtime API error answer: Go's encoder order (errorMessage first) and trailing newline."""
-    body = json.dumps({"errorMessage": message, "errorType": error_type}, separators=(",", ":"))
-    return Reply(status, (body + "\n").encode(), wire.JSON)
-
-
-ACCEPTED = Reply(202, b'{"status":"OK"}\n', wire.JSON)
-INVALID_REQUEST_ID = api_error(400, "InvalidRequestID", "Invalid request ID")
-INVALID_RESPONSE_MODE = api_error(400, "InvalidFunctionResponseMode", "Invalid function response mode")
-PAYLOAD_TOO_LARGE = api_error(
-    413,
-    "RequestEntityTooLarge",
-    f"Exceeded maximum allowed payload size ({wire.MAX_PAYLOAD_BYTES} bytes).",
+Action = (
+    Reply | Park | Deliver | ReadBody | Wake | WakeExtensions | InitDone | RestoreStarted | RestoreDone
+    | CycleDone | Settle | EndStream | Kill
 )
-RESPONSE_SIZE_TOO_LARGE = Outcome(
-    OutcomeKind.FUNCTION_ERROR,
-    b'{"errorType":"Function.ResponseSizeTooLarge","errorMessage":"Response payload size exceeded '
-    + f'maximum allowed payload size ({wire.MAX_PAYLOAD_BYTES} bytes)."}}'.encode(),
-    "Function.ResponseSizeTooLarge",
-)
-
-
-def invalid_transition(source: RuntimeState, target: RuntimeState) -> Reply:
-    return api_error(
-        403,
-        "InvalidStateTransition",
-        f"State transition from {source.value} to {target.value} failed for runtime. "
-        "Error: State transition is not allowed",
-    )
-
-
-# The Invoke API's messages for a failed SnapStart restore (botocore's SnapStartTimeoutException and
-# SnapStartException).
-RESTORE_TIMED_OUT = "Lambda couldn't restore the snapshot within the timeout limit."
-RESTORE_HOOK_FAILED = ("The afterRestore() runtime hook encountered an error. For more information, "
-                       "check the Amazon CloudWatch logs.")
-
-
-def timeout_outcome(request_id: str, seconds: float) -> Outcome:
-    return Outcome(
-        OutcomeKind.TIMEOUT,
-        error_json("Sandbox.Timedout", f"RequestId: {request_id} Error: Task timed out after {seconds:.2f} seconds"),
-        "Sandbox.Timedout",
-    )
-
-
-def exit_outcome(request_id: str, status: int, *, oom: bool = False) -> Outcome:
-    """Lambda's answer when the runtime exits mid-invocation. An out-of-memory kill reads as any
-    SIGKILL ("signal: killed") but with errorType Runtime.OutOfMemory, as Lambda reports it."""
-    if status == 0:
-        reason = "Runtime exited without providing a reason"
-    elif status < 0:
-        reason = f"Runtime exited with error: signal: {_signal_name(-status)}"
-    else:
-        reason = f"Runtime exited with error: exit status {status}"
-    error_type = "Runtime.OutOfMemory" if oom else "Runtime.ExitError"
-    return Outcome(OutcomeKind.EXIT_ERROR, error_json(error_type, f"RequestId: {request_id} Error: {reason}"), error_type)
-
-
-def _signal_name(signum: int) -> str:
-    # Go's wording for the common ones ("signal: killed"), the number otherwise.
-    names = {9: "killed", 15: "terminated", 11: "segmentation fault", 6: "aborted", 2: "interrupt"}
-    return names.get(signum, str(signum))
-
-
-def forwarded_error_body(body: bytes, content_type: str | None) -> bytes:
-    """What the caller receives for a posted /error body (RIE observed, reference 2.4).
-
-    With the error-cause content type the body is re-serialised to errorMessage, errorType and a
-    non-empty stackTrace, in that order; an unparsable one becomes the JSON string
-    "Invalid error body". Any other body passes through byte for byte.
-    """
-    if content_type != wire.ERROR_CAUSE_JSON:
-        return body
-    try:
-        doc = json.loads(body)
-        if not isinstance(doc, dict):
-            raise ValueError
-    except ValueError:
-        return b'"Invalid error body"'
-    out: dict[str, Any] = {
-        "errorMessage": doc.get("errorMessage", ""),
-        "errorType": doc.get("errorType", ""),
-    }
-    if doc.get("stackTrace"):
-        out["stackTrace"] = doc["stackTrace"]
-    return json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def error_type_of(body: bytes, header: str | None) -> str:
-    """The error type of a posted error: the header if given, else the body's errorType."""
-    if header:
-        return header
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return "Runtime.Unknown"
-    if isinstance(doc, dict) and isinstance(doc.get("errorType"), str) and doc["errorType"]:
-        return doc["errorType"]
-    return "Runtime.Unknown"
+Answer = Reply | Park | Deliver | ReadBody  # what answers a pending request
 
 
 # ------------------------------------------------------------------------------------------------
-# The transition table (H2): state -> event type -> next state. A missing key is an illegal
+# The transition table (H2): state -> runtime event type -> next state. A missing key is an illegal
 # request, answered 403 InvalidStateTransition naming the two states. Request-id checks come first
-# (RIE answers an unknown id 400 whatever the state), in the funnel below.
+# (RIE answers an unknown id 400 whatever the state), in `handle`.
 
 _S = RuntimeState
 TRANSITIONS: dict[RuntimeState, dict[type, RuntimeState]] = {
@@ -401,12 +375,6 @@ _FAILED_EARLY = {_S.INIT_ERROR, _S.RESTORE_ERROR, _S.EXITED}
 # States in which an invocation is in flight, so its request id is "current".
 _IN_FLIGHT = {_S.RUNNING, _S.INVOCATION_RESPONSE, _S.INVOCATION_ERROR_RESPONSE, _S.RESPONSE_SENT}
 
-RuntimeEvent = (
-    NextRequested | ResponseStarted | ResponseFinished | ErrorPosted | InitErrorPosted
-    | RestoreNextRequested | RestoreErrorPosted
-)
-HostEvent = InvocationArrived | DeadlinePassed | RuntimeExited
-
 
 class ProtocolError(Exception):
     """A host-side misuse of the protocol object: a lambdalet bug, never the runtime's fault."""
@@ -415,19 +383,28 @@ class ProtocolError(Exception):
 class EnvironmentProtocol:
     """The protocol state of one execution environment."""
 
-    def __init__(self, extensions: Extensions | None = None) -> None:
+    def __init__(self, extensions: Extensions | None = None, *, start: Start = Start.INIT,
+                 endpoints: Endpoints = Endpoints()) -> None:
         self.state = RuntimeState.STARTED
         self.invocation: Any = None  # the invocation in flight, or waiting for the runtime
         self._settled = False  # whether the current invocation's caller has its outcome
+        self._streaming = False  # the current response is streamed
         self._init_error: tuple[bytes, str] | None = None  # posted by init/error or restore/error
         self._exited: RuntimeExited | None = None  # how the runtime ended, and in which state
         self._exited_from = RuntimeState.STARTED
         self.invocations = 0
+        self.start = start
+        # The restore is under way: from the copy's making, from a staged copy's first
+        # invocation, or from the snapshot point (contract); until the runtime's first `next`.
+        self.restoring = start is Start.RESTORE
+        self._staged = start is Start.STAGED
+        self._endpoints = endpoints
         # Extensions take part in two transitions: init is over when the runtime and every
         # extension have asked for their next event; an invocation is over for the environment
         # when the runtime and every INVOKE extension have asked again.
-        self.extensions = extensions
-        self._init_done = False
+        self.extensions = extensions if extensions is not None else Extensions("", "", "")
+        self.initialised = False  # past init: InitDone was given (the first `next`, or restore/next)
+        self._serving = False  # invocations may be delivered: init (and any restore) is over
         self._cycle_pending = False  # the runtime asked again; an extension has not yet
 
     def __repr__(self) -> str:
@@ -444,134 +421,186 @@ class EnvironmentProtocol:
         """Whether the environment can take an invocation now (no invocation held)."""
         return self.invocation is None and self.state not in (_S.EXITED, _S.INIT_ERROR, _S.RESTORE_ERROR)
 
-    # The one funnel every event passes through (H4).
-    def handle(self, event: RuntimeEvent | HostEvent) -> list[Any]:
-        match event:
-            case InvocationArrived():
-                return self._invocation_arrived(event)
-            case DeadlinePassed():
-                return self._deadline_passed(event)
-            case RuntimeExited():
-                return self._runtime_exited(event)
+    @property
+    def staged(self) -> bool:
+        """A staged copy not wanted yet: it waits in restore/next."""
+        return self._staged
+
+    def handle(self, event: Event, *, woken: bool = False) -> list[Action]:
+        """The one funnel every event passes through (H4). `woken`: a parked request handed in
+        again after a `Wake`."""
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            return handler(self, event, woken)
         if isinstance(event, ResponseStarted | ResponseFinished | ErrorPosted):
             if self.state not in _IN_FLIGHT or event.request_id != self.invocation.request_id:
                 return [INVALID_REQUEST_ID]
+        rule = _RULES.get(type(event))
+        if rule is not None and (refused := rule(self, event, woken)) is not None:
+            return refused
         target = TRANSITIONS[self.state].get(type(event))
         if target is None:
-            return [invalid_transition(self.state, _TARGET[type(event)])]
+            return [invalid_transition(self.state.value, _TARGET[type(event)].value)]
         source, self.state = self.state, target
-        return getattr(self, "_on_" + type(event).__name__)(event, source)
+        return _TRANSITION_ACTIONS[type(event)](self, event, source)
 
-    # -- runtime events ----------------------------------------------------------------------------
+    # -- rules checked before a transition (None: go on) -------------------------------------------
 
-    def _on_NextRequested(self, event: NextRequested, source: RuntimeState) -> list[Any]:
-        actions: list[Any] = []
+    def _may_restore(self, event: RestoreNextRequested, woken: bool) -> list[Action] | None:
+        # A staged copy waits in restore/next, where Lambda takes its snapshot, until it is wanted.
+        return [PARK] if self._staged else None
+
+    # -- runtime requests (after the transition) ---------------------------------------------------
+
+    def _on_next(self, event: NextRequested, source: RuntimeState) -> list[Action]:
+        actions: list[Action] = []
         if source is _S.STARTED:
             actions += self._complete_init(wake=False)
         elif source is _S.RESTORING:
-            self._init_done = True
+            self._serving = True
+            self.restoring = False
             actions.append(RestoreDone())
         elif source is _S.RESPONSE_SENT:
             self._cycle_pending = True
             actions += self._complete_cycle(wake=False)
-        if self.invocation is None or not self._init_done or self._cycle_pending:
+        if self.invocation is None or not self._serving or self._cycle_pending:
             return actions + [PARK]
         if source is not _S.RUNNING:
             self.state = _S.RUNNING
             self.invocations += 1
-            if self.extensions is not None and self.extensions.by_id:
-                self.extensions.invoke(self.invocation)
+            if self.extensions.invoke(self.invocation):
                 actions.append(WakeExtensions())
         return actions + [Deliver(self.invocation)]
 
-    def _complete_init(self, *, wake: bool) -> list[Any]:
-        """Init is over once the runtime (now READY) and every extension asked for an event."""
-        if self._init_done or self.state is not _S.READY:
-            return []
-        if self.extensions is not None:
-            if not self.extensions.all_polled():
-                return []
-            self.extensions.open = False
-        self._init_done = True
-        return [InitDone(), Wake()] if wake else [InitDone()]
-
-    def _complete_cycle(self, *, wake: bool) -> list[Any]:
-        if not self._cycle_pending or (self.extensions is not None and not self.extensions.all_polled("INVOKE")):
-            return []
-        self._cycle_pending = False
-        self.invocation = None
-        return [CycleDone(), Wake()] if wake else [CycleDone()]
-
-    # -- extension events (the shell identified the extension with Extensions.identify) ------------
-
-    def extension_next(self, extension: Extension, *, woken: bool = False) -> list[Any]:
-        """GET /extension/event/next: done with the last event (unless only `woken` to look
-        again), and wanting the next one."""
-        if extension.exited:
-            return [api_error(403, "Extension.InvalidExtensionState",
-                              f"State transition from ExitError to Ready failed for extension {extension.id}. "
-                              "Error: Concurrent state modification")]
-        actions: list[Any] = []
-        if not woken:
-            extension.polled = True
-            actions += self._complete_init(wake=True) + self._complete_cycle(wake=True)
-        if extension.pending:
-            extension.polled = False
-            return actions + [DeliverExtensionEvent(extension, extension.pending.popleft())]
-        return actions + [PARK]
-
-    def extension_exited(self, extension: Extension) -> list[Any]:
-        """POST /extension/exit/error: it takes no part in the phases any more."""
-        extension.exited = True
-        extension.pending.clear()
-        return [ACCEPTED, *self._complete_init(wake=True), *self._complete_cycle(wake=True)]
-
-    def _on_ResponseStarted(self, event: ResponseStarted, source: RuntimeState) -> list[Any]:
+    def _on_response_started(self, event: ResponseStarted, source: RuntimeState) -> list[Action]:
         mode = event.response_mode
         if mode is not None and mode != wire.STREAMING:
             # RIE wedges the environment here until the timeout; we leave it RUNNING so the
             # runtime can still report an error (a named deviation in the conformance tests).
             self.state = source
             return [INVALID_RESPONSE_MODE]
-        streaming = mode == wire.STREAMING
-        actions: list[Any] = [ReadBody(streaming)]
-        if streaming:
-            actions.append(self._settle(Outcome(OutcomeKind.STREAMING)))
-        return actions
+        self._streaming = mode == wire.STREAMING
+        if self._streaming:
+            return [ReadBody(True, STREAM_LIMIT_BYTES), self._settle(outcomes.STREAMING)]
+        return [ReadBody(False)]
 
-    def _on_ResponseFinished(self, event: ResponseFinished, source: RuntimeState) -> list[Any]:
+    def _on_response_finished(self, event: ResponseFinished, source: RuntimeState) -> list[Action]:
+        if self._streaming:
+            return self._stream_finished(event)
         if event.too_large:
-            return [PAYLOAD_TOO_LARGE, self._settle(RESPONSE_SIZE_TOO_LARGE)]
-        actions: list[Any] = [ACCEPTED]
-        if event.body is not None:
-            actions.append(self._settle(Outcome(OutcomeKind.SUCCESS, event.body)))
-        return actions
+            return [PAYLOAD_TOO_LARGE, self._settle(outcomes.RESPONSE_SIZE_TOO_LARGE)]
+        return [ACCEPTED, self._settle(Outcome(OutcomeKind.SUCCESS, event.body or b""))]
 
-    def _on_ErrorPosted(self, event: ErrorPosted, source: RuntimeState) -> list[Any]:
+    def _stream_finished(self, event: ResponseFinished) -> list[Action]:
+        """The caller already has the stream; how it ended goes to it as trailers."""
+        self._streaming = False
+        reply = ACCEPTED
         if event.too_large:
-            return [PAYLOAD_TOO_LARGE, self._settle(RESPONSE_SIZE_TOO_LARGE)]
+            reply = payload_too_large(STREAM_LIMIT_BYTES)
+            error = StreamError.of("Function.ResponseSizeTooLarge",
+                                   f"Response payload size exceeded maximum allowed payload size "
+                                   f"({STREAM_LIMIT_BYTES} bytes).")
+        elif event.error_type:
+            error = StreamError(event.error_type, event.error_body or "")
+        else:
+            error = None
+        return [reply, EndStream(self.invocation, error)]
+
+    def _on_error_posted(self, event: ErrorPosted, source: RuntimeState) -> list[Action]:
+        if event.too_large:
+            return [PAYLOAD_TOO_LARGE, self._settle(outcomes.RESPONSE_SIZE_TOO_LARGE)]
         outcome = Outcome(
             OutcomeKind.FUNCTION_ERROR,
-            forwarded_error_body(event.body, event.content_type),
-            error_type_of(event.body, event.error_type),
+            outcomes.forwarded_error_body(event.body, event.content_type),
+            outcomes.error_type_of(event.body, event.error_type),
         )
         return [ACCEPTED, self._settle(outcome)]
 
-    def _on_InitErrorPosted(self, event: InitErrorPosted, source: RuntimeState) -> list[Any]:
-        self._init_error = (event.body, error_type_of(event.body, event.error_type))
+    def _on_init_error_posted(self, event: InitErrorPosted, source: RuntimeState) -> list[Action]:
+        self._init_error = (event.body, outcomes.error_type_of(event.body, event.error_type))
         return [ACCEPTED]
 
-    def _on_RestoreNextRequested(self, event: RestoreNextRequested, source: RuntimeState) -> list[Any]:
-        # Contract mode: the snapshot point is acknowledged at once and the restore begins.
-        return [InitDone(restore=True), Reply(200)]
+    def _on_restore_next(self, event: RestoreNextRequested, source: RuntimeState) -> list[Action]:
+        self.initialised = True
+        if self.start is not Start.INIT:  # a copy: its restore began as it was made, or was wanted
+            return [InitDone(), RESTORED]
+        # SnapStart's contract: the snapshot point, and the restore begins.
+        self.restoring = True
+        return [InitDone(snapshot=True), RestoreStarted(), RESTORED]
 
-    def _on_RestoreErrorPosted(self, event: RestoreErrorPosted, source: RuntimeState) -> list[Any]:
-        self._init_error = (event.body, error_type_of(event.body, event.error_type))
+    def _on_restore_error_posted(self, event: RestoreErrorPosted, source: RuntimeState) -> list[Action]:
+        self._init_error = (event.body, outcomes.error_type_of(event.body, event.error_type))
         return [ACCEPTED]
+
+    def _complete_init(self, *, wake: bool) -> list[Action]:
+        """Init is over once the runtime (now READY) and every extension asked for an event."""
+        if self._serving or self.state is not _S.READY or not self.extensions.all_done():
+            return []
+        self.extensions.close_registration()
+        self.initialised = self._serving = True
+        return [InitDone(), Wake()] if wake else [InitDone()]
+
+    def _complete_cycle(self, *, wake: bool) -> list[Action]:
+        if not self._cycle_pending or not self.extensions.all_done("INVOKE"):
+            return []
+        self._cycle_pending = False
+        self.invocation = None
+        return [CycleDone(), Wake()] if wake else [CycleDone()]
+
+    # -- the metadata and credentials endpoints ---------------------------------------------------
+
+    def _on_metadata(self, event: MetadataRequested, woken: bool) -> list[Action]:
+        if event.method != "GET":
+            return [go_text_error(405, "Method Not Allowed")]
+        if event.authorization != f"Bearer {self._endpoints.metadata_token}":
+            return [go_text_error(401, "Unauthorized")]
+        body = b'{"AvailabilityZoneID":"%s"}' % self._endpoints.availability_zone_id.encode()
+        return [Reply(200, body, wire.JSON, (("Cache-Control", "private, max-age=43200, immutable"),))]
+
+    def _on_credentials(self, event: CredentialsRequested, woken: bool) -> list[Action]:
+        # Only once the runtime is initialised, and only for the token the runtime was given.
+        if not self.initialised or event.authorization != self._endpoints.credentials_token:
+            return [go_text_error(404, "cannot get credentials for the provided token")]
+        # text/plain, as Go's net/http sniffs the body RIE writes without a type.
+        return [Reply(200, self._endpoints.credentials or b"", "text/plain; charset=utf-8")]
+
+    # -- extension requests ------------------------------------------------------------------------
+
+    def _on_extension_register(self, event: ExtensionRegisterRequested, woken: bool) -> list[Action]:
+        return [self.extensions.register(event.name, event.body)]
+
+    def _on_extension_next(self, event: ExtensionNextRequested, woken: bool) -> list[Action]:
+        """Done with the last event (unless only `woken` to look again), and wanting the next one."""
+        extension = self.extensions.identify(event.identifier)
+        if isinstance(extension, Reply):
+            return [extension]
+        if extension.exited:
+            return [api_error(403, "Extension.InvalidExtensionState",
+                              f"State transition from ExitError to Ready failed for extension {extension.id}. "
+                              "Error: Concurrent state modification")]
+        actions: list[Action] = []
+        if not woken:
+            extension.poll()
+            actions += self._complete_init(wake=True) + self._complete_cycle(wake=True)
+        invocation = extension.take_event()
+        if invocation is not None:
+            return actions + [invoke_event(invocation)]
+        return actions + [PARK]
+
+    def _on_extension_error(self, event: ExtensionErrorPosted, woken: bool) -> list[Action]:
+        extension = self.extensions.identify(event.identifier)
+        if isinstance(extension, Reply):
+            return [extension]
+        if event.error_type is None:
+            return [api_error(403, "Extension.MissingHeader", "Lambda-Extension-Function-Error-Type not found")]
+        if not event.exiting:
+            return [ACCEPTED]
+        extension.exit()
+        return [ACCEPTED, *self._complete_init(wake=True), *self._complete_cycle(wake=True)]
 
     # -- host events -------------------------------------------------------------------------------
 
-    def _invocation_arrived(self, event: InvocationArrived) -> list[Any]:
+    def _on_invocation_arrived(self, event: InvocationArrived, woken: bool) -> list[Action]:
         if self.invocation is None and self.invocations == 0 and self.state in _FAILED_EARLY:
             # The runtime launched for this invocation failed before it was handed over (a fast
             # restore/error, say): the invocation gets that failure.
@@ -584,11 +613,16 @@ class EnvironmentProtocol:
             raise ProtocolError(f"{event.invocation.request_id} handed to a busy environment {self!r}")
         self.invocation = event.invocation
         self._settled = False
+        if self._staged:
+            # The staged copy is wanted: its restore begins, and its restore/next is answered.
+            self._staged = False
+            self.restoring = True
+            return [RestoreStarted(), Wake()]
         # A runtime already parked in `next` (READY) is woken to take it; during init it is taken by
         # the runtime's first `next`.
         return [Wake()] if self.state is _S.READY else []
 
-    def _deadline_passed(self, event: DeadlinePassed) -> list[Any]:
+    def _on_deadline_passed(self, event: DeadlinePassed, woken: bool) -> list[Action]:
         if self.invocation is None:
             return []
         if self._settled:
@@ -596,15 +630,23 @@ class EnvironmentProtocol:
                 self.state = _S.EXITED
                 return [Kill("timeout")]
             return []
-        if event.restoring:
-            outcome = Outcome(OutcomeKind.RESTORE_TIMEOUT, error_json("Sandbox.Timedout", RESTORE_TIMED_OUT),
-                              "Sandbox.Timedout")
+        if self.restoring:
+            outcome = outcomes.RESTORE_TIMEOUT
         else:
-            outcome = timeout_outcome(self.invocation.request_id, event.seconds)
+            outcome = outcomes.timeout_outcome(self.invocation.request_id, event.seconds)
         self.state = _S.EXITED
         return [self._settle(outcome), Kill("timeout")]
 
-    def _runtime_exited(self, event: RuntimeExited) -> list[Any]:
+    def _on_response_aborted(self, event: ResponseAborted, woken: bool) -> list[Action]:
+        # The state stays: the runtime can still be killed by the deadline, or exit.
+        if not self._streaming or self.invocation is None or event.request_id != self.invocation.request_id:
+            return []
+        self._streaming = False
+        return [EndStream(self.invocation, StreamError.of(
+            "Runtime.ExitError",
+            f"RequestId: {self.invocation.request_id} Error: Runtime exited while streaming its response"))]
+
+    def _on_runtime_exited(self, event: RuntimeExited, woken: bool) -> list[Action]:
         source, self.state = self.state, _S.EXITED
         self._exited_from, self._exited = source, event
         if self.invocation is None or self._settled:
@@ -617,10 +659,38 @@ class EnvironmentProtocol:
             body, error_type = self._init_error
             kind = OutcomeKind.INIT_ERROR if source is _S.INIT_ERROR else OutcomeKind.RESTORE_ERROR
             return Outcome(kind, body, error_type)
-        return exit_outcome(self.invocation.request_id, event.status, oom=event.oom)
+        return outcomes.exit_outcome(self.invocation.request_id, event.status, oom=event.oom)
 
     def _settle(self, outcome: Outcome) -> Settle:
         if self._settled:
             raise ProtocolError(f"{self.invocation.request_id} settled twice")
         self._settled = True
         return Settle(self.invocation, outcome)
+
+
+# Dispatch tables (no string-built method names): events outside the runtime's transition table,
+# the rules checked before a transition, and what each transition does.
+_Handler = Callable[[EnvironmentProtocol, Any, bool], list[Action]]
+_HANDLERS: dict[type, _Handler] = {
+    InvocationArrived: EnvironmentProtocol._on_invocation_arrived,
+    DeadlinePassed: EnvironmentProtocol._on_deadline_passed,
+    ResponseAborted: EnvironmentProtocol._on_response_aborted,
+    RuntimeExited: EnvironmentProtocol._on_runtime_exited,
+    MetadataRequested: EnvironmentProtocol._on_metadata,
+    CredentialsRequested: EnvironmentProtocol._on_credentials,
+    ExtensionRegisterRequested: EnvironmentProtocol._on_extension_register,
+    ExtensionNextRequested: EnvironmentProtocol._on_extension_next,
+    ExtensionErrorPosted: EnvironmentProtocol._on_extension_error,
+}
+_RULES: dict[type, Callable[[EnvironmentProtocol, Any, bool], list[Action] | None]] = {
+    RestoreNextRequested: EnvironmentProtocol._may_restore,
+}
+_TRANSITION_ACTIONS: dict[type, Callable[[EnvironmentProtocol, Any, RuntimeState], list[Action]]] = {
+    NextRequested: EnvironmentProtocol._on_next,
+    ResponseStarted: EnvironmentProtocol._on_response_started,
+    ResponseFinished: EnvironmentProtocol._on_response_finished,
+    ErrorPosted: EnvironmentProtocol._on_error_posted,
+    InitErrorPosted: EnvironmentProtocol._on_init_error_posted,
+    RestoreNextRequested: EnvironmentProtocol._on_restore_next,
+    RestoreErrorPosted: EnvironmentProtocol._on_restore_error_posted,
+}

@@ -34,6 +34,8 @@ import trio
 
 from bootstrap import wire
 from sandbox import host
+from sandbox.cgroups import CgroupSupport
+from sandbox.confinement import Confinement
 from sandbox.isolation import DEFAULT_EPHEMERAL_MB, Isolation, PrivateFilesystem
 from sandbox.process import RuntimeSpec
 
@@ -41,7 +43,10 @@ from . import http, logs
 from .environment import EnvironmentOptions
 from .function import Function
 from .invocation import Invocation
-from .protocol import OutcomeKind
+from .launcher import ExecLauncher
+from .outcomes import OutcomeKind
+from .platform_log import LogStyle
+from .protocol import Endpoints
 from .routes import NOT_FOUND_BODY, NOT_FOUND_HEADERS
 from .sniff import sniff_content_type
 
@@ -303,20 +308,21 @@ async def run(options: RieOptions, function: RieFunction, *, task_status=trio.TA
         handler=function.base_env.get("AWS_LAMBDA_FUNCTION_HANDLER") or function.base_env.get("_HANDLER", ""),
         version=function.version,
         memory_mb=function.memory_mb,
-        log_style=logs.LogStyle.RIE,
+        log_style=LogStyle.RIE,
         init_timeout=None,
         snapstart=options.enable_init_caching,
         host=api_host,
         port=api_port,
         idle_timeout=float("inf"),  # RIE keeps its runtime until it fails or RIE stops
-        metadata_token=metadata_token,
-        container_credentials=container_credentials(function.base_env) if options.enable_init_caching else None,
-        credentials_token=credentials_token or "",
-        isolation=level,
-        filesystem=filesystem,
+        endpoints=Endpoints(
+            metadata_token=metadata_token,
+            credentials=container_credentials(function.base_env) if options.enable_init_caching else None,
+            credentials_token=credentials_token or ""),
     )
+    confinement = Confinement(isolation=level, memory_mb=function.memory_mb, filesystem=filesystem,
+                              cgroups=host.support() if level is not Isolation.NONE else CgroupSupport())
     async with trio.open_nursery() as nursery:
-        lambda_function = Function(function.name, make_spec, env_options, logs.LogSink(),
+        lambda_function = Function(function.name, make_spec, env_options, logs.LogSink(), ExecLauncher(confinement),
                                    concurrency=concurrency, queue=True, standby=True)
         await nursery.start(lambda_function.run)
         api = RieInvokeAPI(lambda_function, function)

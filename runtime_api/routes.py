@@ -1,6 +1,7 @@
-"""The Runtime API route table, as RIE serves it (reference 2.1): exact, case-sensitive paths with
-no trailing-slash tolerance; 404 with Go's text body for an unknown path, 405 with an empty body and
-an `Allow` header for a known path with the wrong method (HEAD is not GET).
+"""The Runtime API route table, as the real RIE serves it (tests/conformance records what it
+answers): exact, case-sensitive paths with no trailing-slash tolerance; 404 with Go's text body for
+an unknown path, 405 with an empty body and an `Allow` header for a known path with the wrong
+method (HEAD is not GET).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import re
 from dataclasses import dataclass
 
 from bootstrap import wire
+
+from .replies import GO_ERROR_HEADERS
 
 
 class Route(enum.Enum):
@@ -74,12 +77,7 @@ class NotFound(enum.Enum):
 
 NOT_FOUND = NotFound.NOT_FOUND
 NOT_FOUND_BODY = b"404 page not found\n"
-# What Go's http.Error sends with its text: RIE's 404s and its handlers' own errors.
-GO_ERROR_HEADERS = [
-    ("Content-Type", "text/plain; charset=utf-8"),
-    ("X-Content-Type-Options", "nosniff"),
-]
-NOT_FOUND_HEADERS = GO_ERROR_HEADERS
+NOT_FOUND_HEADERS = list(GO_ERROR_HEADERS)
 
 
 def match(method: str, path: str, *, restore: bool, init_caching: bool = False) -> Match | MethodNotAllowed | NotFound:

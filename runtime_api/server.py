@@ -12,7 +12,6 @@ and `serve(config)` is what `lambdalet serve` runs (style anchor T10).
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import logging
 import os
@@ -27,6 +26,8 @@ import trio
 
 from sandbox import host
 from sandbox import layers as opt
+from sandbox.cgroups import CgroupSupport
+from sandbox.confinement import Confinement
 from sandbox.doctor import entrypoint_problem
 from sandbox.isolation import Isolation, PrivateFilesystem, script_interpreter
 from sandbox.process import RuntimeSpec
@@ -41,9 +42,10 @@ from .config import (
     runtime_environment,
     snapstart_configuration,
 )
-from .environment import EnvironmentOptions
+from .environment import Environment, EnvironmentOptions
 from .function import Function, TooManyRequests
 from .invocation import Invocation, new_request_id
+from .launcher import ExecLauncher, Launcher, command_check
 from .invoke_api import (
     EVENT_LIMIT,
     INVOKE_PATH,
@@ -61,7 +63,9 @@ from .invoke_api import (
     send_service_error,
     too_many_requests,
 )
-from .protocol import Outcome
+from .outcomes import Outcome
+from .platform_log import LogStyle
+from .protocol import Endpoints
 from .snapstart import Template
 
 log = logging.getLogger("lambdalet")
@@ -87,16 +91,22 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
     level, private = host.isolation(config.isolation, function=config.name)
     config.check_layers()
     layers = tuple(str(Path(layer).resolve()) for layer in config.layers)
-    filesystem = (PrivateFilesystem(config.ephemeral_storage, str(Path(config.code).resolve()), layers)
-                  if private else None)
-    cpu_model = host.cpu_model(config.cpu_model, level, function=config.name)
     if layers and not private:
         log.warning("function %s: no private mount namespace (isolation %s) to show its layers at /opt: their "
                     "bin, lib and python directories are on PATH, LD_LIBRARY_PATH and PYTHONPATH instead",
                     config.name, level)
     probe = runtime_environment(config, "", layers_at_opt=private)
     argv = tuple(opt.host_command(layers, config.runtime_argv, probe["PATH"]))
-    user = _runtime_user(config, argv, probe["PATH"], private)
+    confinement = Confinement(
+        isolation=level,
+        memory_mb=config.memory,
+        cgroups=host.support() if level is not Isolation.NONE else CgroupSupport(),
+        cpu_model=host.cpu_model(config.cpu_model, level, function=config.name),
+        filesystem=(PrivateFilesystem(config.ephemeral_storage, str(Path(config.code).resolve()), layers)
+                    if private else None),
+        strict=host.strict_support() if level is Isolation.STRICT else None,
+        user=_runtime_user(config, argv, probe["PATH"], private),
+    )
 
     def spec_for(initialization_type: str) -> Callable[[str], RuntimeSpec]:
         def make_spec(runtime_api: str) -> RuntimeSpec:
@@ -105,57 +115,44 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
             return RuntimeSpec(argv, env, env["LAMBDA_TASK_ROOT"])
         return make_spec
 
-    def entrypoint_check(argv0: str, *, cwd: str | None = None, path: str | None = None) -> str | None:
-        # A script whose #! interpreter is in a layer (/opt/bin/python) runs where /opt is shown;
-        # the host cannot judge that path.
-        program = shutil.which(argv0, path=path) if "/" not in argv0 else argv0
-        if opt.in_layers(layers, script_interpreter(program)):
-            return None
-        return entrypoint_problem(argv0, cwd=cwd, path=path)
-
     options = EnvironmentOptions(
         function_name=config.name,
         handler=config.handler,
-        entrypoint_check=entrypoint_check,
-        metadata_token=metadata_token,
-        availability_zone_id=availability_zone_id(config.region),
+        endpoints=Endpoints(metadata_token=metadata_token, availability_zone_id=availability_zone_id(config.region)),
         version=config.version,
         memory_mb=config.memory,
-        log_style=logs.LogStyle.LAMBDA,
+        log_style=LogStyle.LAMBDA,
         init_timeout=config.init_timeout,
         idle_timeout=config.idle_timeout,
-        isolation=level,
-        filesystem=filesystem,
-        cpu_model=cpu_model,
         snapstart=config.snapstart,
-        user=user,
-        layers=layers,
-        function_configuration=snapstart_configuration(config),
     )
+    launcher: Launcher = ExecLauncher(confinement, command_check(layers, entrypoint_problem))
     # Not under strict: a copy is born in its template's network namespace, and the seccomp filter
     # it inherits forbids the setns into its own.
-    if config.snapstart and not config.runtime and level is not Isolation.STRICT and user is None:
+    if config.snapstart and not config.runtime and level is not Isolation.STRICT and confinement.user is None:
         # lambdalet's own runtime can be a fork template: a memory snapshot, restored in milliseconds.
         log.warning("function %s: SnapStart with fork templates: the initialised runtime is kept as a template "
                     "and every environment is a copy of it, restored by fork", config.name)
-        options = dataclasses.replace(options, template=Template(
-            spec_for("snap-start"), options, sink, code=str(Path(config.code).resolve()),
-            rotate_after=config.snapstart_rotate))
-    elif config.snapstart and not config.runtime and user is not None:
+        exec_launcher = launcher
+        launcher = Template(
+            spec_for("snap-start"), options,
+            lambda make_spec, options: Environment(make_spec, options, sink, exec_launcher),
+            confinement=confinement, code=str(Path(config.code).resolve()), layers=layers,
+            configuration=snapstart_configuration(config), rotate_after=config.snapstart_rotate).launcher
+    elif config.snapstart and not config.runtime and confinement.user is not None:
         log.warning("function %s: SnapStart's contract only (init type snap-start, hooks, restore/next, restore "
                     "durations), no memory snapshot: a forked copy running as user %s could not join its own "
-                    "cgroups and mounts, so each environment runs init", config.name, user)
+                    "cgroups and mounts, so each environment runs init", config.name, confinement.user)
     elif config.snapstart and not config.runtime:
         log.warning("function %s: SnapStart's contract only (init type snap-start, hooks, restore/next, restore "
                     "durations), no memory snapshot: at isolation strict a forked copy could not join its own "
                     "network namespace, so each environment runs init", config.name)
     elif config.snapstart:
-        # Said plainly, as issue 5 asks: which SnapStart a function gets.
         log.warning("function %s: SnapStart's contract only (init type snap-start, before-snapshot and "
                     "after-restore hooks, restore/next, restore durations), no memory snapshot: the runtime "
                     "is not lambdalet's own, so each environment runs init", config.name)
     return Function(config.name, spec_for("snap-start" if config.snapstart else "on-demand"), options, sink,
-                    concurrency=config.concurrency, provisioned=config.provisioned,
+                    launcher, concurrency=config.concurrency, provisioned=config.provisioned,
                     provisioned_spec=spec_for("provisioned-concurrency"))
 
 
@@ -363,8 +360,7 @@ class Server:
         if is_streaming(outcome):
             await env.relay_stream(invocation, chunk)
             if invocation.stream_error is not None:
-                error_type, body = invocation.stream_error
-                error = (error_type, base64.b64decode(body).decode(errors="replace"))
+                error = (invocation.stream_error.error_type, invocation.stream_error.body())
         else:
             await chunk(outcome.body)
             if outcome.is_error:

@@ -1,27 +1,29 @@
-"""SnapStart by fork: a function's template, and its restores.
+"""SnapStart by fork: a function's template, and the launcher that makes its restores.
 
 The template is an environment of its own whose runtime (lambdalet's bootstrap) initialises with
 `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`, runs the before-snapshot hooks and parks as a fork
 template (bootstrap/template.py), as Lambda snapshots a function version once it is published.
-Every environment of the function is then a copy of it: `restore` asks the template for a fork,
-which joins the environment's cgroups and private /tmp, connects to the environment's own Runtime
-API and goes on with `GET restore/next`, the after-restore hooks and invocations. The copies are
-the server's children (the template forks them twice), so killing the template leaves them
-running, and the next restore builds a new template.
+Every environment of the function is then a copy of it: its `RestoreLauncher` asks the template
+for a fork, which joins the environment's cgroups and private /tmp, connects to the environment's
+own Runtime API and goes on with `GET restore/next`, the after-restore hooks and invocations. The
+copies are the server's children (the template forks them twice), so killing the template leaves
+them running, and the next restore builds a new template.
 
 The template is built when the function starts, and again when it is gone, when the function's
-code changed (its content hash), or after `rotate_after` restores.
+code changed (its content hash, codewatch.py), or after `rotate_after` restores. It builds its own
+environment with the factory it is given (the server's), so this module does not depend on
+environment.py; environments depend on it only through the `Launcher` interface.
 """
 
 from __future__ import annotations
 
 import array
 import dataclasses
-import hashlib
 import logging
 import os
 import socket
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -30,12 +32,13 @@ import trio
 
 from sandbox import restore as restore_steps
 from sandbox.cgroups import EnvironmentCgroup
-from sandbox.isolation import Isolation
-from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec
+from sandbox.confinement import Confinement, Limits
+from sandbox.process import RuntimeProcess, RuntimeSpec
 
-from . import logs
-from .codewatch import CodeWatch
-from .protocol import Outcome, OutcomeKind, error_json, exit_outcome
+from .codewatch import CodeWatch, code_stamp, content_hash
+from .launcher import Launch, Launcher, LaunchFailed, exec_failed
+from .outcomes import Outcome, OutcomeKind, error_json, exit_outcome
+from .protocol import Start
 
 if TYPE_CHECKING:
     from .environment import Environment, EnvironmentOptions
@@ -45,7 +48,9 @@ log = logging.getLogger("lambdalet")
 TEMPLATE_ENV = "_LAMBDALET_TEMPLATE"  # read by bootstrap.config
 # Lambda gives SnapStart's init (snapshot creation) up to 15 minutes.
 TEMPLATE_INIT_TIMEOUT = 900.0
-FORK_ANSWER_TIMEOUT = 5.0  # the template answers a restore request in a millisecond or so
+FORK_ANSWER_TIMEOUT = 5.0  # the template answers a restore request at once; this only bounds a hang
+
+EnvironmentFactory = Callable[[Callable[[str], RuntimeSpec], "EnvironmentOptions"], "Environment"]
 
 
 class RestoreRequest(msgspec.Struct, omit_defaults=True):
@@ -63,34 +68,31 @@ class TemplateSettings(msgspec.Struct):
     mounts: list[tuple] | None = None
 
 
-class TemplateFailed(Exception):
-    """The template could not be built; `outcome_for(request_id)` is what each invocation that
-    needed it gets."""
-
-    def __init__(self, error_type: str, outcome_for: Callable[[str], Outcome]) -> None:
-        super().__init__(error_type)
-        self.error_type = error_type
-        self.outcome_for = outcome_for
-
-
 class Template:
-    """A function's SnapStart template. `restore` makes a copy of it for an environment."""
+    """A function's SnapStart template. `restore` makes a copy of it for an environment; `launcher`
+    is the environments' way to ask for one."""
 
     def __init__(
         self,
         make_spec: Callable[[str], RuntimeSpec],
         options: EnvironmentOptions,
-        sink: logs.LogSink,
+        make_environment: EnvironmentFactory,
         *,
+        confinement: Confinement,
         code: str,
+        layers: tuple[str, ...] = (),
+        configuration: bytes = b"",
         rotate_after: int | None = None,
     ) -> None:
         self._make_spec = make_spec
-        self._sink = sink
-        self._trees = (code, *options.layers)  # what the template is made of, in Lambda's order
+        self._make_environment = make_environment
+        self._confinement = confinement
+        self._trees = (code, *layers)  # what the template is made of, in Lambda's order
+        self._configuration = configuration  # the function's configuration, part of the snapshot
         self.rotate_after = rotate_after
-        self.options = dataclasses.replace(options, template=None, snapstart=True, port=0, provisioned=False,
+        self.options = dataclasses.replace(options, snapstart=True, port=0, provisioned=False,
                                            idle_timeout=float("inf"), init_timeout=None)
+        self.launcher = RestoreLauncher(self, confinement)
         self._nursery: trio.Nursery | None = None
         self._lock = trio.Lock()  # one build, one fork at a time (the template serves them in turn)
         self.environment: Environment | None = None
@@ -100,8 +102,13 @@ class Template:
         self._watch: CodeWatch | None = None  # tells cheaply whether they may have moved since
         self.content_hash = ""
         self.restores = 0  # by this template
-        self.failure: TemplateFailed | None = None  # how the last build failed, until one succeeds
+        self.failure: LaunchFailed | None = None  # how the last build failed, until one succeeds
         self.builds = 0
+        self._copies: weakref.WeakKeyDictionary[RuntimeProcess, int] = weakref.WeakKeyDictionary()  # -> build
+
+    @property
+    def function_name(self) -> str:
+        return self.options.function_name
 
     def start(self, nursery: trio.Nursery) -> None:
         """Build the template in the background (invocations that come meanwhile wait for it)."""
@@ -112,52 +119,53 @@ class Template:
         async with self._lock:
             try:
                 await self._ensure()
-            except TemplateFailed:
+            except LaunchFailed:
                 pass  # said in the log; the next invocation tries again
 
     # -- restores ------------------------------------------------------------------------------------
 
-    async def restore(self, env: Environment, spec: RuntimeSpec, output: OutputPipe,
-                      cgroup: EnvironmentCgroup | None) -> RuntimeProcess:
-        """A copy of the template for `env`, its stdout and stderr on `output`, in `cgroup` and (when
-        the template has one) a private /tmp. Raises TemplateFailed if no template can be built."""
+    async def restore(self, launch: Launch, cgroup: EnvironmentCgroup | None) -> RuntimeProcess:
+        """A copy of the template for `launch`'s environment, its stdout and stderr on its output
+        pipe, in `cgroup` and (when the template has one) a private /tmp. Raises LaunchFailed if no
+        template can be built."""
         async with self._lock:
-            if env.staged and self.failure is not None:
+            if launch.staged and self.failure is not None:
                 raise self.failure  # only an invocation tries a failed template again
             for attempt in (1, 2):
                 # A staged copy is made off any invocation's path: it can afford the walk that
                 # also catches changes inotify cannot see.
-                await self._ensure(walk=env.staged)
-                if not env.staged:  # a staged copy's restore starts when it is wanted
-                    env.restore_starting()
-                request = RestoreRequest(environ=self._environ_for(spec),
+                await self._ensure(walk=launch.staged)
+                if not launch.staged:  # a staged copy's restore starts when it is wanted
+                    launch.restore_starting()
+                request = RestoreRequest(environ=self._environ_for(launch.spec),
                                          cgroup_tasks=restore_steps.cgroup_tasks(cgroup))
                 try:
-                    pid = await self._fork(request, output.write_fd)
+                    pid = await self._fork(request, launch.output.write_fd)
                 except OSError as exc:
                     if attempt == 2:
-                        raise
+                        raise exec_failed(exc) from None
                     log.warning("function %s: the SnapStart template is gone (%s); building a new one",
-                                self.options.function_name, exc)
+                                self.function_name, exc)
                     self._discard()
                     continue
-                if not env.staged:  # a staged copy counts once it is taken
+                if not launch.staged:  # a staged copy counts once it is taken
                     self.restores += 1
-                env.template_build = self.builds
-                output.close_write_end()
-                return RuntimeProcess(pid, cgroup)
+                launch.output.close_write_end()
+                process = RuntimeProcess(pid, cgroup)
+                self._copies[process] = self.builds
+                return process
         raise AssertionError("unreachable")
 
     @property
     def _private(self) -> bool:
-        return self.options.filesystem is not None and self.options.isolation is not Isolation.NONE
+        return self._confinement.private_filesystem is not None
 
     def _environ_for(self, spec: RuntimeSpec) -> dict[str, str]:
         """The variables in which the copy's environment differs from the template's (its Runtime
         API, its log stream), as its runtime sees them."""
         env = spec.env
         if self._private:
-            _, env = self.options.filesystem.present(spec.argv, spec.env)
+            _, env = self._confinement.filesystem.present(spec.argv, spec.env)
         return {key: value for key, value in env.items() if self._spec_env.get(key) != value}
 
     async def _fork(self, request: RestoreRequest, output_fd: int) -> int:
@@ -166,7 +174,7 @@ class Template:
             raise OSError("no template")
         fds = array.array("i", [output_fd])
         # Shielded: once the request is sent a copy exists, and only its pid lets the server reap
-        # it, even if its environment is being stopped meanwhile. The template answers at once.
+        # it, even if its environment is being stopped meanwhile.
         with trio.CancelScope(shield=True), trio.move_on_after(FORK_ANSWER_TIMEOUT) as late:
             await control.sendmsg([msgspec.json.encode(request)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
             reply = await control.recv(256)
@@ -183,7 +191,7 @@ class Template:
     def take(self, env: Environment) -> bool:
         """Whether `env`, staged earlier, may serve now as a restore of this template: it is a copy
         of the template as it is (not rebuilt or due to rotate since), and the code is unchanged."""
-        if env.template_build != self.builds or self._rotation_due:
+        if env.process is None or self._copies.get(env.process) != self.builds or self._rotation_due:
             return False
         if not self._current():
             self._discard()  # known to be out of date: the next restore builds anew, without asking again
@@ -207,19 +215,18 @@ class Template:
         stamp = code_stamp(self._trees)
         if stamp != self._stamp:
             if self._content_hash(stamp) != self.content_hash:
-                log.warning("function %s: the code changed; building a new SnapStart template",
-                            self.options.function_name)
+                log.warning("function %s: the code changed; building a new SnapStart template", self.function_name)
                 return False
             self._stamp = stamp  # touched, not changed
         return True
 
     def _content_hash(self, stamp: tuple) -> str:
-        return content_hash(self._trees, stamp, self.options.function_configuration)
+        return content_hash(self._trees, stamp, self._configuration)
 
     async def _ensure(self, *, walk: bool = False) -> None:
         if self._rotation_due and self.environment is not None:
             log.info("function %s: rotating the SnapStart template after %d restores",
-                     self.options.function_name, self.restores)
+                     self.function_name, self.restores)
         elif self._current(walk=walk):
             return
         self._discard()
@@ -238,9 +245,8 @@ class Template:
 
     async def _build(self) -> None:
         """Start a template and wait until it is parked (READY), or failed."""
-        from .environment import Environment, InvalidEntrypoint
         assert self._nursery is not None, "Template.start was not called"
-        address = f"lambdalet/{os.getpid()}/{self.options.function_name}/{uuid.uuid4().hex[:12]}"
+        address = f"lambdalet/{os.getpid()}/{self.function_name}/{uuid.uuid4().hex[:12]}"
         listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         await listener.bind("\0" + address)
         listener.listen(1)
@@ -250,17 +256,17 @@ class Template:
 
         def make_spec(runtime_api: str) -> RuntimeSpec:
             spec = self._make_spec(runtime_api)
-            mounts = (restore_steps.private_tmp(self.options.filesystem, spec.argv, spec.env, spec.cwd)
+            mounts = (restore_steps.private_tmp(self._confinement.filesystem, spec.argv, spec.env, spec.cwd)
                       if self._private else None)
             settings = msgspec.json.encode(TemplateSettings(address, mounts)).decode()
             spec = dataclasses.replace(spec, env={**spec.env, TEMPLATE_ENV: settings})
             presented = spec.env
             if self._private:
-                _, presented = self.options.filesystem.present(spec.argv, spec.env)
+                _, presented = self._confinement.filesystem.present(spec.argv, spec.env)
             self._spec_env = {k: v for k, v in presented.items() if k != TEMPLATE_ENV}
             return spec
 
-        env = Environment(make_spec, self.options, self._sink)
+        env = self._make_environment(make_spec, self.options)
         self.builds += 1
         try:
             await self._nursery.start(env.run)
@@ -273,20 +279,20 @@ class Template:
                     race.start_soon(exited)
                     try:
                         await env.launch()
-                    except (InvalidEntrypoint, OSError) as exc:
-                        raise self._unlaunchable(env, exc) from None
+                    except LaunchFailed as failed:
+                        raise self._report_failure(env, failed) from None
                     control, _ = await listener.accept()
                     race.cancel_scope.cancel()
             if timeout.cancelled_caught or env.closed.is_set():
-                raise self._failed(env, timed_out=timeout.cancelled_caught)
+                raise self._report_failure(env, self._failed_init(env, timed_out=timeout.cancelled_caught))
             if await control.recv(16) != b"READY":
                 control.close()
-                raise self._failed(env)
+                raise self._report_failure(env, self._failed_init(env))
             self._control = control
             self.restores = 0
             self.failure = None
             env.template_ready()
-        except TemplateFailed as failed:
+        except LaunchFailed as failed:
             self.failure = failed
             self._discard()
             raise
@@ -296,67 +302,38 @@ class Template:
         finally:
             listener.close()
 
-    def _failed(self, env: Environment, *, timed_out: bool = False) -> TemplateFailed:
+    @staticmethod
+    def _failed_init(env: Environment, *, timed_out: bool = False) -> LaunchFailed:
         """What the template's init left for the invocations waiting on it."""
-        posted = env.proto.init_error
+        posted = env.init_error
         if posted is not None:
             body, error_type = posted
-            failed = TemplateFailed(error_type, lambda request_id: Outcome(OutcomeKind.INIT_ERROR, body, error_type))
-        elif timed_out:
+            return LaunchFailed(error_type, lambda request_id: Outcome(OutcomeKind.INIT_ERROR, body, error_type))
+        if timed_out:
             message = f"SnapStart init timed out after {TEMPLATE_INIT_TIMEOUT:.2f} seconds"
-            failed = TemplateFailed("Sandbox.Timedout", lambda request_id: Outcome(
+            return LaunchFailed("Sandbox.Timedout", lambda request_id: Outcome(
                 OutcomeKind.INIT_ERROR, error_json("Sandbox.Timedout", f"RequestId: {request_id} Error: {message}"),
                 "Sandbox.Timedout"))
-        else:
-            status = env.exit_status if env.exit_status is not None else -9
-            failed = TemplateFailed(exit_outcome("", status).error_type,
-                                    lambda request_id: exit_outcome(request_id, status))
+        status = env.exit_status if env.exit_status is not None else -9
+        return LaunchFailed(exit_outcome("", status).error_type, lambda request_id: exit_outcome(request_id, status))
+
+    def _report_failure(self, env: Environment, failed: LaunchFailed) -> LaunchFailed:
         env.template_failed(failed.error_type)
-        log.warning("function %s: the SnapStart template failed its init: %s", self.options.function_name,
-                    failed.error_type)
+        log.warning("function %s: the SnapStart template failed its init: %s", self.function_name, failed.error_type)
         return failed
 
 
-    def _unlaunchable(self, env: Environment, exc: Exception) -> TemplateFailed:
-        from .environment import entrypoint_outcome
-        failed = TemplateFailed("Runtime.InvalidEntrypoint", lambda request_id: entrypoint_outcome(exc, request_id))
-        env.template_failed(failed.error_type)
-        return failed
+class RestoreLauncher(Launcher):
+    """Launches each runtime as a copy of the function's template: its restore begins as it is
+    made (or, staged ahead of demand, when it is wanted)."""
 
+    start = Start.RESTORE
 
-def code_stamp(trees: tuple[str, ...]) -> tuple[tuple[tuple[str, int, int], ...], ...]:
-    """Per tree (the code, then each layer in Lambda's order), every file's (path, size, mtime):
-    what tells a change without reading the files."""
-    stamps = []
-    for tree in trees:
-        found = []
-        for root, dirs, files in os.walk(tree):
-            dirs[:] = [d for d in dirs if d != "__pycache__"]
-            for name in files:
-                path = os.path.join(root, name)
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue
-                found.append((path, st.st_size, st.st_mtime_ns))
-        found.sort()
-        stamps.append(tuple(found))
-    return tuple(stamps)
+    def __init__(self, template: Template, confinement: Confinement) -> None:
+        super().__init__(confinement)
+        self.template = template
 
-
-def content_hash(trees: tuple[str, ...], stamp: tuple, configuration: bytes) -> str:
-    """The template's content hash: the function's configuration (handler, runtime command,
-    memory, timeout, environment, layers: config.snapstart_configuration), and every file `stamp`
-    (the trees' code_stamp) lists, tree by tree (paths relative to their tree, and bytes)."""
-    digest = hashlib.sha256(configuration)
-    for index, (tree, files) in enumerate(zip(trees, stamp)):
-        digest.update(b"\0tree %d\0" % index)  # a file moved between two trees changes the hash
-        for path, _, _ in files:
-            digest.update(b"\0" + os.path.relpath(path, tree).encode(errors="surrogateescape") + b"\0")
-            try:
-                with open(path, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        digest.update(block)
-            except OSError:
-                continue
-    return digest.hexdigest()
+    async def _start(self, launch: Launch, limits: Limits) -> RuntimeProcess:
+        # A copy runs no command of its own (its template's was checked), and its memory guard is
+        # its cgroup (the copy is born under its template's rlimits).
+        return await self.template.restore(launch, limits.cgroup)

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import pytest
 
 from runtime_api import protocol as p
-from runtime_api.extensions import Extensions, go_json_error
+from runtime_api import replies as r
+from runtime_api.extensions import Extensions
+from runtime_api.gojson import go_json_error
 from tests.helpers import awslambdaric_function, running_server, write_function
 
 
@@ -31,51 +33,86 @@ def test_register_bodies_are_refused_in_gos_words(body, message):
 @dataclass
 class Inv:
     request_id: str
+    deadline_ms: int = 1700000000000
+    function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:fn"
+    trace_id: str = "Root=1-00000000-000000000000000000000000;Sampled=0"
 
 
-def registered(extensions: Extensions, name: str = "ext", events=("INVOKE",)):
-    return extensions.register(name, json.dumps({"events": list(events)}).encode()).extension
+def registered(proto: p.EnvironmentProtocol, name: str = "ext", events=("INVOKE",)) -> str:
+    """Register an extension through the protocol; its identifier."""
+    (reply,) = proto.handle(p.ExtensionRegisterRequested(name, json.dumps({"events": list(events)}).encode()))
+    assert reply.status == 200
+    return dict(reply.headers)["Lambda-Extension-Identifier"]
+
+
+def invoke_event(reply, inv: Inv) -> None:
+    """`reply` answers an extension's event/next with `inv`'s INVOKE event."""
+    assert reply.status == 200 and "Lambda-Extension-Event-Identifier" in dict(reply.headers)
+    assert json.loads(reply.body) == {
+        "eventType": "INVOKE", "deadlineMs": inv.deadline_ms, "requestId": inv.request_id,
+        "invokedFunctionArn": inv.function_arn, "tracing": {"type": "X-Amzn-Trace-Id", "value": inv.trace_id}}
 
 
 def test_init_waits_for_every_extension_and_closes_registration():
-    extensions = Extensions("fn", "$LATEST", "app.handler")
-    proto = p.EnvironmentProtocol(extensions)
-    ext = registered(extensions)
+    proto = p.EnvironmentProtocol(Extensions("fn", "$LATEST", "app.handler"))
+    ext = registered(proto)
     inv = Inv("id-1")
     proto.handle(p.InvocationArrived(inv))
     assert proto.handle(p.NextRequested()) == [p.PARK]  # the runtime is ready, the extension not yet
-    assert proto.extension_next(ext) == [p.InitDone(), p.Wake(), p.PARK]
+    assert proto.handle(p.ExtensionNextRequested(ext)) == [p.InitDone(), p.Wake(), p.PARK]
     assert proto.handle(p.NextRequested()) == [p.WakeExtensions(), p.Deliver(inv)]
-    assert proto.extension_next(ext, woken=True) == [p.DeliverExtensionEvent(ext, inv)]
-    refused = extensions.register("late", b'{"events":["INVOKE"]}')
+    (event,) = proto.handle(p.ExtensionNextRequested(ext), woken=True)
+    invoke_event(event, inv)
+    (refused,) = proto.handle(p.ExtensionRegisterRequested("late", b'{"events":["INVOKE"]}'))
     assert json.loads(refused.body)["errorType"] == "Extension.RegistrationClosed"
 
 
 def test_the_environment_is_idle_only_when_the_runtime_and_invoke_extensions_asked_again():
-    extensions = Extensions("fn", "$LATEST", "app.handler")
-    proto = p.EnvironmentProtocol(extensions)
-    ext = registered(extensions)
-    proto.extension_next(ext)
+    proto = p.EnvironmentProtocol(Extensions("fn", "$LATEST", "app.handler"))
+    ext = registered(proto)
+    proto.handle(p.ExtensionNextRequested(ext))
     proto.handle(p.NextRequested())
     inv = Inv("id-1")
     proto.handle(p.InvocationArrived(inv))
     proto.handle(p.NextRequested())
-    proto.extension_next(ext, woken=True)
+    proto.handle(p.ExtensionNextRequested(ext), woken=True)
     proto.handle(p.ErrorPosted("id-1", b"{}", None, None))
     assert proto.handle(p.NextRequested()) == [p.PARK]
     assert not proto.idle
-    assert proto.extension_next(ext) == [p.CycleDone(), p.Wake(), p.PARK]
+    assert proto.handle(p.ExtensionNextRequested(ext)) == [p.CycleDone(), p.Wake(), p.PARK]
     assert proto.idle
 
 
 def test_an_extension_that_exits_no_longer_holds_the_environment():
-    extensions = Extensions("fn", "$LATEST", "")
-    proto = p.EnvironmentProtocol(extensions)
-    ext = registered(extensions)
+    proto = p.EnvironmentProtocol(Extensions("fn", "$LATEST", ""))
+    ext = registered(proto)
     proto.handle(p.NextRequested())
-    assert proto.extension_exited(ext) == [p.ACCEPTED, p.InitDone(), p.Wake()]
-    (refused,) = proto.extension_next(ext)
+    assert proto.handle(p.ExtensionErrorPosted(ext, "Extension.Failed", exiting=True)) == [
+        r.ACCEPTED, p.InitDone(), p.Wake()]
+    (refused,) = proto.handle(p.ExtensionNextRequested(ext))
     assert json.loads(refused.body)["errorType"] == "Extension.InvalidExtensionState"
+
+
+def test_an_error_report_without_its_error_type_header_is_refused():
+    proto = p.EnvironmentProtocol(Extensions("fn", "$LATEST", ""))
+    ext = registered(proto)
+    for exiting in (False, True):
+        (refused,) = proto.handle(p.ExtensionErrorPosted(ext, None, exiting=exiting))
+        assert refused.status == 403 and json.loads(refused.body) == {
+            "errorMessage": "Lambda-Extension-Function-Error-Type not found", "errorType": "Extension.MissingHeader"}
+    assert proto.handle(p.ExtensionErrorPosted(ext, "Extension.Failed", exiting=False)) == [r.ACCEPTED]
+
+
+@pytest.mark.parametrize("identifier, error_type", [
+    (None, "Extension.MissingExtensionIdentifier"),
+    ("not-a-uuid", "Extension.InvalidExtensionIdentifier"),
+    ("00000000-0000-0000-0000-000000000000", "Extension.UnknownExtensionIdentifier"),
+])
+def test_requests_naming_no_registered_extension_are_refused(identifier, error_type):
+    proto = p.EnvironmentProtocol(Extensions("fn", "$LATEST", ""))
+    for event in (p.ExtensionNextRequested(identifier), p.ExtensionErrorPosted(identifier, "E", exiting=True)):
+        (refused,) = proto.handle(event)
+        assert refused.status == 403 and json.loads(refused.body)["errorType"] == error_type
 
 
 @pytest.mark.parametrize("name, body, error_type", [
@@ -90,10 +127,11 @@ def test_registration_errors(name, body, error_type):
 
 
 def test_at_most_ten_extensions():
-    extensions = Extensions("fn", "$LATEST", "")
+    proto = p.EnvironmentProtocol(Extensions("fn", "$LATEST", ""))
     for i in range(10):
-        registered(extensions, f"e{i}")
-    assert json.loads(extensions.register("e10", b"{}").body)["errorType"] == "Extension.TooManyExtensions"
+        registered(proto, f"e{i}")
+    (refused,) = proto.handle(p.ExtensionRegisterRequested("e10", b"{}"))
+    assert json.loads(refused.body)["errorType"] == "Extension.TooManyExtensions"
 
 
 INTERNAL_EXTENSION = '''

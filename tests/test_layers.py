@@ -218,7 +218,7 @@ async def test_the_snapstart_template_is_rebuilt_when_a_layer_changes(tmp_path):
     layer = make_layer(tmp_path / "layer", "v1")
     function = FunctionConfig(name="layered", code=str(code), snapstart=True, layers=[str(layer)])
     async with running_server(function) as server:
-        template = server.functions["layered"].options.template
+        template = server.functions["layered"].template
         assert (await invoke_json(server, {}))["module"] == "v1"
         server.functions["layered"].shutdown()  # the next invocation needs a new copy
         assert (await invoke_json(server, {}))["module"] == "v1"

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from bootstrap import wire
+from runtime_api import outcomes as o
 from runtime_api import protocol as p
+from runtime_api import replies as r
 
 MODE = None
 
@@ -73,7 +76,7 @@ def test_every_state_and_runtime_event(state, event):
     in_flight = state in (p.RuntimeState.RUNNING, p.RuntimeState.INVOCATION_RESPONSE, p.RuntimeState.RESPONSE_SENT)
     target = p.TRANSITIONS[state].get(type(event))
     if carries_id and not in_flight:
-        assert actions == [p.INVALID_REQUEST_ID]
+        assert actions == [r.INVALID_REQUEST_ID]
         assert proto.state is state
     elif target is None:
         (reply,) = actions
@@ -96,7 +99,7 @@ def test_a_whole_cycle_releases_the_caller_at_the_response_and_the_environment_a
     assert proto.handle(p.NextRequested()) == [p.Deliver(inv)]
     assert proto.handle(p.ResponseStarted("abc", None)) == [p.ReadBody(streaming=False)]
     actions = proto.handle(p.ResponseFinished("abc", b'"hi"'))
-    assert actions == [p.ACCEPTED, p.Settle(inv, p.Outcome(p.OutcomeKind.SUCCESS, b'"hi"'))]
+    assert actions == [r.ACCEPTED, p.Settle(inv, o.Outcome(o.OutcomeKind.SUCCESS, b'"hi"'))]
     assert not proto.idle
     assert proto.handle(p.NextRequested()) == [p.CycleDone(), p.PARK]
     assert proto.idle and proto.invocations == 1
@@ -132,29 +135,29 @@ def test_messages_name_rie_states():
 
 def test_unknown_and_stale_request_ids_are_invalid():
     proto = in_state(p.RuntimeState.RUNNING)
-    assert proto.handle(p.ResponseStarted("ID-1", None)) == [p.INVALID_REQUEST_ID]
-    assert proto.handle(p.ErrorPosted("", b"", None, None)) == [p.INVALID_REQUEST_ID]
+    assert proto.handle(p.ResponseStarted("ID-1", None)) == [r.INVALID_REQUEST_ID]
+    assert proto.handle(p.ErrorPosted("", b"", None, None)) == [r.INVALID_REQUEST_ID]
     proto.handle(p.ErrorPosted("id-1", b"{}", None, None))
     proto.handle(p.NextRequested())
-    assert proto.handle(p.ResponseStarted("id-1", None)) == [p.INVALID_REQUEST_ID]
-    assert p.INVALID_REQUEST_ID.body == b'{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}\n'
+    assert proto.handle(p.ResponseStarted("id-1", None)) == [r.INVALID_REQUEST_ID]
+    assert r.INVALID_REQUEST_ID.body == b'{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}\n'
 
 
 @pytest.mark.parametrize("mode", ["Streaming", "buffered", ""])
 def test_an_invalid_response_mode_is_refused_without_wedging_the_environment(mode):
     proto = in_state(p.RuntimeState.RUNNING)
-    assert proto.handle(p.ResponseStarted("id-1", mode)) == [p.INVALID_RESPONSE_MODE]
+    assert proto.handle(p.ResponseStarted("id-1", mode)) == [r.INVALID_RESPONSE_MODE]
     assert proto.state is p.RuntimeState.RUNNING
     actions = proto.handle(p.ErrorPosted("id-1", b'{"errorType":"E"}', None, None))
-    assert actions[0] == p.ACCEPTED
+    assert actions[0] == r.ACCEPTED
 
 
 def test_streaming_settles_the_caller_when_the_stream_starts():
     proto = in_state(p.RuntimeState.RUNNING)
     inv = proto.invocation
     actions = proto.handle(p.ResponseStarted("id-1", "streaming"))
-    assert actions == [p.ReadBody(streaming=True), p.Settle(inv, p.Outcome(p.OutcomeKind.STREAMING))]
-    assert proto.handle(p.ResponseFinished("id-1", None)) == [p.ACCEPTED]
+    assert actions == [p.ReadBody(streaming=True, limit=p.STREAM_LIMIT_BYTES), p.Settle(inv, o.Outcome(o.OutcomeKind.STREAMING))]
+    assert proto.handle(p.ResponseFinished("id-1", None)) == [r.ACCEPTED, p.EndStream(inv, None)]
 
 
 def test_a_deadline_during_a_stream_kills_the_runtime():
@@ -181,14 +184,14 @@ def test_too_large_responses_and_errors():
 def test_a_timeout_settles_once_and_kills():
     proto = in_state(p.RuntimeState.RUNNING)
     settle, kill = proto.handle(p.DeadlinePassed(3.0))
-    assert settle.outcome.kind is p.OutcomeKind.TIMEOUT
+    assert settle.outcome.kind is o.OutcomeKind.TIMEOUT
     assert json.loads(settle.outcome.body) == {
         "errorType": "Sandbox.Timedout",
         "errorMessage": "RequestId: id-1 Error: Task timed out after 3.00 seconds",
     }
     assert kill == p.Kill("timeout")
     assert proto.handle(p.RuntimeExited(-9)) == []
-    assert proto.handle(p.ResponseStarted("id-1", None)) == [p.INVALID_REQUEST_ID]
+    assert proto.handle(p.ResponseStarted("id-1", None)) == [r.INVALID_REQUEST_ID]
 
 
 @pytest.mark.parametrize("status, reason", [
@@ -214,9 +217,9 @@ def test_an_init_error_then_exit_gives_the_posted_body():
     proto = p.EnvironmentProtocol()
     inv = arrive(proto)
     body = b'{"errorMessage": "Unable to import module", "errorType": "Runtime.ImportModuleError"}'
-    assert proto.handle(p.InitErrorPosted(body, "Runtime.ImportModuleError")) == [p.ACCEPTED]
+    assert proto.handle(p.InitErrorPosted(body, "Runtime.ImportModuleError")) == [r.ACCEPTED]
     assert proto.handle(p.RuntimeExited(1)) == [
-        p.Settle(inv, p.Outcome(p.OutcomeKind.INIT_ERROR, body, "Runtime.ImportModuleError"))
+        p.Settle(inv, o.Outcome(o.OutcomeKind.INIT_ERROR, body, "Runtime.ImportModuleError"))
     ]
 
 
@@ -229,7 +232,7 @@ def test_an_exit_during_init_without_init_error_is_an_exit_error():
 
 def test_restore_contract():
     proto = p.EnvironmentProtocol()
-    assert proto.handle(p.RestoreNextRequested()) == [p.InitDone(restore=True), p.Reply(200)]
+    assert proto.handle(p.RestoreNextRequested()) == [p.InitDone(snapshot=True), p.RestoreStarted(), r.RESTORED]
     inv = arrive(proto)
     assert proto.handle(p.NextRequested()) == [p.RestoreDone(), p.Deliver(inv)]
 
@@ -240,7 +243,7 @@ def test_a_restore_error_then_exit_gives_the_posted_body():
     proto.handle(p.RestoreNextRequested())
     proto.handle(p.RestoreErrorPosted(b'{"errorType":"Runtime.AfterRestoreError"}', None))
     (settle,) = proto.handle(p.RuntimeExited(65))
-    assert settle == p.Settle(inv, p.Outcome(p.OutcomeKind.RESTORE_ERROR, b'{"errorType":"Runtime.AfterRestoreError"}',
+    assert settle == p.Settle(inv, o.Outcome(o.OutcomeKind.RESTORE_ERROR, b'{"errorType":"Runtime.AfterRestoreError"}',
                                              "Runtime.AfterRestoreError"))
 
 
@@ -253,7 +256,7 @@ def test_an_invocation_arriving_after_its_runtime_posted_restore_error_gets_that
     inv = Inv("id-1")
     assert proto.handle(p.InvocationArrived(inv)) == []
     (settle,) = proto.handle(p.RuntimeExited(65))
-    assert settle == p.Settle(inv, p.Outcome(p.OutcomeKind.RESTORE_ERROR, b'{"errorType":"Runtime.AfterRestoreError"}',
+    assert settle == p.Settle(inv, o.Outcome(o.OutcomeKind.RESTORE_ERROR, b'{"errorType":"Runtime.AfterRestoreError"}',
                                              "Runtime.AfterRestoreError"))
 
 
@@ -262,15 +265,15 @@ def test_an_invocation_arriving_after_its_runtime_exited_gets_the_exit_error():
     assert proto.handle(p.RuntimeExited(2)) == []
     inv = Inv("id-1")
     (settle,) = proto.handle(p.InvocationArrived(inv))
-    assert settle == p.Settle(inv, p.exit_outcome("id-1", 2))
+    assert settle == p.Settle(inv, o.exit_outcome("id-1", 2))
 
 def test_a_deadline_during_the_restore_is_a_restore_timeout():
     proto = p.EnvironmentProtocol()
     inv = arrive(proto)
     proto.handle(p.RestoreNextRequested())
-    settle, kill = proto.handle(p.DeadlinePassed(3.0, restoring=True))
-    assert settle == p.Settle(inv, p.Outcome(
-        p.OutcomeKind.RESTORE_TIMEOUT, p.error_json("Sandbox.Timedout", p.RESTORE_TIMED_OUT), "Sandbox.Timedout"))
+    settle, kill = proto.handle(p.DeadlinePassed(3.0))
+    assert settle == p.Settle(inv, o.Outcome(
+        o.OutcomeKind.RESTORE_TIMEOUT, o.error_json("Sandbox.Timedout", o.RESTORE_TIMED_OUT), "Sandbox.Timedout"))
     assert kill == p.Kill("timeout") and proto.state is p.RuntimeState.EXITED
 
 
@@ -281,19 +284,105 @@ def test_handing_a_busy_environment_an_invocation_is_a_bug():
 
 
 @pytest.mark.parametrize("body, content_type, expected", [
-    (b'{"errorMessage":"m","errorType":"T","stackTrace":["a"],"errorCause":{},"extra":1}', p.wire.ERROR_CAUSE_JSON,
+    (b'{"errorMessage":"m","errorType":"T","stackTrace":["a"],"errorCause":{},"extra":1}', wire.ERROR_CAUSE_JSON,
      b'{"errorMessage":"m","errorType":"T","stackTrace":["a"]}'),
-    (b'{"errorMessage":"m","errorType":"T","stackTrace":[]}', p.wire.ERROR_CAUSE_JSON,
+    (b'{"errorMessage":"m","errorType":"T","stackTrace":[]}', wire.ERROR_CAUSE_JSON,
      b'{"errorMessage":"m","errorType":"T"}'),
-    (b"not json", p.wire.ERROR_CAUSE_JSON, b'"Invalid error body"'),
+    (b"not json", wire.ERROR_CAUSE_JSON, b'"Invalid error body"'),
     (b"not json", "application/json", b"not json"),
     (b"", None, b""),
 ])
 def test_error_bodies_reach_the_caller_as_rie_forwards_them(body, content_type, expected):
-    assert p.forwarded_error_body(body, content_type) == expected
+    assert o.forwarded_error_body(body, content_type) == expected
 
 
 def test_error_type_comes_from_the_header_or_the_body():
-    assert p.error_type_of(b'{"errorType":"ValueError"}', None) == "ValueError"
-    assert p.error_type_of(b"{}", "Function.X") == "Function.X"
-    assert p.error_type_of(b"junk", None) == "Runtime.Unknown"
+    assert o.error_type_of(b'{"errorType":"ValueError"}', None) == "ValueError"
+    assert o.error_type_of(b"{}", "Function.X") == "Function.X"
+    assert o.error_type_of(b"junk", None) == "Runtime.Unknown"
+
+
+def test_a_staged_copy_waits_in_restore_next_until_its_first_invocation():
+    """A SnapStart copy made ahead of demand stays where Lambda snapshots (restore/next) until an
+    invocation wants it; then its restore begins and restore/next is answered."""
+    proto = p.EnvironmentProtocol(start=p.Start.STAGED)
+    assert proto.staged
+    assert proto.handle(p.RestoreNextRequested()) == [p.PARK]
+    assert proto.handle(p.RestoreNextRequested(), woken=True) == [p.PARK]
+    assert proto.state is p.RuntimeState.STARTED
+    inv = arrive(proto)
+    assert not proto.staged and proto.restoring
+    assert proto.handle(p.RestoreNextRequested(), woken=True) == [p.InitDone(), r.RESTORED]
+    assert proto.handle(p.NextRequested()) == [p.RestoreDone(), p.Deliver(inv)]
+    assert not proto.restoring
+
+
+def test_a_copys_restore_began_as_it_was_made():
+    proto = p.EnvironmentProtocol(start=p.Start.RESTORE)
+    assert proto.restoring
+    inv = arrive(proto)
+    settle, kill = proto.handle(p.DeadlinePassed(3.0))
+    assert settle == p.Settle(inv, o.RESTORE_TIMEOUT) and kill == p.Kill("timeout")
+
+
+def test_a_copys_restore_next_is_not_a_snapshot_point():
+    proto = p.EnvironmentProtocol(start=p.Start.RESTORE)
+    assert proto.handle(p.RestoreNextRequested()) == [p.InitDone(), r.RESTORED]
+    assert proto.initialised
+
+
+def test_a_streamed_response_over_its_limit_is_cut_and_the_caller_told():
+    proto = in_state(p.RuntimeState.RUNNING)
+    inv = proto.invocation
+    proto.handle(p.ResponseStarted("id-1", "streaming"))
+    reply, end = proto.handle(p.ResponseFinished("id-1", None, too_large=True))
+    assert reply.status == 413 and json.loads(reply.body)["errorType"] == "RequestEntityTooLarge"
+    assert end.invocation is inv and end.error.error_type == "Function.ResponseSizeTooLarge"
+    assert json.loads(end.error.body())["errorMessage"] == (
+        f"Response payload size exceeded maximum allowed payload size ({p.STREAM_LIMIT_BYTES} bytes).")
+
+
+def test_a_streams_error_trailers_reach_the_caller():
+    proto = in_state(p.RuntimeState.RUNNING)
+    proto.handle(p.ResponseStarted("id-1", "streaming"))
+    _, end = proto.handle(p.ResponseFinished("id-1", None, error_type="Function.Boom", error_body="e30="))
+    assert end.error == o.StreamError("Function.Boom", "e30=")
+
+
+def test_a_broken_stream_ends_the_callers_stream_but_keeps_the_state():
+    """The runtime's connection broke mid-stream: the caller's stream ends with an error; the
+    environment waits for the deadline (or the runtime's exit) as before."""
+    proto = in_state(p.RuntimeState.RUNNING)
+    proto.handle(p.ResponseStarted("id-1", "streaming"))
+    (end,) = proto.handle(p.ResponseAborted("id-1"))
+    assert end.error.error_type == "Runtime.ExitError"
+    assert proto.state is p.RuntimeState.INVOCATION_RESPONSE
+    assert proto.handle(p.ResponseAborted("id-1")) == []
+    assert proto.handle(p.DeadlinePassed(3)) == [p.Kill("timeout")]
+
+
+def test_the_metadata_endpoint_checks_method_and_token():
+    proto = p.EnvironmentProtocol(endpoints=p.Endpoints(metadata_token="t", availability_zone_id="euw1-az1"))
+    (reply,) = proto.handle(p.MetadataRequested("GET", "Bearer t"))
+    assert (reply.status, reply.body) == (200, b'{"AvailabilityZoneID":"euw1-az1"}')
+    (reply,) = proto.handle(p.MetadataRequested("GET", "Bearer x"))
+    assert (reply.status, reply.body) == (401, b"Unauthorized\n")
+    (reply,) = proto.handle(p.MetadataRequested("POST", "Bearer t"))
+    assert (reply.status, reply.body) == (405, b"Method Not Allowed\n")
+
+
+def test_credentials_are_answered_only_after_init_and_only_for_the_token():
+    proto = p.EnvironmentProtocol(endpoints=p.Endpoints(credentials=b'{"AccessKeyId":"a"}', credentials_token="tok"))
+    (reply,) = proto.handle(p.CredentialsRequested("tok"))
+    assert reply.status == 404  # not initialised yet
+    proto.handle(p.NextRequested())
+    (reply,) = proto.handle(p.CredentialsRequested("tok"))
+    assert (reply.status, reply.body) == (200, b'{"AccessKeyId":"a"}')
+    (reply,) = proto.handle(p.CredentialsRequested("other"))
+    assert reply.status == 404 and reply.body == b"cannot get credentials for the provided token\n"
+
+
+def test_every_event_type_has_a_handler():
+    """The dispatch tables cover every event of the union (a new event without a handler fails here)."""
+    for event_type in p.Event.__args__:
+        assert event_type in p._HANDLERS or event_type in p._TRANSITION_ACTIONS, event_type

@@ -132,6 +132,6 @@ async def test_with_snapstart_a_function_with_a_user_keeps_to_the_contract(tmp_p
     config = FunctionConfig(name="f", code=str(code), isolation=Isolation.STANDARD, user="sbx_user1051",
                             snapstart=True)
     async with running_server(config) as server:
-        assert server.functions["f"].options.template is None
+        assert server.functions["f"].template is None
     assert any("SnapStart's contract only" in r.getMessage() and "as user 993:990" in r.getMessage()
                for r in caplog.records)

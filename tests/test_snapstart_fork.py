@@ -78,7 +78,7 @@ async def invoke_at_once(server, count: int, gate: Gate, payload: dict | None = 
 
 
 def template(server):
-    return server.functions["snap"].options.template
+    return server.functions["snap"].template
 
 
 async def test_copies_run_the_hooks_in_order_and_are_reported_as_restores(tmp_path):

@@ -1,0 +1,209 @@
+"""The platform's log lines (START, END, REPORT, INIT_REPORT, RESTORE_START, RESTORE_REPORT): which
+lines an environment writes, when, and their exact text, in Lambda's or RIE's format.
+
+`PlatformLog` is a pure formatter (no clock, no I/O): the environment tells it what happened and
+when (times in seconds on the host's monotonic clock), and writes the text it returns. Formats as
+the AWS Lambda Developer Guide ("Lambda function logs", "Improving startup performance with Lambda
+SnapStart") shows them and as the real RIE prints them: tab-separated fields, each followed by a
+tab, on one line.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+from .outcomes import OutcomeKind
+
+
+class LogStyle(enum.Enum):
+    LAMBDA = "lambda"  # Lambda's REPORT: Init Duration after the memory fields, Status on failure
+    RIE = "rie"  # RIE's REPORT: Init Duration first, no Status field, no INIT_REPORT or RESTORE_* lines
+
+
+def start_line(request_id: str, version: str) -> str:
+    return f"START RequestId: {request_id} Version: {version}\n"
+
+
+def end_line(request_id: str) -> str:
+    return f"END RequestId: {request_id}\n"
+
+
+def report_line(
+    style: LogStyle,
+    request_id: str,
+    *,
+    duration_ms: float,
+    memory_mb: int,
+    max_memory_used_mb: int,
+    init_duration_ms: float | None = None,
+    restore_duration_ms: float | None = None,
+    status: str | None = None,
+    error_type: str | None = None,
+) -> str:
+    """A SnapStart environment's first invocation carries its restore, not an init."""
+    fields = [f"REPORT RequestId: {request_id}"]
+    init = f"Init Duration: {init_duration_ms:.2f} ms" if init_duration_ms is not None else None
+    if style is LogStyle.RIE and init:
+        fields.append(init)
+    fields += [
+        f"Duration: {duration_ms:.2f} ms",
+        f"Billed Duration: {math.ceil(duration_ms)} ms",
+        f"Memory Size: {memory_mb} MB",
+        f"Max Memory Used: {max_memory_used_mb} MB",
+    ]
+    if style is LogStyle.LAMBDA:
+        if init:
+            fields.append(init)
+        if restore_duration_ms is not None:
+            fields += [f"Restore Duration: {restore_duration_ms:.2f} ms",
+                       f"Billed Restore Duration: {math.ceil(restore_duration_ms)} ms"]
+        if status:
+            fields.append(f"Status: {status}")
+            if error_type:
+                fields.append(f"Error Type: {error_type}")
+    return "\t".join(fields) + "\t\n"
+
+
+def init_report_line(*, duration_ms: float, phase: str, status: str, error_type: str | None) -> str:
+    fields = [f"INIT_REPORT Init Duration: {duration_ms:.2f} ms", f"Phase: {phase}", f"Status: {status}"]
+    if error_type:
+        fields.append(f"Error Type: {error_type}")
+    return "\t".join(fields) + "\n"
+
+
+def restore_start_line(version: str) -> str:
+    return f"RESTORE_START Runtime Version: {version}\n"
+
+
+def restore_report_line(*, duration_ms: float, status: str | None = None, error_type: str | None = None) -> str:
+    fields = [f"RESTORE_REPORT Restore Duration: {duration_ms:.2f} ms"]
+    if status:
+        fields.append(f"Status: {status}")
+        if error_type:
+            fields.append(f"Error Type: {error_type}")
+    return "\t".join(fields) + "\n"
+
+
+RUNTIME_VERSION = "lambdalet:0.1.0"  # what RESTORE_START names as the runtime version
+
+_FAILED_TO_RUN = (OutcomeKind.EXIT_ERROR, OutcomeKind.INIT_ERROR, OutcomeKind.RESTORE_ERROR)
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What an invocation's outcome adds to the log: lines before its END and REPORT, and the
+    REPORT's status (None: it succeeded; no REPORT at all when `report` is False)."""
+
+    lines: str = ""
+    report: bool = True
+    status: str | None = None
+    error_type: str | None = None
+
+
+class PlatformLog:
+    """One environment's platform lines, and the durations they report."""
+
+    def __init__(self, style: LogStyle, version: str, memory_mb: int, *, provisioned: bool = False) -> None:
+        self.style = style
+        self.version = version
+        self.memory_mb = memory_mb
+        self.launched_at = 0.0
+        self.init_duration_ms: float | None = None
+        self.restore_started_at: float | None = None
+        self.restore_duration_ms: float | None = None
+        self._init_reported = provisioned  # Lambda reports no init for provisioned environments
+
+    @property
+    def lambda_style(self) -> bool:
+        return self.style is LogStyle.LAMBDA
+
+    @property
+    def restoring(self) -> bool:
+        return self.restore_started_at is not None and self.restore_duration_ms is None
+
+    def launched(self, now: float) -> None:
+        self.launched_at = now
+
+    # -- the phases --------------------------------------------------------------------------------
+
+    def init_done(self, now: float, *, snapshot: bool) -> str:
+        """The runtime is past init; at SnapStart's snapshot point Lambda reports the init."""
+        self.init_duration_ms = (now - self.launched_at) * 1000
+        if snapshot and self.lambda_style:
+            return init_report_line(duration_ms=self.init_duration_ms, phase="init", status="success",
+                                    error_type=None)
+        return ""
+
+    def template_ready(self, now: float) -> str:
+        """A SnapStart template's init is over (it parked)."""
+        self.init_duration_ms = (now - self.launched_at) * 1000
+        return init_report_line(duration_ms=self.init_duration_ms, phase="init", status="success", error_type=None)
+
+    def template_failed(self, now: float, error_type: str) -> str:
+        return init_report_line(duration_ms=(now - self.launched_at) * 1000, phase="init", status="error",
+                                error_type=error_type)
+
+    def restore_started(self, now: float, *, copy: bool) -> str:
+        """The restore begins (a copy's: its phases count from now)."""
+        self.restore_started_at = now
+        if copy:
+            self.launched_at = now
+        return restore_start_line(RUNTIME_VERSION) if self.lambda_style else ""
+
+    def restore_done(self, now: float) -> str:
+        assert self.restore_started_at is not None
+        self.restore_duration_ms = (now - self.restore_started_at) * 1000
+        return restore_report_line(duration_ms=self.restore_duration_ms) if self.lambda_style else ""
+
+    # -- one invocation ----------------------------------------------------------------------------
+
+    def arrived(self, request_id: str) -> str:
+        """RIE prints START when the invocation arrives (Lambda: when the runtime receives it)."""
+        return start_line(request_id, self.version) if self.style is LogStyle.RIE else ""
+
+    def delivered(self, request_id: str) -> tuple[str, bool]:
+        """The START line of an invocation the runtime receives now, and whether the server's log
+        shows it (Lambda's does; RIE's printed its own at arrival, and the tail has this one)."""
+        return start_line(request_id, self.version), self.lambda_style
+
+    def settled(self, kind: OutcomeKind, error_type: str | None, *, now: float, delivered: bool) -> Settled:
+        """What an outcome adds to the log before its END and REPORT."""
+        if kind is OutcomeKind.TIMEOUT:
+            return Settled(status="timeout", error_type=error_type)
+        if kind is OutcomeKind.RESTORE_TIMEOUT:
+            lines = ""
+            if self.lambda_style and self.restore_started_at is not None:
+                lines = restore_report_line(duration_ms=(now - self.restore_started_at) * 1000, status="timeout")
+            return Settled(lines, status="timeout", error_type=error_type)
+        if kind in _FAILED_TO_RUN:
+            if not self.lambda_style:
+                return Settled(report=False)  # RIE prints nothing for a runtime that failed
+            if self.restoring:
+                lines = restore_report_line(duration_ms=(now - self.restore_started_at) * 1000, status="error",
+                                            error_type=error_type)
+            elif not delivered:
+                lines = init_report_line(duration_ms=(now - self.launched_at) * 1000, phase="init", status="error",
+                                         error_type=error_type)
+            else:
+                lines = ""
+            return Settled(lines, status="error", error_type=error_type)
+        return Settled()
+
+    def report(self, request_id: str, *, duration_ms: float, max_memory_used_mb: int | None,
+               status: str | None = None, error_type: str | None = None) -> str:
+        """END and REPORT of one invocation. Only an environment's first carries its init (or,
+        SnapStart, its restore)."""
+        init_ms = restore_ms = None
+        if not self._init_reported and self.init_duration_ms is not None:
+            self._init_reported = True
+            if self.restore_started_at is None:
+                init_ms = self.init_duration_ms
+            else:
+                restore_ms = self.restore_duration_ms
+        memory = self.memory_mb
+        used = min(max_memory_used_mb, memory) if max_memory_used_mb is not None else memory
+        return end_line(request_id) + report_line(
+            self.style, request_id, duration_ms=duration_ms, memory_mb=memory, max_memory_used_mb=used,
+            init_duration_ms=init_ms, restore_duration_ms=restore_ms, status=status, error_type=error_type)
