@@ -63,15 +63,16 @@ def split_address(address):
 
 
 class Connection:
-    """One HTTP/1.1 connection, opened lazily and reopened when the server closed it."""
+    """One HTTP/1.1 connection, opened lazily and reopened when the server closed it. `sock`: one
+    already connected, to use until it is closed (a SnapStart template's rehearsal, a test)."""
 
-    def __init__(self, address):
+    def __init__(self, address, sock=None):
         self.address = address
         self.host, self.port = split_address(address)
         # http.client leaves out the default port in its Host header.
         self.host_header = address if self.port != 80 else self.host
-        self.sock = None
-        self.parser = None
+        self.sock = sock
+        self.parser = ResponseParser() if sock is not None else None
         _CONNECTIONS.append(self)
 
     def _address(self):
@@ -191,10 +192,11 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class RuntimeClient:
-    """The Runtime API calls a runtime makes, each a pure request build plus one round trip."""
+    """The Runtime API calls a runtime makes, each a pure request build plus one round trip, over
+    `connection` (by default one of its own to `address`)."""
 
-    def __init__(self, address, user_agent=USER_AGENT):
-        self.connection = Connection(address)
+    def __init__(self, address, user_agent=USER_AGENT, connection=None):
+        self.connection = connection if connection is not None else Connection(address)
         self.address = address
         self.user_agent = user_agent
         host = self.connection.host_header

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
+from bootstrap import mountplan
 from sandbox import restore as restore_steps
 from sandbox.cgroups import EnvironmentCgroup
 from sandbox.confinement import Confinement, Limits
@@ -62,10 +63,10 @@ class RestoreRequest(msgspec.Struct, omit_defaults=True):
 
 class TemplateSettings(msgspec.Struct):
     """`_LAMBDALET_TEMPLATE`: where the template is served, and how its copies make their private
-    /tmp (sandbox/restore.py), ahead of their environments."""
+    /tmp (sandbox/restore.py's plan, as bootstrap.mountplan encodes it), ahead of their environments."""
 
     control: str
-    mounts: list[tuple] | None = None
+    mounts: list[dict[str, str | int]] | None = None
 
 
 class Template:
@@ -256,7 +257,8 @@ class Template:
 
         def make_spec(runtime_api: str) -> RuntimeSpec:
             spec = self._make_spec(runtime_api)
-            mounts = (restore_steps.private_tmp(self._confinement.filesystem, spec.argv, spec.env, spec.cwd)
+            mounts = (mountplan.encode(restore_steps.private_tmp(self._confinement.filesystem, spec.argv, spec.env,
+                                                                 spec.cwd))
                       if self._private else None)
             settings = msgspec.json.encode(TemplateSettings(address, mounts)).decode()
             spec = dataclasses.replace(spec, env={**spec.env, TEMPLATE_ENV: settings})

@@ -102,7 +102,7 @@ class PrivateFilesystem:
         layers = opt.opt_mount(self.layers)
         if layers is not None:
             table.append(layers)
-        kept = _kept_from_tmp(argv, env, cwd, self.task_root, also, self.layers)
+        kept = kept_from_tmp(argv, env, cwd, self.task_root, also, self.layers)
         if not kept:
             table.append((tmpfs[0], TMP, tmpfs[1], tmpfs[2]))
         else:
@@ -159,9 +159,9 @@ def _under_tmp(path: str) -> bool:
     return path.startswith(TMP + "/")
 
 
-def _kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
-                   task_root: str | None, also: tuple[str, ...] = (),
-                   layers: tuple[str, ...] = ()) -> list[tuple[str, bool]]:
+def kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
+                  task_root: str | None, also: tuple[str, ...] = (),
+                  layers: tuple[str, ...] = ()) -> list[tuple[str, bool]]:
     """What the runtime needs from the host's /tmp: (path, is a directory), outermost only.
 
     The directory of its program, of the program's #! interpreter, of any absolute path in its

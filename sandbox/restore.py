@@ -6,18 +6,16 @@ A copy is born in its template's mount namespace, whose /tmp is the template's o
 the runtime needs from the host's /tmp bound back into it: sandbox/isolation.py). In a namespace of
 its own the copy builds a fresh tmpfs the way the exec shim does: mounted first on /var/task (over
 the code), the kept paths bound into it read-only from the template's /tmp, then moved over /tmp,
-which uncovers the code at /var/task again.
+which uncovers the code at /var/task again. The steps are bootstrap/mountplan.py's, which the
+template decodes and its copies make (bootstrap/namespaces.py).
 """
 
 from __future__ import annotations
 
+from bootstrap.mountplan import BindReadOnly, MakeDirectory, MakeFile, Move, Step, Tmpfs
+
 from .cgroups import EnvironmentCgroup
-from .isolation import TASK_ROOT, TMP, PrivateFilesystem, _kept_from_tmp
-
-MS_RDONLY, MS_REMOUNT, MS_BIND, MS_MOVE = 1, 32, 4096, 8192
-
-# One step: ("mkdir", path) | ("touch", path) | ("mount", source, target, fstype, flags, data).
-MountStep = tuple
+from .isolation import TASK_ROOT, TMP, PrivateFilesystem, kept_from_tmp
 
 
 def cgroup_tasks(cgroup: EnvironmentCgroup | None) -> list[str]:
@@ -25,18 +23,16 @@ def cgroup_tasks(cgroup: EnvironmentCgroup | None) -> list[str]:
 
 
 def private_tmp(filesystem: PrivateFilesystem, argv: tuple[str, ...], env: dict[str, str],
-                cwd: str | None) -> list[MountStep]:
+                cwd: str | None) -> list[Step]:
     """The steps that give a copy its own empty /tmp of `filesystem.ephemeral_mb`. `argv`, `env`
     and `cwd` as the host sees the runtime (what the template's shim was planned from)."""
-    data = f"size={filesystem.ephemeral_mb}m,mode=1777"
-    kept = _kept_from_tmp(argv, env, cwd, filesystem.task_root, layers=filesystem.layers)
+    kept = kept_from_tmp(argv, env, cwd, filesystem.task_root, layers=filesystem.layers)
     if not kept:
-        return [("mount", "tmpfs", TMP, "tmpfs", 0, data)]
-    steps: list[MountStep] = [("mount", "tmpfs", TASK_ROOT, "tmpfs", 0, data)]
+        return [Tmpfs(TMP, filesystem.ephemeral_mb)]
+    steps: list[Step] = [Tmpfs(TASK_ROOT, filesystem.ephemeral_mb)]
     for path, is_dir in kept:
         staged = TASK_ROOT + path[len(TMP):]
-        steps.append(("mkdir" if is_dir else "touch", staged))
-        steps.append(("mount", path, staged, None, MS_BIND, None))
-        steps.append(("mount", None, staged, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None))
-    steps.append(("mount", TASK_ROOT, TMP, None, MS_MOVE, None))
+        steps.append(MakeDirectory(staged) if is_dir else MakeFile(staged))
+        steps.append(BindReadOnly(path, staged))
+    steps.append(Move(TASK_ROOT, TMP))
     return steps

@@ -29,7 +29,7 @@ namespace the runtime might make are locked together: so the runtime cannot unmo
 could. (Mapping the user to itself in the first namespace instead would lose the capabilities the
 mounts need at the shim's first exec.) It costs one exec, about 0.9 ms per start. A SnapStart copy,
 forked from a template that runs so, makes its own user namespace for its mounts instead
-(bootstrap/template.py).
+(bootstrap/namespaces.py).
 
 What is still missing without privilege (cgroups, unless delegated) is said by sandbox.host.
 """
