@@ -35,6 +35,11 @@ def set_invocation(new_request_id, new_tenant_id):
     tenant_id = new_tenant_id
 
 
+def current_invocation():
+    """(request id, tenant id) of the invocation being handled, for the logging filter."""
+    return request_id, tenant_id
+
+
 def _after_fork_in_child():
     # A forked child (a restored snapshot template) has handled no invocation yet.
     set_invocation("", None)
@@ -196,9 +201,13 @@ class Logs:
             self._hook = _LoggingImportHook(self.configure_logging)
             sys.meta_path.insert(0, self._hook)
 
+    @property
+    def json(self):
+        return self.format == JSON
+
     def configure_logging(self, logging):
         from bootstrap import logsetup
-        logsetup.configure(logging, self)
+        logsetup.configure(logging, self, current_invocation, TEXT_FRAME_TYPES, JSON_FRAME_TYPES)
 
 
 class _LoggingImportHook:

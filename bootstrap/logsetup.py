@@ -1,12 +1,13 @@
 """The root `logging` handler, formatters and filter (imported only once `logging` is).
 
-Class names are awslambdaric's: some libraries recognise the Lambda handler by its class name."""
+Class names are awslambdaric's: some libraries recognise the Lambda handler by its class name.
+What they need of the runtime's logging (bootstrap/logs.py: its sink, format and level, the
+invocation being handled, the telemetry frame types) is given to `configure`, so this module
+imports nothing of the runtime's."""
 
 import logging
 import time
 import traceback
-
-from bootstrap import logs
 
 TEXT_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n"
 TEXT_DATEFMT = "%Y-%m-%dT%H:%M:%S"
@@ -26,9 +27,13 @@ def rounded_level(record):
 
 
 class LambdaLoggerFilter(logging.Filter):
+    def __init__(self, current_invocation):
+        super().__init__()
+        self._current_invocation = current_invocation  # () -> (request id, tenant id)
+
     def filter(self, record):
-        record.aws_request_id = logs.request_id or ""
-        record.tenant_id = logs.tenant_id
+        request_id, record.tenant_id = self._current_invocation()
+        record.aws_request_id = request_id or ""
         return True
 
 
@@ -46,27 +51,29 @@ class LambdaLoggerHandler(logging.Handler):
 class LambdaLoggerHandlerWithFrameType(logging.Handler):
     """Every record in its level's frame type (JSON format, or a log level set)."""
 
-    def __init__(self, log_sink):
+    def __init__(self, log_sink, text_frame_types):
         super().__init__()
         self.log_sink = log_sink
+        self._text_frame_types = text_frame_types
 
     def emit(self, record):
         text = self.format(record)
         frame_type = (getattr(record, "_frame_type", None)
-                      or logs.TEXT_FRAME_TYPES.get(rounded_level(record)))
+                      or self._text_frame_types.get(rounded_level(record)))
         self.log_sink.log(text, frame_type)
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self):
+    def __init__(self, json_frame_types=None):
         super().__init__(datefmt=JSON_DATEFMT)
         import json
         self._encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+        self._frame_types = json_frame_types or {}
 
     def format(self, record):
         record.levelno = rounded_level(record)
         record.levelname = logging.getLevelName(record.levelno)
-        record._frame_type = logs.JSON_FRAME_TYPES.get(record.levelno, logs.JSON_FRAME_TYPES[0])
+        record._frame_type = self._frame_types.get(record.levelno, self._frame_types.get(0))
         exc_info = record.exc_info
         msg = record.msg
         fields = {
@@ -89,19 +96,20 @@ class JsonFormatter(logging.Formatter):
         return self._encode({k: v for k, v in fields.items() if v is not None}) + "\n"
 
 
-def configure(logging_module, runtime_logs):
+def configure(logging_module, runtime_logs, current_invocation, text_frame_types, json_frame_types):
+    """Install the root handler for `runtime_logs` (bootstrap.logs.Logs)."""
     logging_module.Formatter.converter = time.gmtime
     root = logging_module.getLogger()
-    if runtime_logs.format == logs.JSON or runtime_logs.level:
-        handler = LambdaLoggerHandlerWithFrameType(runtime_logs.sink)
+    if runtime_logs.json or runtime_logs.level:
+        handler = LambdaLoggerHandlerWithFrameType(runtime_logs.sink, text_frame_types)
     else:
         handler = LambdaLoggerHandler(runtime_logs.sink)
-    if runtime_logs.format == logs.JSON:
-        handler.setFormatter(JsonFormatter())
+    if runtime_logs.json:
+        handler.setFormatter(JsonFormatter(json_frame_types))
     else:
         handler.setFormatter(logging_module.Formatter(TEXT_FORMAT, TEXT_DATEFMT))
     if runtime_logs.level in logging_module._nameToLevel:
         root.setLevel(runtime_logs.level)
-    handler.addFilter(LambdaLoggerFilter())
+    handler.addFilter(LambdaLoggerFilter(current_invocation))
     root.addHandler(handler)
 

@@ -17,7 +17,6 @@ import sys
 from bootstrap import logs
 from bootstrap.client import Connection, RuntimeClient
 from bootstrap.context import FunctionInfo
-from bootstrap.runtime import InitialisedRuntime
 
 # The Runtime API's answers to one restore and one invocation, as lambdalet's server gives them.
 _RESTORED = b"HTTP/1.1 200 OK\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\nContent-Length: 0\r\n\r\n"
@@ -40,7 +39,7 @@ def rehearse(runtime, rounds=ROUNDS):
     ours, theirs = socket.socketpair()
     address = runtime.client.address
     client = RuntimeClient(address, runtime.client.user_agent, Connection(address, sock=ours))
-    stand_in = InitialisedRuntime(client, runtime.config, runtime.logs, _nothing)
+    stand_in = type(runtime)(client, runtime.config, runtime.logs, _nothing)  # an InitialisedRuntime
     runtime.encoder  # noqa: B018 (made on first use: here, once, rather than in each copy)
     # What the stand-in's invocation sets, put back afterwards.
     trace_id, request_id, tenant_id = os.environ.get("_X_AMZN_TRACE_ID"), logs.request_id, logs.tenant_id
