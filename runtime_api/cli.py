@@ -1,7 +1,6 @@
 """The `lambdalet` command: `serve` functions behind the Lambda Invoke API, `invoke` one of them.
 
-Arguments are parsed and the configuration built synchronously; then `trio.run` takes over
-(style anchor T10).
+Arguments are parsed and the configuration built synchronously; then `trio.run` takes over.
 """
 
 from __future__ import annotations
@@ -153,7 +152,7 @@ def invoke(args: argparse.Namespace) -> int:
 
 def doctor(args: argparse.Namespace) -> int:
     """`lambdalet doctor PATH`: 0 when PATH will run on provided.al2023, 1 when not, 2 when unreadable."""
-    from sandbox import doctor as checks  # pyelftools costs ~40 ms to import; only doctor pays it
+    from sandbox import doctor as checks
 
     path = Path(args.path)
     if path.is_dir():  # a code directory: judge the bootstrap Lambda would start from it

@@ -1,6 +1,7 @@
-"""Whether a function's code may have changed: asked at every SnapStart restore, answered by
-inotify in a microsecond instead of a walk over every file of the code and its layers (20 ms for
-botocore's 2,000 files, which a function often vendors).
+"""Whether a function's code may have changed: asked at every SnapStart restore, answered by one
+read of an inotify descriptor instead of a walk over every file of the code and its layers, which
+grows with the code (a vendored botocore is some 2,000 files; both are measured in
+benchmarks/results/costs.md).
 
 `CodeWatch(trees).changed()` is True when anything under the trees was written, created, removed,
 renamed or touched since the last call, and then the caller looks for itself (the file stamps, the
