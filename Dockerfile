@@ -15,7 +15,7 @@ ARG PYTHON=python3.12
 FROM public.ecr.aws/lambda/provided:al2023 AS build
 ARG PYTHON
 RUN dnf install -y ${PYTHON} ${PYTHON}-pip && dnf clean all
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml README.md LICENSE /src/
 COPY bootstrap /src/bootstrap
 COPY runtime_api /src/runtime_api
 COPY sandbox /src/sandbox

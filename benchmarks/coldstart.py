@@ -40,7 +40,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks import common
+from . import common
 
 HOST = common.HOST
 # Each handler answers its pid; an event with "hold" keeps it busy that long (idle_memory's copies

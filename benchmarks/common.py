@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PYTHON = sys.executable  # the real interpreter, never a pyenv shim (133 ms per start)
+PYTHON = sys.executable  # the real interpreter, never a pyenv shim (a shell script started before every run)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import trio
 
-from benchmarks.common import (
+from .common import (
     PYTHON,
     REPO_ROOT,
     RESULTS_DIR,

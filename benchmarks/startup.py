@@ -5,7 +5,7 @@
 Measures, for each runtime, interleaved sample by sample:
   * exec -> first `GET /runtime/invocation/next`: a wrapper records the time just before it execs
     the runtime; a pass-through proxy in front of RIE's Runtime API records when the first GET
-    arrives (the method of runtime-client.md §8.2);
+    arrives;
   * the cold invoke as the caller sees it (invoke sent -> response read; RIE starts the runtime
     lazily on that invoke);
   * warm per-invocation overhead at the runtime, from the proxy's timestamps on one connection:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import trio
 
-from benchmarks.common import (
+from .common import (
     function_dir,
     git_revision,
     latency_summary,
@@ -34,7 +34,7 @@ from benchmarks.common import (
     utc_now,
     write_results,
 )
-from benchmarks.sandbox import Variant, launch_to_first_next
+from .sandbox import Variant, launch_to_first_next
 from runtime_api import FunctionConfig
 from runtime_api.logs import LogSink
 from runtime_api.server import lambda_function

@@ -8,9 +8,8 @@ Every target serves `def handler(e, c): return e` from a function directory, wit
 `python -m awslambdaric app.handler` (and, as extra rows, lambdalet's own `python -m bootstrap`).
 The payload is `{"hello":"world"}`; every response is checked against the expected bytes.
 
-Method (runtime-api.md 7, coldstart-anchors.md 2.0): measurements are interleaved round-robin
-across targets (A, B, C, then B, C, A, ...), with a fresh server process for every measurement,
-and the median over rounds is reported.
+Method: measurements are interleaved round-robin across targets (A, B, C, then B, C, A, ...), with
+a fresh server process for every measurement, and the median over rounds is reported.
 * latency: one keep-alive `http.client` connection, 50 warm-up invokes, then N timed sequential
   invokes; per-round p50/p90/p99/mean; 1-client throughput is N / the time the N invokes took;
   the CPU time the server and its runtime used per timed invoke (from /proc).

@@ -27,7 +27,7 @@ def setup_sys_path(config):
 
 
 def main(argv=None, environ=None):
-    # Started with `python -c` (the shell bootstrap does, to skip runpy's ~4 ms), sys.path[0] is ""
+    # Started with `python -c` (the shell bootstrap does, to skip importing runpy), sys.path[0] is ""
     # where `-m` would have put the working directory: make it the same, so handler modules get
     # absolute file names (in stack traces) exactly as under `-m`.
     if sys.path and sys.path[0] == "":

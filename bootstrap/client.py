@@ -79,7 +79,8 @@ class Connection:
         """(family, sockaddr). Lambda's Runtime API is always an IPv4 literal (127.0.0.1:9001): taken
         as it is, without getaddrinfo, which reads /etc/gai.conf and allocates on its first call (in
         every SnapStart copy). Anything else is resolved; an ASCII host goes in as bytes, since a str
-        would be IDNA-encoded, importing encodings.idna (~2 ms of start-up) for nothing."""
+        would be IDNA-encoded, importing encodings.idna at start-up for nothing (its cost:
+        benchmarks/results/costs.md)."""
         try:
             _socket.inet_pton(_socket.AF_INET, self.host)
             return _socket.AF_INET, (self.host, self.port)

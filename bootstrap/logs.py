@@ -2,10 +2,11 @@
 stdout/stderr, the runtime's own error records, and the root `logging` handler with the request id
 on every line.
 
-The `logging` package costs ~14 ms to import (it pulls in `re`, `traceback`, `enum`...). A handler
-that never imports it should not pay that, so the root handler is installed by an import hook the
-moment anything imports `logging` (the handler module, boto3, ...), before any of its code can run:
-user code sees a root logger already configured, exactly as under awslambdaric.
+The `logging` package is slow to import (it pulls in `re`, `traceback`, `enum`...; its cost is in
+benchmarks/results/costs.md). A handler that never imports it should not pay that, so the root
+handler is installed by an import hook the moment anything imports `logging` (the handler module,
+boto3, ...), before any of its code can run: user code sees a root logger already configured,
+exactly as under awslambdaric.
 """
 
 import os

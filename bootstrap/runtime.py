@@ -1,10 +1,11 @@
 """The runtime's life: init (load the handler, or report why not), the SnapStart hook sequence, and
 the invocation loop `next -> handler -> response | error`.
 
-Each phase is a step that returns the object of the next phase (R6): `initialise()` gives an
-`InitialisedRuntime`, which has `run()`; under SnapStart its `prepare_snapshot()` gives a
-`SnapshotTemplate` (hooks run, ready to be snapshotted or forked) whose `restore()` gives the
-runtime back. Client and config are parameters, so tests drive a runtime against any server.
+Each phase is a step that returns the object of the next phase, so none can be skipped:
+`initialise()` gives an `InitialisedRuntime`, which has `run()`; under SnapStart its
+`prepare_snapshot()` gives a `SnapshotTemplate` (hooks run, ready to be snapshotted or forked)
+whose `restore()` gives the runtime back. Client and config are parameters, so tests drive a
+runtime against any server.
 """
 
 import os
@@ -207,7 +208,7 @@ class InitialisedRuntime:
 
 class SnapshotTemplate:
     """An initialised runtime whose before-snapshot hooks have run: what a snapshot (or a forked
-    template) holds. `restore()` is the only way on, so invocations cannot start before it (R6)."""
+    template) holds. `restore()` is the only way on, so invocations cannot start before it."""
 
     def __init__(self, runtime, after_restore_hooks):
         self.runtime = runtime

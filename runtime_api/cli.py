@@ -1,7 +1,6 @@
 """The `lambdalet` command: `serve` functions behind the Lambda Invoke API, `invoke` one of them.
 
-Arguments are parsed and the configuration built synchronously; then `trio.run` takes over
-(style anchor T10).
+Arguments are parsed and the configuration built synchronously; then `trio.run` takes over.
 """
 
 from __future__ import annotations
@@ -153,7 +152,7 @@ def invoke(args: argparse.Namespace) -> int:
 
 def doctor(args: argparse.Namespace) -> int:
     """`lambdalet doctor PATH`: 0 when PATH will run on provided.al2023, 1 when not, 2 when unreadable."""
-    from sandbox import doctor as checks  # pyelftools costs ~40 ms to import; only doctor pays it
+    from sandbox import doctor as checks
 
     path = Path(args.path)
     if path.is_dir():  # a code directory: judge the bootstrap Lambda would start from it
@@ -168,6 +167,26 @@ def doctor(args: argparse.Namespace) -> int:
     else:
         print(checks.render(diagnosis))
     return 0 if diagnosis.will_run else 1
+
+
+# Commands installed beside lambdalet rather than part of it (`bench`: the benchmarks, which import
+# the product, never the other way round), found through this entry-point group of pyproject.toml.
+COMMANDS_GROUP = "lambdalet.commands"
+INSTALLED_COMMANDS = ("bench",)
+
+
+def run_installed_command(name: str, argv: list[str]) -> int:
+    from importlib.metadata import entry_points  # looked up only when such a command is asked for
+
+    found = entry_points(group=COMMANDS_GROUP, name=name)
+    try:
+        command = next(iter(found)).load()
+    except (StopIteration, ImportError) as exc:  # metadata older than the code, or no such entry
+        reason = f"cannot import {exc.name}" if isinstance(exc, ImportError) else f"no entry point in {COMMANDS_GROUP}"
+        print(f"lambdalet {name}: not installed ({reason}); install lambdalet again "
+              "(in a checkout: pip install -e .)", file=sys.stderr)
+        return 2
+    return command(argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,9 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:  # its options are its own (argparse cannot pass `--help` through)
-        from benchmarks import coldstart
-        return coldstart.main(argv[1:])
+    if argv and argv[0] in INSTALLED_COMMANDS:  # its options are its own (argparse cannot pass `--help` through)
+        return run_installed_command(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "invoke":
         return invoke(args)

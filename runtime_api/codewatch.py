@@ -3,8 +3,8 @@ restore (runtime_api/snapstart.py), so the cheap question comes first.
 
 `CodeWatch(trees).changed()` is True when anything under the trees was written, created, removed,
 renamed or touched since the last call: inotify answers without a walk over every file of the
-code and its layers (a function that vendors botocore has thousands, and the walk would sit on
-every restore's path). Only then does the caller look for itself: `code_stamp` walks the
+code and its layers (a vendored botocore is some 2,000 files; the walk and the inotify read are
+both measured in benchmarks/results/costs.md). Only then does the caller look for itself: `code_stamp` walks the
 trees for every file's size and mtime, and `content_hash` reads the files whose stamps moved.
 Without inotify (not on this system, or the per-user limit of watches reached) `changed` is always
 True, so nothing is ever missed, only the walk is not saved. Changes made where the kernel cannot

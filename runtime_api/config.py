@@ -48,7 +48,8 @@ from sandbox.isolation import DEFAULT_EPHEMERAL_MB, EPHEMERAL_RANGE, Isolation, 
 
 def _bootstrap_command() -> tuple[str, ...]:
     """lambdalet's own runtime client, started as its shell `bootstrap` starts it: with `-c` rather
-    than `-m bootstrap`, which imports runpy and costs every cold start about 4 ms. The directory
+    than `-m bootstrap`, which imports runpy, a cost every cold start would pay (the `-m` and `-c`
+    rows of benchmarks/results/startup.md). The directory
     this server's `bootstrap` package lives in goes at the end of the runtime's sys.path, so a server
     run from a checkout (PYTHONPATH, not installed) starts its runtimes too; an installed copy on
     the interpreter's own path still comes first."""

@@ -2,7 +2,7 @@
 hosts, plain scripts, pytest fixtures).
 
 One thread runs `trio.run`; every call crosses over with `trio.from_thread` using the token that
-thread published (style anchor T8). No lock is shared with trio tasks.
+thread published, the one bridge between the threads. No lock is shared with trio tasks.
 
     with LambdaletThread(ServerConfig(port=0, function=[FunctionConfig(name="fn", code="src")])) as lambdalet:
         print(lambdalet.endpoint)                      # for boto3 or curl

@@ -3,7 +3,9 @@
 The same command line (RIE's flags are recognised anywhere, unknown ones are passed to the
 bootstrap), the same environment variables and the same single endpoint,
 `/2015-03-31/functions/function/invocations`, so an image can swap RIE for it. The runtime sees
-RIE's contract exactly. What RIE's users complain about is fixed (reference runtime-api.md 6):
+RIE's contract exactly. What RIE's users complain about in the issues of
+aws/aws-lambda-runtime-interface-emulator on GitHub is fixed (each fix is named in
+tests/conformance/deviations.py):
 a second concurrent invocation queues instead of crashing the emulator, function errors carry
 `X-Amz-Function-Error`, the trace id reaches the runtime, durations are real, an init-phase crash
 gets an error body instead of an empty 502, and streamed responses are relayed as they arrive.
@@ -166,7 +168,8 @@ def container_credentials(environ: dict[str, str]) -> bytes:
 
 def runtime_environment(function: RieFunction, runtime_api: str, metadata_token: str,
                         credentials_token: str | None = None) -> dict[str, str]:
-    """The runtime's environment as RIE builds it (reference 4.2): defaults, then all of RIE's own
+    """The runtime's environment as RIE builds it (observed: tests/conformance/data/runtime-env.json):
+    defaults, then all of RIE's own
     environment, then credentials (always set, empty if unset), _HANDLER, the platform, metadata."""
     env = {
         "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/Functions",

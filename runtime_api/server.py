@@ -6,7 +6,7 @@
         result = await server.invoke("hello", b'{"name": "world"}')
         print(result.payload, result.function_error, result.log_tail)
 
-and `serve(config)` is what `lambdalet serve` runs (style anchor T10).
+and `serve(config)` is what `lambdalet serve` runs.
 """
 
 from __future__ import annotations

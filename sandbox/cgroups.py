@@ -1,7 +1,8 @@
 """Per-environment cgroups: Lambda's memory, pids and CPU limits, OOM detection, peak memory, tree kill.
 
-What this machine kind offers (../shared/reference/sandbox-primitives.md, section 2): cgroup v1
-memory and pids hierarchies writable by root. An environment gets, where each is writable:
+cgroup v1 only (cgroups(7)): the memory, pids and cpu hierarchies, writable by root. cgroup v2 is
+not driven yet; where v1 is missing, the memory guard is RLIMIT_DATA (sandbox.host says so). An
+environment gets, where each is writable:
 
 * `memory:<host's own memory cgroup>/lambdalet-<host pid>-<n>`: `memory.limit_in_bytes` (and
   `memory.memsw.limit_in_bytes`) = the function's memory; its `oom_kill` counter tells an OOM kill
@@ -21,8 +22,8 @@ The runtime joins its cgroups before it execs: it is spawned through a `/bin/sh`
 safe in a threaded program; writing the pid after spawn would leave the runtime unconfined for a
 moment). `tasks` with `0` moves one thread, the shim's only one, which the kernel does without
 the global cgroup_threadgroup_rwsem; `cgroup.procs` (and any v2 cgroup, whose `cgroup.kill` would
-otherwise serve) takes it for writing, which costs an RCU grace period: 5-15 ms per cold start on
-this machine, against about 0.7 ms for the whole shim (benchmarks/sandbox.py).
+otherwise serve) takes it for writing, which waits for an RCU grace period: several times what
+the whole shim costs otherwise (benchmarks/results/costs.md, "Joining a memory and a pids cgroup").
 
 The host's pid in the name tells whose a cgroup is: at start-up the ones whose owner is dead (a
 crashed earlier run) are emptied and removed (`remove_stale`).

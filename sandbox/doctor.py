@@ -45,11 +45,12 @@ What is checked:
 * every file: the executable bit (`chmod 755`); Lambda starts the bootstrap as a non-root user, so
   bits missing for "others" are a warning.
 
-Cost (measured on the 2-vCPU dev VM): a first look at a program parses it with pyelftools in about
-1-3 ms (/bin/ls 2 ms, the Go RIE 0.8 ms). Only a program that needs too new a glibc/libstdc++ has its
-dynamic symbols read, to name them: 1 ms for a small one, 50 ms for Debian's python3.11. Both are
-cached by (path, inode, mtime, size), after which a call is a stat, a read of the first
-64 KiB and the checks: 20-120 us. A script costs about 20 us. Importing pyelftools costs ~40 ms once.
+Cost: a first look at a program parses its headers and dynamic section with pyelftools, never the
+whole file. Only a program that needs too new a glibc/libstdc++ has its dynamic symbol table read,
+to name the symbols (the one step that grows with the program). Both are cached by (path, inode,
+mtime, size), after which a call is a stat, a read of the first 64 KiB and the checks. A script is
+judged from its first line and its bytes. Importing pyelftools costs more than any one check
+(benchmarks/results/costs.md).
 
 For the server: `entrypoint_problem(argv0)` gives the one-line reason a runtime command cannot be
 started on this machine (the exec-level subset of these checks), or None.

@@ -1,9 +1,9 @@
 """`strict`'s exec helper as a static ELF of under a kilobyte, for x86_64 and aarch64.
 
 The helper (sandbox/strict.py says what it does and why it exists) is the last program before the
-runtime's exec, once per spawn. Written in Python it costs an interpreter start-up, about 11 ms on
-this machine kind; this one, a few hundred bytes of machine code making six system calls, about
-0.1 ms more than exec'ing the runtime directly (benchmarks/strict.py). Its sources are
+runtime's exec, once per spawn. Written in Python it costs an interpreter start-up; this one, a few
+hundred bytes of machine code making six system calls, costs little more than exec'ing the runtime
+directly (both measured in benchmarks/results/strict.md). Its sources are
 sandbox/asm/<machine>.S; the bytes below are their `.text`, regenerated with
 
     as --64 -o x.o sandbox/asm/x86_64.S && objcopy -O binary -j .text x.o x86_64.bin

@@ -67,7 +67,7 @@ def _warn_once(line: str) -> None:
 def mount_namespace_problem() -> str | None:
     """Why `standard`'s private /tmp and read-only /var/task cannot be made here, or None.
 
-    Probed once per process: a real `unshare --mount` and tmpfs mount (a few ms); without
+    Probed once per process: a real `unshare --mount` and tmpfs mount; without
     privilege, in a user namespace (sandbox/userns.py), if this user may have them. As root, the
     empty mount point /var/task is created on the host if missing (said once); nothing is ever
     mounted on the host itself."""
@@ -111,7 +111,7 @@ def _probe_mount_namespace() -> str | None:
 
 def strict_support() -> StrictSupport:
     """What `strict` adds that works here (a network namespace, the seccomp deny-list), probed
-    once per process for real: a namespace made and dropped, the exec helper run (a few ms)."""
+    once per process for real: a namespace made and dropped, the exec helper run."""
     global _strict
     with _lock:
         if _strict is None:

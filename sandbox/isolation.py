@@ -1,6 +1,6 @@
 """Isolation levels, and what `standard`'s mount namespace shows the runtime.
 
-Levels (design.md, "Execution environments"):
+Levels:
 
 * `none`: a plain process tree in its own process group, as RIE runs its runtime;
 * `standard`: Lambda's memory and pids limits through cgroups (sandbox/cgroups.py), and a private
@@ -127,9 +127,9 @@ class PrivateFilesystem:
 
 @dataclass(frozen=True, slots=True)
 class MountPlan:
-    """An environment's mounts: `fstab`, mounted in order by one `mount -a` (each `mount` run
-    costs about 1.5 ms), read from the shim's standard input; then the shell `steps` (what fstab
-    cannot say: a move, a file's mount point, the working directory)."""
+    """An environment's mounts: `fstab`, mounted in order by one `mount -a` (each `mount` run is
+    a process start of its own), read from the shim's standard input; then the shell `steps` (what
+    fstab cannot say: a move, a file's mount point, the working directory)."""
 
     fstab: bytes
     steps: list[str]

@@ -1,8 +1,9 @@
 """`strict`'s network namespace: one per environment, holding only `lo` and the environment's Runtime
 API listener at 127.0.0.1:9001, as on Lambda.
 
-Made as the sandbox reference's approach B (about 1 ms): a short-lived worker thread unshares
-CLONE_NEWNET (which moves only that thread), brings `lo` up, binds and listens, keeps a descriptor
+Made without a process of its own (its cost is in benchmarks/results/strict.md): a short-lived
+worker thread unshares CLONE_NEWNET (which moves only that thread), brings `lo` up, binds and
+listens, keeps a descriptor
 of the namespace and setns()es back. The host accepts on the listener from its own namespace, and
 the runtime joins the namespace through the descriptor (sandbox/strict.py) before it execs. The
 kernel frees the namespace once the listener, the descriptor and the environment's last process
@@ -122,8 +123,8 @@ async def open_namespace(address: tuple[str, int] = RUNTIME_API) -> NetworkNames
 
 def problem() -> str | None:
     """Why environments cannot have a network namespace of their own here, or None. Probed with a
-    real one (about 1 ms), made and dropped in a thread of its own, as the caller may not be one;
-    without privilege, in a user namespace (a few ms), if this user may have them."""
+    real one, made and dropped in a thread of its own, as the caller may not be one; without
+    privilege, in a user namespace (sandbox/userns.py), if this user may have them."""
     if userns.needed():
         found = userns.problem() or userns.join_problem()
         if found is not None:

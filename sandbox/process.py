@@ -2,7 +2,8 @@
 
 The runtime starts in a new session (so its own process group), with stdout and stderr on one
 pipe the host reads. However its environment ends — the runtime exits, a timeout, the host
-shutting down — the whole process group is killed and the runtime reaped (style anchor T6).
+shutting down — the whole process group is killed and the runtime reaped, so nothing it started
+outlives it.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ root may read, fails there; running it as such a user here shows that before dep
 The runtime drops to the user at its last exec: util-linux's `setpriv --reuid --regid
 --clear-groups` runs after everything that needs root (joining the cgroups, the mounts, strict's
 network namespace, which the exec helper joins before exec'ing setpriv: the deny-list does not
-deny setresuid) and execs the runtime, same process, same pid. One exec more (about a
-millisecond), only for functions that ask for it.
+deny setresuid) and execs the runtime, same process, same pid. One exec more, only for functions
+that ask for it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import shutil
 import stat
 from dataclasses import dataclass
 
-# Lambda's runtime user (reference runtime-api.md section 8, ecosystem.md: LocalStack's
-# LOCALSTACK_USER), used by that name even where the host has no such user.
+# Lambda's runtime user: the uid and gid AWS's RIE gives the runtime in its Lambda Managed Instances
+# mode (observed), and the name LocalStack gives it (its LOCALSTACK_USER). Used by that name even
+# where the host has no such user.
 LAMBDA_USER = "sbx_user1051"
 LAMBDA_UID, LAMBDA_GID = 993, 990
 

@@ -7,13 +7,14 @@ execs the runtime: same process, same pid. Two implementations, the first that w
 (probed once by sandbox.host):
 
 * `ElfHelper`: a static ELF of a few hundred bytes (sandbox/exec_helper.py), x86_64 and aarch64,
-  exec'd from a sealed memfd: about 0.1 ms per spawn;
-* `PythonHelper`: the same steps in Python through ctypes, anywhere else: about 11 ms per spawn
-  (an interpreter start-up). Its code travels inline (`-I -S -c`), so it needs nothing from
-  lambdalet's package (which may live under the host's /tmp, hidden by the private /tmp), only
-  the interpreter, which the mount plan keeps reachable (`also`). It execs the runtime with the
-  environment it was started with, read back from /proc/self/environ, because CPython's start-up
-  may have added LC_CTYPE to its own (PEP 538 locale coercion).
+  exec'd from a sealed memfd: one exec more per spawn;
+* `PythonHelper`: the same steps in Python through ctypes, anywhere else: an interpreter start-up
+  per spawn (both costs are in benchmarks/results/strict.md). Its code travels inline
+  (`-I -S -c`), so it needs nothing from lambdalet's package (which may live under the host's
+  /tmp, hidden by the private /tmp), only the interpreter, which the mount plan keeps reachable
+  (`also`). It execs the runtime with the environment it was started with, read back from
+  /proc/self/environ, because CPython's start-up may have added LC_CTYPE to its own (PEP 538
+  locale coercion).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 allows them to this user.
 
 A process with no CAP_SYS_ADMIN cannot make mount or network namespaces, but it can make a user
-namespace and, as its root, every other kind inside it (the sandbox reference, section 1). So an
+namespace and, as its root, every other kind inside it (user_namespaces(7)). So an
 unprivileged host builds the same environments as root does, one user namespace further in:
 
 * `standard`: the exec shim starts under `unshare --user --map-root-user --mount` instead of
@@ -16,8 +16,9 @@ unprivileged host builds the same environments as root does, one user namespace 
   CLONE_NEWNET, sandbox/netns.py, is not open to it). The shim then enters both namespaces with
   util-linux's `nsenter` (the user namespace first: joining the network namespace takes
   CAP_SYS_ADMIN in the namespace that owns it, which the host's user gets there because its euid
-  owns it) and makes the mount namespace inside them. About 2.8 ms per environment for the
-  namespace and its listener, measured on this machine kind (root's thread: 0.4 ms).
+  owns it) and makes the mount namespace inside them. A process start of its own makes this
+  dearer than root's thread; what it adds to an environment's start is in
+  benchmarks/results/sandbox-unprivileged.md.
 
 In both, the runtime itself does not stay root of the namespace that owns its mounts: the shim's
 last step before it (`drop_argv`) is `unshare --user --map-user=<uid> --map-group=<gid>`, a user
@@ -27,7 +28,7 @@ namespace give no power over a mount namespace its parent owns, and the mounts c
 namespace the runtime might make are locked together: so the runtime cannot unmount its private
 /tmp (uncovering the host's) nor make /var/task writable again, which root of the owning namespace
 could. (Mapping the user to itself in the first namespace instead would lose the capabilities the
-mounts need at the shim's first exec.) It costs one exec, about 0.9 ms per start. A SnapStart copy,
+mounts need at the shim's first exec.) It costs one exec more per start. A SnapStart copy,
 forked from a template that runs so, makes its own user namespace for its mounts instead
 (bootstrap/namespaces.py).
 
@@ -73,8 +74,8 @@ def _tools() -> tuple[str, str] | None:
 
 
 def problem() -> str | None:
-    """Why this user cannot have user namespaces here, or None: a real `unshare --user` (a few
-    ms), its refusal explained by the sysctl that refuses it where one does."""
+    """Why this user cannot have user namespaces here, or None: a real `unshare --user` (a process
+    start), its refusal explained by the sysctl that refuses it where one does."""
     tools = _tools()
     if tools is None:
         return "util-linux's unshare and nsenter are not installed"

@@ -1,9 +1,10 @@
-"""The command line as a user types it: the README's quick start, the config file, `invoke`, and
-the embedding examples."""
+"""The command line as a user types it: the README's quick start, the config file, `invoke`,
+`bench`, and the embedding examples."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -128,3 +129,29 @@ def test_the_embedding_examples_run(example):
         assert 'payload: {"sum": 5}' in done.stdout
     else:
         assert "function error: Unhandled ValueError" in done.stdout
+
+
+def test_the_command_line_loads_no_benchmark():
+    """The product never imports its measurements: `lambdalet bench` is found when it is asked for."""
+    code = "import sys, runtime_api.cli; print(sorted(m for m in sys.modules if 'benchmarks' in m))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_bench_runs_the_command_installed_for_it(tmp_path, installed):
+    """`lambdalet bench ARGS` runs what lambdalet's `lambdalet.commands` entry point `bench` names, with
+    ARGS as they are (`--help` included); without it, says how to install it."""
+    metadata = tmp_path / "lambdalet-0.dist-info"  # first on the path, so it stands for lambdalet's own
+    metadata.mkdir()
+    (metadata / "METADATA").write_text("Metadata-Version: 2.1\nName: lambdalet\nVersion: 0\n")
+    (metadata / "entry_points.txt").write_text("[lambdalet.commands]\nbench = stand_in:main\n" if installed else "")
+    (tmp_path / "stand_in.py").write_text("def main(argv):\n    print(argv)\n    return 7\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    done = subprocess.run([sys.executable, "-m", "runtime_api.cli", "bench", "--help", "--samples", "1"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    if installed:
+        assert (done.returncode, done.stdout) == (7, "['--help', '--samples', '1']\n"), done.stderr
+    else:
+        assert done.returncode == 2 and "lambdalet bench: not installed" in done.stderr

@@ -1,4 +1,4 @@
-"""The environment protocol state machine, driven with events and no sockets (style anchor H9)."""
+"""The environment protocol state machine, driven with events and no sockets."""
 
 from __future__ import annotations
 

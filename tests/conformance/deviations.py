@@ -108,7 +108,7 @@ DEVIATIONS: dict[str, Deviation] = {
     "queue-concurrent-invokes": Deviation(
         "RIE panics (nil pointer after ReserveFailed: AlreadyReserved) and exits 2 when a second "
         "invoke arrives while one is in flight, dropping both callers and orphaning the runtime "
-        "(issue #97, reference §3.6). lambdalet-rie queues the second invoke behind the first.",
+        "(issue #97). lambdalet-rie queues the second invoke behind the first.",
         transcript=_concurrent_queue),
     "function-error-header": Deviation(
         "RIE never sets X-Amz-Function-Error (issue #20). lambdalet-rie sets "

@@ -6,7 +6,7 @@ hand through `runtimes/hold.py`; `ric(...)`: the real awslambdaric; `BASH`: the 
 curl bootstrap), its environment, and its steps: a function of a `Session` that makes the calls.
 What the calls returned is recorded, normalised and compared with `data/<name>.json`, the
 transcript captured from the real RIE (re-record with CONFORMANCE_RECORD=1, then review the diff).
-`doc` says which fact of reference/runtime-api.md the scenario pins down.
+`doc` says which fact of RIE's behaviour, as observed, the scenario pins down.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def ok(s: Session, body: bytes = b'"ok"', **kw):
 
 
 # --------------------------------------------------------------------------------------------
-# Runtime API: routes (reference §2.1)
+# Runtime API: routes
 
 
 def in_flight(steps):
@@ -186,7 +186,7 @@ def metadata(s: Session):
 
 
 # --------------------------------------------------------------------------------------------
-# /next (reference §2.2, §3.2, §3.3)
+# /next
 
 
 def next_headers(s: Session):
@@ -246,7 +246,7 @@ def payload_empty_and_binary(s: Session):
 
 
 # --------------------------------------------------------------------------------------------
-# /response (reference §2.3, §2.6, §3.4, §5)
+# /response
 
 
 def response_content_types(s: Session):
@@ -427,7 +427,7 @@ def streaming_too_large(s: Session):
 
 
 # --------------------------------------------------------------------------------------------
-# /error (reference §2.4)
+# /error
 
 
 def error_bodies(s: Session):
@@ -462,7 +462,7 @@ def error_too_large(s: Session):
 
 
 # --------------------------------------------------------------------------------------------
-# init (reference §2.5, §3.4, §4.1)
+# init
 
 
 INIT_ERROR = (b'{"errorMessage": "Unable to import module \'x\'", "errorType": '
@@ -517,7 +517,7 @@ def bootstrap_missing(s: Session):
 
 
 # --------------------------------------------------------------------------------------------
-# runtime exits, timeouts, concurrency (reference §3.4, §3.6, §4.4, §4.5)
+# runtime exits, timeouts, concurrency
 
 
 def exit_mid_invoke(s: Session):
@@ -586,7 +586,7 @@ def next_before_first_invoke(s: Session):
 
 
 # --------------------------------------------------------------------------------------------
-# invoke side (reference §3.1, §3.2)
+# invoke side
 
 
 def invoke_methods(s: Session):
@@ -611,7 +611,7 @@ def invoke_not_found(s: Session):
 
 
 # --------------------------------------------------------------------------------------------
-# environment and command line (reference §1, §4.2)
+# environment and command line
 
 
 ENV_KEYS = ("AWS_", "LAMBDA_", "_HANDLER", "_X_AMZN", "TZ", "LANG")
@@ -659,7 +659,7 @@ def init_caching(s: Session):
 
 
 # --------------------------------------------------------------------------------------------
-# extensions API (reference §2.7)
+# extensions API
 
 
 EXT = "/2020-01-01/extension"
@@ -743,34 +743,34 @@ FE = "function-error-header"
 SCENARIOS: list[Scenario] = [
     # Runtime API routes
     Scenario("rapi-listening-at-startup",
-             "§1.1: both listeners are up at startup, before the runtime is started",
+             "both listeners are up at startup, before the runtime is started",
              listening_at_startup),
-    Scenario("rapi-not-found", "§2.1: unknown path, version, case, trailing slash -> 404 text",
+    Scenario("rapi-not-found", "unknown path, version, case, trailing slash -> 404 text",
              in_flight(rapi_not_found)),
-    Scenario("rapi-wrong-method", "§2.1: wrong method -> 405, empty body, Allow; HEAD is not GET",
+    Scenario("rapi-wrong-method", "wrong method -> 405, empty body, Allow; HEAD is not GET",
              in_flight(rapi_wrong_method)),
-    Scenario("ping", "§2.1: GET ping -> 200 pong", in_flight(ping)),
-    Scenario("logs-telemetry-stubs", "§2.8: Logs and Telemetry APIs are 202 stubs with error bodies",
+    Scenario("ping", "GET ping -> 200 pong", in_flight(ping)),
+    Scenario("logs-telemetry-stubs", "Logs and Telemetry APIs are 202 stubs with error bodies",
              in_flight(logs_telemetry_stubs)),
-    Scenario("metadata-endpoint", "§2.10: execution-environment metadata with the Bearer token",
+    Scenario("metadata-endpoint", "execution-environment metadata with the Bearer token",
              metadata),
     # /next
-    Scenario("next-headers", "§2.2: /next headers and body; Content-Type always application/json",
+    Scenario("next-headers", "/next headers and body; Content-Type always application/json",
              next_headers),
-    Scenario("next-repeated", "§2.2: a second /next during the invoke returns the same event",
+    Scenario("next-repeated", "a second /next during the invoke returns the same event",
              next_repeated),
     Scenario("next-invoke-headers",
-             "§2.2, §3.2: client context decoded, tenant id copied, no trace id, no cognito",
+             "client context decoded, tenant id copied, no trace id, no cognito",
              next_invoke_headers,
              deviations={"trace-id-on-next": {"next": {"headers": {"Lambda-Runtime-Trace-Id": TRACE}}}}),
-    Scenario("client-context-invalid", "§3.2: invalid X-Amz-Client-Context -> 500 empty, not invoked",
+    Scenario("client-context-invalid", "invalid X-Amz-Client-Context -> 500 empty, not invoked",
              client_context_invalid),
-    Scenario("payload-truncated", "§3.3: payloads over 6,291,556 bytes are cut off silently",
+    Scenario("payload-truncated", "payloads over 6,291,556 bytes are cut off silently",
              payload_truncated, timeout_s=10),
-    Scenario("payload-empty-and-binary", "§2.2, §2.3: payloads and responses are not validated",
+    Scenario("payload-empty-and-binary", "payloads and responses are not validated",
              payload_empty_and_binary),
     Scenario("next-before-first-invoke",
-             "§2.2: /next before the runtime was started: RIE drops the connection",
+             "/next before the runtime was started: RIE drops the connection",
              next_before_first_invoke,
              deviations={"next-blocks-until-invoke": {
                  "next before any invoke answered at once": {"note": False},
@@ -778,65 +778,65 @@ SCENARIOS: list[Scenario] = [
                                             "from": "next after the invoke"},
                  "next after the invoke": {"absent": True}}}),
     # /response
-    Scenario("response-content-types", "§3.4: the caller's Content-Type is sniffed from the body",
+    Scenario("response-content-types", "the caller's Content-Type is sniffed from the body",
              response_content_types),
     Scenario("response-released-by-next",
-             "§3.4: the caller is answered when the runtime polls /next again",
+             "the caller is answered when the runtime polls /next again",
              response_released_by_next,
              deviations={"release-on-response": {
                  "caller answered before the runtime polls /next again": {"note": True}}}),
     Scenario("response-then-no-next",
-             "§3.4: a response posted but never followed by /next, until the timeout",
+             "a response posted but never followed by /next, until the timeout",
              response_then_no_next, timeout_s=1,
              deviations={"release-on-response": {"invoke": {"status": 200, "body": '"done"',
                                                             "headers": {"Content-Type": "text/plain; charset=utf-8"}}}}),
-    Scenario("response-then-exit", "§3.4: response posted, runtime exits before /next -> 502 + body",
+    Scenario("response-then-exit", "response posted, runtime exits before /next -> 502 + body",
              response_then_exit,
              deviations={"release-on-response": {"invoke": {"status": 200}, "platform log": {"note": [
                  "START RequestId: <id1> Version: $LATEST", "END RequestId: <id1>",
                  "REPORT RequestId: <id1>\tInit Duration: <ms> ms\tDuration: <ms> ms\tBilled Duration: <ms> ms"
                  "\tMemory Size: 3008 MB\tMax Memory Used: <measured> MB\t"]}}}),
-    Scenario("request-id-checks", "§2.3: unknown, upper-cased, empty, finished ids -> 400",
+    Scenario("request-id-checks", "unknown, upper-cased, empty, finished ids -> 400",
              request_id_checks),
-    Scenario("double-response", "§2.3: a second result before /next -> 403 with state names",
+    Scenario("double-response", "a second result before /next -> 403 with state names",
              double_response),
-    Scenario("double-error", "§2.4: a second /error before /next -> 403", double_error,
+    Scenario("double-error", "a second /error before /next -> 403", double_error,
              deviations={FE: {"invoke": {}}}),
-    Scenario("response-mode-streaming", "§2.3: mode 'streaming' is accepted",
+    Scenario("response-mode-streaming", "mode 'streaming' is accepted",
              response_mode_streaming_accepted),
-    Scenario("response-mode-capitalised", "§2.3: mode 'Streaming' -> 400, then RIE wedges until timeout",
+    Scenario("response-mode-capitalised", "mode 'Streaming' -> 400, then RIE wedges until timeout",
              response_mode_invalid("Streaming"), timeout_s=1,
              deviations={"response-mode-no-wedge": {}, FE: {"invoke": {}}}),
-    Scenario("response-mode-buffered", "§2.3: mode 'buffered' -> 400, then RIE wedges until timeout",
+    Scenario("response-mode-buffered", "mode 'buffered' -> 400, then RIE wedges until timeout",
              response_mode_invalid("buffered"), timeout_s=1,
              deviations={"response-mode-no-wedge": {}, FE: {"invoke": {}}}),
-    Scenario("response-size-limit", "§2.3: 6,291,556 bytes -> 202; one more -> 413 + SizeTooLarge",
+    Scenario("response-size-limit", "6,291,556 bytes -> 202; one more -> 413 + SizeTooLarge",
              response_size_limit, timeout_s=10,
              deviations={FE: {"invoke answered with 6,291,557 bytes": {}}}),
-    Scenario("response-chunked", "§2.3: a chunked response body is accepted", response_chunked),
-    Scenario("streaming-relay", "§5: RIE buffers a streamed response until it ends",
+    Scenario("response-chunked", "a chunked response body is accepted", response_chunked),
+    Scenario("streaming-relay", "RIE buffers a streamed response until it ends",
              streaming_relay,
              deviations={"streaming-relay": {"relay": {"note": {
                  "first chunk reached the caller while the stream was open": True}}}}),
-    Scenario("streaming-error-trailers", "§5: RIE drops error trailers: 200 with the partial body",
+    Scenario("streaming-error-trailers", "RIE drops error trailers: 200 with the partial body",
              streaming_error_trailers,
              deviations={"streaming-relay": {"invoke": {"trailers": {
                  "Lambda-Runtime-Function-Error-Type": "Function.StreamErr",
                  "Lambda-Runtime-Function-Error-Body":
                      base64.b64encode(b'{"errorMessage":"mid-stream","errorType":"StreamErr"}').decode()}}}}),
-    Scenario("streaming-too-large", "§2.6: a 7 MiB stream -> 413 + SizeTooLarge",
+    Scenario("streaming-too-large", "a 7 MiB stream -> 413 + SizeTooLarge",
              streaming_too_large, timeout_s=10,
              deviations={"stream-size-limit": {
                  "7 MiB streamed response": {"status": 202, "body": '{"status":"OK"}\n'},
                  "invoke": {"body": {"bytes": 7340032, "sha256": "d5dbec556b691fda"}}}}),
     # /error
-    Scenario("error-bodies", "§2.4: error bodies; error.cause+json is filtered; type never visible",
+    Scenario("error-bodies", "error bodies; error.cause+json is filtered; type never visible",
              error_bodies,
              deviations={FE: {name: {} for name in [
                  "error.cause+json is re-serialised", "error.cause+json without stackTrace",
                  "error.cause+json that is not JSON", "application/json is verbatim",
                  "text is verbatim", "empty body", "error type header is not visible"]}}),
-    Scenario("error-too-large", "§2.4: an /error body over the limit drops the connection, then timeout",
+    Scenario("error-too-large", "an /error body over the limit drops the connection, then timeout",
              error_too_large, timeout_s=1,
              deviations={FE: {"invoke": {}}, "error-size-limit": {
                  "error of 6,291,557 bytes": {"outcome": "response", "status": 413,
@@ -845,29 +845,29 @@ SCENARIOS: list[Scenario] = [
                  "invoke": {"body": '{"errorType":"Function.ResponseSizeTooLarge","errorMessage":"Response payload size exceeded maximum allowed payload size (6291556 bytes)."}'}}}),
     # init
     Scenario("init-error-then-exit",
-             "§2.5, §3.4: /init/error then exit -> 502 with that body, kept for later failures",
+             "/init/error then exit -> 502 with that body, kept for later failures",
              init_error_then_exit,
              deviations={FE: {"invoke": {}, "second invoke, runtime exits mid-invoke": {}},
                          "no-cached-init-error": {"second invoke, runtime exits mid-invoke": {
                              "body": '{"errorType":"Runtime.ExitError","errorMessage":"RequestId: <id2> Error: '
                                      'Runtime exited with error: exit status 7"}'}}}),
-    Scenario("init-error-stay-alive", "§2.5: /init/error and the runtime stays -> timeout",
+    Scenario("init-error-stay-alive", "/init/error and the runtime stays -> timeout",
              init_error_stay_alive, timeout_s=1,
              deviations={FE: {"invoke": {}}, "report-values": {"platform log": {"no init duration on": ["<id1>"]}}}),
-    Scenario("init-error-after-init", "§2.5: /init/error after init -> 403", init_error_after_init),
-    Scenario("init-exit-code-3", "§3.4: exit during init without /init/error -> empty 502",
+    Scenario("init-error-after-init", "/init/error after init -> 403", init_error_after_init),
+    Scenario("init-exit-code-3", "exit during init without /init/error -> empty 502",
              init_exit_without_init_error(3),
              deviations={"init-exit-body": {"invoke": {"body": '{"errorType":"Runtime.ExitError","errorMessage":"RequestId: <id1> Error: '
                          'Runtime exited with error: exit status 3"}',
                  "headers": {"Content-Type": "text/plain; charset=utf-8"}}}, FE: {"invoke": {}},
                          "report-values": {"platform log": {"init duration on": ["<id2>"]}}}),
-    Scenario("init-exit-code-0", "§3.4: exit 0 during init without /init/error -> empty 502",
+    Scenario("init-exit-code-0", "exit 0 during init without /init/error -> empty 502",
              init_exit_without_init_error(0),
              deviations={"init-exit-body": {"invoke": {"body": '{"errorType":"Runtime.ExitError","errorMessage":"RequestId: <id1> Error: '
                          'Runtime exited without providing a reason"}',
                  "headers": {"Content-Type": "text/plain; charset=utf-8"}}}, FE: {"invoke": {}},
                          "report-values": {"platform log": {"init duration on": ["<id2>"]}}}),
-    Scenario("bootstrap-missing", "§1.1: a missing bootstrap fails every invoke with an empty 502",
+    Scenario("bootstrap-missing", "a missing bootstrap fails every invoke with an empty 502",
              bootstrap_missing, args=("{dir}/no-such-bootstrap",),
              deviations={FE: {"first invoke": {}, "second invoke": {}},
                          "invalid-entrypoint-body": {
@@ -877,64 +877,64 @@ SCENARIOS: list[Scenario] = [
                                          f'<id{n}> Error: fork/exec <fndir>/no-such-bootstrap: no such file or directory"}}'}
                              for n, which in ((1, "first"), (2, "second"))}}),
     # exits, timeouts, concurrency
-    Scenario("exit-mid-invoke", "§3.4, §4.5: exit 7, exit 0, SIGKILL mid-invoke -> 502 ExitError",
+    Scenario("exit-mid-invoke", "exit 7, exit 0, SIGKILL mid-invoke -> 502 ExitError",
              exit_mid_invoke,
              deviations={FE: {"runtime ends mid-invoke: exit 7": {}, "runtime ends mid-invoke: exit 0": {},
                               "runtime ends mid-invoke: SIGKILL": {}},
                          "report-values": {"platform log": {"init duration on": ["<id4>"]}}}),
-    Scenario("timeout", "§4.4: timeout -> 200 text; late calls -> 400; next invoke re-inits",
+    Scenario("timeout", "timeout -> 200 text; late calls -> 400; next invoke re-inits",
              timeout, timeout_s=1,
              deviations={FE: {"invoke that times out": {}},
                          "next-blocks-until-invoke": {"late next answered at once": {"note": False},
                                                       "late next": {"absent": True}},
                          "report-values": {"platform log": {"init duration on": ["<id2>"]}}}),
-    Scenario("concurrent-invokes", "§3.6: a second invoke while one is in flight crashes RIE",
+    Scenario("concurrent-invokes", "a second invoke while one is in flight crashes RIE",
              concurrent_invokes, deviations={"queue-concurrent-invokes": {}}),
     # invoke side
-    Scenario("invoke-methods", "§3.1, §3.2: any method invokes; Qualifier, type and log type ignored",
+    Scenario("invoke-methods", "any method invokes; Qualifier, type and log type ignored",
              invoke_methods, args=ric("app.echo"), files="ric"),
-    Scenario("invoke-keepalive", "§3.1: three invokes on one keep-alive connection",
+    Scenario("invoke-keepalive", "three invokes on one keep-alive connection",
              invoke_keepalive, args=ric("app.echo"), files="ric"),
-    Scenario("invoke-not-found", "§3.1: other paths -> 404 text", invoke_not_found,
+    Scenario("invoke-not-found", "other paths -> 404 text", invoke_not_found,
              args=ric("app.echo"), files="ric"),
     # environment and command line
-    Scenario("runtime-env", "§1.1, §4.2: argv, cwd, process group and environment of the runtime",
+    Scenario("runtime-env", "argv, cwd, process group and environment of the runtime",
              runtime_env),
     Scenario("env-function-name-and-handler",
-             "§1.2, §4.2: AWS_LAMBDA_FUNCTION_NAME in the ARN; AWS_LAMBDA_FUNCTION_HANDLER wins",
+             "AWS_LAMBDA_FUNCTION_NAME in the ARN; AWS_LAMBDA_FUNCTION_HANDLER wins",
              runtime_env, env={"AWS_LAMBDA_FUNCTION_NAME": "my-fn", "AWS_LAMBDA_FUNCTION_HANDLER": "a.b",
                                "AWS_LAMBDA_FUNCTION_VERSION": "7", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
                                "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKID"}),
-    Scenario("flags-anywhere", "§1.1: RIE flags after the bootstrap are RIE's; unknown flags pass through",
+    Scenario("flags-anywhere", "RIE flags after the bootstrap are RIE's; unknown flags pass through",
              next_only, args=(*HOLD, "--log-level", "debug", "--help", "x.y")),
-    Scenario("init-caching", "§2.9: --enable-init-caching: credentials endpoint and its env",
+    Scenario("init-caching", "--enable-init-caching: credentials endpoint and its env",
              init_caching, args=("--enable-init-caching", *HOLD),
              env={"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "SECRET", "AWS_SESSION_TOKEN": "TOK"}),
-    Scenario("log-level-invalid", "§1.1: an invalid --log-level exits 1", log_level_invalid,
+    Scenario("log-level-invalid", "an invalid --log-level exits 1", log_level_invalid,
              args=("--log-level", "loud", *HOLD), expect_exit=True),
     # extensions
-    Scenario("extensions", "§2.7: register, event/next, errors, init gating, registration closed",
+    Scenario("extensions", "register, event/next, errors, init gating, registration closed",
              extensions, deviations={"release-on-response": {
                  "caller answered before the extension polls again": {"note": True}},
                  "trace-id-on-next": {"runtime next": {"headers": {"Lambda-Runtime-Trace-Id": TRACE}}}}),
     # real runtimes
-    Scenario("awslambdaric-echo", "§3.4, §4.6: awslambdaric success, warm second invoke",
+    Scenario("awslambdaric-echo", "awslambdaric success, warm second invoke",
              ric_echo, args=ric("app.echo"), files="ric"),
-    Scenario("awslambdaric-context", "§4.3: the context awslambdaric builds from /next",
+    Scenario("awslambdaric-context", "the context awslambdaric builds from /next",
              ric_context, args=ric("app.ctx"), files="ric"),
-    Scenario("awslambdaric-exception", "§3.4: handler exception -> 200 with the error JSON",
+    Scenario("awslambdaric-exception", "handler exception -> 200 with the error JSON",
              ric_one("exception"), args=ric("app.boom"), files="ric",
              deviations={FE: {"exception": {}, "exception, again": {}}}),
-    Scenario("awslambdaric-sys-exit", "§4.5: sys.exit(3) in the handler -> 502 ExitError",
+    Scenario("awslambdaric-sys-exit", "sys.exit(3) in the handler -> 502 ExitError",
              ric_one("sys.exit(3)"), args=ric("app.bye"), files="ric",
              deviations={FE: {"sys.exit(3)": {}, "sys.exit(3), again": {}}}),
-    Scenario("awslambdaric-import-error", "§3.4: import error -> 502 with the init error body",
+    Scenario("awslambdaric-import-error", "import error -> 502 with the init error body",
              ric_one("import error"), args=ric("badimport.handler"), files="ric",
              deviations={FE: {"import error": {}, "import error, again": {}}}),
-    Scenario("awslambdaric-handler-missing", "§3.4: missing handler -> 502 Runtime.HandlerNotFound",
+    Scenario("awslambdaric-handler-missing", "missing handler -> 502 Runtime.HandlerNotFound",
              ric_one("missing handler"), args=ric("app.nope"), files="ric",
              deviations={FE: {"missing handler": {}, "missing handler, again": {}}}),
-    Scenario("awslambdaric-too-large", "§2.3: a response over the limit -> 413, awslambdaric exits -> 502",
+    Scenario("awslambdaric-too-large", "a response over the limit -> 413, awslambdaric exits -> 502",
              ric_one("7 MB result", b'{"n": 7000000}'), args=ric("app.big"), files="ric",
              timeout_s=10,
              deviations={FE: {"7 MB result": {}, "7 MB result, again": {}},
@@ -947,7 +947,8 @@ SCENARIOS: list[Scenario] = [
                                                      "Used: <measured> MB\t" if line == "REPORT" else
                                                      " Version: $LATEST" if line == "START" else "")
                      for n in (1, 2) for line in ("START", "END", "REPORT")]}}}),
-    Scenario("bash-curl-bootstrap", "ecosystem §1b: the AWS docs' bash + curl runtime",
+    Scenario("bash-curl-bootstrap", "the bash + curl runtime of the AWS Lambda Developer Guide's "
+             "\"Tutorial: Building a custom runtime\"",
              bash_curl, args=BASH, files="bash",
              deviations={FE: {"handler fails, set -e ends the bootstrap": {}},
                          "report-values": {"platform log": {"init duration on": ["<id4>"]}}}),
