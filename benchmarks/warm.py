@@ -409,7 +409,7 @@ def render(data: dict) -> str:
         "",
         f"Reproduce: `{data['command']}` (from the repository root; {data['elapsed_s']:.0f} s).",
         "",
-        f"## 1 client: sequential invokes on one keep-alive connection",
+        "## 1 client: sequential invokes on one keep-alive connection",
         "",
         f"{cfg['warmup']} warm-up invokes, then {cfg['invokes']} timed, per round; a fresh server each round; "
         f"medians over {cfg['rounds']} interleaved rounds. Latency in ms, throughput in invokes/s; "
@@ -420,7 +420,7 @@ def render(data: dict) -> str:
         common.markdown_table(["target", "p50", "p90", "p99", "mean", "invokes/s", "p50 range over rounds",
                                "start (ms)", "server CPU (µs/invoke)", "runtime CPU (µs/invoke)", "rounds"], lat_rows),
         "",
-        f"## 4 clients: throughput",
+        "## 4 clients: throughput",
         "",
         f"4 client processes, one keep-alive connection each, {cfg['duration_s']:g} s per round after "
         f"{CLIENT_WARMUP} warm-up invokes per client (none in the RIE crash case); medians over "
