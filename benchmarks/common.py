@@ -33,16 +33,6 @@ READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
 
 
-def rie_binary() -> Path:
-    """The real `aws-lambda-rie-x86_64`, fetched and cached by the tests' helper."""
-    tests_dir = str(REPO_ROOT / "tests")
-    if tests_dir not in sys.path:
-        sys.path.insert(0, tests_dir)
-    import realparts
-
-    return realparts.rie_binary()
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))

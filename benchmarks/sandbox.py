@@ -21,7 +21,7 @@ Needs root (cgroups, mount namespaces); writes results/sandbox.{json,md}.
 
 With `--as-user nobody` (run as root) it measures what each level costs an unprivileged user
 instead: the benchmark runs again as that user (`setpriv --reuid --regid --clear-groups`, as
-tests/test_sandbox_unprivileged.py starts `lambdalet serve`), where `standard` and `strict` are
+tests/sandbox/test_unprivileged.py starts `lambdalet serve`), where `standard` and `strict` are
 made one user namespace further in (sandbox/userns.py). That user has no cgroups (unless
 delegated): no `cgroups only` variant, no cgroups row, no memory cgroup column; RLIMIT_DATA is the
 memory guard. The checkout must be readable by that user (it is said and the run refused

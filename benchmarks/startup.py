@@ -33,10 +33,10 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks.realparts import rie_binary
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "tests"))
-from realparts import rie_binary  # noqa: E402
 
 PY = sys.executable
 SITE = sysconfig.get_paths()["purelib"]

@@ -12,6 +12,7 @@ from pathlib import Path
 from runtime_api import FunctionConfig, LambdaletThread, Server, ServerConfig
 from runtime_api.logs import LogSink
 
+REPO = Path(__file__).resolve().parent.parent  # the checkout under test
 PYTHON = sys.executable
 AWSLAMBDARIC = [PYTHON, "-m", "awslambdaric"]
 

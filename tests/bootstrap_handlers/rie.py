@@ -8,17 +8,14 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from benchmarks.realparts import rie_binary
 from bootstrap_handlers.fake_api import read_request
 from bootstrap_handlers.runners import RUNTIMES, base_env
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from realparts import rie_binary  # noqa: E402
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 

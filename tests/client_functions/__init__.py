@@ -1,4 +1,4 @@
-"""What the real-client tests (tests/test_clients_*.py) run and how they meet it.
+"""What the real-client tests (tests/clients/) run and how they meet it.
 
 * Function sources: one awslambdaric module with a handler per behaviour, the AWS docs' bash +
   curl custom runtime, and a Node.js module for `aws-lambda-ric`.

@@ -56,8 +56,7 @@ class Target:
 
 
 def rie_target() -> Target:
-    sys.path.insert(0, str(REPO / "tests"))
-    from realparts import rie_binary
+    from benchmarks.realparts import rie_binary
 
     return Target("rie", (str(rie_binary()),))
 

@@ -3,7 +3,7 @@ What the caller receives (status, body) and what each runtime posted (captured b
 between the runtime and RIE's Runtime API) must match, as must the log lines they print.
 
 Normalised: request ids (RIE makes fresh UUIDs), timestamps and durations, the task directory, the
-User-Agent (a named difference, see test_bootstrap_differential.py)."""
+User-Agent (a named difference, see test_differential.py)."""
 
 import base64
 import json

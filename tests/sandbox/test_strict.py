@@ -28,9 +28,8 @@ from sandbox import exec_helper, host, netns, seccomp
 from sandbox.isolation import Isolation, PrivateFilesystem
 from sandbox.process import OutputPipe, RuntimeSpec, launch_runtime, reap
 from sandbox.strict import ElfHelper, PythonHelper, StrictExec
-from tests.helpers import running_server, without_user_namespaces, write_function
+from helpers import REPO, running_server, without_user_namespaces, write_function
 
-REPO = Path(__file__).resolve().parent.parent
 if os.geteuid() != 0:
     PROBLEM: str | None = "not root"
 else:

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from tests.helpers import awslambdaric_function, threaded_server, write_function
+from helpers import awslambdaric_function, threaded_server, write_function
 
 HANDLERS = '''
 def echo(event, context):

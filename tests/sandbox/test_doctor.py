@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.realparts import rie_binary
+from helpers import REPO
 from sandbox.doctor import Kind, Severity, diagnose, entrypoint_problem, render
-from tests.realparts import rie_binary
 
-ROOT = Path(__file__).resolve().parent.parent
 ON_X86_64 = platform.machine() == "x86_64"
 PYTHON_DIR = os.path.dirname(sys.executable)  # a PATH on which `python3` is found
 
@@ -57,7 +57,7 @@ def finding(d, check: str, severity: Severity):
 
 def doctor_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "runtime_api.cli", "doctor", *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
 
 
 HELLO = "int main(void) { return 0; }\n"

@@ -8,13 +8,11 @@ Needs root (CI runs as root) and util-linux's unshare: mount namespaces."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shlex
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 import trio
@@ -22,7 +20,7 @@ import trio
 from runtime_api import FunctionConfig
 from runtime_api.config import BOOTSTRAP_COMMAND
 from sandbox import host
-from tests.helpers import Gate, running_server, without_user_namespaces, write_function
+from helpers import REPO, Gate, running_server, without_user_namespaces, write_function
 
 PROBLEM = host.mount_namespace_problem() if os.geteuid() == 0 else "not root"
 pytestmark = pytest.mark.skipif(
@@ -89,15 +87,14 @@ def host_file():
 
 
 # The first component of lambdalet's checkout under /tmp, if it is there (CI may clone it there).
-_CHECKOUT = Path(__file__).resolve().parent.parent
-LISTING_SKIPS = _CHECKOUT.parts[2] if _CHECKOUT.parts[:2] == ("/", "tmp") else ""
+LISTING_SKIPS = REPO.parts[2] if REPO.parts[:2] == ("/", "tmp") else ""
 
 
 def function(code, name, handler, gate=None, **settings) -> FunctionConfig:
     env = {"GATE_PORT": str(gate.port)} if gate is not None else {}
     env["LISTING_SKIPS"] = LISTING_SKIPS
     if LISTING_SKIPS:  # a runtime of the test's own making imports lambdalet from this checkout
-        env["LAMBDALET_HOME"] = str(_CHECKOUT)
+        env["LAMBDALET_HOME"] = str(REPO)
     return FunctionConfig(name=name, code=str(code), handler=f"app.{handler}", env=env, **settings)
 
 
@@ -214,7 +211,7 @@ def test_an_unprivileged_host_without_user_namespaces_degrades_and_says_why():
         "print(*host.isolation(None), *host.isolation(Isolation.STANDARD))\n"
     )
     run = subprocess.run(without_user_namespaces([sys.executable, "-c", script]), capture_output=True, text=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                         cwd=REPO)
 
     reason = "user namespaces are not allowed to this user: user.max_user_namespaces is 0"
     assert (run.returncode, run.stdout) == (0, "none False standard False\n"), run.stderr
@@ -232,7 +229,7 @@ def test_an_unprivileged_host_gets_standard_through_user_namespaces():
         "print(*host.isolation(None), *host.isolation(Isolation.STANDARD))\n"
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                         cwd=REPO)
 
     assert (run.returncode, run.stdout) == (0, "standard True standard True\n"), run.stderr
     assert "/tmp" not in run.stderr  # nothing said about the private /tmp: it is there

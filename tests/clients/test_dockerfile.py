@@ -26,10 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
-from tests.realparts import rie_binary
+from benchmarks.realparts import rie_binary
+from helpers import REPO, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 INVOKE = "/2015-03-31/functions/function/invocations"
 
 
@@ -83,7 +82,7 @@ def _substitute(text: str, values: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory) -> Image:
-    args, stages = parse_dockerfile(ROOT / "Dockerfile")
+    args, stages = parse_dockerfile(REPO / "Dockerfile")
     build = next(s for s in stages if s.name == "build")
     final = stages[-1]
     root = tmp_path_factory.mktemp("image")
@@ -99,7 +98,7 @@ def image(tmp_path_factory) -> Image:
         mapped = [sys.executable]
         for word in words[1:]:
             if word == "/src":
-                mapped.append(str(ROOT))
+                mapped.append(str(REPO))
             elif word.startswith("/"):
                 matches = glob.glob(str(root / word.lstrip("/")))
                 mapped.extend(matches or [str(root / word.lstrip("/"))])
@@ -110,7 +109,7 @@ def image(tmp_path_factory) -> Image:
     pip_runs = [run for run in build.all("RUN") if " -m pip " in run]
     assert [" wheel " in pip_runs[0], " install " in pip_runs[1]] == [True, True], pip_runs
     for run in pip_runs:  # the wheel, then its installation into the runtime directory
-        subprocess.run(on_host(run), check=True, cwd=ROOT,
+        subprocess.run(on_host(run), check=True, cwd=REPO,
                        stdout=subprocess.DEVNULL, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     for copy in final.all("COPY"):
         words = copy.split()
@@ -121,7 +120,7 @@ def image(tmp_path_factory) -> Image:
             continue
         target = root / destination.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / source, target)
+        shutil.copy(REPO / source, target)
         if "--chmod=755" in options:
             target.chmod(0o755)
     env = {}
@@ -191,7 +190,7 @@ def test_the_example_handler_answers_through_the_images_bootstrap(emulator):
 
 def test_the_ci_builds_the_image_where_docker_can(tmp_path):
     """.ci/run builds both variants when a Docker engine answers, and says it skipped otherwise."""
-    script = (ROOT / ".ci" / "run").read_text()
+    script = (REPO / ".ci" / "run").read_text()
     assert "docker build" in script and "--build-arg LOCAL_EMULATOR=lambdalet" in script
     assert "skipped" in script
 

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from runtime_api.config import ConfigError, load_config
-from tests.helpers import free_port
+from helpers import REPO, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def wait_for_line(process: subprocess.Popen, text: str) -> str:
@@ -35,7 +34,7 @@ def serve():
         port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "runtime_api.cli", "serve", "--port", str(port), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
         )
         started.append(process)
         banner = wait_for_line(process, "Ctrl-C stops the server")
@@ -121,7 +120,7 @@ def test_serve_refuses_a_bad_env_flag():
 
 @pytest.mark.parametrize("example", ["embed_trio.py", "embed_thread.py"])
 def test_the_embedding_examples_run(example):
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / example)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, str(REPO / "examples" / example)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "payload:" in done.stdout
     if example == "embed_trio.py":

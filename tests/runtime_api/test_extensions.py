@@ -10,7 +10,7 @@ import pytest
 
 from runtime_api import protocol as p
 from runtime_api.extensions import Extensions, go_json_error
-from tests.helpers import awslambdaric_function, running_server, write_function
+from helpers import awslambdaric_function, running_server, write_function
 
 
 @pytest.mark.parametrize("body, message", [

@@ -19,7 +19,7 @@ from runtime_api.config import ConfigError, load_config
 from sandbox import cgroups
 from sandbox.cgroups import CpuModel, lambda_cpu_quota_us
 from sandbox.isolation import Isolation
-from tests.helpers import running_server, write_function
+from helpers import running_server, write_function
 
 SUPPORT = cgroups.detect() if os.geteuid() == 0 else cgroups.CgroupSupport()
 needs_cgroups = pytest.mark.skipif(

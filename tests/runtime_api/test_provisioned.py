@@ -8,7 +8,7 @@ import os
 
 import trio
 
-from tests.helpers import CapturedLog, Gate, awslambdaric_function, running_server, write_function
+from helpers import CapturedLog, Gate, awslambdaric_function, running_server, write_function
 
 HANDLERS = Gate.handler_snippet + '''
 import os, sys

@@ -19,7 +19,7 @@ import trio
 
 from runtime_api import FunctionConfig
 from sandbox import cgroups, host
-from tests.helpers import Gate, running_server, write_function
+from helpers import REPO, Gate, running_server, write_function
 
 SUPPORT = cgroups.detect() if os.geteuid() == 0 else cgroups.CgroupSupport()
 pytestmark = pytest.mark.skipif(
@@ -274,7 +274,7 @@ def test_an_unprivileged_host_says_which_protections_are_missing_and_carries_on(
         "print(host.prepare(limits=True).any)\n"
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                         cwd=REPO)
 
     assert (run.returncode, run.stdout) == (0, "False\n")
     warnings = run.stderr.splitlines()

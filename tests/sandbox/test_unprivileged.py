@@ -42,9 +42,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import without_user_namespaces
+from helpers import REPO, without_user_namespaces
 
-REPO = Path(__file__).resolve().parent.parent
 NOBODY = 65534
 SETPRIV = shutil.which("setpriv")
 DROP = [SETPRIV or "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-import realparts
+from benchmarks import realparts
 from client_functions import (
     Rendezvous, big_event, invoke, lambda_client, payload_json, write_bash_function, write_node_function,
 )

@@ -171,7 +171,7 @@ def test_concurrent_invocations_run_in_parallel_environments(code):
 
 def test_many_concurrent_callers_each_get_their_own_answer(code):
     callers, calls_each = 6, 5
-    # Room for each caller's finishing environment and its next one (see test_clients_runtimes's
+    # Room for each caller's finishing environment and its next one (see test_runtime_clients's
     # test_one_call_at_a_time_is_never_throttled).
     config = function("echo", code, "echo", concurrency=2 * callers)
     with ThreadPoolExecutor(callers) as pool, threaded_server(config) as server:

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime_api import FunctionConfig
-from tests.helpers import AWSLAMBDARIC, threaded_server, write_function
+from helpers import AWSLAMBDARIC, threaded_server, write_function
 
 INVOKE = "/2015-03-31/functions/echo/invocations"
 

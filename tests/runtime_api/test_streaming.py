@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from runtime_api import FunctionConfig
-from tests.helpers import INVOKE, Gate, HttpClient, running_server
+from helpers import INVOKE, Gate, HttpClient, running_server
 
 STREAMING_RUNTIME = Gate.handler_snippet + r'''
 import http.client, json, os, types

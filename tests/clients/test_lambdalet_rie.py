@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-import realparts
+from benchmarks import realparts
 from client_functions import (
     PYTHON_FUNCTION, Rendezvous, big_event, invoke, lambda_client, lambdalet_rie, payload_json, process_alive,
     runtime_pids, write_bash_function, write_node_function,

@@ -20,7 +20,7 @@ from client_functions import lambda_client
 from runtime_api import FunctionConfig, ServiceError, environment
 from sandbox import cgroups, host
 from tests.helpers import CapturedLog, Gate, running_server, write_function
-from tests.test_snapstart_contract import FAILING_RESTORE  # the same failing hook, with lambdalet's runtime
+from test_snapstart_contract import FAILING_RESTORE  # the same failing hook, with lambdalet's runtime
 
 ROOT = os.geteuid() == 0
 SUPPORT = cgroups.detect() if ROOT else cgroups.CgroupSupport()

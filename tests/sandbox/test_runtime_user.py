@@ -24,9 +24,8 @@ from runtime_api.config import ConfigError
 from sandbox import host
 from sandbox.isolation import Isolation
 from sandbox.runtime_user import LAMBDA_GID, LAMBDA_UID, RuntimeUser, parse
-from tests.helpers import running_server, write_function
+from helpers import REPO, running_server, write_function
 
-REPO = Path(__file__).resolve().parent.parent
 SYSTEM_PYTHON = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.access(p, os.X_OK)), None)
 PROBLEM = host.mount_namespace_problem() if os.geteuid() == 0 else "not root"
 needs_root = pytest.mark.skipif(
