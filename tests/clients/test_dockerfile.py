@@ -15,7 +15,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.common import stop_process
 from benchmarks.realparts import rie_binary
 from helpers import REPO, free_port
 
@@ -170,12 +170,7 @@ def emulator(request, image):
                 time.sleep(0.01)
         yield f"http://127.0.0.1:{port}{INVOKE}"
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process(process, 10, group=True)
         process.stdout.close()
         process.stderr.close()
 

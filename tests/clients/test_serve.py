@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from benchmarks.common import stop_process
 from client_functions import PYTHON_FUNCTION, invoke, lambda_client, payload_json, process_alive, runtime_pids
 from helpers import AWSLAMBDARIC, write_function
 
@@ -62,13 +63,7 @@ def lambdalet_serve(*args: str, log_dir):
     try:
         yield serve
     finally:
-        if process.poll() is None:
-            process.terminate()  # lambdalet stops its environments on SIGTERM
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        process.wait()
+        stop_process(process, 10)  # lambdalet stops its environments on SIGTERM
         print(f"--- lambdalet serve stderr ---\n{serve.stderr[-20000:]}")
 
 

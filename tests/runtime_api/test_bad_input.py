@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime_api import FunctionConfig
 from helpers import AWSLAMBDARIC, threaded_server, write_function
+from runtime_api import FunctionConfig
 
 INVOKE = "/2015-03-31/functions/echo/invocations"
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime_api.config import ConfigError, load_config
+from benchmarks.common import stop_process
 from helpers import REPO, free_port
+from runtime_api.config import ConfigError, load_config
 
 
 
@@ -42,12 +43,7 @@ def serve():
 
     yield start
     for process in started:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 10)
 
 
 def lambdalet_invoke(endpoint: str, *args: str) -> subprocess.CompletedProcess:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from helpers import awslambdaric_function, running_server, write_function
 from runtime_api import protocol as p
 from runtime_api.extensions import Extensions, go_json_error
-from helpers import awslambdaric_function, running_server, write_function
 
 
 @pytest.mark.parametrize("body, message", [

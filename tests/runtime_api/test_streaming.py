@@ -12,8 +12,8 @@ import h11
 import pytest
 import trio
 
-from runtime_api import FunctionConfig
 from helpers import INVOKE, Gate, HttpClient, running_server
+from runtime_api import FunctionConfig
 
 STREAMING_RUNTIME = Gate.handler_snippet + r'''
 import http.client, json, os, types
@@ -43,11 +43,6 @@ while True:
     reply.read()
     assert reply.status == 202, reply.status
 '''
-
-
-@pytest.fixture
-async def gate(nursery):
-    return await Gate().start(nursery)
 
 
 @pytest.fixture

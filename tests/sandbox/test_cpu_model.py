@@ -13,13 +13,13 @@ import os
 
 import pytest
 
+from helpers import running_server, write_function
 from runtime_api import FunctionConfig
 from runtime_api.cli import build_parser, serve_config
 from runtime_api.config import ConfigError, load_config
 from sandbox import cgroups
 from sandbox.cgroups import CpuModel, lambda_cpu_quota_us
 from sandbox.isolation import Isolation
-from helpers import running_server, write_function
 
 SUPPORT = cgroups.detect() if os.geteuid() == 0 else cgroups.CgroupSupport()
 needs_cgroups = pytest.mark.skipif(

@@ -17,10 +17,10 @@ import uuid
 import pytest
 import trio
 
+from helpers import REPO, Gate, mountinfo, running_server, without_user_namespaces, write_function
 from runtime_api import FunctionConfig
 from runtime_api.config import BOOTSTRAP_COMMAND
 from sandbox import host
-from helpers import REPO, Gate, running_server, without_user_namespaces, write_function
 
 PROBLEM = host.mount_namespace_problem() if os.geteuid() == 0 else "not root"
 pytestmark = pytest.mark.skipif(
@@ -67,11 +67,6 @@ def look(event, context):
 
 
 @pytest.fixture
-async def gate(nursery):
-    return await Gate().start(nursery)
-
-
-@pytest.fixture
 def code(tmp_path):
     return write_function(tmp_path / "fn", HANDLERS)
 
@@ -101,11 +96,6 @@ def function(code, name, handler, gate=None, **settings) -> FunctionConfig:
 async def call(server, name, event=None) -> dict:
     result = await server.invoke(name, json.dumps(event or {}).encode())
     return json.loads(result.payload)
-
-
-def mountinfo() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return sorted(f.read().splitlines())
 
 
 async def test_two_environments_cannot_see_each_others_tmp(code, gate):

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import running_server, write_function
 from runtime_api import FunctionConfig
 from runtime_api.cli import build_parser, serve_config
 from runtime_api.config import ConfigError, load_config
 from sandbox import host, isolation
 from sandbox.isolation import Isolation
-from helpers import running_server, write_function
 
 PROBLEM = host.mount_namespace_problem() if os.geteuid() == 0 else "not root"
 needs_mounts = pytest.mark.skipif(

@@ -17,9 +17,9 @@ import sys
 import pytest
 import trio
 
+from helpers import REPO, Gate, running_server, write_function
 from runtime_api import FunctionConfig
 from sandbox import cgroups, host
-from helpers import REPO, Gate, running_server, write_function
 
 SUPPORT = cgroups.detect() if os.geteuid() == 0 else cgroups.CgroupSupport()
 pytestmark = pytest.mark.skipif(
@@ -106,11 +106,6 @@ def child_memory(event, context):
                          capture_output=True, text=True, check=True)
     return {"child_mb": int(out.stdout)}
 '''
-
-
-@pytest.fixture
-async def gate(nursery):
-    return await Gate().start(nursery)
 
 
 @pytest.fixture

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers import REPO, running_server, write_function
 from runtime_api import FunctionConfig
 from runtime_api.cli import build_parser, serve_config
 from runtime_api.config import ConfigError
 from sandbox import host
 from sandbox.isolation import Isolation
 from sandbox.runtime_user import LAMBDA_GID, LAMBDA_UID, RuntimeUser, parse
-from helpers import REPO, running_server, write_function
 
 SYSTEM_PYTHON = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.access(p, os.X_OK)), None)
 PROBLEM = host.mount_namespace_problem() if os.geteuid() == 0 else "not root"

@@ -16,11 +16,11 @@ import socket
 import struct
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import trio
 
+from helpers import REPO, Gate, mountinfo, processes_in, running_server, without_user_namespaces, write_function
 from runtime_api import FunctionConfig
 from runtime_api.cli import build_parser, serve_config
 from runtime_api.config import load_config
@@ -28,7 +28,6 @@ from sandbox import exec_helper, host, netns, seccomp
 from sandbox.isolation import Isolation, PrivateFilesystem
 from sandbox.process import OutputPipe, RuntimeSpec, launch_runtime, reap
 from sandbox.strict import ElfHelper, PythonHelper, StrictExec
-from helpers import REPO, running_server, without_user_namespaces, write_function
 
 if os.geteuid() != 0:
     PROBLEM: str | None = "not root"
@@ -135,46 +134,6 @@ NUMBERS = {name: seccomp.syscall_number(name, platform.machine())
            for name in ("clone", "clone3", "bpf")} if platform.machine() in seccomp.ARCHES else {}
 
 
-class UnixGate:
-    """Lets a test see invocations arrive in the handler and answer each: an event, not a sleep."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.arrivals: dict[str, trio.SocketStream] = {}
-        self._arrived = trio.Condition()
-
-    async def start(self, nursery) -> UnixGate:
-        sock = trio.socket.socket(socket.AF_UNIX)
-        await sock.bind(str(self.path))
-        sock.listen(8)
-        nursery.start_soon(trio.serve_listeners, self._accept, [trio.SocketListener(sock)])
-        return self
-
-    async def _accept(self, stream: trio.SocketStream) -> None:
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = await stream.receive_some(256)
-            if not chunk:
-                return
-            data += chunk
-        async with self._arrived:
-            self.arrivals[data.decode().strip()] = stream
-            self._arrived.notify_all()
-        await trio.sleep_forever()  # open until answered
-
-    async def wait_arrivals(self, count: int) -> list[str]:
-        with trio.fail_after(120):  # only so that a broken handler fails instead of hanging
-            async with self._arrived:
-                while len(self.arrivals) < count:
-                    await self._arrived.wait()
-        return list(self.arrivals)
-
-    async def answer(self, request_id: str, reply: str = "") -> None:
-        stream = self.arrivals.pop(request_id)
-        await stream.send_all(reply.encode() + b"\n")
-        await stream.aclose()
-
-
 @pytest.fixture
 def code(tmp_path):
     return write_function(tmp_path / "fn", HANDLERS)
@@ -233,7 +192,7 @@ async def test_a_handler_reaches_nothing_on_the_hosts_loopback(code, tmp_path):
 
 @needs_root
 async def test_two_environments_each_have_their_own_9001_and_cannot_reach_each_other(code, nursery):
-    gate = await UnixGate(code / GATE).start(nursery)
+    gate = await Gate(code / GATE).start(nursery)
     async with running_server(function(code, "pair", "hold", concurrency=2)) as server:
         results = {}
 
@@ -248,8 +207,8 @@ async def test_two_environments_each_have_their_own_9001_and_cannot_reach_each_o
             assert [env.address for env in envs] == ["127.0.0.1:9001", "127.0.0.1:9001"]
             assert envs[0].netns.inode != envs[1].netns.inode
             # The first answers the second's invocation at 127.0.0.1:9001: its own Runtime API.
-            await gate.answer(first, second)
-            await gate.answer(second)
+            await gate.answer(first, second.encode() + b"\n")
+            await gate.answer(second, b"\n")
 
     by_id = {r["request_id"]: r for r in results.values()}
     assert by_id[first]["forged_status"] == 400  # InvalidRequestID: not an invocation of its environment
@@ -290,38 +249,22 @@ def _netns_fds() -> set[int]:
     return found
 
 
-def _processes_in(netns_inode: int) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if os.stat(f"/proc/{pid}/ns/net").st_ino == netns_inode:
-                found.append(int(pid))
-        except OSError:
-            continue
-    return found
-
-
-def _mountinfo() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return sorted(f.read().splitlines())
-
-
 @needs_root
 async def test_nothing_is_left_once_the_server_stops(code):
-    mounts, fds = _mountinfo(), _netns_fds()
+    mounts, fds = mountinfo(), _netns_fds()
     async with running_server(function(code, "gone", "look", concurrency=2)) as server:
         seen = await call(server, "gone")
         (env,) = server.functions["gone"].environments
         pid, inode = env.pid, env.netns.inode
         cgroups = [path for path in env.cgroup.directories()] if env.cgroup is not None else []
-        assert _processes_in(inode) == [pid] and inode in _netns_fds()
+        assert processes_in({("net", inode)}) == [pid] and inode in _netns_fds()
 
     assert seen["netns"] == inode
-    assert _processes_in(inode) == []
+    assert processes_in({("net", inode)}) == []
     assert _netns_fds() == fds
     assert not os.path.exists(f"/proc/{pid}")
     assert cgroups and not any(os.path.exists(path) for path in cgroups)
-    assert _mountinfo() == mounts
+    assert mountinfo() == mounts
 
 
 SETPRIV = shutil.which("setpriv")

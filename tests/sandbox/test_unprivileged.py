@@ -30,7 +30,6 @@ import json
 import os
 import re
 import select
-import shlex
 import shutil
 import signal
 import socket
@@ -42,7 +41,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, without_user_namespaces
+from benchmarks.common import shown_to_others
+from helpers import REPO, mountinfo, processes_in, without_user_namespaces
 
 NOBODY = 65534
 SETPRIV = shutil.which("setpriv")
@@ -147,36 +147,17 @@ def interpreter_reachable(env: dict[str, str]) -> bool:
     return probe.returncode == 0
 
 
-def closed_ancestor(path: str) -> str | None:
-    """The outermost directory on `path` that others cannot traverse, or None."""
-    current = "/"
-    for part in Path(path).parts[1:]:
-        current = os.path.join(current, part)
-        if os.path.isdir(current) and not os.stat(current).st_mode & 0o001:
-            return current
-    return None
-
-
 def as_nobody(argv: list[str], env: dict[str, str], stage: Path) -> list[str]:
     """`argv` run as nobody; with the interpreter (and its virtualenv) and this checkout shown
     through a private mount namespace where the user could not reach them otherwise (pyenv in
     root's home, a checkout in a `mktemp -d` directory)."""
     if interpreter_reachable(env):
         return [*DROP, *argv]
-    needed = sorted({os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), str(REPO.resolve())})
-    hidden = [(path, closed_ancestor(path)) for path in needed]
-    hidden = [(path, closed) for path, closed in hidden if closed is not None]
-    unshare = shutil.which("unshare")
-    if not hidden or unshare is None:
+    needed = [os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), str(REPO.resolve())]
+    prefix, _ = shown_to_others(needed, stage)
+    if not prefix:
         pytest.skip(f"the interpreter {sys.executable} cannot be run by an unprivileged user here")
-    closed_dirs = sorted({closed for _, closed in hidden}, key=len)
-    outermost = [c for c in closed_dirs if not any(c.startswith(o + "/") for o in closed_dirs if o != c)]
-    staged = [(shlex.quote(path), shlex.quote(str(stage / str(n)))) for n, (path, _) in enumerate(hidden)]
-    steps = [f"mkdir {at} && mount --bind {path} {at}" for path, at in staged]
-    steps += [f"mount -t tmpfs -o mode=755 tmpfs {shlex.quote(c)}" for c in outermost]  # hides the rest
-    steps += [f"mkdir -p {path} && mount --move {at} {path}" for path, at in staged]
-    script = " && ".join(steps) + ' && exec "$@"'
-    return [unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", script, "lambdalet-test", *DROP, *argv]
+    return [*prefix, *DROP, *argv]
 
 
 class UnprivilegedServer:
@@ -315,7 +296,7 @@ def mount_point():
 
 @pytest.fixture(scope="module")
 def host_mounts():
-    return _mountinfo()
+    return mountinfo()
 
 
 @pytest.fixture(scope="module")
@@ -494,8 +475,8 @@ def test_the_server_keeps_serving_and_nothing_is_left_once_it_stops(server, host
             os.close(fd)
     # Nothing is left in the environments' namespaces (so their mounts are gone with them), and
     # nothing was ever mounted on the host.
-    assert _processes_in(namespaces) == []
-    assert _mountinfo() == host_mounts
+    assert processes_in(namespaces) == []
+    assert mountinfo() == host_mounts
 
 
 def test_without_user_namespaces_it_degrades_and_says_why(mount_point):
@@ -530,20 +511,3 @@ def _exited(pidfds: dict) -> dict:
     while len(exited) < len(pidfds) and time.monotonic() < deadline:
         exited.update(fd for fd, _ in poller.poll(1000))
     return {name: fd in exited for name, fd in pidfds.items()}
-
-
-def _processes_in(namespaces: set[tuple[str, int]]) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        for kind, inode in namespaces:
-            try:
-                if os.stat(f"/proc/{pid}/ns/{kind}").st_ino == inode:
-                    found.append(int(pid))
-            except OSError:
-                continue
-    return found
-
-
-def _mountinfo() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return sorted(f.read().splitlines())
