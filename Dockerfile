@@ -6,7 +6,7 @@
 #
 # --build-arg LOCAL_EMULATOR=lambdalet swaps the base image's RIE (used only when the image runs
 # outside Lambda) for lambdalet-rie: concurrent invocations, X-Amz-Function-Error, streaming.
-# tests/test_dockerfile.py reproduces this layout from this file and runs it; keep each step one
+# tests/clients/test_dockerfile.py reproduces this layout from this file and runs it; keep each step one
 # line of the forms it reads (ARG, ENV, COPY, RUN, CMD).
 
 ARG PYTHON=python3.12

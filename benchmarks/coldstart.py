@@ -40,7 +40,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import common
+from . import common, realparts
 
 HOST = common.HOST
 # Each handler answers its pid; an event with "hold" keeps it busy that long (idle_memory's copies
@@ -116,7 +116,7 @@ class Rie:
 
     def __init__(self, code: Path, log_dir: Path, python: str) -> None:
         invoke_port, api_port = common.free_port(), common.free_port()
-        argv = [str(common.rie_binary()), "--runtime-interface-emulator-address", f"{HOST}:{invoke_port}",
+        argv = [str(realparts.rie_binary()), "--runtime-interface-emulator-address", f"{HOST}:{invoke_port}",
                 "--runtime-api-address", f"{HOST}:{api_port}", python, "-m", "awslambdaric", "app.handler"]
         self.server = common.Server("rie", argv, code, invoke_port, log_dir=log_dir)
 

@@ -1,5 +1,7 @@
 """Shared pieces of the benchmarks: starting a server on free loopback ports and stopping it with
-everything it started, percentiles, the machine description, and writing results (JSON + Markdown).
+everything it started, a recording pass-through proxy, showing closed directories to an
+unprivileged user, percentiles, the machine description, and writing results (JSON + Markdown).
+The tests use some of them too (they may import benchmarks; benchmarks never import tests).
 
 Process hygiene: the benchmark process makes itself a child subreaper, so a runtime orphaned by a
 crashing server (AWS's RIE puts its runtime in its own process group and panics on concurrent
@@ -11,15 +13,18 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import itertools
 import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,20 +38,74 @@ READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
 
 
-def rie_binary() -> Path:
-    """The real `aws-lambda-rie-x86_64`, fetched and cached by the tests' helper."""
-    tests_dir = str(REPO_ROOT / "tests")
-    if tests_dir not in sys.path:
-        sys.path.insert(0, tests_dir)
-    import realparts
-
-    return realparts.rie_binary()
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return sock.getsockname()[1]
+
+
+class PassThroughProxy:
+    """TCP pass-through from 127.0.0.1:<port> to `upstream` that records every piece of traffic as
+    (time.time(), "up" (client to upstream) or "down", connection number, bytes), in the order the
+    pieces arrived. Threads, so that it serves blocking and trio programs alike."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.sock = socket.socket()
+        self.sock.bind((HOST, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.pieces: list[tuple[float, str, int, bytes]] = []
+        self.lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        for number in itertools.count():
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            for each in (client, server):
+                each.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, "up", number), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, "down", number), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, direction: str, number: int) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                at = time.time()
+                if not data:
+                    break
+                with self.lock:
+                    self.pieces.append((at, direction, number, data))
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def recorded(self) -> list[tuple[float, str, int, bytes]]:
+        with self.lock:
+            return list(self.pieces)
+
+    def close(self) -> None:
+        self.sock.close()
+        for each in self._sockets:
+            try:
+                each.close()
+            except OSError:
+                pass
 
 
 def function_dir(root: Path, source: str = ECHO_HANDLER, module: str = "app") -> Path:
@@ -187,6 +246,27 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = READY_TIME
             time.sleep(0.002)  # retry back-off, not a readiness guess
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT, *, group: bool = False) -> int:
+    """SIGTERM, SIGKILL if it has not exited within `timeout` seconds, and reap; its exit status.
+    `group`: signal its whole process group (it was started with start_new_session), even when the
+    process itself has already exited."""
+    def send(signum: int) -> None:
+        try:
+            if group:
+                os.killpg(proc.pid, signum)
+            elif proc.poll() is None:
+                proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    send(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+    return proc.wait()
+
+
 @dataclass
 class Server:
     """One running server: `argv` is built from (invoke_port, runtime_api_port)."""
@@ -230,13 +310,7 @@ class Server:
             return
         if self.proc.poll() is None:
             self.snapshot()
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.exit_code = self.proc.returncode
+        self.exit_code = stop_process(self.proc)
         self.leftovers = kill_tree(list(self.known.values()))
         self._out.close()
         self._err.close()
@@ -250,6 +324,39 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# --- as an unprivileged user -----------------------------------------------------------------
+
+def closed_ancestor(path: str | Path) -> str | None:
+    """The outermost directory on `path` that others cannot traverse, or None."""
+    current = "/"
+    for part in Path(path).parts[1:]:
+        current = os.path.join(current, part)
+        if os.path.isdir(current) and not os.stat(current).st_mode & 0o001:
+            return current
+    return None
+
+
+def shown_to_others(paths: list[str], stage: Path) -> tuple[list[str], dict[str, str]]:
+    """A command prefix under which every user reaches `paths` where a directory closed to others
+    hides them (pyenv in root's 0700 home, a checkout in a `mktemp -d` directory): a private mount
+    namespace, made by root around the command, with a 0755 tmpfs over each closed directory and
+    the paths bound back (through `stage`, a directory root can write). Nothing changes on the host.
+    Also {path: the closed directory hiding it}; ([], {}) when nothing is hidden or util-linux's
+    unshare is missing."""
+    unshare = shutil.which("unshare")
+    shown = {path: closed for path in sorted(set(paths)) if (closed := closed_ancestor(path)) is not None}
+    if not shown or unshare is None:
+        return [], {}
+    closed_dirs = sorted(set(shown.values()), key=len)
+    outermost = [c for c in closed_dirs if not any(c.startswith(o + "/") for o in closed_dirs if o != c)]
+    staged = [(shlex.quote(path), shlex.quote(str(stage / str(n)))) for n, path in enumerate(shown)]
+    steps = [f"mkdir -p {at} && mount --no-mtab --bind {path} {at}" for path, at in staged]
+    steps += [f"mount --no-mtab -t tmpfs -o mode=755 tmpfs {shlex.quote(c)}" for c in outermost]  # hides the rest
+    steps += [f"mkdir -p {path} && mount --no-mtab --move {at} {path}" for path, at in staged]
+    script = " && ".join(steps) + ' && exec "$@"'
+    return [unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", script, "lambdalet-shown"], shown
 
 
 # --- statistics -----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ Needs root (cgroups, mount namespaces); writes results/sandbox.{json,md}.
 
 With `--as-user nobody` (run as root) it measures what each level costs an unprivileged user
 instead: the benchmark runs again as that user (`setpriv --reuid --regid --clear-groups`, as
-tests/test_sandbox_unprivileged.py starts `lambdalet serve`), where `standard` and `strict` are
+tests/sandbox/test_unprivileged.py starts `lambdalet serve`), where `standard` and `strict` are
 made one user namespace further in (sandbox/userns.py). That user has no cgroups (unless
 delegated): no `cgroups only` variant, no cgroups row, no memory cgroup column; RLIMIT_DATA is the
 memory guard. The checkout must be readable by that user (it is said and the run refused
@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import pwd
-import shlex
 import shutil
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from .common import (
     PYTHON,
     REPO_ROOT,
     RESULTS_DIR,
+    closed_ancestor,
     descendants,
     function_dir,
     git_revision,
@@ -59,6 +59,7 @@ from .common import (
     machine_info,
     markdown_table,
     percentile,
+    shown_to_others,
     utc_now,
     write_results,
 )
@@ -326,7 +327,10 @@ def run_as(name: str, samples: int, output: Path) -> int:
         wrap, shown = [], {}
         probe = [PYTHON, "-c", "import trio, msgspec, h11, runtime_api, sandbox, bootstrap, benchmarks.common"]
         if not _runs(drop, probe, env):
-            wrap, shown = interpreter_shown(Path(stage))
+            # The interpreter's prefixes, where a directory closed to others hides them (pyenv in
+            # root's 0700 home), shown to the user through a private mount namespace.
+            prefixes = [os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)]
+            wrap, shown = shown_to_others(prefixes, Path(stage))
             if not shown or not _runs([*wrap, *drop], probe, env):
                 return refuse(f"the interpreter {PYTHON} cannot import lambdalet's dependencies as that user "
                               f"(PYTHONPATH={REPO_ROOT})")
@@ -344,36 +348,6 @@ def run_as(name: str, samples: int, output: Path) -> int:
 def _runs(prefix: list[str], argv: list[str], env: dict[str, str]) -> bool:
     return subprocess.run([*prefix, *argv], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
-
-
-def closed_ancestor(path: str | Path) -> str | None:
-    """The outermost directory on `path` that others cannot traverse, or None."""
-    current = "/"
-    for part in Path(path).parts[1:]:
-        current = os.path.join(current, part)
-        if os.path.isdir(current) and not os.stat(current).st_mode & 0o001:
-            return current
-    return None
-
-
-def interpreter_shown(stage: Path) -> tuple[list[str], dict[str, str]]:
-    """A command prefix that shows the interpreter's prefixes to the user when a directory closed
-    to others hides them (pyenv in root's 0700 home): a private mount namespace, made by root
-    around the run, with a 0755 tmpfs over the closed directory and the prefixes bound back. Nothing
-    changes on the host. Also {prefix: the closed directory}; ([], {}) if nothing is hidden."""
-    unshare = shutil.which("unshare")
-    prefixes = sorted({os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)})
-    shown = {path: closed for path in prefixes if (closed := closed_ancestor(path)) is not None}
-    if not shown or unshare is None:
-        return [], {}
-    closed_dirs = sorted(set(shown.values()), key=len)
-    outermost = [c for c in closed_dirs if not any(c.startswith(o + "/") for o in closed_dirs if o != c)]
-    staged = [(shlex.quote(path), shlex.quote(str(stage / str(n)))) for n, path in enumerate(shown)]
-    steps = [f"mkdir -p {at} && mount --no-mtab --bind {path} {at}" for path, at in staged]
-    steps += [f"mount --no-mtab -t tmpfs -o mode=755 tmpfs {shlex.quote(c)}" for c in outermost]  # hides the rest
-    steps += [f"mkdir -p {path} && mount --no-mtab --move {at} {path}" for path, at in staged]
-    script = " && ".join(steps) + ' && exec "$@"'
-    return [unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", script, "lambdalet-bench"], shown
 
 
 def render(samples: int, cgroups: list[str], summary: dict, idle: dict, revision: str, machine: dict, *,

@@ -23,20 +23,19 @@ import http.client
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import sysconfig
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+from .common import PassThroughProxy, free_port, wait_for_port
+from .realparts import rie_binary
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "tests"))
-from realparts import rie_binary  # noqa: E402
 
 PY = sys.executable
 SITE = sysconfig.get_paths()["purelib"]
@@ -47,84 +46,12 @@ RUNTIMES = {
     "bootstrap (-c, as the shell bootstrap)": [PY, "-S", "-c", ENTRY_C],
 }
 INVOKE = "/2015-03-31/functions/function/invocations"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class TimingProxy:
-    """Pass-through proxy recording (time, direction, bytes) for every piece of traffic."""
-
-    def __init__(self, upstream):
-        self.upstream = upstream
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.events = []  # (t, "up"|"down", conn, data)
-        self.lock = threading.Lock()
-        self.first_next = threading.Event()
-        self.first_next_at = None
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        n = 0
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            s = socket.create_connection(self.upstream)
-            for sock in (c, s):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=self._pump, args=(c, s, "up", n), daemon=True).start()
-            threading.Thread(target=self._pump, args=(s, c, "down", n), daemon=True).start()
-            n += 1
-
-    def _pump(self, src, dst, direction, n):
-        try:
-            while True:
-                data = src.recv(65536)
-                t = time.time()
-                if not data:
-                    break
-                if (direction == "up" and self.first_next_at is None
-                        and data.startswith(b"GET /2018-06-01/runtime/invocation/next")):
-                    self.first_next_at = t
-                    self.first_next.set()
-                with self.lock:
-                    self.events.append((t, direction, n, data))
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            try:
-                dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-
-    def close(self):
-        self.sock.close()
-
-
-def wait_port(port, proc):
-    for _ in range(5000):
-        if proc.poll() is not None:
-            raise RuntimeError("RIE exited")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except ConnectionRefusedError:
-            time.sleep(0.002)
-    raise RuntimeError("RIE not listening")
+NEXT = b"GET /2018-06-01/runtime/invocation/next"
 
 
 def one_sample(argv, task, warm):
     invoke_port, rapi_port = free_port(), free_port()
-    proxy = TimingProxy(("127.0.0.1", rapi_port))
+    proxy = PassThroughProxy(("127.0.0.1", rapi_port))
     stamp = task / "exec-time"
     wrapper = task / "wrapper.sh"
     # The timestamp is taken by Python just before the exec (bash's $EPOCHREALTIME is not in sh).
@@ -142,14 +69,16 @@ def one_sample(argv, task, warm):
                            cwd=task, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
     try:
-        wait_port(invoke_port, rie)
+        wait_for_port(invoke_port, rie)
         conn = http.client.HTTPConnection("127.0.0.1", invoke_port)
         t0 = time.time()
         conn.request("POST", INVOKE, body=b'{"hello": "world"}')
         body = conn.getresponse().read()
         cold = time.time() - t0
         assert body == b'{"hello": "world"}', body
-        exec_to_next = proxy.first_next_at - float(stamp.read_text())
+        first_next_at = next(t for t, direction, _, data in proxy.recorded()
+                             if direction == "up" and data.startswith(NEXT))
+        exec_to_next = first_next_at - float(stamp.read_text())
         latencies = []
         for _ in range(warm):
             t = time.perf_counter()
@@ -157,7 +86,7 @@ def one_sample(argv, task, warm):
             conn.getresponse().read()
             latencies.append(time.perf_counter() - t)
         conn.close()
-        return exec_to_next, cold, latencies, runtime_side(proxy.events)
+        return exec_to_next, cold, latencies, runtime_side(proxy.recorded())
     finally:
         rie.send_signal(signal.SIGTERM)
         rie.wait()
@@ -176,7 +105,7 @@ def runtime_side(events):
                 if last_next_answer is not None:
                     think.append(t - last_next_answer)
                 pending = "post"
-            elif data.startswith(b"GET /2018-06-01/runtime/invocation/next"):
+            elif data.startswith(NEXT):
                 if last_post_answer is not None:
                     turn.append(t - last_post_answer)
                     last_post_answer = None

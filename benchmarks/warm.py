@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import common
+from . import common, realparts
 from .common import HOST, PYTHON, Server
 
 NAME = "warm"
@@ -75,7 +75,7 @@ class Target:
         invoke_port, api_port = common.free_port(), common.free_port()
         env = dict(env or {})
         if self.server == "rie":
-            argv = [str(common.rie_binary()),
+            argv = [str(realparts.rie_binary()),
                     "--runtime-interface-emulator-address", f"{HOST}:{invoke_port}",
                     "--runtime-api-address", f"{HOST}:{api_port}", *self.runtime_argv()]
         elif self.server == "lambdalet-rie":
@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     leftovers = 0
     with tempfile.TemporaryDirectory(prefix="lambdalet-bench-") as tmp:
         code = common.function_dir(Path(tmp))
-        common.rie_binary()  # fetch before timing anything
+        realparts.rie_binary()  # fetch before timing anything
         revision, uncommitted = common.git_revision()
         recorded_argv = list(argv)
         # The servers import lambdalet from this tree (or the exported commit), whatever the editable
@@ -563,9 +563,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sam_version() -> str:
-    common.rie_binary()
-    import realparts
-
     return realparts.SAM_CLI_VERSION
 
 

@@ -9,7 +9,7 @@ sandbox/asm/<machine>.S; the bytes below are their `.text`, regenerated with
     as --64 -o x.o sandbox/asm/x86_64.S && objcopy -O binary -j .text x.o x86_64.bin
     aarch64-linux-gnu-as -o a.o sandbox/asm/aarch64.S && aarch64-linux-gnu-objcopy -O binary -j .text a.o aarch64.bin
 
-(tests/test_sandbox_strict.py checks they match where those assemblers are installed).
+(tests/sandbox/test_strict.py checks they match where those assemblers are installed).
 
 `build` lays the ELF out (one loadable segment at a fixed address, a non-executable stack) with the
 deny-list appended and the code's `struct sock_fprog` (its last 16 bytes) pointing at it; `load`

@@ -1,7 +1,17 @@
+"""What every test shares: the `gate` fixture, and the check that no test module leaves a process behind."""
+
 import os
 import signal
 
 import pytest
+
+from helpers import Gate
+
+
+@pytest.fixture
+async def gate(nursery):
+    """A Gate serving in the test's nursery: handlers that wait at it block until the test releases them."""
+    return await Gate().start(nursery)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 import sys
 import textwrap
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
+from benchmarks.common import free_port  # noqa: F401 (tests import it from here; defined once, there)
 from runtime_api import FunctionConfig, LambdaletThread, Server, ServerConfig
 from runtime_api.logs import LogSink
 
+REPO = Path(__file__).resolve().parent.parent  # the checkout under test
 PYTHON = sys.executable
 AWSLAMBDARIC = [PYTHON, "-m", "awslambdaric"]
 
@@ -51,17 +54,33 @@ def threaded_server(*functions: FunctionConfig, sink: LogSink | None = None):
         yield handle
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def mountinfo() -> list[str]:
+    """This process's mounts, sorted: equal before and after means nothing was left mounted here."""
+    with open("/proc/self/mountinfo") as f:
+        return sorted(f.read().splitlines())
+
+
+def processes_in(namespaces: set[tuple[str, int]]) -> list[int]:
+    """The pids of every process in any of `namespaces`, each (kind as in /proc/<pid>/ns, inode)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        for kind, inode in namespaces:
+            try:
+                if os.stat(f"/proc/{pid}/ns/{kind}").st_ino == inode:
+                    found.append(int(pid))
+                    break
+            except OSError:
+                continue
+    return found
 
 
 class Gate:
     """Lets a test see invocations arrive in the handler and release them: an event, not a sleep.
 
-    A handler calls `gate.handler_snippet`'s `wait_at_gate(context)`: it connects to the gate, says
-    its request id and blocks until the test releases it.
+    A handler calls `gate.handler_snippet`'s `wait_at_gate(context)`: it connects to the gate (at
+    GATE_PORT in its environment), says its request id and blocks until the test releases it. Given
+    `path`, the gate listens on that Unix socket instead of a loopback port: an environment with a
+    network namespace of its own reaches a socket in its code directory, not the host's loopback.
     """
 
     handler_snippet = '''
@@ -75,20 +94,26 @@ def wait_at_gate(context, note=""):
     return reply.decode()
 '''
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path | None = None) -> None:
         import trio
 
         self._trio = trio
+        self.path = path
         self.arrivals: list[tuple[str, object]] = []  # (first line, stream)
         self._arrived = trio.Condition()
         self.port = 0
-        self._listener = None
 
     async def start(self, nursery) -> "Gate":
         trio = self._trio
-        (self._listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = self._listener.socket.getsockname()[1]
-        nursery.start_soon(trio.serve_listeners, self._accept, [self._listener])
+        if self.path is None:
+            (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            self.port = listener.socket.getsockname()[1]
+        else:
+            sock = trio.socket.socket(socket.AF_UNIX)
+            await sock.bind(str(self.path))
+            sock.listen(8)
+            listener = trio.SocketListener(sock)
+        nursery.start_soon(trio.serve_listeners, self._accept, [listener])
         return self
 
     async def _accept(self, stream) -> None:
@@ -110,6 +135,13 @@ def wait_at_gate(context, note=""):
                 while len(self.arrivals) < count:
                     await self._arrived.wait()
         return [line for line, _ in self.arrivals[:count]]
+
+    async def answer(self, line: str, reply: bytes = b"") -> None:
+        """Release the one arrival that said `line`, with `reply`."""
+        (index,) = [i for i, (said, _) in enumerate(self.arrivals) if said == line]
+        _, stream = self.arrivals.pop(index)
+        await stream.send_all(reply)
+        await stream.aclose()
 
     async def release_all(self, reply: bytes = b"go") -> None:
         for _, stream in self.arrivals:

@@ -3,95 +3,38 @@ Runtime API is captured (and parsed into requests), everything RIE prints is col
 
 import http.client
 import io
-import itertools
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from benchmarks.common import PassThroughProxy, free_port, stop_process, wait_for_port
+from benchmarks.realparts import rie_binary
 from bootstrap_handlers.fake_api import read_request
 from bootstrap_handlers.runners import RUNTIMES, base_env
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from realparts import rie_binary  # noqa: E402
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RecordingProxy:
-    """TCP pass-through from 127.0.0.1:<port> to `upstream`, recording the bytes each client sends."""
-
-    def __init__(self, upstream):
-        self.upstream = upstream
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.seq = itertools.count()
-        self.pieces = []  # (seq, connection number, bytes)
-        self.lock = threading.Lock()
-        self.sockets = []
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        for number in itertools.count():
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(self.upstream)
-            except OSError:
-                client.close()
-                continue
-            self.sockets += [client, server]
-            threading.Thread(target=self._pump, args=(client, server, number), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
-
-    def _pump(self, src, dst, number):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if number is not None:
-                    with self.lock:
-                        self.pieces.append((next(self.seq), number, data))
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            try:
-                dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+class RecordingProxy(PassThroughProxy):
+    """The pass-through proxy between the runtime and RIE's Runtime API: what the runtime sent,
+    parsed into requests."""
 
     def requests(self):
         """Every complete request seen, in the order their first bytes arrived."""
-        with self.lock:
-            pieces = list(self.pieces)
         by_conn = {}
-        for seq, number, data in pieces:
-            by_conn.setdefault(number, []).append((seq, data))
+        for order, (_, direction, number, data) in enumerate(self.recorded()):
+            if direction == "up":
+                by_conn.setdefault(number, []).append((order, data))
         found = []
-        for number, chunks in by_conn.items():
+        for chunks in by_conn.values():
             stream = b"".join(d for _, d in chunks)
             starts = []
             offset = 0
-            for seq, data in chunks:
-                starts.append((offset, seq))
+            for order, data in chunks:
+                starts.append((offset, order))
                 offset += len(data)
             reader = io.BufferedReader(io.BytesIO(stream))
             while True:
@@ -102,17 +45,9 @@ class RecordingProxy:
                     break
                 if request is None:
                     break
-                seq = max(s for o, s in starts if o <= position)
-                found.append((seq, request))
+                order = max(o for at, o in starts if at <= position)
+                found.append((order, request))
         return [r for _, r in sorted(found, key=lambda x: x[0])]
-
-    def close(self):
-        self.sock.close()
-        for s in self.sockets:
-            try:
-                s.close()
-            except OSError:
-                pass
 
 
 class RieSession:
@@ -159,16 +94,10 @@ def rie(kind, handler, cwd, env=None, runtime_argv=None, server=None, server_fla
     reader.start()
     session = RieSession(proc, invoke_port, proxy, pidfile)
     try:
-        _wait_listening(invoke_port, proc)
+        wait_for_port(invoke_port, proc)
         yield session
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 10)
         _kill_runtime(pidfile)
         reader.join(10)
         proxy.close()
@@ -185,15 +114,3 @@ def _kill_runtime(pidfile):
     except (ProcessLookupError, PermissionError):
         pass
 
-
-def _wait_listening(port, proc):
-    """Readiness is the port accepting: retry connect while it is refused (bounded)."""
-    for _ in range(2000):
-        if proc.poll() is not None:
-            raise RuntimeError(f"RIE exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except ConnectionRefusedError:
-            time.sleep(0.005)  # back-off between connect attempts, not a readiness guess
-    raise RuntimeError("RIE never listened")

@@ -1,4 +1,4 @@
-"""What the real-client tests (tests/test_clients_*.py) run and how they meet it.
+"""What the real-client tests (tests/clients/) run and how they meet it.
 
 * Function sources: one awslambdaric module with a handler per behaviour, the AWS docs' bash +
   curl custom runtime, and a Node.js module for `aws-lambda-ric`.
@@ -27,7 +27,7 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
-from helpers import free_port
+from benchmarks.common import free_port, stop_process
 
 # --- function sources ----------------------------------------------------------------------------
 
@@ -367,7 +367,7 @@ def lambdalet_rie(command: list[str], *, cwd: Path, log: Path, env: dict[str, st
         _wait_accepting(process, invoke_port, log)
         yield RieProcess(process, f"http://127.0.0.1:{invoke_port}", log)
     finally:
-        _stop(process)
+        stop_process(process, 10)
         # Captured by pytest and shown only when the test failed.
         print(f"--- lambdalet-rie output ---\n{log.read_text(errors='replace')[-20000:]}")
 
@@ -387,12 +387,3 @@ def _wait_accepting(process: subprocess.Popen, port: int, log: Path, limit: floa
             time.sleep(0.02)
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-            return
-        except subprocess.TimeoutExpired:
-            process.kill()
-    process.wait()

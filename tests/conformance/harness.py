@@ -30,6 +30,8 @@ from pathlib import Path
 
 import h11
 
+from benchmarks.common import free_port, stop_process
+
 HERE = Path(__file__).resolve().parent
 RUNTIMES = HERE / "runtimes"
 REPO = HERE.parent.parent
@@ -56,8 +58,7 @@ class Target:
 
 
 def rie_target() -> Target:
-    sys.path.insert(0, str(REPO / "tests"))
-    from realparts import rie_binary
+    from benchmarks.realparts import rie_binary
 
     return Target("rie", (str(rie_binary()),))
 
@@ -68,12 +69,6 @@ def lambdalet_target() -> Target:
         (sys.executable, "-m", "runtime_api.rie"),
         {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))},
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,14 +323,7 @@ class Server:
 
     def stop(self) -> None:
         try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
-            self.exit_code = self.proc.returncode
+            self.exit_code = stop_process(self.proc, 5)
         finally:
             if self.proc.poll() is None:  # should not happen; never leave it behind
                 os.killpg(self.proc.pid, signal.SIGKILL)
