@@ -27,6 +27,11 @@ Config file schema (`lambdalet serve --config FILE`):
                                 # (later layers win; sandbox/layers.py)
     user = "sbx_user1051"       # optional: run the runtime as this user (a name, uid or uid:gid;
                                 # sbx_user1051 is Lambda's, uid 993 gid 990); default: lambdalet's own
+    runtime_id = "python3.12"   # optional: Lambda's runtime identifier
+    architectures = ["x86_64"]  # x86_64 or arm64
+    aliases = ["my-function"]   # other names the function answers to
+    tenancy = "PER_TENANT"      # optional: every invocation must name its tenant
+    log_format = "JSON"         # Text | JSON; application_log_level, system_log_level with JSON
 """
 
 from __future__ import annotations
@@ -96,6 +101,16 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     provisioned: int = 0
     layers: list[str] = msgspec.field(default_factory=list)  # directories shown at /opt, in Lambda's order
     user: str | None = None  # the runtime's user (sandbox/runtime_user.py); None: lambdalet's own
+    # Lambda's own function settings, as a template (or this file) gives them.
+    runtime_id: str | None = None  # Lambda's runtime identifier: python3.12, nodejs20.x, provided.al2023
+    architectures: list[str] = msgspec.field(default_factory=lambda: ["x86_64"])  # x86_64 | arm64
+    aliases: list[str] = msgspec.field(default_factory=list)  # other names it answers to (a FunctionName)
+    package_type: str = "Zip"  # Zip | Image (an image is run by its own lambdalet-rie, not served here)
+    tenancy: str | None = None  # PER_TENANT: every invocation names its tenant
+    log_format: str | None = None  # Text | JSON (AWS_LAMBDA_LOG_FORMAT)
+    application_log_level: str | None = None  # AWS_LAMBDA_LOG_LEVEL under JSON
+    system_log_level: str | None = None  # the platform's own lines under JSON
+    source: str | None = None  # where it was declared ("template.yaml:12"), for messages
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > 64 or not all(c.isalnum() or c in "-_" for c in self.name):
@@ -136,6 +151,18 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 runtime_user.parse(self.user)
             except ValueError as exc:
                 raise ConfigError(f"function {self.name}: {exc}") from None
+        for setting, value, allowed in (
+            ("architectures", tuple(self.architectures), (("x86_64",), ("arm64",))),
+            ("package_type", self.package_type, ("Zip", "Image")),
+            ("tenancy", self.tenancy, (None, "PER_TENANT")),
+            ("log_format", self.log_format, (None, "Text", "JSON")),
+            ("application_log_level", self.application_log_level,
+             (None, "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")),
+            ("system_log_level", self.system_log_level, (None, "DEBUG", "INFO", "WARN")),
+        ):
+            if value not in allowed:
+                choices = ", ".join(str(list(a)) if isinstance(a, tuple) else str(a) for a in allowed)
+                raise ConfigError(f"function {self.name}: {setting} {value!r} is not one of {choices}")
 
     def check_layers(self) -> None:
         """ConfigError unless every layer is a directory (once paths are resolved: the config

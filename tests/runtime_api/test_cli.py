@@ -129,7 +129,7 @@ def test_the_embedding_examples_run(example):
 def test_the_command_line_loads_no_benchmark():
     """The product never imports its measurements: `lambdalet bench` is found when it is asked for."""
     code = "import sys, runtime_api.cli; print(sorted(m for m in sys.modules if 'benchmarks' in m))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[]\n"
 
@@ -143,7 +143,7 @@ def test_bench_runs_the_command_installed_for_it(tmp_path, installed):
     (metadata / "METADATA").write_text("Metadata-Version: 2.1\nName: lambdalet\nVersion: 0\n")
     (metadata / "entry_points.txt").write_text("[lambdalet.commands]\nbench = stand_in:main\n" if installed else "")
     (tmp_path / "stand_in.py").write_text("def main(argv):\n    print(argv)\n    return 7\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
     done = subprocess.run([sys.executable, "-m", "runtime_api.cli", "bench", "--help", "--samples", "1"],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
     if installed:

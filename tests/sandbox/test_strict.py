@@ -279,7 +279,7 @@ def test_without_privilege_strict_says_what_it_lacks_and_still_runs(code):
     script = (
         "import json, trio\n"
         "from runtime_api import FunctionConfig\n"
-        "from helpers import running_server\n"
+        "from tests.helpers import running_server\n"
         "async def main():\n"
         f"    config = FunctionConfig(name='f', code={str(code)!r}, handler='app.look', isolation='strict',\n"
         f"                            env={{'PYTHONPATH': {str(REPO)!r}}})\n"
