@@ -162,6 +162,10 @@ class Environment:
     def alive(self) -> bool:
         return self.exit_status is None and self.proto.state is not RuntimeState.EXITED
 
+    def runtime_exited(self) -> bool:
+        """Whether the runtime is known to the kernel to have exited (before `alive` says so)."""
+        return self.process is not None and self.process.exited()
+
     @property
     def staged(self) -> bool:
         """A SnapStart copy restored as far as it goes ahead of demand, and not yet wanted."""

@@ -209,7 +209,9 @@ class Function:
     def _take_idle(self) -> Environment | None:
         while self._idle:
             env = self._idle.pop()
-            if env.alive and not env.closing and env.proto.idle:
+            # A runtime that died while idle may not have been noticed yet: its exit is asked of
+            # the kernel here, so the invocation goes to a live environment instead.
+            if env.alive and not env.closing and env.proto.idle and not env.runtime_exited():
                 return env
         return None
 

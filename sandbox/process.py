@@ -131,6 +131,16 @@ class RuntimeProcess:
                 self._close_status()
         return self.status
 
+    def exited(self) -> bool:
+        """Whether the runtime has exited, even if its waiter has not run yet (it is not reaped
+        here: `wait` does that)."""
+        if self.status is not None:
+            return True
+        try:
+            return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True  # reaped meanwhile
+
     def kill_tree(self) -> None:
         """SIGKILL the runtime's whole tree: its cgroup's members (noted for reaping) and its
         process group."""

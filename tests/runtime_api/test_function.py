@@ -189,6 +189,22 @@ async def test_an_idle_environment_whose_runtime_was_killed_is_replaced(code, ga
         assert killed not in fn.environments
 
 
+async def test_an_invocation_right_after_an_idle_runtime_died_goes_to_a_new_environment(code, gate):
+    """The runtime is dead (the kernel says so) but the server has not yet run the task that
+    notices: the invocation still gets a live environment, not Runtime.ExitError."""
+    reports = Reports()
+    async with running_server(function(code, gate), sink=reports) as server:
+        first = await server.invoke("fn")
+        await reports.reported(first.request_id)
+        (killed,) = server.functions["fn"].environments
+        os.kill(killed.pid, signal.SIGKILL)
+        os.waitid(os.P_PID, killed.pid, os.WEXITED | os.WNOWAIT)  # blocks without a checkpoint: no task runs
+        assert killed.alive  # not noticed yet
+        again = await server.invoke("fn")
+        assert again.function_error is None
+        assert json.loads(again.payload)["pid"] != killed.pid
+
+
 async def test_under_snapstart_the_next_environment_is_staged_ahead(tmp_path):
     write_function(tmp_path, "import os\n\ndef handler(event, context):\n    return {'pid': os.getpid()}\n")
     config = FunctionConfig(name="fn", code=str(tmp_path), handler="app.handler", snapstart=True)
