@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime_api.http import parse_simple_head
+from runtime_api.http1 import parse_simple_head
 
 
 def h11_reading(data: bytes):
