@@ -25,7 +25,7 @@ import trio
 
 from .http1 import Headers, HeaderItems
 from .http1 import field as _field  # noqa: F401  (tests/test_units.py checks it from here)
-from .http_framing import END, MAX_HEADER_BYTES, NEED_DATA, TO_H11, FastFraming, H11Framing, Request
+from .http_framing import END, MAX_HEADER_BYTES, NEED_DATA, TO_H11, Event, FastFraming, H11Framing, Request
 
 __all__ = ["ClientGone", "Connection", "Headers", "MAX_HEADER_BYTES", "READ_SIZE", "Request",
            "http_date", "serve_connection"]
@@ -54,19 +54,12 @@ def http_date() -> bytes:
 
 class Answer(enum.Enum):
     """Where the answer to the current request stands."""
-    NONE = "not begun"
+    NOT_BEGUN = "not begun"
     STREAMING = "head sent, the body going out in pieces"
     SENT = "sent whole"
 
 
-async def _read_body(chunks: AsyncIterator[bytes], limit: int) -> tuple[bytes, bool]:
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in chunks:
-        if size < limit:
-            parts.append(chunk[: limit - size])
-        size += len(chunk)
-    return b"".join(parts), size > limit
+NOT_BEGUN, STREAMING, SENT = Answer  # as globals: a member looked up on its class costs more per request
 
 
 class Connection:
@@ -76,7 +69,7 @@ class Connection:
         self.stream = stream
         self.request: Request | None = None
         self._framing: FastFraming | H11Framing = FastFraming()
-        self._answer = Answer.NONE
+        self._answer = NOT_BEGUN
         self._closing = False
         # A socket's descriptor, read and written directly: trio's stream wrappers cost more per
         # call than the fast path's parsing (a conflict detector, context managers, a scheduler pass).
@@ -85,7 +78,7 @@ class Connection:
     @property
     def answered(self) -> bool:
         """The current request's response was sent whole."""
-        return self._answer is Answer.SENT
+        return self._answer is SENT
 
     @property
     def closing(self) -> bool:
@@ -126,7 +119,7 @@ class Connection:
 
     async def next_request(self) -> Request | None:
         """The next request's head, or None when the peer closed the connection between requests."""
-        self._answer = Answer.NONE
+        self._answer = NOT_BEGUN
         while True:
             request = self._framing.next_request()
             if request is NEED_DATA:
@@ -141,23 +134,30 @@ class Connection:
                 self.request = request
                 return request
 
+    async def _next_piece(self) -> bytes | Event:
+        """The next piece of the request body, or END."""
+        framing = self._framing
+        while (piece := framing.next_body()) is NEED_DATA:
+            if interim := framing.pending_continue():
+                await self._send(interim)
+            framing.receive_data(await self._receive())
+        return piece
+
     async def body_chunks(self) -> AsyncIterator[bytes]:
         """The request body as it arrives; trailers end up on the request."""
-        framing = self._framing
-        while True:
-            piece = framing.next_body()
-            if piece is NEED_DATA:
-                if interim := framing.pending_continue():
-                    await self._send(interim)
-                framing.receive_data(await self._receive())
-            elif piece is END:
-                return
-            else:
-                yield piece
+        while (piece := await self._next_piece()) is not END:
+            yield piece
 
     async def read_body(self, limit: int) -> tuple[bytes, bool]:
         """The whole body, up to `limit` bytes; the rest is read and dropped. (body, exceeded)."""
-        return await _read_body(self.body_chunks(), limit)
+        # Not through body_chunks: an async generator costs more per request than the rest of this.
+        parts: list[bytes] = []
+        size = 0
+        while (piece := await self._next_piece()) is not END:
+            if size < limit:
+                parts.append(piece[: limit - size])
+            size += len(piece)
+        return b"".join(parts), size > limit
 
     async def respond(
         self,
@@ -173,14 +173,14 @@ class Connection:
         if self.request is not None and self.request.method == "HEAD":
             body = b""
         data = self._framing.response(status, headers, length, body, http_date())
-        self._answer = Answer.SENT
+        self._answer = SENT
         await self._send(data)
         await self._finish_request()
 
     async def start_stream(self, status: int, headers: HeaderItems = ()) -> None:
         """Begin a response whose body follows in pieces (chunked for HTTP/1.1)."""
         data = self._framing.stream_head(status, headers, http_date())
-        self._answer = Answer.STREAMING
+        self._answer = STREAMING
         await self._send(data)
 
     async def send_data(self, data: bytes) -> None:
@@ -189,22 +189,23 @@ class Connection:
 
     async def end_stream(self, trailers: Headers | None = None) -> None:
         data = self._framing.end(trailers or ())
-        self._answer = Answer.SENT
+        self._answer = SENT
         await self._send(data)
         await self._finish_request()
 
     async def _finish_request(self) -> None:
         # Keep the connection for the next request only if the request body was read to its end;
         # read what a handler left unread (bounded) so keep-alive survives it.
-        if self._framing.body_left:
-            try:
-                with trio.move_on_after(DRAIN_SECONDS):
-                    async for _ in self.body_chunks():
-                        pass
-            except (ClientGone, h11.RemoteProtocolError):
-                pass
         if not self._framing.reusable:
-            self._closing = True
+            if self._framing.body_left:
+                try:
+                    with trio.move_on_after(DRAIN_SECONDS):
+                        while await self._next_piece() is not END:
+                            pass
+                except (ClientGone, h11.RemoteProtocolError):
+                    pass
+            if not self._framing.reusable:
+                self._closing = True
         if self._closing:
             await self.close()
 
@@ -216,7 +217,7 @@ class Connection:
     async def send_error(self, status: int, body: bytes = b"", headers: HeaderItems = ()) -> None:
         """The error answer of last resort, after which the connection closes; silent if a
         response was already begun."""
-        if self._answer is not Answer.NONE:
+        if self._answer is not NOT_BEGUN:
             return
         self._closing = True
         try:

@@ -43,11 +43,6 @@ class Request:
         return None
 
 
-def _request(method: str, target: bytes, headers: Headers, http_version: bytes) -> Request:
-    path, _, query = target.decode("latin-1").partition("?")
-    return Request(method, path, query, headers, http_version)
-
-
 class Event(enum.Enum):
     """What next_request or next_body can answer besides a request or a piece of body."""
     NEED_DATA = "more bytes from the peer are needed first"
@@ -87,7 +82,8 @@ class FastFraming:
             return TO_H11
         self.buffer = self.buffer[end + 4:]
         self._remaining = head.content_length
-        return _request(head.method, head.target, head.headers, b"1.1")
+        path, _, query = head.target.decode("latin-1").partition("?")
+        return Request(head.method, path, query, head.headers, b"1.1")
 
     def next_body(self) -> bytes | Event:
         """The next piece of the request body, as it arrived; NEED_DATA; or END."""
@@ -160,8 +156,8 @@ class H11Framing:
         if type(event) is h11.ConnectionClosed:
             return None
         assert type(event) is h11.Request, event
-        self._request = _request(event.method.decode("ascii"), event.target, list(event.headers),
-                                 event.http_version)
+        path, _, query = event.target.decode("latin-1").partition("?")
+        self._request = Request(event.method.decode("ascii"), path, query, list(event.headers), event.http_version)
         return self._request
 
     def next_body(self) -> bytes | Event:
