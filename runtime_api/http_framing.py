@@ -1,5 +1,5 @@
-"""The two ways a server connection reads requests and writes responses, with one interface and no
-I/O (style anchor H1): bytes from the peer are fed in, requests and body pieces come out, and every
+"""The two ways a server connection reads requests and writes responses: one interface, and no I/O
+(like h11 itself): bytes from the peer are fed in, requests and body pieces come out, and every
 response is returned as the bytes to send. runtime_api/http.py is the trio shell that drives them.
 
 `FastFraming` takes the simple requests every invocation is made of, with runtime_api/http1.py's

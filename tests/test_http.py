@@ -1,9 +1,10 @@
-"""The HTTP layer checked against h11, the reference it hands every unusual request to (style anchor H9).
+"""The HTTP layer checked against h11, the reference it hands every unusual request to.
 
 Both directions of the fast path, on generated input, fed whole and one byte at a time: a request
 the fast path takes reads the same in h11's server; a response its writers produce reads back the
 same in h11's client. Then the connection as a whole, over in-memory streams: keep-alive, close and
-error decisions stay the same as a connection goes from the fast path to h11."""
+error decisions stay the same as a connection goes from the fast path to h11. As h11's own tests do,
+everything is driven with bytes: no sockets."""
 
 from __future__ import annotations
 
