@@ -1,6 +1,6 @@
 """One execution environment: its own Runtime API listener, its runtime process, its protocol state.
 
-This is the trio shell around `protocol.EnvironmentProtocol` (style anchors H1, H10, T1, T2, T6).
+This is the trio shell around `protocol.EnvironmentProtocol`, which never touches a socket or a clock.
 Its public face has two sides:
 
 * the invoke side: `invoke` an invocation and get its outcome, `relay_stream` a streamed one;

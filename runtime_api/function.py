@@ -4,7 +4,7 @@ Up to `concurrency` invocations run at once, each in its own environment: an idl
 reused warm, a new one is started when none is idle (scale from zero), and past the limit the
 caller is refused (Lambda's 429) or, in RIE's single-environment world, waits its turn. An
 environment counts against the limit from the moment it takes an invocation until its runtime asks
-for the next one (or dies). The function's nursery owns every environment (style anchor T1).
+for the next one (or dies). The function's nursery owns every environment: nothing outlives it.
 
 Under SnapStart by fork one environment is kept staged: its copy of the template forked, in its
 cgroups and private /tmp, connected to its own Runtime API and waiting in `restore/next` (where

@@ -1,6 +1,6 @@
 """A small HTTP/1.1 server connection over trio, shared by the Runtime API and Invoke API.
 
-It moves bytes and nothing else (style anchor H10): requests in, responses out, bodies streamed in
+It moves bytes and nothing else: requests in, responses out, bodies streamed in
 both directions, `Expect: 100-continue` answered when the body is first read, trailers received and
 sent, keep-alive cycles. What a request means is decided by the route handlers.
 
@@ -24,7 +24,6 @@ import h11
 import trio
 
 from .http1 import Headers, HeaderItems
-from .http1 import field as _field  # noqa: F401  (tests/test_units.py checks it from here)
 from .http_framing import END, MAX_HEADER_BYTES, NEED_DATA, TO_H11, Event, FastFraming, H11Framing, Request
 
 __all__ = ["ClientGone", "Connection", "Headers", "MAX_HEADER_BYTES", "READ_SIZE", "Request",
@@ -234,7 +233,7 @@ async def serve_connection(stream: trio.abc.Stream, handler: Handler) -> None:
 
     A malformed request gets its status (400, 431, ...) and the connection is closed; a handler that
     fails with an ordinary exception gets a 500 if nothing was sent yet, and the connection is closed
-    (style anchor T3). Cancellation and KeyboardInterrupt pass through.
+    (one connection's failure stays its own). Cancellation and KeyboardInterrupt pass through.
     """
     conn = Connection(stream)
     try:

@@ -1,5 +1,5 @@
 """One invocation as the host tracks it: the event the runtime receives, the deadline, and the
-caller's reply (style anchor T5: each invocation carries its own reply; there is no registry).
+caller's reply (each invocation carries its own reply; there is no registry by request id).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ done, restore started, cycle done). It never awaits, never reads a clock and nev
 socket; the trio shell in environment.py does that, and the route handlers (runtime_routes.py)
 only turn HTTP into these events and the answers back into HTTP.
 
-Two parties, two machines (style anchor H3): the runtime's state follows RIE's own state names
+Two parties, two machines, as h11 keeps a client's and a server's: the runtime's state follows RIE's own state names
 (they appear verbatim in `InvalidStateTransition` errors), and each invocation is settled exactly
 once. The caller's side ends when the runtime posts its response or error (it is released at once,
 as Lambda does); the environment's side ends only when the runtime (and every extension subscribed
@@ -62,7 +62,7 @@ class RuntimeState(enum.Enum):
     RESTORE_ERROR = "RestoreError"
     EXITED = "Exited"
 
-    def __repr__(self) -> str:  # logs read state=READY (H6)
+    def __repr__(self) -> str:  # logs read state=READY
         return self.name
 
 
@@ -89,7 +89,7 @@ class Endpoints:
 
 
 # ------------------------------------------------------------------------------------------------
-# Events (style anchor H5: plain, frozen values). Runtime requests first, then extension requests,
+# Events: plain, frozen values, compared by value. Runtime requests first, then extension requests,
 # then what happens on the host.
 
 
@@ -332,7 +332,7 @@ Answer = Reply | Park | Deliver | ReadBody  # what answers a pending request
 
 
 # ------------------------------------------------------------------------------------------------
-# The transition table (H2): state -> runtime event type -> next state. A missing key is an illegal
+# The transition table: state -> runtime event type -> next state. A missing key is an illegal
 # request, answered 403 InvalidStateTransition naming the two states. Request-id checks come first
 # (RIE answers an unknown id 400 whatever the state), in `handle`.
 
@@ -427,7 +427,7 @@ class EnvironmentProtocol:
         return self._staged
 
     def handle(self, event: Event, *, woken: bool = False) -> list[Action]:
-        """The one funnel every event passes through (H4). `woken`: a parked request handed in
+        """The one funnel every event passes through. `woken`: a parked request handed in
         again after a `Wake`."""
         handler = _HANDLERS.get(type(event))
         if handler is not None:

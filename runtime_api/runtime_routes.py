@@ -1,7 +1,7 @@
 """The Runtime API of one execution environment, as HTTP: the requests its runtime (and the
 runtime's internal extensions) make.
 
-Each handler only translates (style anchor H10): the request becomes a protocol event
+Each handler only translates: the request becomes a protocol event
 (protocol.py), the environment (environment.py) hands it to its protocol and returns the answer,
 and the answer becomes the HTTP response. Which answer a request gets is decided there, never
 here. Route matching is in routes.py.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime_api.http import _field
+from runtime_api.http1 import field as _field
 
 
 def test_header_values_never_split():
