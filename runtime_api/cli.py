@@ -258,22 +258,22 @@ def invoke_locally(args: argparse.Namespace, payload: bytes) -> int:
     except ConfigError as exc:
         print(f"lambdalet invoke: {exc}", file=sys.stderr)
         return 2
-    try:
-        result = trio.run(invoke_once, loaded.functions, args.name, payload, args.tenant_id)
-    except ServiceError as exc:
-        print(f"lambdalet invoke: {exc.status} {exc.error_type}: {exc.message}", file=sys.stderr)
-        return 2
-    except ConfigError as exc:
-        print(f"lambdalet invoke: {exc}", file=sys.stderr)
+    result = trio.run(invoke_once, loaded.functions, args.name, payload, args.tenant_id)
+    if isinstance(result, ServiceError):
+        print(f"lambdalet invoke: {result.status} {result.error_type}: {result.message}", file=sys.stderr)
         return 2
     return show_result(result.status_code, result.payload, result.executed_version, result.function_error)
 
 
-async def invoke_once(functions: list[FunctionConfig], name: str, payload: bytes, tenant_id: str | None) -> InvokeResult:
+async def invoke_once(functions: list[FunctionConfig], name: str, payload: bytes,
+                      tenant_id: str | None) -> InvokeResult | ServiceError:
     """One invocation by an in-process server with no Invoke API port, its log on stderr."""
     config = ServerConfig(function=functions)
     async with Server(config, sink=logs.LogSink(sys.stderr.buffer), listen=False) as server:
-        return await server.invoke(name, payload, tenant_id=tenant_id)
+        try:
+            return await server.invoke(name, payload, tenant_id=tenant_id)
+        except ServiceError as exc:  # as the Invoke API would have answered
+            return exc
 
 
 def doctor(args: argparse.Namespace) -> int:

@@ -52,6 +52,9 @@ def debug_command(config: FunctionConfig) -> list[str]:
     interpreter, flag, code = BOOTSTRAP_COMMAND
     assert flag == "-c", BOOTSTRAP_COMMAND
     location = debugpy_location()
+    address = f"127.0.0.1:{config.debug_port}"
     prelude = (f"import sys; sys.path.append({location!r}); import debugpy; sys.path.remove({location!r}); "
-               f"debugpy.listen(('127.0.0.1', {config.debug_port})); debugpy.wait_for_client(); ")
+               f"debugpy.listen(('127.0.0.1', {config.debug_port})); "
+               f"print('debugpy: the runtime waits for a debugger at {address}', file=sys.stderr, flush=True); "
+               "debugpy.wait_for_client(); ")
     return [interpreter, "-c", prelude + code]
