@@ -22,8 +22,8 @@ from sandbox.isolation import DEFAULT_EPHEMERAL_MB, Isolation
 
 from . import logs
 from .config import ConfigError, FunctionConfig, ServerConfig
-from .reload import Reloader
 from .invoke_api import ServiceError
+from .reload import Reloader
 from .server import InvokeResult, Server, function_names
 from .sources import ConfigFileSource, Loaded, Overrides, StaticSource, TemplateSource
 
@@ -118,17 +118,18 @@ def serve_source(args: argparse.Namespace) -> tuple[ServerConfig, StaticSource |
         layers=[str(Path(layer).resolve()) for layer in args.layer],
         user=args.user,
     )
-    function = overrides_for_flags(args).apply(function, only=True)
+    # Its settings are the flags already: only the debugger is laid over it.
+    function = Overrides(debug_port=args.debug_port).apply(function, only=True)
     return ServerConfig(host=host, port=port), StaticSource([function])
 
 
-def overrides_for_flags(args: argparse.Namespace) -> Overrides:
-    """A --code function has its settings from the flags already: only the debugger is laid over it."""
-    return Overrides(debug_port=args.debug_port)
+def serve_config(args: argparse.Namespace) -> ServerConfig:
+    """The server's settings, with the functions to serve now."""
+    return serve_setup(args)[0]
 
 
-def serve_config(args: argparse.Namespace) -> tuple[ServerConfig, StaticSource | TemplateSource | ConfigFileSource,
-                                                    Loaded]:
+def serve_setup(args: argparse.Namespace) -> tuple[ServerConfig, StaticSource | TemplateSource | ConfigFileSource,
+                                                   Loaded]:
     """The server's settings, its source, and the functions the source gives now (checked: every
     name answers for one function, there is at least one to serve)."""
     config, source = serve_source(args)
@@ -428,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.runtime and args.runtime[0] == "--":
         args.runtime = args.runtime[1:]
     try:
-        config, source, loaded = serve_config(args)
+        config, source, loaded = serve_setup(args)
         name = Path(source.path).name if isinstance(source, TemplateSource | ConfigFileSource) else ""
         trio.run(partial(run_server, config, source, loaded, warm=args.warm == "eager", name=name))
     except ConfigError as exc:

@@ -30,7 +30,8 @@ import os
 
 def hello(event, context):
     return {"name": context.function_name, "arn": context.invoked_function_arn,
-            "tenant": context.tenant_id, "log_format": os.environ.get("AWS_LAMBDA_LOG_FORMAT"),
+            "tenant": context.tenant_id, "greeting": os.environ.get("GREETING"),
+            "log_format": os.environ.get("AWS_LAMBDA_LOG_FORMAT"),
             "log_level": os.environ.get("AWS_LAMBDA_LOG_LEVEL")}
 
 def fail(event, context):
@@ -191,9 +192,11 @@ def lambdalet(*args: str, stdin: bytes | None = None, cwd=None) -> subprocess.Co
 def test_invoke_with_a_template_runs_once_without_a_server(tmp_path):
     path = template(tmp_path)
     (tmp_path / "event.json").write_text('{"x": 1}')
-    done = lambdalet("invoke", "hello-fn", "--template", path, "--event", str(tmp_path / "event.json"))
+    (tmp_path / "env.json").write_text('{"HelloFunction": {"GREETING": "hi"}}')  # SAM's --env-vars, for one
+    done = lambdalet("invoke", "hello-fn", "--template", path, "--event", str(tmp_path / "event.json"),
+                     "--env-vars", str(tmp_path / "env.json"))
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["name"] == "HelloFunction"
+    assert json.loads(done.stdout)["name"] == "HelloFunction" and json.loads(done.stdout)["greeting"] == "hi"
     log = done.stderr.decode()
     assert re.search(r"^START RequestId: \S+ Version: \$LATEST$", log, re.M)
     assert re.search(r"^REPORT RequestId: .*Init Duration", log, re.M)
