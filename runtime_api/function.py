@@ -174,10 +174,10 @@ class Function:
             raise TooManyRequests(self.name)
         tenant = invocation.tenant_id
         try:
-            if self.retired:
-                raise FunctionRetired(self.name)
             env = (self._take_idle(tenant) or await self._wait_finishing(tenant)
                    or await self._wait_standby(tenant))
+            if env is None and self.retired:  # no new environment for a function being replaced
+                raise FunctionRetired(self.name)
             if env is None:  # a new environment: under SnapStart by fork, a restore
                 env = self._take_staged() or await self._start_environment()
                 if self.template is not None:

@@ -340,8 +340,10 @@ class Server:
             if env is None:
                 log.warning("function %s: its eager init failed (its error is in the log; an invocation tries again)",
                             name)
-            elif env.initialised:
-                log.warning("function %s: warm (init %.2f ms)", name, env.platform.init_duration_ms or 0.0)
+            elif env.platform.init_duration_ms is not None:
+                log.warning("function %s: warm (init %.2f ms)", name, env.platform.init_duration_ms)
+            else:
+                log.warning("function %s: warm", name)
 
         async with trio.open_nursery() as nursery:
             for name, function in functions.items():
