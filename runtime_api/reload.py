@@ -120,7 +120,7 @@ class Reloader:
                 error = str(exc)
         try:
             changes = await self.server.apply(loaded.functions, code_changed=frozenset(self._pending))
-        except ConfigError as exc:  # two functions answer to one name
+        except Exception as exc:  # two functions answer to one name, a new version cannot start: nothing swapped
             error, loaded = str(exc), self.loaded
             changes = await self.server.apply(loaded.functions, code_changed=frozenset(self._pending))
         if error is not None:

@@ -128,8 +128,10 @@ class TemplateSource:
             env_vars = load_env_vars(self.env_vars) if self.env_vars is not None else None
             stack = load_template(self.path, parameter_overrides=self.parameter_overrides, env_vars=env_vars,
                                   layer_map=self.layer_map)
-        except TemplateError as exc:
+        except (TemplateError, ConfigError) as exc:
             raise ConfigError(str(exc)) from None
+        except ValueError as exc:  # an env-vars file that is not SAM's JSON
+            raise ConfigError(f"{self.env_vars}: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"{exc.filename}: {exc.strerror}") from None
         configured = {name for f in stack.functions for name in (f.name, *f.aliases)}
