@@ -5,6 +5,11 @@ Config file schema (`lambdalet serve --config FILE`):
 
     host = "127.0.0.1"          # optional, default 127.0.0.1
     port = 8080                 # optional, default 8080
+    template = "template.yaml"  # optional: a SAM or CloudFormation template (relative to this file)
+                                # whose functions are served beside the [[function]] entries
+    parameter_overrides = { Stage = "dev" }  # the template's parameters (SAM's --parameter-overrides)
+    env_vars = "env.json"       # SAM's --env-vars file: variables for every function, or for one
+    layer_map = { "arn:aws:lambda:us-east-1:123456789012:layer:deps:3" = "./deps" }  # a layer ARN's local directory
 
     [[function]]
     name = "hello"              # required
@@ -32,6 +37,7 @@ Config file schema (`lambdalet serve --config FILE`):
     aliases = ["my-function"]   # other names the function answers to
     tenancy = "PER_TENANT"      # optional: every invocation must name its tenant
     log_format = "JSON"         # Text | JSON; application_log_level, system_log_level with JSON
+    debug_port = 5678           # optional: the runtime waits for a debugger (debugpy) on this port
 """
 
 from __future__ import annotations
@@ -111,6 +117,7 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     application_log_level: str | None = None  # AWS_LAMBDA_LOG_LEVEL under JSON
     system_log_level: str | None = None  # the platform's own lines under JSON
     source: str | None = None  # where it was declared ("template.yaml:12"), for messages
+    debug_port: int | None = None  # Python: the runtime waits for a debugger (debugpy) here; no deadlines
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > 64 or not all(c.isalnum() or c in "-_" for c in self.name):
@@ -146,6 +153,8 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if len(self.layers) > opt.MAX_LAYERS:
             raise ConfigError(f"function {self.name}: {len(self.layers)} layers; Lambda allows at most "
                               f"{opt.MAX_LAYERS} per function")
+        if self.debug_port is not None and not 1 <= self.debug_port <= 65535:
+            raise ConfigError(f"function {self.name}: debug port {self.debug_port} is not a TCP port (1-65535)")
         if self.user is not None:
             try:
                 runtime_user.parse(self.user)
@@ -206,6 +215,11 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8080
     function: list[FunctionConfig] = msgspec.field(default_factory=list)
+    # A template whose functions are served beside `function`, and what reading it takes.
+    template: str | None = None
+    parameter_overrides: dict[str, str] = msgspec.field(default_factory=dict)
+    env_vars: str | None = None
+    layer_map: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 def load_config(path: str | Path) -> ServerConfig:
@@ -219,6 +233,11 @@ def load_config(path: str | Path) -> ServerConfig:
     names = [f.name for f in config.function]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: function names must be unique")
+    if config.template is not None:
+        config.template = str((path.parent / config.template).resolve())
+    if config.env_vars is not None:
+        config.env_vars = str((path.parent / config.env_vars).resolve())
+    config.layer_map = {arn: str((path.parent / layer).resolve()) for arn, layer in config.layer_map.items()}
     for function in config.function:
         function.code = str((path.parent / function.code).resolve())
         function.layers = [str((path.parent / layer).resolve()) for layer in function.layers]
@@ -306,6 +325,12 @@ def runtime_environment(
         "LAMBDA_TASK_ROOT": task_root,
         "LAMBDA_RUNTIME_DIR": runtime_dir(function),
     })
+    if function.log_format is not None:
+        # Lambda's advanced logging controls reach the runtime as these two (the application log level
+        # only with JSON, INFO unless set; awslambdaric and lambdalet's bootstrap read them).
+        env["AWS_LAMBDA_LOG_FORMAT"] = function.log_format
+        if function.log_format == "JSON":
+            env["AWS_LAMBDA_LOG_LEVEL"] = function.application_log_level or "INFO"
     for key in CREDENTIALS_ENV:
         if host_env.get(key):
             env[key] = host_env[key]

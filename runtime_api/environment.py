@@ -33,13 +33,14 @@ from .extensions import Extensions
 from .invocation import Invocation
 from .launcher import Launch, Launcher, LaunchFailed, Listening
 from .outcomes import Outcome, OutcomeKind, StreamError, exit_outcome
-from .platform_log import LogStyle, PlatformLog
+from .platform_log import JsonLog, LogStyle, PlatformLog
 from .protocol import (
     PARK,
     Action,
     Answer,
     CycleDone,
     DeadlinePassed,
+    DeadlineSuspended,
     Deliver,
     EndStream,
     Endpoints,
@@ -86,6 +87,8 @@ class EnvironmentOptions:
     endpoints: Endpoints = Endpoints()  # what the metadata and credentials endpoints check and answer
     host: str = "127.0.0.1"
     port: int = 0
+    json_log: JsonLog | None = None  # the platform's lines in Lambda's JSON log format (LoggingConfig)
+    debugging: bool = False  # a debugger may hold the runtime: deadlines are suspended (protocol.py)
 
 
 class Environment:
@@ -114,9 +117,9 @@ class Environment:
         self._given_listeners = listeners
         self.extensions = Extensions(options.function_name, options.version, options.handler)
         self.proto = EnvironmentProtocol(self.extensions, start=Start.STAGED if staged else launcher.start,
-                                         endpoints=options.endpoints)
+                                         endpoints=options.endpoints, debugging=options.debugging)
         self.platform = PlatformLog(options.log_style, options.version, options.memory_mb,
-                                    provisioned=options.provisioned)
+                                    provisioned=options.provisioned, json_log=options.json_log)
         self._extension_parking = trio.lowlevel.ParkingLot()
         self._parking = trio.lowlevel.ParkingLot()
         self._listening: Listening | None = None
@@ -327,6 +330,7 @@ class Environment:
             await invocation.settled.wait()
         if not invocation.settled.is_set():
             self._apply(self.proto.handle(DeadlinePassed(invocation.timeout)))
+            await invocation.settled.wait()  # at once, unless the protocol suspended the deadline
         assert invocation.outcome is not None
         return invocation.outcome
 
@@ -442,6 +446,10 @@ class Environment:
                     self._current = None
                     self._idle_scope.deadline = trio.current_time() + self.options.idle_timeout
                     self._on_idle(self)
+                case DeadlineSuspended(seconds=seconds):
+                    log.warning("function %s: invocation %s is past its %.2f s timeout and goes on: deadlines are "
+                                "suspended while debugging", self.options.function_name,
+                                self.proto.invocation.request_id, seconds)
                 case Kill():
                     # Stop accepting at once: what connects from now on is for the next environment
                     # (a handed-over listener keeps it waiting in the backlog).
@@ -461,8 +469,8 @@ class Environment:
             self.cgroup.track()  # reaps what earlier invocations orphaned and has ended since
         invocation.deliver()
         self._current = invocation
-        line, shown = self.platform.delivered(invocation.request_id)
-        if shown:
+        line, shown = self.platform.delivered(invocation.request_id, now=invocation.delivered_at)
+        if shown and line:
             self._sink.write(line.encode())
         invocation.log.append(line.encode())
 
@@ -490,7 +498,7 @@ class Environment:
             duration_ms = min(duration_ms, invocation.timeout * 1000)
         lines = self.platform.report(invocation.request_id, duration_ms=duration_ms,
                                      max_memory_used_mb=self.peak_memory_mb(), status=status,
-                                     error_type=error_type).encode()
+                                     error_type=error_type, now=now).encode()
         invocation.log.append(lines)
         invocation.log_result = invocation.log.value()  # what X-Amz-Log-Result carries
         # On stdout END and REPORT follow what the runtime prints until it asks for its next event;

@@ -12,6 +12,11 @@ Lambda takes the snapshot), with none of the function's code run since the templ
 next invocation that needs a new environment takes it, and its restore (RESTORE_START, the
 after-restore hooks, the first invocation) starts only then; the next one is staged once that
 invocation is answered, off the restore's path.
+
+A function is retired when the server swaps in a new version of it (its code or configuration
+changed) or drops it: it takes no new invocations, its idle environments shut down at once, the busy
+ones once their invocation is over, and `run` returns when none is left. A function with tenant
+isolation (`TenancyConfig: PER_TENANT`) gives an environment to one tenant only, as Lambda does.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ FINISHING_GRACE_SECONDS = 0.05
 
 class TooManyRequests(Exception):
     """Every environment the function may have is busy."""
+
+
+class FunctionRetired(Exception):
+    """The function was retired while the invocation waited: it belongs to its successor, if any."""
 
 
 class Function:
@@ -86,6 +95,9 @@ class Function:
         self._staged: Environment | None = None  # SnapStart by fork: the next environment, staged
         self._staging = False
         self._staged_changed = trio.Event()
+        self._tenants: dict[Environment, str] = {}  # tenant isolation: the tenant each environment serves
+        self.retired = False
+        self._retired = trio.Event()
 
     def __repr__(self) -> str:
         return f"<Function {self.name} environments={len(self.environments)} idle={len(self._idle)}>"
@@ -114,7 +126,10 @@ class Function:
                 for _ in range(self.provisioned):
                     await self._add_provisioned()
                 task_status.started(self)
-                await trio.sleep_forever()
+                await self._retired.wait()
+                while self.environments:  # the busy ones finish their invocations
+                    await self._idle_changed.wait()
+                nursery.cancel_scope.cancel()  # its SnapStart template too
         finally:
             # Only once no environment can be using it any more.
             for listener in self._standby_listeners:
@@ -157,8 +172,12 @@ class Function:
             await self._limiter.acquire_on_behalf_of(invocation)
         elif not await self._acquire_soon(invocation):
             raise TooManyRequests(self.name)
+        tenant = invocation.tenant_id
         try:
-            env = self._take_idle() or await self._wait_finishing() or await self._wait_standby()
+            env = (self._take_idle(tenant) or await self._wait_finishing(tenant)
+                   or await self._wait_standby(tenant))
+            if env is None and self.retired:  # no new environment for a function being replaced
+                raise FunctionRetired(self.name)
             if env is None:  # a new environment: under SnapStart by fork, a restore
                 env = self._take_staged() or await self._start_environment()
                 if self.template is not None:
@@ -167,6 +186,8 @@ class Function:
             self._limiter.release_on_behalf_of(invocation)
             raise
         self._holders[env] = invocation
+        if tenant is not None:
+            self._tenants[env] = tenant
         return await env.invoke(invocation), env
 
     def _finishing(self) -> bool:
@@ -186,32 +207,36 @@ class Function:
             return True
         return False
 
-    async def _wait_finishing(self) -> Environment | None:
+    async def _wait_finishing(self, tenant: str | None) -> Environment | None:
         """An environment whose caller already has its answer is about to ask for its next event
         (runtimes do so at once): wait a moment for it rather than pay a cold start."""
         with trio.move_on_after(FINISHING_GRACE_SECONDS):
             while self._finishing():
                 await self._idle_changed.wait()
-                env = self._take_idle()
+                env = self._take_idle(tenant)
                 if env is not None:
                     return env
         return None
 
-    async def _wait_standby(self) -> Environment | None:
+    async def _wait_standby(self, tenant: str | None) -> Environment | None:
         """The standby environment being replaced (after its runtime died) comes in a moment."""
         while self._standby_pending:
             await self._idle_changed.wait()
-            env = self._take_idle()
+            env = self._take_idle(tenant)
             if env is not None:
                 return env
         return None
 
-    def _take_idle(self) -> Environment | None:
-        while self._idle:
-            env = self._idle.pop()
+    def _take_idle(self, tenant: str | None = None) -> Environment | None:
+        """The warmest idle environment (one that served no other tenant)."""
+        for index in range(len(self._idle) - 1, -1, -1):
+            env = self._idle[index]
             # A runtime that died while idle may not have been noticed yet: its exit is asked of
             # the kernel here, so the invocation goes to a live environment instead.
-            if env.alive and not env.closing and env.proto.idle and not env.runtime_exited():
+            if not (env.alive and not env.closing and env.proto.idle and not env.runtime_exited()):
+                del self._idle[index]
+            elif self._tenants.get(env, tenant) == tenant:
+                del self._idle[index]
                 return env
         return None
 
@@ -242,7 +267,7 @@ class Function:
             await self._stage()
 
     async def _stage(self) -> None:
-        if self._staging or self._staged is not None:
+        if self._staging or self._staged is not None or self.retired:
             return
         self._staging = True
         try:
@@ -270,21 +295,30 @@ class Function:
             await env.run(task_status=task_status)
         finally:
             self.environments.discard(env)
+            self._tenants.pop(env, None)
             if env in self._idle:
                 self._idle.remove(env)
-            # A replacement, unless the function itself is stopping (then this task is cancelled);
-            # announced before the slot is released, so the next invocation waits for it.
-            stopping = trio.current_effective_deadline() == float("-inf")
+            # A replacement, unless the function itself is stopping (then this task is cancelled, or
+            # it was retired); announced before the slot is released, so the next invocation waits for it.
+            stopping = trio.current_effective_deadline() == float("-inf") or self.retired
             if self.standby and env.options.port == self.options.port and not stopping:
                 self._standby_pending = True
                 self._nursery.start_soon(self._add_standby)
             if env.options.provisioned and not stopping:  # Lambda keeps the provisioned count
                 self._nursery.start_soon(self._add_provisioned)
             self._release(env)
+            self._changed()
 
     def _environment_idle(self, env: Environment) -> None:
         self._release(env)
-        self._idle.append(env)
+        if self.retired:
+            env.shutdown()
+        else:
+            self._idle.append(env)
+        self._changed()
+
+    def _changed(self) -> None:
+        """An environment became idle, or went: wake whoever waits for one."""
         self._idle_changed.set()
         self._idle_changed = trio.Event()
 
@@ -296,3 +330,44 @@ class Function:
     def shutdown(self) -> None:
         for env in list(self.environments):
             env.shutdown()
+
+    def retire(self) -> None:
+        """Take no new invocations; shut the idle environments down now and the busy ones once
+        their invocation is over (in-flight invocations finish here); `run` returns after them."""
+        self.retired = True
+        self._retired.set()
+        for env in list(self.environments):
+            if env not in self._holders:
+                env.shutdown()
+        self._changed()  # invocations waiting for an environment learn that it is retired
+
+    async def warm(self) -> Environment | None:
+        """One environment initialised ahead of demand and left idle for the first invocation (an
+        on-demand environment, as Lambda's proactive initialisation makes one: its first REPORT
+        carries its Init Duration). Returns it once its init is over (at once while debugging: the
+        runtime waits for a debugger first), or None if its init failed or took longer than init may."""
+        if self.template is not None:  # SnapStart by fork: the template, and a copy staged from it
+            with trio.move_on_after(self.options.init_timeout or float("inf")):
+                return await self.wait_staged()
+            return None
+        env = await self._start_environment()
+        try:
+            await env.launch()
+        except LaunchFailed:
+            env.shutdown()
+            return None
+        if not self.options.debugging:
+            with trio.move_on_after(self.options.init_timeout or float("inf")):
+                async with trio.open_nursery() as race:
+                    for wait in (env.wait_initialised, env.closed.wait):
+                        race.start_soon(_cancel_after, wait, race.cancel_scope)
+            if not env.initialised or not env.alive:
+                env.shutdown()
+                return None
+        self._environment_idle(env)
+        return env
+
+
+async def _cancel_after(wait, scope: trio.CancelScope) -> None:
+    await wait()
+    scope.cancel()

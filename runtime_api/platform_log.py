@@ -6,12 +6,20 @@ when (times in seconds on the host's monotonic clock), and writes the text it re
 the AWS Lambda Developer Guide ("Lambda function logs", "Improving startup performance with Lambda
 SnapStart") shows them and as the real RIE prints them: tab-separated fields, each followed by a
 tab, on one line.
+
+A function whose LoggingConfig says `LogFormat: JSON` gets them as Lambda writes them then (`JsonLog`):
+one `{"time","type","record"}` object per line, `platform.start`, `platform.report`,
+`platform.runtimeDone` for END, `platform.initReport`, `platform.restoreStart` and
+`platform.restoreReport`, with the record fields of the Telemetry API reference, kept or dropped by the
+function's SystemLogLevel as the guide's "Log-level filtering" maps each event to a level.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import math
+import time
 from dataclasses import dataclass
 
 from .outcomes import OutcomeKind
@@ -88,6 +96,49 @@ def restore_report_line(*, duration_ms: float, status: str | None = None, error_
 
 RUNTIME_VERSION = "lambdalet:0.1.0"  # what RESTORE_START names as the runtime version
 
+# The system log level of each platform event (Lambda: "Log-level filtering", the event mapping of
+# system log levels): at INFO, Lambda's default, start and report but not runtimeDone; WARN keeps none.
+SYSTEM_LOG_LEVELS = ("DEBUG", "INFO", "WARN")
+_EVENT_LEVEL = {
+    "platform.initReport": "INFO",
+    "platform.start": "INFO",
+    "platform.runtimeDone": "DEBUG",
+    "platform.report": "INFO",
+    "platform.restoreStart": "INFO",
+    "platform.restoreReport": "INFO",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JsonLog:
+    """A function's platform lines in Lambda's JSON log format."""
+
+    function_arn: str
+    level: str = "INFO"  # the SystemLogLevel: events below it are not written
+    initialization_type: str = "on-demand"  # what its initReport records say (snap-start under SnapStart)
+    wall_offset: float = 0.0  # epoch seconds minus the host clock's: turns a `now` into the record's time
+
+    def shows(self, event: str) -> bool:
+        return SYSTEM_LOG_LEVELS.index(_EVENT_LEVEL[event]) >= SYSTEM_LOG_LEVELS.index(self.level)
+
+    def line(self, now: float, event: str, record: dict) -> str:
+        if not self.shows(event):
+            return ""
+        wall = now + self.wall_offset
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall * 1000) % 1000:03d}Z"
+        return json.dumps({"time": stamp, "type": event, "record": record}, separators=(",", ":")) + "\n"
+
+
+def _metrics(duration_ms: float) -> dict:
+    return {"durationMs": round(duration_ms, 3)}
+
+
+def _status(record: dict, status: str | None, error_type: str | None) -> dict:
+    record["status"] = status or "success"
+    if error_type:
+        record["errorType"] = error_type
+    return record
+
 _FAILED_TO_RUN = (OutcomeKind.EXIT_ERROR, OutcomeKind.INIT_ERROR, OutcomeKind.RESTORE_ERROR)
 
 
@@ -105,10 +156,14 @@ class Settled:
 class PlatformLog:
     """One environment's platform lines, and the durations they report."""
 
-    def __init__(self, style: LogStyle, version: str, memory_mb: int, *, provisioned: bool = False) -> None:
+    def __init__(self, style: LogStyle, version: str, memory_mb: int, *, provisioned: bool = False,
+                 json_log: JsonLog | None = None) -> None:
         self.style = style
         self.version = version
         self.memory_mb = memory_mb
+        self.json = json_log if style is LogStyle.LAMBDA else None
+        self.initialization_type = ("provisioned-concurrency" if provisioned else
+                                    json_log.initialization_type if json_log is not None else "on-demand")
         self.launched_at = 0.0
         self.init_duration_ms: float | None = None
         self.restore_started_at: float | None = None
@@ -128,34 +183,52 @@ class PlatformLog:
 
     # -- the phases --------------------------------------------------------------------------------
 
+    def _init_report(self, now: float, duration_ms: float, status: str, error_type: str | None) -> str:
+        if self.json is not None:
+            return self.json.line(now, "platform.initReport", _status(
+                {"initializationType": self.initialization_type, "phase": "init", "metrics": _metrics(duration_ms)},
+                status, error_type))
+        return init_report_line(duration_ms=duration_ms, phase="init", status=status, error_type=error_type)
+
+    def _restore_report(self, now: float, duration_ms: float, status: str | None = None,
+                        error_type: str | None = None) -> str:
+        if self.json is not None:
+            return self.json.line(now, "platform.restoreReport",
+                                  _status({"metrics": _metrics(duration_ms)}, status, error_type))
+        return restore_report_line(duration_ms=duration_ms, status=status, error_type=error_type)
+
     def init_done(self, now: float, *, snapshot: bool) -> str:
         """The runtime is past init; at SnapStart's snapshot point Lambda reports the init."""
         self.init_duration_ms = (now - self.launched_at) * 1000
         if snapshot and self.lambda_style:
-            return init_report_line(duration_ms=self.init_duration_ms, phase="init", status="success",
-                                    error_type=None)
+            return self._init_report(now, self.init_duration_ms, "success", None)
         return ""
 
     def template_ready(self, now: float) -> str:
         """A SnapStart template's init is over (it parked)."""
         self.init_duration_ms = (now - self.launched_at) * 1000
-        return init_report_line(duration_ms=self.init_duration_ms, phase="init", status="success", error_type=None)
+        return self._init_report(now, self.init_duration_ms, "success", None)
 
     def template_failed(self, now: float, error_type: str) -> str:
-        return init_report_line(duration_ms=(now - self.launched_at) * 1000, phase="init", status="error",
-                                error_type=error_type)
+        return self._init_report(now, (now - self.launched_at) * 1000, "error", error_type)
 
     def restore_started(self, now: float, *, copy: bool) -> str:
         """The restore begins (a copy's: its phases count from now)."""
         self.restore_started_at = now
         if copy:
             self.launched_at = now
-        return restore_start_line(RUNTIME_VERSION) if self.lambda_style else ""
+        if not self.lambda_style:
+            return ""
+        if self.json is not None:
+            return self.json.line(now, "platform.restoreStart", {
+                "runtimeVersion": RUNTIME_VERSION, "functionName": self.json.function_arn.rsplit(":", 1)[-1],
+                "functionVersion": self.version})
+        return restore_start_line(RUNTIME_VERSION)
 
     def restore_done(self, now: float) -> str:
         assert self.restore_started_at is not None
         self.restore_duration_ms = (now - self.restore_started_at) * 1000
-        return restore_report_line(duration_ms=self.restore_duration_ms) if self.lambda_style else ""
+        return self._restore_report(now, self.restore_duration_ms) if self.lambda_style else ""
 
     # -- one invocation ----------------------------------------------------------------------------
 
@@ -163,9 +236,12 @@ class PlatformLog:
         """RIE prints START when the invocation arrives (Lambda: when the runtime receives it)."""
         return start_line(request_id, self.version) if self.style is LogStyle.RIE else ""
 
-    def delivered(self, request_id: str) -> tuple[str, bool]:
+    def delivered(self, request_id: str, *, now: float = 0.0) -> tuple[str, bool]:
         """The START line of an invocation the runtime receives now, and whether the server's log
         shows it (Lambda's does; RIE's printed its own at arrival, and the tail has this one)."""
+        if self.json is not None:
+            return self.json.line(now, "platform.start", {
+                "requestId": request_id, "functionArn": self.json.function_arn, "version": self.version}), True
         return start_line(request_id, self.version), self.lambda_style
 
     def settled(self, kind: OutcomeKind, error_type: str | None, *, now: float, delivered: bool) -> Settled:
@@ -175,24 +251,22 @@ class PlatformLog:
         if kind is OutcomeKind.RESTORE_TIMEOUT:
             lines = ""
             if self.lambda_style and self.restore_started_at is not None:
-                lines = restore_report_line(duration_ms=(now - self.restore_started_at) * 1000, status="timeout")
+                lines = self._restore_report(now, (now - self.restore_started_at) * 1000, "timeout")
             return Settled(lines, status="timeout", error_type=error_type)
         if kind in _FAILED_TO_RUN:
             if not self.lambda_style:
                 return Settled(report=False)  # RIE prints nothing for a runtime that failed
             if self.restoring:
-                lines = restore_report_line(duration_ms=(now - self.restore_started_at) * 1000, status="error",
-                                            error_type=error_type)
+                lines = self._restore_report(now, (now - self.restore_started_at) * 1000, "error", error_type)
             elif not delivered:
-                lines = init_report_line(duration_ms=(now - self.launched_at) * 1000, phase="init", status="error",
-                                         error_type=error_type)
+                lines = self._init_report(now, (now - self.launched_at) * 1000, "error", error_type)
             else:
                 lines = ""
             return Settled(lines, status="error", error_type=error_type)
         return Settled()
 
     def report(self, request_id: str, *, duration_ms: float, max_memory_used_mb: int | None,
-               status: str | None = None, error_type: str | None = None) -> str:
+               status: str | None = None, error_type: str | None = None, now: float = 0.0) -> str:
         """END and REPORT of one invocation. Only an environment's first carries its init (or,
         SnapStart, its restore)."""
         init_ms = restore_ms = None
@@ -204,6 +278,18 @@ class PlatformLog:
                 restore_ms = self.restore_duration_ms
         memory = self.memory_mb
         used = min(max_memory_used_mb, memory) if max_memory_used_mb is not None else memory
+        if self.json is not None:
+            metrics = {"durationMs": round(duration_ms, 3), "billedDurationMs": math.ceil(duration_ms),
+                       "memorySizeMB": memory, "maxMemoryUsedMB": used}
+            if init_ms is not None:
+                metrics["initDurationMs"] = round(init_ms, 3)
+            if restore_ms is not None:
+                metrics["restoreDurationMs"] = round(restore_ms, 3)
+                metrics["billedRestoreDurationMs"] = math.ceil(restore_ms)
+            done = _status({"requestId": request_id}, status, error_type)
+            return (self.json.line(now, "platform.runtimeDone", done)
+                    + self.json.line(now, "platform.report",
+                                     _status({"requestId": request_id, "metrics": metrics}, status, error_type)))
         return end_line(request_id) + report_line(
             self.style, request_id, duration_ms=duration_ms, memory_mb=memory, max_memory_used_mb=used,
             init_duration_ms=init_ms, restore_duration_ms=restore_ms, status=status, error_type=error_type)

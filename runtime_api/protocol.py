@@ -324,9 +324,16 @@ class Kill:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class DeadlineSuspended:
+    """The deadline passed while debugging: the invocation goes on (the host says so)."""
+
+    seconds: float
+
+
 Action = (
     Reply | Park | Deliver | ReadBody | Wake | WakeExtensions | InitDone | RestoreStarted | RestoreDone
-    | CycleDone | Settle | EndStream | Kill
+    | CycleDone | Settle | EndStream | Kill | DeadlineSuspended
 )
 Answer = Reply | Park | Deliver | ReadBody  # what answers a pending request
 
@@ -384,7 +391,7 @@ class EnvironmentProtocol:
     """The protocol state of one execution environment."""
 
     def __init__(self, extensions: Extensions | None = None, *, start: Start = Start.INIT,
-                 endpoints: Endpoints = Endpoints()) -> None:
+                 endpoints: Endpoints = Endpoints(), debugging: bool = False) -> None:
         self.state = RuntimeState.STARTED
         self.invocation: Any = None  # the invocation in flight, or waiting for the runtime
         self._settled = False  # whether the current invocation's caller has its outcome
@@ -399,6 +406,9 @@ class EnvironmentProtocol:
         self.restoring = start is Start.RESTORE
         self._staged = start is Start.STAGED
         self._endpoints = endpoints
+        # A debugger may hold the runtime at a breakpoint for as long as it likes: no deadline (init's,
+        # the restore's or the invocation's) ends an invocation then.
+        self.debugging = debugging
         # Extensions take part in two transitions: init is over when the runtime and every
         # extension have asked for their next event; an invocation is over for the environment
         # when the runtime and every INVOKE extension have asked again.
@@ -625,6 +635,8 @@ class EnvironmentProtocol:
     def _on_deadline_passed(self, event: DeadlinePassed, woken: bool) -> list[Action]:
         if self.invocation is None:
             return []
+        if self.debugging and not self._settled:
+            return [DeadlineSuspended(event.seconds)]
         if self._settled:
             if self.state is _S.INVOCATION_RESPONSE:  # a streamed response still under way
                 self.state = _S.EXITED

@@ -16,12 +16,14 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import msgspec
 import trio
 
 from sandbox import host
@@ -35,6 +37,7 @@ from sandbox.runtime_user import RuntimeUser
 
 from . import eventstream, http, logs
 from .config import (
+    ConfigError,
     FunctionConfig,
     ServerConfig,
     availability_zone_id,
@@ -42,8 +45,9 @@ from .config import (
     runtime_environment,
     snapstart_configuration,
 )
+from .debug import debug_command
 from .environment import Environment, EnvironmentOptions
-from .function import Function, TooManyRequests
+from .function import Function, FunctionRetired, TooManyRequests
 from .invocation import Invocation, new_request_id
 from .launcher import ExecLauncher, Launcher, command_check
 from .invoke_api import (
@@ -64,7 +68,7 @@ from .invoke_api import (
     too_many_requests,
 )
 from .outcomes import Outcome
-from .platform_log import LogStyle
+from .platform_log import JsonLog, LogStyle
 from .protocol import Endpoints
 from .snapstart import Template
 
@@ -87,6 +91,11 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
     """A function run the way Lambda runs it (as opposed to RIE's way, see `rie.py`)."""
 
     metadata_token = str(uuid.uuid4())
+    debugging = config.debug_port is not None
+    if debugging:  # the runtime waits for a debugger: its command, then one environment on its port
+        config = msgspec.structs.replace(config, runtime=debug_command(config), concurrency=1, provisioned=0)
+        log.warning("function %s: the runtime waits for a debugger (debugpy) at 127.0.0.1:%d before it runs; one "
+                    "environment, and no timeout ends an invocation while debugging", config.name, config.debug_port)
     # Decided once per function at start-up; what the host cannot give is said there, once.
     level, private = host.isolation(config.isolation, function=config.name)
     config.check_layers()
@@ -125,11 +134,17 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
         init_timeout=config.init_timeout,
         idle_timeout=config.idle_timeout,
         snapstart=config.snapstart,
+        json_log=_json_log(config),
+        debugging=debugging,
     )
     launcher: Launcher = ExecLauncher(confinement, command_check(layers, entrypoint_problem))
     # Not under strict: a copy is born in its template's network namespace, and the seccomp filter
     # it inherits forbids the setns into its own.
-    if config.snapstart and not config.runtime and level is not Isolation.STRICT and confinement.user is None:
+    if config.snapstart and debugging:
+        log.warning("function %s: SnapStart's contract only while debugging (init type snap-start, hooks, "
+                    "restore/next), no memory snapshot: each environment runs init, so a debugger sees it",
+                    config.name)
+    elif config.snapstart and not config.runtime and level is not Isolation.STRICT and confinement.user is None:
         # lambdalet's own runtime can be a fork template: a memory snapshot, restored in milliseconds.
         log.warning("function %s: SnapStart with fork templates: the initialised runtime is kept as a template "
                     "and every environment is a copy of it, restored by fork", config.name)
@@ -156,6 +171,14 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
                     provisioned_spec=spec_for("provisioned-concurrency"))
 
 
+def _json_log(config: FunctionConfig) -> JsonLog | None:
+    """The platform's lines in JSON, for a function whose LoggingConfig asks for it."""
+    if config.log_format != "JSON":
+        return None
+    return JsonLog(config.arn, config.system_log_level or "INFO", "snap-start" if config.snapstart else "on-demand",
+                   wall_offset=time.time() - trio.current_time())
+
+
 def _runtime_user(config: FunctionConfig, argv: tuple[str, ...], path: str, private: bool) -> RuntimeUser | None:
     """The function's runtime user, if it has one: ConfigError where lambdalet cannot switch to it;
     a warning, once, when the runtime's program, its interpreter or the code is out of that
@@ -175,12 +198,72 @@ def _runtime_user(config: FunctionConfig, argv: tuple[str, ...], path: str, priv
     return user
 
 
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What applying a new set of functions changed, by function name."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    replaced: tuple[str, ...] = ()  # a new version: its configuration or its code changed
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.replaced)
+
+    def __str__(self) -> str:
+        parts = [f"{what} {', '.join(names)}" for what, names in
+                 (("added", self.added), ("removed", self.removed), ("reloaded", self.replaced)) if names]
+        return "; ".join(parts) or "nothing changed"
+
+
+def function_names(configs: list[FunctionConfig]) -> dict[str, str]:
+    """Every name a function answers to (its own, and the other names a template gives it) -> its
+    name; ConfigError when two functions would answer to one name."""
+    names: dict[str, str] = {}
+    for config in configs:
+        for name in (config.name, *config.aliases):
+            other = names.setdefault(name, config.name)
+            if other != config.name:
+                raise ConfigError(f"functions {other} and {config.name} both answer to the name {name}"
+                                  + (f" ({config.source})" if config.source else ""))
+    return names
+
+
+def image_not_served(config: FunctionConfig) -> ServiceError:
+    """A container image function: Lambda's answer to a function that exists but cannot run now (409,
+    boto3's ResourceConflictException), saying where it does run."""
+    return ServiceError(
+        409, "ResourceConflictException",
+        f"Function {config.name} is a container image (PackageType: Image), which lambdalet serve does not run: "
+        "run the image itself (docker run -p 9000:8080 IMAGE); its lambdalet-rie answers the same Invoke API "
+        "at http://127.0.0.1:9000/2015-03-31/functions/function/invocations")
+
+
+TENANCY_MISMATCH = "Tenant ID configuration not specified or passed to a function when tenant isolation is not enabled."
+
+
+def check_tenancy(config: FunctionConfig, tenant_id: str | None) -> None:
+    """Lambda refuses an invocation without a tenant id for a function with tenant isolation, and
+    one with a tenant id for a function without (InvalidParameterValueException, in the words of the
+    guide's "Troubleshooting tenant isolation")."""
+    if (config.tenancy == "PER_TENANT") != (tenant_id is not None):
+        raise ServiceError(400, "InvalidParameterValueException", TENANCY_MISMATCH)
+
+
 class Server:
-    def __init__(self, config: ServerConfig, *, sink: logs.LogSink | None = None) -> None:
+    """The functions of a `ServerConfig` behind the Invoke API. `apply` swaps in a new set of
+    functions while serving (a template or config file read again): added ones start, removed ones
+    stop, and a function whose configuration or code changed is replaced by a new version of itself,
+    its old environments finishing the invocations they have (`Function.retire`)."""
+
+    def __init__(self, config: ServerConfig, *, sink: logs.LogSink | None = None, listen: bool = True,
+                 warm: bool = False) -> None:
         self.config = config
         self.sink = sink or logs.LogSink()
-        self.functions: dict[str, Function] = {}
-        self._configs = {f.name: f for f in config.function}
+        self.listen = listen  # the Invoke API on a port; without, `invoke` only (`lambdalet invoke --template`)
+        self.warm = warm  # one environment of each function initialised as it starts (--warm eager)
+        self.functions: dict[str, Function] = {}  # by function name (a container image function has none)
+        self.configs: dict[str, FunctionConfig] = {}
+        self._names: dict[str, str] = {}  # every name a function answers to -> its name
         self._nursery: trio.Nursery | None = None
         self._nursery_manager = None
         self.port: int | None = None
@@ -208,29 +291,83 @@ class Server:
     async def start(self, nursery: trio.Nursery) -> None:
         """Start the functions and the Invoke API listener in `nursery`."""
         self._nursery = nursery
+        await self.apply(self.config.function)
+        if self.listen:
+            listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
+            self.port = listeners[0].socket.getsockname()[1]
+            nursery.start_soon(trio.serve_listeners, partial(http.serve_connection, handler=self._handle), listeners)
+
+    async def apply(self, configs: list[FunctionConfig], *, code_changed: frozenset[str] = frozenset()) -> Changes:
+        """Serve `configs` from now on. A function is replaced when its configuration differs or its
+        name is in `code_changed`; unchanged ones keep their warm environments. ConfigError (and
+        nothing changed) when two functions would answer to one name."""
+        assert self._nursery is not None, "Server.start was not called"
+        names = function_names(configs)
+        wanted = {config.name: config for config in configs}
+        added = tuple(name for name in wanted if name not in self.configs)
+        removed = tuple(name for name in self.configs if name not in wanted)
+        replaced = tuple(name for name, config in wanted.items()
+                         if name in self.configs and (config != self.configs[name] or name in code_changed))
         # Each function's isolation (lambda_function): the subreaper, cgroups found, stale ones of a
-        # crashed run removed, what is missing said once.
-        for config in self.config.function:
-            self.functions[config.name] = await nursery.start(lambda_function(config, self.sink).run)
-        listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
-        self.port = listeners[0].socket.getsockname()[1]
-        nursery.start_soon(trio.serve_listeners, partial(http.serve_connection, handler=self._handle), listeners)
+        # crashed run removed, what is missing said once. The new versions start before any name
+        # moves to them, so an invocation always finds a function.
+        started: dict[str, Function] = {}
+        try:
+            for name in added + replaced:
+                if wanted[name].package_type != "Image":
+                    started[name] = await self._nursery.start(lambda_function(wanted[name], self.sink).run)
+        except BaseException:
+            for function in started.values():
+                function.retire()
+            raise
+        for name in removed + replaced:
+            old = self.functions.pop(name, None)
+            if old is not None:
+                old.retire()
+        for name in removed:
+            del self.configs[name]
+        self.configs.update((name, wanted[name]) for name in added + replaced)
+        self.functions.update(started)
+        self._names = names
+        if self.warm and started:
+            await self._warm(started)
+        return Changes(added, removed, replaced)
+
+    async def _warm(self, functions: dict[str, Function]) -> None:
+        """--warm eager: one initialised environment of each function, at once, said as it comes."""
+        async def warm(name: str, function: Function) -> None:
+            env = await function.warm()
+            if env is None:
+                log.warning("function %s: its eager init failed (its error is in the log; an invocation tries again)",
+                            name)
+            elif env.platform.init_duration_ms is not None:
+                log.warning("function %s: warm (init %.2f ms)", name, env.platform.init_duration_ms)
+            else:
+                log.warning("function %s: warm", name)
+
+        async with trio.open_nursery() as nursery:
+            for name, function in functions.items():
+                nursery.start_soon(warm, name, function)
 
     # -- invoking ----------------------------------------------------------------------------------
 
     def _function(self, name: str, qualifier: str | None) -> tuple[Function, FunctionConfig]:
-        config = self._configs.get(name)
+        config = self.configs.get(self._names.get(name, ""))
         if config is None:
             raise not_found(function_arn(name))
         if qualifier not in (None, LATEST, config.version):
-            raise not_found(f"{config.arn}:{qualifier}")
-        return self.functions[name], config
+            raise not_found(f"{function_arn(name, config.region, config.account_id)}:{qualifier}")
+        if config.package_type == "Image":
+            raise image_not_served(config)
+        return self.functions[config.name], config
 
     def _invocation(self, config: FunctionConfig, payload: bytes, request: InvokeRequest) -> Invocation:
+        check_tenancy(config, request.tenant_id)
+        # The runtime sees the ARN the caller used (by either of its names): qualified if it was.
+        arn = function_arn(request.function_name, config.region, config.account_id)
         return Invocation(
             payload,
-            # The runtime sees the ARN the caller used: qualified if it was.
-            function_arn=f"{config.arn}:{request.qualifier}" if request.qualifier else config.arn,
+            function_arn=f"{arn}:{request.qualifier}" if request.qualifier else arn,
             timeout=config.timeout,
             trace_id=request.trace_id,
             client_context=request.client_context,
@@ -246,21 +383,22 @@ class Server:
         log_type: str | None = None,
         client_context: str | None = None,
         qualifier: str | None = None,
+        tenant_id: str | None = None,
     ) -> InvokeResult:
         """Invoke a function without HTTP; raises `ServiceError` as the Invoke API would answer.
 
         `client_context` is the JSON text the runtime receives. A streamed response is collected.
         """
-        request = InvokeRequest(function_name, qualifier, invocation_type, log_type, client_context, None, None)
+        request = InvokeRequest(function_name, qualifier, invocation_type, log_type, client_context, None, tenant_id)
         function, config = self._function(function_name, qualifier)
         payload = check_payload(payload, False, REQUEST_LIMIT)
         invocation = self._invocation(config, payload, request)
         if invocation_type == "DryRun":
             return InvokeResult(204, request_id=invocation.request_id)
         if invocation_type == "Event":
-            self._start_event(function, invocation)
+            self._start_event(request, invocation)
             return InvokeResult(202, request_id=invocation.request_id)
-        outcome, env = await self._run(function, invocation)
+        outcome, env = await self._run(request, invocation)
         body = outcome.body
         if is_streaming(outcome):
             parts: list[bytes] = []
@@ -279,23 +417,31 @@ class Server:
             config.version,
         )
 
-    async def _run(self, function: Function, invocation: Invocation, *, wait: bool = False) -> tuple[Outcome, object]:
-        try:
-            outcome, env = await function.invoke(invocation, wait=wait)
-        except TooManyRequests:
-            raise too_many_requests() from None
+    async def _run(self, request: InvokeRequest, invocation: Invocation, *, wait: bool = False) -> tuple[Outcome, object]:
+        while True:
+            function, config = self._function(request.function_name, request.qualifier)
+            try:
+                outcome, env = await function.invoke(invocation, wait=wait)
+                break
+            except TooManyRequests:
+                raise too_many_requests() from None
+            except FunctionRetired:
+                invocation.timeout = config.timeout  # its successor's, found again by name (or gone: 404)
         failed = restore_failed(outcome)
         if failed is not None:
             raise failed
         return outcome, env
 
-    def _start_event(self, function: Function, invocation: Invocation) -> None:
+    def _start_event(self, request: InvokeRequest, invocation: Invocation) -> None:
         assert self._nursery is not None
-        self._nursery.start_soon(self._run_event, function, invocation)
+        self._nursery.start_soon(self._run_event, request, invocation)
 
-    async def _run_event(self, function: Function, invocation: Invocation) -> None:
+    async def _run_event(self, request: InvokeRequest, invocation: Invocation) -> None:
         """An asynchronous invocation waits for a free environment instead of being refused."""
-        outcome, env = await function.invoke(invocation, wait=True)
+        try:
+            outcome, env = await self._run(request, invocation, wait=True)
+        except ServiceError:
+            return  # its function is gone, or its SnapStart restore failed (said in the log)
         if is_streaming(outcome) and env is not None:
             async def discard(chunk: bytes) -> None:
                 pass
@@ -315,7 +461,7 @@ class Server:
             if streams and invoke.invocation_type == "Event":
                 raise ServiceError(400, "InvalidParameterValueException",
                                    "InvokeWithResponseStream supports the RequestResponse and DryRun invocation types")
-            function, config = self._function(invoke.function_name, invoke.qualifier)
+            _, config = self._function(invoke.function_name, invoke.qualifier)
             limit = EVENT_LIMIT if invoke.invocation_type == "Event" else REQUEST_LIMIT
             payload, too_large = await conn.read_body(limit)
             payload = check_payload(payload, too_large, limit)
@@ -325,10 +471,10 @@ class Server:
                 await conn.respond(204, b"", [("X-Amzn-RequestId", request_id)], content_length=False)
                 return
             if invoke.invocation_type == "Event":
-                self._start_event(function, invocation)
+                self._start_event(invoke, invocation)
                 await conn.respond(202, b"", [("X-Amzn-RequestId", request_id)])
                 return
-            outcome, env = await self._run(function, invocation)
+            outcome, env = await self._run(invoke, invocation)
         except ServiceError as exc:
             await send_service_error(conn, exc, request_id)
             return

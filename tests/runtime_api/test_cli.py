@@ -86,7 +86,7 @@ def test_a_config_file_serves_several_functions(serve, tmp_path):
         '[[function]]\nname = "two"\ncode = "two"\nconcurrency = 2\nenv = { WORD = "b" }\n'
     )
     _, endpoint, banner = serve("--config", str(config))
-    assert "function one" in banner and "function two (concurrency 2)" in banner
+    assert "function one: " in banner and "function two: " in banner and "concurrency 2" in banner
     assert json.loads(lambdalet_invoke(endpoint, "one").stdout) == ["first", "a"]
     assert json.loads(lambdalet_invoke(endpoint, "two").stdout) == ["second", "b"]
     missing = lambdalet_invoke(endpoint, "three")

@@ -215,3 +215,15 @@ async def test_under_snapstart_the_next_environment_is_staged_ahead(tmp_path):
         with trio.fail_after(60):
             again = await fn.wait_staged()  # and another copy is staged for the next one
         assert again is not staged and again.pid != staged.pid
+
+
+async def test_with_tenant_isolation_an_environment_serves_one_tenant_only(tmp_path):
+    code = write_function(tmp_path / "fn", "import os\ndef handler(event, context):\n    return os.getpid()\n")
+    async with running_server(FunctionConfig(name="fn", code=str(code), tenancy="PER_TENANT")) as server:
+        async def pid(tenant):
+            return int((await server.invoke("fn", tenant_id=tenant)).payload)
+
+        blue = await pid("blue")
+        green = await pid("green")  # blue's environment is idle, but not green's to take
+        assert blue != green
+        assert [await pid("blue"), await pid("green")] == [blue, green]  # each back to its own, warm

@@ -126,3 +126,35 @@ def test_success_and_function_errors_add_nothing_before_the_report():
     for kind in (OutcomeKind.SUCCESS, OutcomeKind.FUNCTION_ERROR):
         settled = log.settled(kind, None, now=1.0, delivered=True)
         assert (settled.lines, settled.report, settled.status) == ("", True, None)
+
+
+def test_json_format_writes_lambdas_records_and_filters_them_by_the_system_log_level():
+    import json
+
+    from runtime_api.platform_log import JsonLog
+
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:fn"
+    log = PlatformLog(LogStyle.LAMBDA, "$LATEST", 128, json_log=JsonLog(arn, "INFO", wall_offset=1_700_000_000.0))
+    log.launched(10.0)
+    log.init_done(10.5, snapshot=False)
+    line, shown = log.delivered("a", now=11.0)
+    assert shown and json.loads(line) == {
+        "time": "2023-11-14T22:13:31.000Z", "type": "platform.start",
+        "record": {"requestId": "a", "functionArn": arn, "version": "$LATEST"}}
+    (report,) = [json.loads(text) for text in log.report("a", duration_ms=1.2345, max_memory_used_mb=40,
+                                                         now=11.25).splitlines()]
+    assert report["type"] == "platform.report"  # runtimeDone is DEBUG: below INFO
+    assert report["record"] == {"requestId": "a", "status": "success", "metrics": {
+        "durationMs": 1.234, "billedDurationMs": 2, "memorySizeMB": 128, "maxMemoryUsedMB": 40,
+        "initDurationMs": 500.0}}
+    failed = log.report("b", duration_ms=3000.0, max_memory_used_mb=40, status="timeout",
+                        error_type="Sandbox.Timedout", now=14.0)
+    assert json.loads(failed)["record"]["status"] == "timeout"
+    assert json.loads(failed)["record"]["errorType"] == "Sandbox.Timedout"
+
+    debug = PlatformLog(LogStyle.LAMBDA, "$LATEST", 128, json_log=JsonLog(arn, "DEBUG"))
+    types = [json.loads(text)["type"] for text in debug.report("c", duration_ms=1.0, max_memory_used_mb=1).splitlines()]
+    assert types == ["platform.runtimeDone", "platform.report"]
+    warn = PlatformLog(LogStyle.LAMBDA, "$LATEST", 128, json_log=JsonLog(arn, "WARN"))
+    assert warn.delivered("d")[0] == "" and warn.report("d", duration_ms=1.0, max_memory_used_mb=1) == ""
+    assert json.loads(warn.template_failed(1.0, "Runtime.ExitError") or "null") is None
