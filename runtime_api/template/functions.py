@@ -106,8 +106,8 @@ def read(logical_id: str, resource: Mapping, context: Context, source: str) -> F
     else:
         handler = _text(handler, "Handler", at("Handler")) if handler is not None else "app.handler"
         task_root = context.base
-    layers = [directory for arn in _list(get("Layers", []), "Layers", at("Layers"))
-              if (directory := _layer(arn, context, at("Layers"))) is not None]
+    layers = _layers(_list(get("Layers", []), "Layers", at("Layers")), properties.get("Layers"), context,
+                     at("Layers"))
     if package_type == "Zip":
         missing = code.missing_handler(handler, runtime_id, task_root, layers)
         if missing:
@@ -198,12 +198,20 @@ def _local(base: Path, written: str, what: str, watched: list[str], line: int | 
     return code.local(path, what, line)
 
 
-def _layer(arn: str, context: Context, line: int | None) -> Path | None:
-    directory = context.layer_dir(arn, line)
-    if directory is None:
-        context.warnings.append((f"layer {arn} is not available offline: the function runs without it (give "
-                                 "its directory with --layer-map ARN=DIR)", line))
-    return directory
+def _layers(arns: list[str], written: object, context: Context, line: int | None) -> list[Path]:
+    """The directories of the layers that have one here, in the template's order; a warning for each
+    of the others (at its own line where the list is written out)."""
+    lines = ([line_of(written, index, line) for index in range(len(arns))]
+             if isinstance(written, list) and len(written) == len(arns) else [line] * len(arns))
+    found = []
+    for arn, at in zip(arns, lines):
+        directory = context.layer_dir(arn, at)
+        if directory is None:
+            context.warnings.append((f"layer {arn} is not available offline: the function runs without it (give "
+                                     "its directory with --layer-map ARN=DIR)", at))
+        else:
+            found.append(directory)
+    return found
 
 
 def _environment(variables: object, context: Context, line: int | None) -> dict[str, str]:

@@ -125,8 +125,4 @@ def _nested_stack(evaluator: Evaluator, logical_id: str, attribute: str | None, 
         return stack_id(pseudo["AWS::Region"], pseudo["AWS::AccountId"], f"{pseudo['AWS::StackName']}-{logical_id}")
     if not attribute.startswith("Outputs."):
         raise Unresolved(f"Fn::GetAtt {logical_id}.{attribute}: a nested stack gives its Outputs.Name", line)
-    output = evaluator.nested.get(logical_id)
-    if output is None:
-        raise Unresolved(f"Fn::GetAtt {logical_id}.{attribute}: the nested stack {logical_id} is not read (see "
-                         "its own problem)", line)
-    return output(attribute.removeprefix("Outputs."), line)
+    return evaluator.nested[logical_id](attribute.removeprefix("Outputs."), line)

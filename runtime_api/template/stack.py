@@ -13,6 +13,7 @@ are configured; a template CloudFormation would refuse is a TemplateError and no
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -135,16 +136,31 @@ class _Reading:
             return not isinstance(condition, str) or evaluator.condition(condition, line_of(stack_resources, logical_id))
 
         assets = _cdk_assets(path)
+        nested = {}
         for logical_id, resource in stack_resources.items():
             kind = resource.get("Type")
             try:
                 if kind == "AWS::Lambda::LayerVersion" and created(logical_id):
                     self._layer(evaluator, logical_id, resource, path.parent, assets)
-                elif kind == "AWS::CloudFormation::Stack" and created(logical_id):
-                    self._nested(evaluator, logical_id, path, stack_name, nesting, chain)
             except Unresolved as exc:
                 self.problem(shown, exc.line or line_of(stack_resources, logical_id), None,
                              f"{kind} {logical_id} is left out: {exc.message}", warning=True)
+            if kind == "AWS::CloudFormation::Stack":
+                nested[logical_id] = _Nested(functools.partial(
+                    self._nested, evaluator, logical_id, path, stack_name, nesting, chain))
+                evaluator.nested[logical_id] = nested[logical_id].output
+        # Nested stacks are read when first needed (one's parameters may be another's outputs), and
+        # all of them by the end.
+        for logical_id, stack in nested.items():
+            try:
+                if created(logical_id):
+                    stack.read()
+            except Unresolved as exc:
+                stack.failure = exc
+            if stack.failure is not None:
+                self.problem(shown, stack.failure.line or line_of(stack_resources, logical_id), None,
+                             f"AWS::CloudFormation::Stack {logical_id} is left out: {stack.failure.message}",
+                             warning=True)
         provisioned = _provisioned(evaluator, created)
         for logical_id, resource in stack_resources.items():
             if resource.get("Type") == "AWS::Lambda::Function":
@@ -216,7 +232,7 @@ class _Reading:
         return found
 
     def _nested(self, evaluator: Evaluator, logical_id: str, path: Path, stack_name: str,
-                nesting: tuple[str, ...], chain: tuple[Path, ...]) -> None:
+                nesting: tuple[str, ...], chain: tuple[Path, ...]) -> Callable[[str, int | None], object]:
         """Read a nested stack whose template is a local file (an `AWS::Serverless::Application` is one
         after the SAM transform)."""
         shown = evaluator.shown
@@ -248,8 +264,30 @@ class _Reading:
                 raise TemplateError(shown, at, f"nested stack {logical_id}: parameter {name} must be a string (a "
                                     "list is passed to a nested stack joined, with Fn::Join)")
             given[name] = parameters.scalar_text(value)
-        evaluator.nested[logical_id] = self.stack(child, given, f"{stack_name}-{logical_id}", (*nesting, logical_id),
-                                                  (*chain, path), caller=(shown, line))
+        return self.stack(child, given, f"{stack_name}-{logical_id}", (*nesting, logical_id), (*chain, path),
+                          caller=(shown, line))
+
+
+class _Nested:
+    """A nested stack, read once, when its outputs are first asked for or at the latest at the end."""
+
+    def __init__(self, read: Callable[[], Callable[[str, int | None], object]]) -> None:
+        self._read = read
+        self._outputs: Callable[[str, int | None], object] | None = None
+        self.failure: Unresolved | None = None
+
+    def read(self) -> None:
+        if self._outputs is None and self.failure is None:
+            try:
+                self._outputs = self._read()
+            except Unresolved as exc:
+                self.failure = exc
+
+    def output(self, name: str, line: int | None) -> object:
+        self.read()
+        if self.failure is not None:
+            raise Unresolved(f"Outputs.{name}: the nested stack is left out: {self.failure.message}", line)
+        return self._outputs(name, line)
 
 
 def _other_names(evaluator: Evaluator, logical_id: str) -> list[str]:
