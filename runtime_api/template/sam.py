@@ -62,7 +62,7 @@ def transform(template: Mapping, parameter_values: dict[str, object], region: st
 
     resources = template.get("Resources")
     if not isinstance(resources, dict) or not resources:
-        raise TemplateError(shown, line_of(template, "Resources"), "has no Resources")
+        raise TemplateError(shown, template.lines.get("Resources"), "has no Resources")
     for resource in resources.values():
         _keep_offline(resource)
     failures: dict[str, str] = {}

@@ -118,7 +118,7 @@ class _Reading:
             given.update((name, value) for name, value in pseudo.items() if isinstance(value, str))
             template, refused = sam.transform(template, given, self.region, shown)
         if not isinstance(template.get("Resources"), dict) or not template["Resources"]:
-            raise TemplateError(shown, line_of(template, "Resources"), "has no Resources")
+            raise TemplateError(shown, template.lines.get("Resources"), "has no Resources")
         validate.references(template, shown, set(values), set(pseudo))
         evaluator = Evaluator(template, shown=shown, parameters=values, pseudo=pseudo, reference=resources.reference)
         stack_resources = evaluator.resources
