@@ -25,6 +25,24 @@ def project(root: Path, template: str, files: dict[str, str] | None = None, name
     return path
 
 
+def inline_function(name: str, *, condition: str | None = None, **properties: str) -> str:
+    """An `AWS::Lambda::Function` with inline Python code, as an entry of a template's Resources (two
+    spaces in); each of `properties` is one more line `Key: value` of its Properties."""
+    lines = [f"  {name}:", "    Type: AWS::Lambda::Function"]
+    lines += [f"    Condition: {condition}"] if condition else []
+    lines += ["    Properties:", "      Runtime: python3.12", "      Handler: index.handler",
+              '      Code: {ZipFile: "def handler(event, context): return 1"}',
+              "      Role: arn:aws:iam::123456789012:role/r"]
+    lines += [f"      {key}: {value}" for key, value in properties.items()]
+    return "\n".join(lines) + "\n"
+
+
+def line_number(path: Path, text: str, after: str | None = None) -> int:
+    """The number of the first line of `path` that is `text` (the first after the line `after`)."""
+    lines = path.read_text().splitlines()
+    return lines.index(text, lines.index(after) if after else 0) + 1
+
+
 def zip_of(path: Path, files: dict[str, str], modes: dict[str, int] | None = None) -> Path:
     """A .zip of `files` (name: text), with a Unix mode per name where `modes` gives one."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from ..config import ConfigError, FunctionConfig
 from . import code
 from .document import Mapping, line_of
@@ -57,7 +59,6 @@ class Context:
     """What reading a function needs beyond its own resource."""
 
     evaluator: Evaluator
-    shown: str  # the template, as messages name it
     base: Path  # the template's directory, which relative paths are relative to
     env_overrides: dict[str, str]  # --env-vars values for this function
     layer_dir: object  # (arn, line) -> Path | None: a layer's directory, or None when not known here
@@ -102,7 +103,7 @@ def read(logical_id: str, resource: Mapping, context: Context, source: str) -> F
         if runtime_id is None or handler is None:
             raise Unresolved("a .zip function needs a Runtime and a Handler", line)
         handler = _text(handler, "Handler", at("Handler"))
-        task_root = _code(logical_id, resource, properties, runtime_id, context, at("Code"))
+        task_root = _code(resource, properties, runtime_id, context, at("Code"))
     else:
         handler = _text(handler, "Handler", at("Handler")) if handler is not None else "app.handler"
         task_root = context.base
@@ -114,6 +115,8 @@ def read(logical_id: str, resource: Mapping, context: Context, source: str) -> F
             context.warnings.append((missing, at("Handler")))
 
     environment = _evaluated_if_computed(evaluator, properties.get("Environment"), at("Environment"))
+    if environment is not None and not isinstance(environment, dict):
+        raise Unresolved("Environment must be a mapping", at("Environment"))
     variables_line = line_of(environment, "Variables", at("Environment"))
     variables = environment.get("Variables") if isinstance(environment, dict) else None
     env = _environment(_evaluated_if_computed(evaluator, variables, variables_line), context, variables_line)
@@ -150,14 +153,18 @@ def read(logical_id: str, resource: Mapping, context: Context, source: str) -> F
         if settings["concurrency"] == 0:
             raise Unresolved("ReservedConcurrentExecutions 0: Lambda throttles every invocation of it",
                              at("ReservedConcurrentExecutions"))
+    elif context.provisioned:
+        # Without a reservation a function may use the account's unreserved concurrency, which holds
+        # its provisioned environments however many there are.
+        default = next(field.default for field in msgspec.structs.fields(FunctionConfig) if field.name == "concurrency")
+        settings["concurrency"] = max(default, context.provisioned)
     try:
         return FunctionConfig(**settings)
     except ConfigError as exc:
         raise Unresolved(str(exc).removeprefix(f"function {logical_id}: "), line) from None
 
 
-def _code(logical_id: str, resource: Mapping, properties: Mapping, runtime_id: str, context: Context,
-          line: int | None) -> Path:
+def _code(resource: Mapping, properties: Mapping, runtime_id: str, context: Context, line: int | None) -> Path:
     """The function's code as a directory (its task root)."""
     zipped = properties.get("Code")
     if isinstance(zipped, dict) and "ZipFile" in zipped:

@@ -190,15 +190,23 @@ def _ref(evaluator: Evaluator, argument: object, line: int | None) -> object:
     return evaluator.ref(argument, line)
 
 
-def _get_att(evaluator: Evaluator, argument: object, line: int | None) -> object:
+def get_att_parts(argument: object) -> tuple[object, object]:
+    """(resource, attribute) of `Fn::GetAtt`'s argument, `[resource, attribute]` or the string
+    `resource.attribute` (the attribute may hold dots, as `Outputs.Name` does); (None, None) if it is
+    neither."""
     if isinstance(argument, str):
-        logical_id, _, attribute = argument.partition(".")
-    else:
-        logical_id, attribute = _arguments(evaluator, "Fn::GetAtt", argument, line, range(2, 3))
-        attribute = evaluator.text(attribute, line, "Fn::GetAtt's attribute")
+        resource, _, attribute = argument.partition(".")
+        return resource, attribute
+    if isinstance(argument, list) and len(argument) == 2:
+        return argument[0], argument[1]
+    return None, None
+
+
+def _get_att(evaluator: Evaluator, argument: object, line: int | None) -> object:
+    logical_id, attribute = get_att_parts(argument)
     if not isinstance(logical_id, str) or not attribute:
         raise TemplateError(evaluator.shown, line, "Fn::GetAtt takes [resource, attribute] or \"resource.attribute\"")
-    return evaluator.attribute(logical_id, attribute, line)
+    return evaluator.attribute(logical_id, evaluator.text(attribute, line, "Fn::GetAtt's attribute"), line)
 
 
 def _sub(evaluator: Evaluator, argument: object, line: int | None) -> str:

@@ -35,6 +35,7 @@ from .errors import TemplateError
 SAM_TRANSFORM = "AWS::Serverless-2016-10-31"
 LOCAL_BUCKET = "lambdalet-local-path"  # a path on this machine, where SAM wants an S3 location
 UNTRANSFORMED = "Lambdalet::Untransformed"  # the placeholder of a resource SAM refused
+REPOSITORY = "serverlessrepo://"  # the TemplateURL of an application of the Serverless Application Repository
 _LOCAL_URIS = {
     "AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri",
     "AWS::Serverless::Api": "DefinitionUri", "AWS::Serverless::HttpApi": "DefinitionUri",
@@ -87,7 +88,7 @@ def transform(template: Mapping, parameter_values: dict[str, object], region: st
                 refused[logical_id] = cause.message
             for logical_id, message in refused.items():
                 failures[logical_id] = message
-                template["Resources"] = _placeholder(template["Resources"], logical_id, message)
+                resources[logical_id] = _placeholder(message, line_of(resources, logical_id))
             continue
         finally:
             metrics.publish()
@@ -95,14 +96,13 @@ def transform(template: Mapping, parameter_values: dict[str, object], region: st
 
 
 def _keep_offline(resource: object) -> None:
-    if not isinstance(resource, dict) or not isinstance(resource.get("Properties"), dict):
-        return
-    properties = resource["Properties"]
-    if resource.get("Type") == "AWS::Serverless::Application":
-        location = properties.get("Location")
-        if isinstance(location, dict):
-            application = location.get("ApplicationId")
-            properties["Location"] = f"serverlessrepo://{application if isinstance(application, str) else 'application'}"
+    """An application of the Serverless Application Repository becomes a nested stack whose template
+    is at a URL (so the library does not ask the repository for it)."""
+    properties = resource.get("Properties") if isinstance(resource, dict) else None
+    if isinstance(properties, dict) and resource.get("Type") == "AWS::Serverless::Application" and \
+            isinstance(properties.get("Location"), dict):
+        application = properties["Location"].get("ApplicationId")
+        properties["Location"] = REPOSITORY + (application if isinstance(application, str) else "an application")
 
 
 def _local_paths():
@@ -140,13 +140,10 @@ def _origin(logical_id: str, resources: dict) -> str | None:
     return max(found, key=len) if found else None
 
 
-def _placeholder(resources: Mapping, logical_id: str, message: str) -> Mapping:
+def _placeholder(message: str, line: int | None) -> Mapping:
     resource = Mapping({"Type": UNTRANSFORMED, "Properties": {"Problem": message}})
-    resource.line = line_of(resources, logical_id) or 0
-    replaced = Mapping(resources)
-    replaced.line, replaced.lines = resources.line, dict(resources.lines)
-    replaced[logical_id] = resource
-    return replaced
+    resource.line = line or 0
+    return resource
 
 
 # --- lines ----------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from . import document, functions, parameters, resources, sam, validate
 from .document import Mapping, line_of
 from .errors import TemplateError, TemplateProblem, Unresolved
 from .inputs import env_overrides
-from .intrinsics import NO_VALUE, Evaluator, intrinsic
+from .intrinsics import NO_VALUE, Evaluator, get_att_parts, intrinsic
 from .parameters import Unavailable
 
 
@@ -171,7 +171,7 @@ class _Reading:
                   provisioned: dict[str, int | Unresolved], path: Path, assets: dict[str, str],
                   nesting: tuple[str, ...]) -> None:
         shown, line = evaluator.shown, line_of(evaluator.resources, logical_id)
-        context = functions.Context(evaluator=evaluator, shown=shown, base=path.parent, env_overrides={},
+        context = functions.Context(evaluator=evaluator, base=path.parent, env_overrides={},
                                     layer_dir=self._layer_dir, assets=assets)
         try:
             if not created(logical_id):
@@ -239,6 +239,9 @@ class _Reading:
         line = line_of(evaluator.resources, logical_id)
         properties = evaluator.resources[logical_id].get("Properties") or Mapping()
         url = evaluator.text(properties.get("TemplateURL"), line_of(properties, "TemplateURL", line), "TemplateURL")
+        if url.startswith(sam.REPOSITORY):
+            raise Unresolved(f"{url.removeprefix(sam.REPOSITORY)} of the Serverless Application Repository is not "
+                             "available offline: its functions are not served", line)
         if "://" in url:
             raise Unresolved(f"its template is at {url}, which is not available offline: its functions are not "
                              "served", line)
@@ -335,10 +338,8 @@ def _function_named(node: object) -> str | None:
     if function == "Ref" and isinstance(node["Ref"], str):
         return node["Ref"]
     if function == "Fn::GetAtt":
-        argument = node["Fn::GetAtt"]
-        parts = argument.split(".", 1) if isinstance(argument, str) else argument
-        if isinstance(parts, list) and parts and isinstance(parts[0], str):
-            return parts[0]
+        target, _ = get_att_parts(node["Fn::GetAtt"])
+        return target if isinstance(target, str) else None
     return None
 
 

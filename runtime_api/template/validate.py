@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .document import Mapping, line_of
 from .errors import TemplateError
-from .intrinsics import FUNCTIONS, SUB_PLACEHOLDER, intrinsic
+from .intrinsics import FUNCTIONS, SUB_PLACEHOLDER, get_att_parts, intrinsic
 
 # Functions of the AWS::LanguageExtensions transform, named as such when a template uses them.
 _LANGUAGE_EXTENSIONS = ("Fn::ForEach", "Fn::Length", "Fn::ToJsonString")
@@ -39,8 +39,7 @@ def references(template: Mapping, shown: str, parameters: set[str], pseudo: set[
                 _known(argument, names | {"AWS::NoValue"}, f"Ref {argument}", shown, line)
                 found.add(argument)
         elif function == "Fn::GetAtt":
-            target = argument.partition(".")[0] if isinstance(argument, str) else (
-                argument[0] if isinstance(argument, list) and argument else None)
+            target, _ = get_att_parts(argument)
             if isinstance(target, str):
                 _known(target, set(resources), f"Fn::GetAtt {target}", shown, line, "resource")
                 found.add(target)

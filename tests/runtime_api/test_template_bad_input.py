@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from runtime_api.template import TemplateError, load_template
-from template_projects import HANDLER, private_cache, project  # noqa: F401 (an autouse fixture)
+from template_projects import HANDLER, line_number, private_cache, project  # noqa: F401 (an autouse fixture)
 
 FUNCTION = """\
   {name}:
@@ -190,10 +190,9 @@ def test_a_function_that_cannot_be_configured_leaves_the_others_configured(tmp_p
                                         ]), {"src/app.py": HANDLER})
     stack = load_template(path)
     assert [function.name for function in stack.functions] == ["Fine"]
-    lines = path.read_text().splitlines()
 
     def line(text: str, after: str) -> int:
-        return lines.index(text, lines.index(after)) + 1
+        return line_number(path, text, after)
 
     assert [str(problem) for problem in stack.problems] == [
         f"{path}:{line('  Refused:', '  Refused:')}: function Refused: the SAM transform refuses it: Type of property "

@@ -11,7 +11,7 @@ import pytest
 
 from runtime_api.template import TemplateError, load_template
 from runtime_api.template.document import parse
-from template_projects import HANDLER, private_cache, project  # noqa: F401 (an autouse fixture)
+from template_projects import inline_function, line_number, private_cache, project  # noqa: F401 (an autouse fixture)
 
 TEMPLATE = """
     AWSTemplateFormatVersion: 2010-09-09
@@ -169,28 +169,12 @@ def test_the_same_template_in_json_reads_the_same(tmp_path):
 
 
 def test_a_condition_removes_a_function_and_what_only_it_needs(tmp_path):
-    path = project(tmp_path, """
-        Parameters:
-          Stage: {Type: String, Default: dev}
-        Conditions:
-          IsProd: !Equals [!Ref Stage, prod]
-        Resources:
-          Always:
-            Type: AWS::Lambda::Function
-            Properties:
-              Runtime: python3.12
-              Handler: index.handler
-              Code: {ZipFile: "def handler(event, context): return 1"}
-              Role: arn:aws:iam::123456789012:role/r
-          ProdOnly:
-            Type: AWS::Lambda::Function
-            Condition: IsProd
-            Properties:
-              Runtime: python3.12
-              Handler: index.handler
-              Code: {S3Bucket: only-in-aws, S3Key: code.zip}
-              Role: arn:aws:iam::123456789012:role/r
-        """)
+    path = project(tmp_path, "\n".join([
+        "Parameters:", "  Stage: {Type: String, Default: dev}",
+        "Conditions:", "  IsProd: !Equals [!Ref Stage, prod]",
+        "Resources:", inline_function("Always"),
+        inline_function("ProdOnly", condition="IsProd").replace(
+            'ZipFile: "def handler(event, context): return 1"', "S3Bucket: only-in-aws, S3Key: code.zip")]))
     stack = load_template(path)
     assert [function.name for function in stack.functions] == ["Always"]
     assert stack.problems == []  # its S3 code is never asked for
@@ -201,29 +185,12 @@ def test_a_condition_removes_a_function_and_what_only_it_needs(tmp_path):
 
 
 def test_a_parameter_is_checked_against_its_type_and_constraints(tmp_path):
-    path = project(tmp_path, """
-        Parameters:
-          Name:
-            Type: String
-            Default: ok
-            AllowedPattern: "[a-z]+"
-            MinLength: 2
-            MaxLength: 5
-          Size:
-            Type: Number
-            Default: 5
-            MinValue: 1
-            MaxValue: 10
-        Resources:
-          Fn:
-            Type: AWS::Lambda::Function
-            Properties:
-              Runtime: python3.12
-              Handler: index.handler
-              Code: {ZipFile: "def handler(event, context): return 1"}
-              Role: arn:aws:iam::123456789012:role/r
-              Environment: {Variables: {NAME: !Ref Name, SIZE: !Ref Size}}
-        """)
+    path = project(tmp_path, "\n".join([
+        "Parameters:",
+        "  Name:", "    Type: String", "    Default: ok", '    AllowedPattern: "[a-z]+"', "    MinLength: 2",
+        "    MaxLength: 5",
+        "  Size:", "    Type: Number", "    Default: 5", "    MinValue: 1", "    MaxValue: 10",
+        "Resources:", inline_function("Fn", Environment="{Variables: {NAME: !Ref Name, SIZE: !Ref Size}}")]))
     assert functions_of(path, parameter_overrides={"Name": "abcde", "Size": "10"})["Fn"].env == {
         "NAME": "abcde", "SIZE": "10"}
     for overrides, why in (({"Name": "ABC"}, "'ABC' does not match its AllowedPattern [a-z]+"),
@@ -240,68 +207,32 @@ def test_a_parameter_is_checked_against_its_type_and_constraints(tmp_path):
 
 
 def test_unavailable_offline_is_a_problem_for_the_functions_that_need_it(tmp_path):
-    path = project(tmp_path, """
-        Parameters:
-          Version:
-            Type: AWS::SSM::Parameter::Value<String>
-            Default: /app/version
-        Resources:
-          Api:
-            Type: AWS::ApiGateway::RestApi
-          Fine:
-            Type: AWS::Lambda::Function
-            Properties:
-              Runtime: python3.12
-              Handler: index.handler
-              Code: {ZipFile: "def handler(event, context): return 1"}
-              Role: arn:aws:iam::123456789012:role/r
-              Environment: {Variables: {API: !Ref Api}}
-          Imports:
-            Type: AWS::Lambda::Function
-            Properties:
-              Runtime: python3.12
-              Handler: index.handler
-              Code: {ZipFile: "def handler(event, context): return 1"}
-              Role: arn:aws:iam::123456789012:role/r
-              Environment: {Variables: {TABLE: !ImportValue shared-table}}
-          ReadsSsm:
-            Type: AWS::Lambda::Function
-            Properties:
-              Runtime: python3.12
-              Handler: index.handler
-              Code: {ZipFile: "def handler(event, context): return 1"}
-              Role: arn:aws:iam::123456789012:role/r
-              Environment: {Variables: {VERSION: !Ref Version}}
-          Dynamic:
-            Type: AWS::Lambda::Function
-            Properties:
-              Runtime: python3.12
-              Handler: index.handler
-              Code: {ZipFile: "def handler(event, context): return 1"}
-              Role: arn:aws:iam::123456789012:role/r
-              Environment: {Variables: {SECRET: "{{resolve:secretsmanager:db:SecretString:password}}"}}
-          RootId:
-            Type: AWS::Lambda::Function
-            Properties:
-              Runtime: python3.12
-              Handler: index.handler
-              Code: {ZipFile: "def handler(event, context): return 1"}
-              Role: arn:aws:iam::123456789012:role/r
-              Environment: {Variables: {ROOT: !GetAtt Api.RootResourceId}}
-        """)
+    path = project(tmp_path, "\n".join([
+        "Parameters:", "  Version:", "    Type: AWS::SSM::Parameter::Value<String>", "    Default: /app/version",
+        "Resources:", "  Api:", "    Type: AWS::ApiGateway::RestApi",
+        inline_function("Fine", Environment="{Variables: {API: !Ref Api}}"),
+        inline_function("Imports", Environment="{Variables: {TABLE: !ImportValue shared-table}}"),
+        inline_function("ReadsSsm", Environment="{Variables: {VERSION: !Ref Version}}"),
+        inline_function("Dynamic", Environment='{Variables: {SECRET: "{{resolve:secretsmanager:db:SecretString:'
+                                               'password}}"}}'),
+        inline_function("RootId", Environment="{Variables: {ROOT: !GetAtt Api.RootResourceId}}")]))
+
+    def line(name: str) -> int:
+        return line_number(path, "      Role: arn:aws:iam::123456789012:role/r", f"  {name}:") + 1
+
     stack = load_template(path)
     assert [function.name for function in stack.functions] == ["Fine"]
     assert stack.functions[0].env == {"API": "Api"}  # Ref of an unknown type: its logical id
     assert [str(problem) for problem in stack.problems] == [
-        f"{path}:23: function Imports: Environment.Variables.TABLE: Fn::ImportValue shared-table: another "
+        f"{path}:{line('Imports')}: function Imports: Environment.Variables.TABLE: Fn::ImportValue shared-table: another "
         "stack's export is not available offline (or give it with --env-vars)",
-        f"{path}:31: function ReadsSsm: Environment.Variables.VERSION: parameter Version is read from the SSM "
+        f"{path}:{line('ReadsSsm')}: function ReadsSsm: Environment.Variables.VERSION: parameter Version is read from the SSM "
         "parameter /app/version, which is not available offline: give its value with --parameter-overrides "
         "Version=VALUE (or give it with --env-vars)",
-        f"{path}:39: function Dynamic: Environment.Variables.SECRET: the dynamic reference in "
+        f"{path}:{line('Dynamic')}: function Dynamic: Environment.Variables.SECRET: the dynamic reference in "
         "'{{resolve:secretsmanager:db:SecretString:password}}' is resolved by AWS (Parameter Store, Secrets "
         "Manager) and is not available offline (or give it with --env-vars)",
-        f"{path}:47: function RootId: Environment.Variables.ROOT: Fn::GetAtt Api.RootResourceId: the attributes "
+        f"{path}:{line('RootId')}: function RootId: Environment.Variables.ROOT: Fn::GetAtt Api.RootResourceId: the attributes "
         "of a AWS::ApiGateway::RestApi are known only once AWS has created it (or give it with --env-vars)",
     ]
     # What only AWS has, given here: an SSM parameter's value by override, a variable by --env-vars.

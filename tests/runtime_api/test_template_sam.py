@@ -87,6 +87,14 @@ def test_every_function_property_lambdalet_honours(tmp_path):
               Handler: app.handler
               Runtime: python3.12
               TenancyConfig: {TenantIsolationMode: PER_TENANT}
+          ManyProvisioned:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: src
+              Handler: app.handler
+              Runtime: python3.12
+              AutoPublishAlias: live
+              ProvisionedConcurrencyConfig: {ProvisionedConcurrentExecutions: 25}
           Image:
             Type: AWS::Serverless::Function
             Properties:
@@ -109,6 +117,8 @@ def test_every_function_property_lambdalet_honours(tmp_path):
     assert functions["PerTenant"].tenancy == "PER_TENANT"
     assert (functions["PerTenant"].concurrency, functions["PerTenant"].provisioned) == (10, 0)  # the defaults
     assert (functions["PerTenant"].timeout, functions["PerTenant"].memory) == (3.0, 128)
+    # No reservation: the account's unreserved concurrency holds all its provisioned environments.
+    assert (functions["ManyProvisioned"].concurrency, functions["ManyProvisioned"].provisioned) == (25, 25)
     assert functions["Image"].package_type == "Image"
     assert functions["Everything"].package_type == "Zip"
     assert str(tmp_path / "template.yaml") in stack.watched and str(tmp_path / "src") in stack.watched
@@ -255,6 +265,12 @@ def test_nested_stacks_by_application_and_by_cloudformation_stack(tmp_path):
             Type: AWS::CloudFormation::Stack
             Properties:
               TemplateURL: https://s3.amazonaws.com/bucket/remote.yaml
+          FromRepository:
+            Type: AWS::Serverless::Application
+            Properties:
+              Location:
+                ApplicationId: arn:aws:serverlessrepo:us-east-1:123456789012:applications/thumbnails
+                SemanticVersion: 1.0.0
         """, {
             "src/app.py": HANDLER, "orders/src/app.py": HANDLER,
             "orders/template.yaml": """Transform: AWS::Serverless-2016-10-31
@@ -307,7 +323,10 @@ Outputs:
     assert [(problem.warning, str(problem)) for problem in stack.problems] == [(True, (
         f"{path}:29: AWS::CloudFormation::Stack Remote is left out: its template is at "
         "https://s3.amazonaws.com/bucket/remote.yaml, which is not available offline: its functions are not "
-        "served"))]
+        "served")), (True, (
+        f"{path}:32: AWS::CloudFormation::Stack FromRepository is left out: "
+        "arn:aws:serverlessrepo:us-east-1:123456789012:applications/thumbnails of the Serverless Application "
+        "Repository is not available offline: its functions are not served"))]
     assert {str(tmp_path / "orders" / "template.yaml"), str(tmp_path / "payments.yaml")} <= set(stack.watched)
     without_child = load_template(path, env_vars={"TakeOrder": {"STACK": "by-id"}})
     assert by_name(without_child)["TakeOrder"].env == {"STACK": "by-id"}
