@@ -116,24 +116,25 @@ def _extract(bundle: zipfile.ZipFile, root: Path) -> None:
 
 def missing_handler(handler: str, runtime_id: str | None, code: Path, layers: list[Path]) -> str | None:
     """Why the runtime will not find the handler's module (None: found, or a runtime not checked)."""
+    language = next((name for name in ("python", "nodejs") if runtime_id and runtime_id.startswith(name)), None)
+    if language is None:
+        return None
     module, dot, _ = handler.rpartition(".")
     if not dot or not module:
-        return f"Handler {handler!r} is not module.function"
-    if runtime_id and runtime_id.startswith("python"):
-        module_path = module.replace(".", "/")
-        version = runtime_id.removeprefix("python")
-        roots = [code] + [root for layer in layers
-                          for root in (layer / "python", layer / "python" / "lib" / f"python{version}" / "site-packages")]
-        for root in roots:
-            base = root / module_path
-            if (base.with_name(base.name + ".py").is_file() or (base / "__init__.py").is_file()
-                    or any(base.parent.glob(f"{base.name}.*.so")) or base.with_name(base.name + ".pyc").is_file()):
-                return None
-        return (f"Handler {handler}: no module {module} ({module_path}.py) in {code}"
-                + (" or its layers" if layers else "") + ": invoking it fails with Runtime.ImportModuleError")
-    if runtime_id and runtime_id.startswith("nodejs"):
+        return f"Handler {handler!r} is not module.function: invoking it fails with Runtime.MalformedHandlerName"
+    if language == "nodejs":
         if any((code / f"{module}{suffix}").is_file() for suffix in (".js", ".mjs", ".cjs")):
             return None
         return (f"Handler {handler}: no module {module}.js, .mjs or .cjs in {code}: invoking it fails with "
                 "Runtime.ImportModuleError")
-    return None
+    module_path = module.replace(".", "/")
+    version = runtime_id.removeprefix("python")
+    roots = [code] + [root for layer in layers
+                      for root in (layer / "python", layer / "python" / "lib" / f"python{version}" / "site-packages")]
+    for root in roots:
+        base = root / module_path
+        if (base.with_name(base.name + ".py").is_file() or (base / "__init__.py").is_file()
+                or base.with_name(base.name + ".pyc").is_file() or any(base.parent.glob(f"{base.name}.*.so"))):
+            return None
+    return (f"Handler {handler}: no module {module} ({module_path}.py) in {code}"
+            + (" or its layers" if layers else "") + ": invoking it fails with Runtime.ImportModuleError")

@@ -59,7 +59,6 @@ class Evaluator:
 
     def __init__(self, template: Mapping, *, shown: str, parameters: dict[str, object], pseudo: dict[str, object],
                  reference: Callable[[Evaluator, str, str | None, int | None], object]) -> None:
-        self.template = template
         self.shown = shown
         self.parameters = parameters
         self.pseudo = pseudo

@@ -61,11 +61,8 @@ def references(template: Mapping, shown: str, parameters: set[str], pseudo: set[
         if not isinstance(resource, dict) or not isinstance(resource.get("Type"), str):
             raise TemplateError(shown, line, f"resource {logical_id} needs a Type")
         found: set[str] = set()
-        for key in ("Properties", "Condition", "DependsOn"):
-            if key not in resource:
-                continue
-            _walk(resource[key], line_of(resource, key, line),
-                  lambda node, function, at, found=found: check(node, function, at, found), shown)
+        _walk(resource.get("Properties"), line_of(resource, "Properties", line),
+              lambda node, function, at: check(node, function, at, found), shown)
         condition = resource.get("Condition")
         if isinstance(condition, str) and condition not in conditions:
             raise TemplateError(shown, line_of(resource, "Condition", line),
@@ -93,19 +90,22 @@ def _walk(node: object, line: int | None, visit, shown: str) -> None:
     function = intrinsic(node)
     if function is not None:
         if function not in FUNCTIONS:
-            hint = (" (it needs the AWS::LanguageExtensions transform, which lambdalet does not run)"
-                    if function in _LANGUAGE_EXTENSIONS else "")
-            raise TemplateError(shown, line, f"unknown function {function}{hint}")
+            _unknown(function, line, shown)
         visit(node, function, line)
     if isinstance(node, dict):
         for key, item in node.items():
-            if isinstance(key, str) and key.startswith("Fn::ForEach"):
-                raise TemplateError(shown, line_of(node, key, line), f"{key}: Fn::ForEach needs the "
-                                    "AWS::LanguageExtensions transform, which lambdalet does not run")
+            if isinstance(key, str) and key.startswith("Fn::ForEach"):  # a loop among other resources
+                _unknown(key, line_of(node, key, line), shown)
             _walk(item, line_of(node, key, line), visit, shown)
     elif isinstance(node, list):
         for index, item in enumerate(node):
             _walk(item, line_of(node, index, line), visit, shown)
+
+
+def _unknown(function: str, line: int | None, shown: str) -> None:
+    hint = (" (it needs the AWS::LanguageExtensions transform, which lambdalet does not run)"
+            if function.startswith(_LANGUAGE_EXTENSIONS) else "")
+    raise TemplateError(shown, line, f"unknown function {function}{hint}")
 
 
 def _no_circle(depends: dict[str, set[str]], resources: Mapping, shown: str) -> None:

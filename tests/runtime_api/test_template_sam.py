@@ -390,6 +390,12 @@ def test_warnings_leave_the_function_configured(tmp_path):
               CodeUri: src
               Handler: lib/index.handler
               Runtime: nodejs20.x
+          Custom:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: src
+              Handler: bootstrap
+              Runtime: provided.al2023
           InLayer:
             Type: AWS::Serverless::Function
             Properties:
@@ -404,7 +410,7 @@ def test_warnings_leave_the_function_configured(tmp_path):
         """, {"src/app.py": HANDLER, "src/lib/index.mjs": "export const handler = async () => 1;\n",
               "deps/python/lib/python3.12/site-packages/vendored/__init__.py": HANDLER})
     stack = load_template(path)
-    assert sorted(by_name(stack)) == ["InLayer", "NoModule", "NodeModule"]
+    assert sorted(by_name(stack)) == ["Custom", "InLayer", "NoModule", "NodeModule"]
     assert [(problem.warning, str(problem)) for problem in stack.problems] == [
         (True, f"{path}:9: function NoModule: FileSystemConfigs is ignored: EFS file systems are not mounted here"),
         (True, f"{path}:7: function NoModule: Handler missing.handler: no module missing (missing.py) in "
