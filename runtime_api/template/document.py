@@ -54,17 +54,18 @@ def line_of(node: object, key: object = None, default: int | None = None) -> int
 def read(path: Path, shown: str) -> Mapping:
     """The template at `path` (`shown` is how messages name it); TemplateError if it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateError(shown, None, f"cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
-    return parse(text, shown)
+    return parse(text, shown, json_rules=path.suffix.lower() == ".json")
 
 
-def parse(text: str, shown: str) -> Mapping:
+def parse(text: str, shown: str, json_rules: bool = False) -> Mapping:
+    """The template in `text`; with `json_rules` (a .json file) it must also be JSON, as written."""
     import yaml
 
-    if text.lstrip().startswith("{"):
-        # JSON: its own parser first, for JSON's rules and messages (YAML would let `"b": }` pass);
+    if json_rules:
+        # JSON's own parser first, for JSON's rules and messages (YAML would let `"b": }` pass);
         # then the YAML one below for the lines.
         import json
 

@@ -85,7 +85,7 @@ def transform(template: Mapping, parameter_values: dict[str, object], region: st
                 if logical_id is None or logical_id in failures:
                     line = line_of(resources, logical_id) if logical_id else None
                     raise TemplateError(shown, line, f"the SAM transform refuses it: {cause.message}") from None
-                refused[logical_id] = cause.message
+                refused[logical_id] = cause.message.split("is invalid. ", 1)[-1]  # it names the resource
             for logical_id, message in refused.items():
                 failures[logical_id] = message
                 resources[logical_id] = _placeholder(message, line_of(resources, logical_id))

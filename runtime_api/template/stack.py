@@ -123,7 +123,6 @@ class _Reading:
         evaluator = Evaluator(template, shown=shown, parameters=values, pseudo=pseudo, reference=resources.reference)
         stack_resources = evaluator.resources
         for logical_id, message in refused.items():
-            message = message.split("is invalid. ", 1)[-1]
             line = line_of(stack_resources, logical_id)
             if kinds.get(logical_id) == "AWS::Serverless::Function":
                 self.problem(shown, line, logical_id, f"the SAM transform refuses it: {message}")

@@ -436,3 +436,31 @@ def test_one_name_serves_one_function(tmp_path):
     assert [str(problem) for problem in stack.problems] == [
         f"{path}:8: function Second: the name First is already First at {path}:5's: a function is served by its "
         "logical id and its FunctionName, so these must be unique"]
+
+
+def test_a_resource_sam_refuses_is_left_out_and_what_needs_it_is_a_problem(tmp_path):
+    path = project(tmp_path, """
+        Transform: [AWS::Serverless-2016-10-31, AWS::LanguageExtensions]
+        Globals:
+          Function: {CodeUri: src, Handler: app.handler, Runtime: python3.12}
+        Resources:
+          Api:
+            Type: AWS::Serverless::Api
+            Properties: {StageName: [not, a, name]}
+          NeedsApi:
+            Type: AWS::Serverless::Function
+            Properties:
+              Environment: {Variables: {API: !Ref Api}}
+          Independent:
+            Type: AWS::Serverless::Function
+        """, {"src/app.py": HANDLER})
+    stack = load_template(path)
+    assert [function.name for function in stack.functions] == ["Independent"]
+    assert [(problem.warning, str(problem)) for problem in stack.problems] == [
+        (True, f"{path}:1: the transform AWS::LanguageExtensions is not run: lambdalet runs only the SAM transform, "
+               "offline"),
+        (True, f"{path}:5: AWS::Serverless::Api Api is left out: the SAM transform refuses it: Type of property "
+               "'StageName' is invalid."),
+        (False, f"{path}:11: function NeedsApi: Environment.Variables.API: Api is left out: Type of property "
+                "'StageName' is invalid. (or give it with --env-vars)"),
+    ]
