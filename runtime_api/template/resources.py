@@ -22,34 +22,34 @@ from .sam import UNTRANSFORMED
 if TYPE_CHECKING:
     from .intrinsics import Evaluator
 
-_ARN = "arn:{partition}:{service}:{region}:{account}:"
-_FUNCTION_ARN = "arn:{partition}:lambda:{region}:{account}:function:{name}"
-LAYER_ARN = "arn:{partition}:lambda:{region}:{account}:layer:{name}:1"  # the first version of a layer
+def _arn(service: str, resource: str) -> str:
+    return f"arn:{{partition}}:{service}:{{region}}:{{account}}:{resource}"
+
+
+_FUNCTION_ARN = _arn("lambda", "function:{name}")
+_LAYER_ARN = _arn("lambda", "layer:{name}:1")  # the first version of a layer
+_QUEUE_URL = "https://sqs.{region}.{suffix}/{account}/{name}"
 
 # Type: (the property naming it, what Ref gives, {attribute: what Fn::GetAtt gives}).
 _KINDS: dict[str, tuple[str, str, dict[str, str]]] = {
     "AWS::Lambda::Function": ("FunctionName", "{name}", {"Arn": _FUNCTION_ARN}),
-    "AWS::Lambda::LayerVersion": ("LayerName", LAYER_ARN, {"LayerVersionArn": LAYER_ARN}),
+    "AWS::Lambda::LayerVersion": ("LayerName", _LAYER_ARN, {"LayerVersionArn": _LAYER_ARN}),
     "AWS::IAM::Role": ("RoleName", "{name}", {"Arn": "arn:{partition}:iam::{account}:role/{name}"}),
     "AWS::S3::Bucket": ("BucketName", "{name}", {
         "Arn": "arn:{partition}:s3:::{name}", "DomainName": "{name}.s3.{suffix}",
         "RegionalDomainName": "{name}.s3.{region}.{suffix}"}),
     "AWS::DynamoDB::Table": ("TableName", "{name}", {
-        "Arn": _ARN.replace("{service}", "dynamodb") + "table/{name}",
-        "StreamArn": _ARN.replace("{service}", "dynamodb") + "table/{name}/stream/1970-01-01T00:00:00.000"}),
-    "AWS::SQS::Queue": ("QueueName", "https://sqs.{region}.{suffix}/{account}/{name}", {
-        "Arn": _ARN.replace("{service}", "sqs") + "{name}", "QueueName": "{name}",
-        "QueueUrl": "https://sqs.{region}.{suffix}/{account}/{name}"}),
-    "AWS::SNS::Topic": ("TopicName", _ARN.replace("{service}", "sns") + "{name}", {
-        "TopicArn": _ARN.replace("{service}", "sns") + "{name}", "TopicName": "{name}"}),
-    "AWS::Logs::LogGroup": ("LogGroupName", "{name}", {
-        "Arn": _ARN.replace("{service}", "logs") + "log-group:{name}:*"}),
-    "AWS::Kinesis::Stream": ("Name", "{name}", {"Arn": _ARN.replace("{service}", "kinesis") + "stream/{name}"}),
-    "AWS::Events::EventBus": ("Name", "{name}", {
-        "Arn": _ARN.replace("{service}", "events") + "event-bus/{name}", "Name": "{name}"}),
-    "AWS::StepFunctions::StateMachine": ("StateMachineName", _ARN.replace("{service}", "states")
-                                         + "stateMachine:{name}", {
-        "Arn": _ARN.replace("{service}", "states") + "stateMachine:{name}", "Name": "{name}"}),
+        "Arn": _arn("dynamodb", "table/{name}"),
+        "StreamArn": _arn("dynamodb", "table/{name}/stream/1970-01-01T00:00:00.000")}),
+    "AWS::SQS::Queue": ("QueueName", _QUEUE_URL, {
+        "Arn": _arn("sqs", "{name}"), "QueueName": "{name}", "QueueUrl": _QUEUE_URL}),
+    "AWS::SNS::Topic": ("TopicName", _arn("sns", "{name}"), {"TopicArn": _arn("sns", "{name}"),
+                                                             "TopicName": "{name}"}),
+    "AWS::Logs::LogGroup": ("LogGroupName", "{name}", {"Arn": _arn("logs", "log-group:{name}:*")}),
+    "AWS::Kinesis::Stream": ("Name", "{name}", {"Arn": _arn("kinesis", "stream/{name}")}),
+    "AWS::Events::EventBus": ("Name", "{name}", {"Arn": _arn("events", "event-bus/{name}"), "Name": "{name}"}),
+    "AWS::StepFunctions::StateMachine": ("StateMachineName", _arn("states", "stateMachine:{name}"), {
+        "Arn": _arn("states", "stateMachine:{name}"), "Name": "{name}"}),
 }
 
 
@@ -89,10 +89,6 @@ def physical_name(evaluator: Evaluator, logical_id: str, name_property: str = "F
 
 def function_arn(evaluator: Evaluator, name: str) -> str:
     return name if name.startswith("arn:") else _format(evaluator, _FUNCTION_ARN, name)
-
-
-def layer_arn(evaluator: Evaluator, logical_id: str) -> str:
-    return reference(evaluator, logical_id, None, None)
 
 
 def _format(evaluator: Evaluator, text: str, name: str) -> str:

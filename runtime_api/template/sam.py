@@ -56,10 +56,14 @@ def needed(template: Mapping) -> bool:
 def transform(template: Mapping, parameter_values: dict[str, object], region: str,
               shown: str) -> tuple[Mapping, dict[str, str]]:
     """(the CloudFormation template, {logical id: why SAM refused it})."""
-    from samtranslator.metrics.metrics import DummyMetricsPublisher, Metrics
-    from samtranslator.public.exceptions import InvalidDocumentException
-    from samtranslator.public.parser import Parser
-    from samtranslator.public.translator import Translator
+    try:
+        from samtranslator.metrics.metrics import DummyMetricsPublisher, Metrics
+        from samtranslator.public.exceptions import InvalidDocumentException
+        from samtranslator.public.parser import Parser
+        from samtranslator.public.translator import Translator
+    except ImportError:
+        raise TemplateError(shown, template.lines.get("Transform"), "a SAM template needs the SAM transform, "
+                            "aws-sam-translator: pip install 'lambdalet[sam]'") from None
 
     resources = template.get("Resources")
     if not isinstance(resources, dict) or not resources:

@@ -5,6 +5,8 @@ other functions are configured all the same."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from runtime_api.template import TemplateError, load_template
@@ -207,3 +209,12 @@ def test_a_function_that_cannot_be_configured_leaves_the_others_configured(tmp_p
         f"{path}:{line('      ReservedConcurrentExecutions: 0', '  Throttled:')}: function Throttled: "
         "ReservedConcurrentExecutions 0: Lambda throttles every invocation of it",
     ]
+
+
+def test_a_sam_template_without_the_sam_transform_installed(tmp_path, monkeypatch):
+    path = project(tmp_path, "Transform: AWS::Serverless-2016-10-31\nResources:\n" + FUNCTION.format(name="Fn"),
+                   {"src/app.py": HANDLER})
+    for name in ["samtranslator", *(name for name in sys.modules if name.startswith("samtranslator."))]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if it were not installed
+    assert refused(path) == f"{path}:1: a SAM template needs the SAM transform, aws-sam-translator: pip install " \
+                            "'lambdalet[sam]'"
