@@ -33,7 +33,9 @@ from .parameters import Unavailable
 class Stack(msgspec.Struct, kw_only=True):
     functions: list[FunctionConfig]  # every function that could be configured
     problems: list[TemplateProblem]  # every function that could not, and warnings
-    watched: list[str]  # templates, code and layers: a change to any means "read it again"
+    # Templates, code and layers: a change to any means "read it again" (a missing CodeUri is here
+    # too, so that creating it is one).
+    watched: list[str]
 
 
 def load_template(path: str | Path, *, parameter_overrides: dict[str, str] | None = None,
