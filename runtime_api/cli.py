@@ -75,10 +75,7 @@ def template_source(args: argparse.Namespace, path: str, selected: Overrides) ->
 
 def found_template() -> Path | None:
     """The template SAM would find in the current directory, if there is one."""
-    try:
-        from .template import find_template
-    except ImportError:  # TODO(merge): the template reader (branch tpl-load) lands beside this; drop the guard then
-        return None
+    from .template import find_template
 
     return find_template(Path.cwd())
 

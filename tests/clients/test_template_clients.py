@@ -17,13 +17,12 @@ import botocore.exceptions
 import pytest
 import trio
 
-import template_standin
 from benchmarks.common import stop_process
 from client_functions import invoke, lambda_client, payload_json
 from helpers import PYTHON, REPO, Gate, free_port, write_function
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
-LAMBDALET = [PYTHON, "-c", template_standin.LAUNCHER]  # the stand-in reader only where the real one is missing
+LAMBDALET = [PYTHON, "-m", "runtime_api.cli"]
 
 HANDLERS = Gate.handler_snippet + '''
 import os
@@ -44,28 +43,32 @@ def sleep_at_gate(event, context):
 
 def template(tmp_path, gate_port: int = 0) -> str:
     write_function(tmp_path / "src", HANDLERS)
-    env = {"Variables": {"GATE_PORT": str(gate_port)}}
+    # GREETING is declared so that an --env-vars file may override it (SAM overrides only what the
+    # template declares). Runtime and CodeUri are each zip function's own: an image function must not
+    # have them, and Globals would give them to it.
+    env = {"Variables": {"GATE_PORT": str(gate_port), "GREETING": "hello"}}
+    zipped = {"CodeUri": "src", "Runtime": "python3.12"}
     document = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Transform": "AWS::Serverless-2016-10-31",
         "Parameters": {"SlowTimeout": {"Type": "Number", "Default": "1"}},
         "Mappings": {"Sizes": {"Short": {"Timeout": "1"}}},
-        "Globals": {"Function": {"CodeUri": "src", "Runtime": "python3.12", "Environment": env}},
+        "Globals": {"Function": {"Environment": env}},
         "Resources": {
             "HelloFunction": {"Type": "AWS::Serverless::Function",
-                              "Properties": {"Handler": "app.hello", "FunctionName": "hello-fn"}},
-            "FailFunction": {"Type": "AWS::Serverless::Function", "Properties": {"Handler": "app.fail"}},
+                              "Properties": {**zipped, "Handler": "app.hello", "FunctionName": "hello-fn"}},
+            "FailFunction": {"Type": "AWS::Serverless::Function", "Properties": {**zipped, "Handler": "app.fail"}},
             "ParamTimeout": {"Type": "AWS::Serverless::Function",
-                             "Properties": {"Handler": "app.sleep_at_gate", "Timeout": {"Ref": "SlowTimeout"}}},
-            "MappedTimeout": {"Type": "AWS::Serverless::Function", "Properties": {
+                             "Properties": {**zipped, "Handler": "app.sleep_at_gate", "Timeout": {"Ref": "SlowTimeout"}}},
+            "MappedTimeout": {"Type": "AWS::Serverless::Function", "Properties": {**zipped,
                 "Handler": "app.sleep_at_gate", "Timeout": {"Fn::FindInMap": ["Sizes", "Short", "Timeout"]}}},
             "Sleeper": {"Type": "AWS::Serverless::Function",
-                        "Properties": {"Handler": "app.sleep_at_gate", "Timeout": 60}},
+                        "Properties": {**zipped, "Handler": "app.sleep_at_gate", "Timeout": 60}},
             "ImageFunction": {"Type": "AWS::Serverless::Function",
                               "Properties": {"PackageType": "Image", "ImageUri": "hello:latest"}},
             "TenantFunction": {"Type": "AWS::Serverless::Function",
-                               "Properties": {"Handler": "app.hello", "TenancyConfig": {"TenantIsolationMode": "PER_TENANT"}}},
-            "JsonLogs": {"Type": "AWS::Serverless::Function", "Properties": {
+                               "Properties": {**zipped, "Handler": "app.hello", "TenancyConfig": {"TenantIsolationMode": "PER_TENANT"}}},
+            "JsonLogs": {"Type": "AWS::Serverless::Function", "Properties": {**zipped,
                 "Handler": "app.hello", "LoggingConfig": {"LogFormat": "JSON", "ApplicationLogLevel": "DEBUG"}}},
         },
     }
@@ -215,7 +218,8 @@ def test_invoke_with_a_template_runs_once_without_a_server(tmp_path):
 @pytest.mark.parametrize("text, complaint", [
     ("Resources: [unclosed\n", "template.yaml:"),
     (json.dumps({"Resources": {"Fn": {"Type": "AWS::Serverless::Function",
-                                      "Properties": {"CodeUri": "missing", "Handler": "app.handler"}}}}),
+                                      "Properties": {"CodeUri": "missing", "Handler": "app.handler",
+                                                     "Runtime": "python3.12"}}}}),
      "function Fn: CodeUri missing"),
 ])
 def test_a_template_that_cannot_be_served_stops_start_up_in_one_line(tmp_path, text, complaint):

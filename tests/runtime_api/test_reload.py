@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
-import template_standin
 from helpers import CapturedLog, Gate, write_function
 from runtime_api import Server, ServerConfig
 from runtime_api.codewatch import CodeWatch
@@ -20,8 +19,6 @@ from runtime_api.invoke_api import ServiceError
 from runtime_api.reload import Reloader
 from runtime_api.server import function_names
 from runtime_api.sources import Overrides, TemplateSource
-
-template_standin.install()
 
 VERSIONED = Gate.handler_snippet.replace("{", "{{").replace("}", "}}") + '''
 VERSION = "{version}"
@@ -35,7 +32,8 @@ def handler(event, context):
 
 def write_template(path, functions: dict[str, dict]) -> None:
     """A SAM template (JSON, which YAML readers read too) with these functions' properties."""
-    resources = {name: {"Type": "AWS::Serverless::Function", "Properties": {"Handler": "app.handler", **props}}
+    resources = {name: {"Type": "AWS::Serverless::Function",
+                        "Properties": {"Handler": "app.handler", "Runtime": "python3.12", **props}}
                  for name, props in functions.items()}
     path.write_text(json.dumps({"AWSTemplateFormatVersion": "2010-09-09",
                                 "Transform": "AWS::Serverless-2016-10-31", "Resources": resources}, indent=1))
