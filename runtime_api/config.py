@@ -111,6 +111,9 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     runtime_id: str | None = None  # Lambda's runtime identifier: python3.12, nodejs20.x, provided.al2023
     architectures: list[str] = msgspec.field(default_factory=lambda: ["x86_64"])  # x86_64 | arm64
     aliases: list[str] = msgspec.field(default_factory=list)  # other names it answers to (a FunctionName)
+    # Lambda's name for it, as a template's FunctionName gives it (its ARN, AWS_LAMBDA_FUNCTION_NAME,
+    # its log group); None: `name`. The function answers to it too.
+    function_name: str | None = None
     package_type: str = "Zip"  # Zip | Image (an image is run by its own lambdalet-rie, not served here)
     tenancy: str | None = None  # PER_TENANT: every invocation names its tenant
     log_format: str | None = None  # Text | JSON (AWS_LAMBDA_LOG_FORMAT)
@@ -199,7 +202,17 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     @property
     def arn(self) -> str:
-        return function_arn(self.name, self.region, self.account_id)
+        return function_arn(self.lambda_name, self.region, self.account_id)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name it answers to: its own, Lambda's, and its other names."""
+        return tuple(dict.fromkeys((self.name, self.lambda_name, *self.aliases)))
+
+    @property
+    def lambda_name(self) -> str:
+        """The name the function has on Lambda: its FunctionName where it has one."""
+        return self.function_name or self.name
 
     @property
     def runtime_argv(self) -> list[str]:
@@ -313,10 +326,10 @@ def runtime_environment(
         "_HANDLER": function.handler,
         "AWS_REGION": function.region,
         "AWS_DEFAULT_REGION": function.region,
-        "AWS_LAMBDA_FUNCTION_NAME": function.name,
+        "AWS_LAMBDA_FUNCTION_NAME": function.lambda_name,
         "AWS_LAMBDA_FUNCTION_VERSION": function.version,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory),
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.name}",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.lambda_name}",
         "AWS_LAMBDA_LOG_STREAM_NAME": log_stream_name(function.version),
         "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type,
         "AWS_LAMBDA_RUNTIME_API": runtime_api,

@@ -125,7 +125,7 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
         return make_spec
 
     options = EnvironmentOptions(
-        function_name=config.name,
+        function_name=config.lambda_name,
         handler=config.handler,
         endpoints=Endpoints(metadata_token=metadata_token, availability_zone_id=availability_zone_id(config.region)),
         version=config.version,
@@ -220,7 +220,7 @@ def function_names(configs: list[FunctionConfig]) -> dict[str, str]:
     name; ConfigError when two functions would answer to one name."""
     names: dict[str, str] = {}
     for config in configs:
-        for name in (config.name, *config.aliases):
+        for name in config.names:
             other = names.setdefault(name, config.name)
             if other != config.name:
                 raise ConfigError(f"functions {other} and {config.name} both answer to the name {name}"
@@ -363,8 +363,9 @@ class Server:
 
     def _invocation(self, config: FunctionConfig, payload: bytes, request: InvokeRequest) -> Invocation:
         check_tenancy(config, request.tenant_id)
-        # The runtime sees the ARN the caller used (by either of its names): qualified if it was.
-        arn = function_arn(request.function_name, config.region, config.account_id)
+        # The function's own ARN (qualified if the caller qualified it), whichever of its names the caller used (on Lambda only the
+        # FunctionName exists; a template's logical id is a local convenience).
+        arn = config.arn
         return Invocation(
             payload,
             function_arn=f"{arn}:{request.qualifier}" if request.qualifier else arn,

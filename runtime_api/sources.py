@@ -52,13 +52,13 @@ class Overrides:
     def select(self, functions: list[FunctionConfig], where: str) -> list[FunctionConfig]:
         """The functions named by `functions` (all of them without); ConfigError for a name that is
         not there."""
-        known = {name for f in functions for name in (f.name, *f.aliases)}
+        known = {name for f in functions for name in f.names}
         for name in (*self.functions, *([self.debug_function] if self.debug_function else [])):
             if name not in known:
                 raise ConfigError(f"{where}: no function {name} (it has {', '.join(f.name for f in functions) or 'none'})")
         if not self.functions:
             return functions
-        return [f for f in functions if {f.name, *f.aliases} & set(self.functions)]
+        return [f for f in functions if set(f.names) & set(self.functions)]
 
     def apply(self, function: FunctionConfig, *, only: bool) -> FunctionConfig:
         """`function` with these settings laid over it (`only`: it is the one function served)."""
@@ -77,7 +77,7 @@ class Overrides:
             changes["layers"] = [*function.layers, *(str(Path(layer).resolve()) for layer in self.layers)]
         if self.user is not None:
             changes["user"] = self.user
-        if self.debug_port is not None and (self.debug_function in (function.name, *function.aliases)
+        if self.debug_port is not None and (self.debug_function in function.names
                                             or (self.debug_function is None and only)):
             changes["debug_port"] = self.debug_port
         function = msgspec.structs.replace(function, **changes) if changes else function
@@ -134,7 +134,7 @@ class TemplateSource:
             raise ConfigError(f"{self.env_vars}: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"{exc.filename}: {exc.strerror}") from None
-        configured = {name for f in stack.functions for name in (f.name, *f.aliases)}
+        configured = {name for f in stack.functions for name in f.names}
         for problem in stack.problems:  # a function asked for by name that could not be configured: why
             if problem.function in self.overrides.functions and problem.function not in configured:
                 raise ConfigError(str(problem))

@@ -138,6 +138,7 @@ def read(logical_id: str, resource: Mapping, context: Context, source: str) -> F
         runtime_id=runtime_id,
         architectures=_list(get("Architectures", ["x86_64"]), "Architectures", at("Architectures")),
         aliases=[name] if name != logical_id else [],
+        function_name=name if name != logical_id else None,
         package_type=package_type,
         tenancy=_mapping(get("TenancyConfig", {}), "TenancyConfig", at("TenancyConfig")).get("TenantIsolationMode"),
         log_format=logging.get("LogFormat"),

@@ -128,7 +128,8 @@ async def test_boto3_invokes_a_served_template_by_logical_id_and_by_function_nam
             response = await call(client, FunctionName=name, Payload=b"{}")
             assert "FunctionError" not in response
             body = payload_json(response)
-            assert body["arn"].endswith(f":function:{name.rsplit(':', 1)[-1]}")
+            # Whichever name the caller used, the runtime sees the function as deployed: its FunctionName.
+            assert body["arn"] == "arn:aws:lambda:us-east-1:123456789012:function:hello-fn"
         with pytest.raises(client.exceptions.ResourceNotFoundException):
             await call(client, FunctionName="NoSuchFunction", Payload=b"{}")
 
@@ -199,7 +200,7 @@ def test_invoke_with_a_template_runs_once_without_a_server(tmp_path):
     done = lambdalet("invoke", "hello-fn", "--template", path, "--event", str(tmp_path / "event.json"),
                      "--env-vars", str(tmp_path / "env.json"))
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["name"] == "HelloFunction" and json.loads(done.stdout)["greeting"] == "hi"
+    assert json.loads(done.stdout)["name"] == "hello-fn" and json.loads(done.stdout)["greeting"] == "hi"  # its FunctionName
     log = done.stderr.decode()
     assert re.search(r"^START RequestId: \S+ Version: \$LATEST$", log, re.M)
     assert re.search(r"^REPORT RequestId: .*Init Duration", log, re.M)
@@ -251,8 +252,25 @@ def test_serve_finds_the_template_in_the_current_directory(tmp_path):
     served = Served(process)
     try:
         client = lambda_client(served.wait_announced())
-        assert payload_json(invoke(client, FunctionName="hello-fn", Payload=b"{}"))["name"] == "HelloFunction"
+        assert payload_json(invoke(client, FunctionName="hello-fn", Payload=b"{}"))["name"] == "hello-fn"
         with pytest.raises(client.exceptions.ResourceNotFoundException):  # --function: only that one
             client.invoke(FunctionName="FailFunction", Payload=b"{}")
+    finally:
+        stop_process(process, 10)
+
+
+def test_the_bundled_sam_example_of_the_quick_start_serves_as_deployed():
+    """README's quick start: `lambdalet serve --template examples/hello-sam/template.yaml`, then boto3."""
+    process = subprocess.Popen([*LAMBDALET, "serve", "--port", "0", "--template",
+                                str(REPO / "examples" / "hello-sam" / "template.yaml")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                               env=ENV)
+    served = Served(process)
+    try:
+        client = lambda_client(served.wait_announced())
+        for name in ("HelloWorldFunction", "local-hello-world"):
+            response = payload_json(invoke(client, FunctionName=name, Payload=b'{"name": "you"}'))
+            assert response["statusCode"] == 200
+            assert json.loads(response["body"]) == {"message": "Hello, you!", "function": "local-hello-world"}
     finally:
         stop_process(process, 10)
