@@ -34,6 +34,7 @@ finding once, as a warning (sandbox/managed.py's caller, runtime_api/server.py).
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import os
 import re
@@ -98,9 +99,9 @@ class Entry:
     head: Callable[[], bytes]
 
 
-def entries(source: str) -> Iterator[Entry]:
-    """The files (and directories, with their modes) of a package directory or .zip. OSError if
-    it cannot be read."""
+def entries(source: str, opened: contextlib.ExitStack) -> Iterator[Entry]:
+    """The files (and directories, with their modes) of a package directory or .zip (kept open in
+    `opened`, for reading its members later). OSError if it cannot be read."""
     if os.path.isdir(source):
         for root, dirs, files in os.walk(source):
             dirs.sort()
@@ -114,16 +115,15 @@ def entries(source: str) -> Iterator[Entry]:
                             _reader(full), _reader(full, 4))
         return
     try:
-        archive = zipfile.ZipFile(source)
+        archive = opened.enter_context(zipfile.ZipFile(source))
     except zipfile.BadZipFile as exc:
         raise OSError(f"not a directory nor a .zip: {exc}") from None
-    with archive:
-        for info in archive.infolist():
-            mode = info.external_attr >> 16 if info.create_system == 3 and info.external_attr >> 16 else None
-            if info.is_dir() and mode is not None:
-                mode |= stat.S_IFDIR
-            yield Entry(info.filename.rstrip("/"), 0 if info.is_dir() else info.file_size, mode,
-                        _member(archive, info), _member(archive, info, 4))
+    for info in archive.infolist():
+        mode = info.external_attr >> 16 if info.create_system == 3 and info.external_attr >> 16 else None
+        if info.is_dir() and mode is not None:
+            mode |= stat.S_IFDIR
+        yield Entry(info.filename.rstrip("/"), 0 if info.is_dir() else info.file_size, mode,
+                    _member(archive, info), _member(archive, info, 4))
 
 
 def _reader(path: str, limit: int = -1) -> Callable[[], bytes]:
@@ -144,9 +144,15 @@ def diagnose_package(package: str, runtime: Runtime, *, arch: str = "x86_64", la
                      handler: str | None = None) -> PackageDiagnosis:
     """Judge `package` (and `layers`, in Lambda's order) for `runtime` on `arch`. Raises OSError
     when one cannot be read."""
+    with contextlib.ExitStack() as opened:
+        return _diagnose(package, runtime, arch, layers, handler, opened)
+
+
+def _diagnose(package: str, runtime: Runtime, arch: str, layers: tuple[str, ...], handler: str | None,
+              opened: contextlib.ExitStack) -> PackageDiagnosis:
     findings: list[Finding] = []
     sources = [("", package), *((f"layer {layer}: ", layer) for layer in layers)]
-    all_entries = {label: list(entries(source)) for label, source in sources}
+    all_entries = {label: list(entries(source, opened)) for label, source in sources}
     shipped = {os.path.basename(e.path) for found in all_entries.values() for e in found}
     unzipped = native = files = 0
     for label, found in all_entries.items():
@@ -164,9 +170,12 @@ def diagnose_package(package: str, runtime: Runtime, *, arch: str = "x86_64", la
                 _judge_wheel(where, entry.read().decode(errors="replace"), runtime, arch, findings)
             elif entry.path.endswith(".dist-info/METADATA") and runtime.family is Family.PYTHON:
                 _judge_requires_python(where, entry.read().decode(errors="replace"), runtime, findings)
-            elif _maybe_native(name, entry.size) and entry.head() == ELF_MAGIC:
-                native += 1
-                _judge_native(where, name, entry.read(), runtime, arch, shipped, findings)
+            elif _maybe_native(name, entry.size):
+                if _EXTENSION.search(name):
+                    _judge_abi_tag(where, name, runtime, arch, findings)
+                if entry.head() == ELF_MAGIC:
+                    native += 1
+                    _judge_native(where, entry.read(), runtime, arch, shipped, findings)
     _judge_sizes(package, unzipped, layers, findings)
     if handler and runtime.family is Family.PYTHON:
         _judge_handler(handler, all_entries, findings)
@@ -179,8 +188,9 @@ def diagnose_package(package: str, runtime: Runtime, *, arch: str = "x86_64", la
 
 
 def _maybe_native(name: str, size: int) -> bool:
-    """Worth reading the first bytes of: shared objects, and files without a suffix (programs)."""
-    return size >= 64 and (".so" in name or "." not in name)
+    """Worth reading the first bytes of: shared objects and extension modules, and files without a
+    suffix (programs)."""
+    return size >= 64 and (".so" in name or "." not in name or bool(_EXTENSION.search(name)))
 
 
 def _mb(size: int) -> str:
@@ -197,7 +207,7 @@ def _judge_mode(where: str, mode: int, is_dir: bool, findings: list[Finding]) ->
             f"`chmod {'755' if is_dir else '644'}` it before zipping (`chmod -R a+rX .`)"))
 
 
-def _judge_native(where: str, name: str, data: bytes, runtime: Runtime, arch: str, shipped: set[str],
+def _judge_native(where: str, data: bytes, runtime: Runtime, arch: str, shipped: set[str],
                   findings: list[Finding]) -> None:
     try:
         facts = doctor.elf_facts(io.BytesIO(data))
@@ -210,7 +220,6 @@ def _judge_native(where: str, name: str, data: bytes, runtime: Runtime, arch: st
                                 f"function's architecture is {arch}: importing it fails with 'wrong ELF class' or "
                                 "'cannot open shared object file'", pip))
         return
-    _judge_abi_tag(where, name, runtime, arch, findings, pip)
     system = runtime.os
     for family, limit, what in (("GLIBC", system.glibc, f"glibc {doctor.dotted(system.glibc)}"),
                                 ("GLIBCXX", system.glibcxx, f"libstdc++ GLIBCXX_{doctor.dotted(system.glibcxx)}"),
@@ -239,14 +248,18 @@ def _judge_native(where: str, name: str, data: bytes, runtime: Runtime, arch: st
                                 "wheel that bundles them (manylinux wheels do)"))
 
 
-_ABI_TAG = re.compile(r"\.cpython-(\d)(\d+)[a-z]*-([a-z0-9_]+)-linux-(gnu|musl)\.so(\.|$)")
+_EXTENSION = re.compile(r"\.(so|pyd|dylib)$")  # a Python extension module, for some system
+_ABI_TAG = re.compile(r"\.cpython-(\d)(\d+)[a-z]*-([a-z0-9_]+)-linux-(gnu|musl)\.so(?:\.|$)")
 
 
-def _judge_abi_tag(where: str, name: str, runtime: Runtime, arch: str, findings: list[Finding], pip: str) -> None:
+def _judge_abi_tag(where: str, name: str, runtime: Runtime, arch: str, findings: list[Finding]) -> None:
+    """The system an extension module's file name says it is built for."""
+    pip = _pip_fix(runtime, arch)
     found = _ABI_TAG.search(name)
     if found is None:
-        if re.search(r"\.cpython-\d+[a-z]*-darwin\.so$", name):
-            findings.append(Finding("error", "abi", where, "is a macOS extension module", pip))
+        other = ("macOS" if re.search(r"-darwin\.so$|\.dylib$", name) else "Windows" if name.endswith(".pyd") else None)
+        if other is not None:
+            findings.append(Finding("error", "abi", where, f"is a {other} extension module", pip))
         return
     major, minor, machine, libc = found.groups()
     if runtime.family is Family.PYTHON and (int(major), int(minor)) != runtime.version:
@@ -280,7 +293,11 @@ def _judge_wheel(where: str, text: str, runtime: Runtime, arch: str, findings: l
             return  # one tag that fits is enough
         problems.append(problem)
     if problems:
-        findings.append(Finding("error", "wheel", where, f"was installed from a wheel for {problems[0]}", pip))
+        project = os.path.basename(os.path.dirname(where)).removesuffix(".dist-info")
+        name, _, version = project.partition("-")
+        requirement = f"{name}=={version}" if version else name
+        findings.append(Finding("error", "wheel", where, f"was installed from a wheel for {problems[0]}",
+                                pip.replace("<requirement>", requirement)))
 
 
 def _platform_problem(platform: str, runtime: Runtime, arch: str) -> str | None:
