@@ -62,13 +62,19 @@ def ask_python(path: str) -> Interpreter | None:
     return Interpreter(executable, version, prefix if inside else None)
 
 
-def _pyenv_root() -> str:
-    return os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+@dataclass(frozen=True, slots=True)
+class Places:
+    """Where interpreters are looked for: PATH, pyenv's root, uv's managed Pythons."""
 
+    path: str
+    pyenv: str
+    uv: str
 
-def _uv_root() -> str:
-    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return os.path.join(data, "uv", "python")
+    @classmethod
+    def of_this_user(cls) -> Places:
+        data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+        return cls(os.environ.get("PATH", os.defpath), os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv"),
+                   os.path.join(data, "uv", "python"))
 
 
 def _newest(paths: list[str], pattern: str) -> list[str]:
@@ -81,26 +87,26 @@ def _newest(paths: list[str], pattern: str) -> list[str]:
     return [path for _, path in sorted(found, reverse=True)]
 
 
-def python_candidates(minor: str, search_path: str | None = None) -> list[str]:
+def python_candidates(minor: str, places: Places) -> list[str]:
     """Where a Python `minor` ("3.12") may be, most wanted first (not yet asked)."""
     name = f"python{minor}"
     found = []
     if "{}.{}".format(*sys.version_info[:2]) == minor:
         found.append(getattr(sys, "_base_executable", "") or sys.executable)
-    on_path = shutil.which(name, path=search_path)
-    shims = os.path.join(_pyenv_root(), "shims")
-    if on_path is not None and os.path.dirname(on_path) != shims:
+    on_path = shutil.which(name, path=places.path)
+    if on_path is not None and os.path.dirname(on_path) != os.path.join(places.pyenv, "shims"):
         found.append(on_path)
-    found += _newest(glob.glob(os.path.join(_pyenv_root(), "versions", f"{minor}.*", "bin", name)),
+    found += _newest(glob.glob(os.path.join(places.pyenv, "versions", f"{minor}.*", "bin", name)),
                      rf"/versions/({re.escape(minor)}\.\d+)/bin/")
-    found += _newest(glob.glob(os.path.join(_uv_root(), f"cpython-{minor}.*", "bin", name)),
+    found += _newest(glob.glob(os.path.join(places.uv, f"cpython-{minor}.*", "bin", name)),
                      rf"/cpython-({re.escape(minor)}\.\d+)-[^/]*/bin/")
     return found
 
 
-def find_python(minor: str, given: str | None = None) -> Interpreter:
+def find_python(minor: str, given: str | None = None, places: Places | None = None) -> Interpreter:
     """The Python `minor` ("3.12"): `given` (a path the user named) or the first candidate that is
-    that version. Raises InterpreterMissing saying where it looked and how to get one."""
+    that version (in `places`, by default this user's). Raises InterpreterMissing saying where it
+    looked and how to get one."""
     if given is not None:
         found = ask_python(given)
         if found is None:
@@ -108,13 +114,14 @@ def find_python(minor: str, given: str | None = None) -> Interpreter:
         if "{}.{}".format(*found.version[:2]) != minor:
             raise InterpreterMissing(f"--python-path {minor}={given}: that is Python {found.label}, not {minor}")
         return found
-    for candidate in python_candidates(minor):
+    places = places or Places.of_this_user()
+    for candidate in python_candidates(minor, places):
         found = ask_python(candidate)
         if found is not None and "{}.{}".format(*found.version[:2]) == minor:
             return found
     raise InterpreterMissing(
         f"Python {minor} is not on this machine: not on PATH (python{minor}), not under pyenv "
-        f"({_pyenv_root()}/versions), not under uv ({_uv_root()}), and not given with --python-path "
+        f"({places.pyenv}/versions), not under uv ({places.uv}), and not given with --python-path "
         f"{minor}=/path/to/python{minor}. Install it (`pyenv install {minor}`, `uv python install {minor}`, or your "
         f"system's python{minor} package), or run the function on another version with --allow-other-python")
 

@@ -81,7 +81,7 @@ def python_runtime_dir(interpreter: Interpreter) -> Path:
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     target = cache_dir() / "runtime" / f"python-{digest.hexdigest()[:16]}"
-    compiled = target / f".compiled-{interpreter.label}"
+    compiled = target.with_name(f"{target.name}.compiled-{interpreter.label}")  # beside it: not in /var/runtime
     if compiled.exists():
         return target
     with locked("runtime"):

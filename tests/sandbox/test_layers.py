@@ -11,9 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
