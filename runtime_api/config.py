@@ -42,14 +42,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 import time
 import tomllib
 from pathlib import Path
 
 import msgspec
 
-import bootstrap
 from sandbox import layers as opt
 from sandbox import runtime_user
 from sandbox.cgroups import CpuModel
@@ -57,20 +55,6 @@ from sandbox.isolation import DEFAULT_EPHEMERAL_MB, EPHEMERAL_RANGE, Isolation
 from sandbox.managed import ManagedRuntime, RuntimeOptions, RuntimeUnavailable, SdkChoice, default_runtime_id, prepare
 from sandbox.runtimes import Family, Runtime, UnknownRuntime, lookup
 
-
-def _bootstrap_command() -> tuple[str, ...]:
-    """lambdalet's runtime client run by lambdalet's own interpreter, with whatever that sees (its
-    site-packages, its virtualenv): a runtime command of one's own (`runtime = [...]`), not a managed
-    runtime. Started as its shell `bootstrap` starts it: with `-c` rather than `-m bootstrap`, which
-    imports runpy (the `-m` and `-c` rows of benchmarks/results/startup.md). The directory holding
-    this server's `bootstrap` package goes at the end of sys.path, so a checkout that is not
-    installed (PYTHONPATH) starts too."""
-    home = os.path.dirname(os.path.dirname(bootstrap.__file__))
-    return (sys.executable, "-c", f"import sys; sys.path.append({home!r}); from bootstrap.__main__ import main; "
-                                  "sys.exit(main())")
-
-
-BOOTSTRAP_COMMAND = _bootstrap_command()
 
 # Reserved by Lambda: a function's own `env` cannot override these.
 RESERVED_ENV = frozenset({
