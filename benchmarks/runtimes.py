@@ -116,7 +116,7 @@ def render(data: dict, command: str) -> str:
             f"`before`: lambdalet's runtime client run by the server's interpreter with its `site` (a virtualenv with "
             f"lambdalet installed editable: its `.pth` import hook); `clean`: the same client as the managed "
             f"runtime starts it (`python3.X -S /var/runtime/bootstrap.py`, isolation standard). "
-            f"Reproduce: `{command}`.\n")
+            f"Reproduce: a virtualenv per Python with `pip install -e .` in it, then `{command}`.\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -196,10 +196,17 @@ def doctor(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"lambdalet doctor: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    if args.json:
-        sys.stdout.buffer.write(checks.to_json(diagnosis) + b"\n")
+    return report(diagnosis, checks.render, args.json)
+
+
+def report(diagnosis, render, as_json: bool) -> int:
+    """Print a doctor's diagnosis (as JSON, or as `render` writes it); its exit status."""
+    from sandbox.doctor import to_json
+
+    if as_json:
+        sys.stdout.buffer.write(to_json(diagnosis) + b"\n")
     else:
-        print(checks.render(diagnosis))
+        print(render(diagnosis))
     return 0 if diagnosis.will_run else 1
 
 
@@ -221,11 +228,7 @@ def doctor_package(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"lambdalet doctor: cannot read {exc.filename or args.package}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    if args.json:
-        sys.stdout.buffer.write(package_doctor.to_json(diagnosis) + b"\n")
-    else:
-        print(package_doctor.render(diagnosis))
-    return 0 if diagnosis.will_run else 1
+    return report(diagnosis, package_doctor.render, args.json)
 
 
 # Commands installed beside lambdalet rather than part of it (`bench`: the benchmarks, which import

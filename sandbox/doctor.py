@@ -257,17 +257,30 @@ def host_arch() -> str | None:
     return {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine().lower())
 
 
+def verdict(severities: list[Severity], verb: str, target: str) -> str:
+    """`will run on provided.al2023 (x86_64)`, `will NOT import on python3.12 (x86_64): 2 problems`."""
+    errors = severities.count(Severity.ERROR)
+    warnings = severities.count(Severity.WARNING)
+    if errors:
+        return f"will NOT {verb} on {target}: {errors} problem{'s' * (errors > 1)}"
+    if warnings:
+        return f"will {verb} on {target}, with {warnings} warning{'s' * (warnings > 1)} to check"
+    return f"will {verb} on {target}"
+
+
+def finding_lines(findings: list[tuple[Severity, str, str]]) -> list[str]:
+    """Each (severity, message, fix): its line, and its fix's."""
+    lines = []
+    for severity, message, fix in findings:
+        lines.append(f"  {severity.value:<8} {message}")
+        if fix:
+            lines.append(f"  {'':<8} fix: {fix}")
+    return lines
+
+
 def render(d: Diagnosis) -> str:
     """The human-readable report `lambdalet doctor` prints."""
-    errors, warnings = len(d.errors), sum(f.severity is Severity.WARNING for f in d.findings)
-    target = f"{IMAGE} ({d.arch})"
-    if errors:
-        verdict = f"will NOT run on {target}: {errors} problem{'s' * (errors > 1)}"
-    elif warnings:
-        verdict = f"will run on {target}, with {warnings} warning{'s' * (warnings > 1)} to check"
-    else:
-        verdict = f"will run on {target}"
-    lines = [f"{d.path}: {verdict}"]
+    lines = [f"{d.path}: {verdict([f.severity for f in d.findings], 'run', f'{IMAGE} ({d.arch})')}"]
     if d.kind is Kind.ELF and d.machine:
         desc = f"ELF {d.elf_class}-bit {d.machine}, {d.linkage or 'unknown'}ally linked"
         if d.interpreter:
@@ -279,15 +292,12 @@ def render(d: Diagnosis) -> str:
                          + (f"; highest versions required: {versions}" if versions else ""))
     elif d.kind is Kind.SCRIPT:
         lines.append(f"  script, #!{d.shebang.replace(chr(13), '^M')}")
-    for f in d.findings:
-        lines.append(f"  {f.severity.value:<8} {f.message}")
-        if f.fix:
-            lines.append(f"  {'':<8} fix: {f.fix}")
+    lines += finding_lines([(f.severity, f.message, f.fix) for f in d.findings])
     return "\n".join(lines)
 
 
-def to_json(d: Diagnosis) -> bytes:
-    """The `--json` document: `will_run` first, then every field of the Diagnosis."""
+def to_json(d) -> bytes:
+    """The `--json` document of a Diagnosis (or a package's): `will_run` first, then every field."""
     return msgspec.json.encode({"will_run": d.will_run, **msgspec.to_builtins(d)})
 
 

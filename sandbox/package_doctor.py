@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import msgspec
 
 from . import doctor
+from .doctor import Severity
 from .runtimes import Family, Runtime
 
 UNZIPPED_LIMIT = 262_144_000  # 250 MB: function and layers, unzipped ("Lambda quotas")
@@ -65,7 +66,7 @@ LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux20
 
 
 class Finding(msgspec.Struct, frozen=True):
-    severity: str  # "error": it will not import; "warning": it may not
+    severity: Severity  # ERROR: it will not import; WARNING: it may not
     check: str  # native, glibc, abi, libraries, wheel, requires-python, size, permissions, handler
     path: str  # the file it is about, relative to the package or layer ("" for the whole)
     message: str
@@ -84,7 +85,7 @@ class PackageDiagnosis(msgspec.Struct, frozen=True):
 
     @property
     def will_run(self) -> bool:
-        return not any(f.severity == "error" for f in self.findings)
+        return not any(f.severity is Severity.ERROR for f in self.findings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +182,7 @@ def _diagnose(package: str, runtime: Runtime, arch: str, layers: tuple[str, ...]
         _judge_handler(handler, all_entries, findings)
     zipped = os.path.getsize(package) if not os.path.isdir(package) else None
     if zipped is not None and zipped > ZIPPED_LIMIT:
-        findings.append(Finding("warning", "size", "", f"is {_mb(zipped)} zipped: over the {_mb(ZIPPED_LIMIT)} Lambda "
+        findings.append(Finding(Severity.WARNING, "size", "", f"is {_mb(zipped)} zipped: over the {_mb(ZIPPED_LIMIT)} Lambda "
                                 "takes in a direct upload", "upload it to S3 and point the function at it "
                                 "(`aws lambda update-function-code --s3-bucket ... --s3-key ...`; SAM and CDK do)"))
     return PackageDiagnosis(package, runtime.id, arch, unzipped, zipped, files, native, tuple(findings))
@@ -202,7 +203,7 @@ def _judge_mode(where: str, mode: int, is_dir: bool, findings: list[Finding]) ->
     if mode & needed != needed:
         kind = "directory" if is_dir else "file"
         findings.append(Finding(
-            "error", "permissions", where, f"the runtime's user cannot {'enter' if is_dir else 'read'} this {kind} "
+            Severity.ERROR, "permissions", where, f"the runtime's user cannot {'enter' if is_dir else 'read'} this {kind} "
             f"(mode {stat.S_IMODE(mode):04o}): Lambda runs the function as a user that is neither root nor its owner",
             f"`chmod {'755' if is_dir else '644'}` it before zipping (`chmod -R a+rX .`)"))
 
@@ -212,11 +213,11 @@ def _judge_native(where: str, data: bytes, runtime: Runtime, arch: str, shipped:
     try:
         facts = doctor.elf_facts(io.BytesIO(data))
     except Exception as exc:  # pyelftools' many ways of saying "damaged"
-        findings.append(Finding("error", "native", where, f"is a damaged ELF file ({exc})", "rebuild or reinstall it"))
+        findings.append(Finding(Severity.ERROR, "native", where, f"is a damaged ELF file ({exc})", "rebuild or reinstall it"))
         return
     pip = _pip_fix(runtime, arch)
     if facts.elf_class != 64 or facts.machine != arch or facts.big_endian:
-        findings.append(Finding("error", "native", where, f"is built for {facts.machine} ({facts.elf_class}-bit), but the "
+        findings.append(Finding(Severity.ERROR, "native", where, f"is built for {facts.machine} ({facts.elf_class}-bit), but the "
                                 f"function's architecture is {arch}: importing it fails with 'wrong ELF class' or "
                                 "'cannot open shared object file'", pip))
         return
@@ -234,14 +235,14 @@ def _judge_native(where: str, data: bytes, runtime: Runtime, arch: str, shipped:
         named = [f"{version} ({', '.join(symbols.get(version, ())[:3])})" if symbols.get(version) else version
                  for version in too_new]
         findings.append(Finding(
-            "error", "glibc", where, f"needs {'; '.join(named)}, but {runtime.id} runs on {system.name} with {what}: "
+            Severity.ERROR, "glibc", where, f"needs {'; '.join(named)}, but {runtime.id} runs on {system.name} with {what}: "
             f"importing it fails with \"version `{highest[1]}' not found\"",
             f"install a wheel built for glibc {doctor.dotted(system.glibc)} or older: {pip}; or build it on "
             f"{system.name}"))
     missing = [lib for lib in facts.needed if lib not in RUNTIME_LIBRARIES and lib not in shipped
                and not lib.startswith("libpython")]
     if missing:
-        findings.append(Finding("warning", "libraries", where, f"needs {', '.join(missing)}, which neither {runtime.id}'s "
+        findings.append(Finding(Severity.WARNING, "libraries", where, f"needs {', '.join(missing)}, which neither {runtime.id}'s "
                                 f"{system.name} nor the package and its layers seem to have (the list of the "
                                 "runtime's libraries is approximate)",
                                 "ship them in the package's lib/ or a layer's lib/ (on LD_LIBRARY_PATH), or use a "
@@ -259,17 +260,17 @@ def _judge_abi_tag(where: str, name: str, runtime: Runtime, arch: str, findings:
     if found is None:
         other = ("macOS" if re.search(r"-darwin\.so$|\.dylib$", name) else "Windows" if name.endswith(".pyd") else None)
         if other is not None:
-            findings.append(Finding("error", "abi", where, f"is a {other} extension module", pip))
+            findings.append(Finding(Severity.ERROR, "abi", where, f"is a {other} extension module", pip))
         return
     major, minor, machine, libc = found.groups()
     if runtime.family is Family.PYTHON and (int(major), int(minor)) != runtime.version:
-        findings.append(Finding("error", "abi", where, f"is built for CPython {major}.{minor}, but the function runs "
+        findings.append(Finding(Severity.ERROR, "abi", where, f"is built for CPython {major}.{minor}, but the function runs "
                                 f"Python {runtime.python}: it is not found by import (Runtime.ImportModuleError)", pip))
     if machine != MACHINE_TAGS[arch]:
-        findings.append(Finding("error", "abi", where, f"is built for {machine}, but the function's architecture is "
+        findings.append(Finding(Severity.ERROR, "abi", where, f"is built for {machine}, but the function's architecture is "
                                 f"{arch}", pip))
     if libc == "musl":
-        findings.append(Finding("error", "abi", where, f"is built for musl (Alpine); {runtime.os.name} has glibc", pip))
+        findings.append(Finding(Severity.ERROR, "abi", where, f"is built for musl (Alpine); {runtime.os.name} has glibc", pip))
 
 
 def _pip_fix(runtime: Runtime, arch: str) -> str:
@@ -296,7 +297,7 @@ def _judge_wheel(where: str, text: str, runtime: Runtime, arch: str, findings: l
         project = os.path.basename(os.path.dirname(where)).removesuffix(".dist-info")
         name, _, version = project.partition("-")
         requirement = f"{name}=={version}" if version else name
-        findings.append(Finding("error", "wheel", where, f"was installed from a wheel for {problems[0]}",
+        findings.append(Finding(Severity.ERROR, "wheel", where, f"was installed from a wheel for {problems[0]}",
                                 pip.replace("<requirement>", requirement)))
 
 
@@ -344,7 +345,7 @@ def _judge_requires_python(where: str, text: str, runtime: Runtime, findings: li
         if line.lower().startswith("requires-python:"):
             spec = line.partition(":")[2].strip()
             if not _python_satisfies(runtime.version, spec):
-                findings.append(Finding("error", "requires-python", where, f"requires Python {spec}, and the function "
+                findings.append(Finding(Severity.ERROR, "requires-python", where, f"requires Python {spec}, and the function "
                                         f"runs Python {runtime.python}", _pip_fix(runtime, "x86_64").replace(
                                             "<requirement>", "a version of it that supports that Python")))
             return
@@ -376,7 +377,7 @@ def _python_satisfies(version: tuple[int, ...], spec: str) -> bool:
 def _judge_sizes(package: str, unzipped: int, layers: tuple[str, ...], findings: list[Finding]) -> None:
     if unzipped > UNZIPPED_LIMIT:
         what = "the function and its layers are" if layers else "it is"
-        findings.append(Finding("error", "size", "", f"{what} {_mb(unzipped)} unzipped: over Lambda's {_mb(UNZIPPED_LIMIT)} "
+        findings.append(Finding(Severity.ERROR, "size", "", f"{what} {_mb(unzipped)} unzipped: over Lambda's {_mb(UNZIPPED_LIMIT)} "
                                 "(deployment is refused)", "leave out what the function does not import (tests, "
                                 "caches, the SDK Lambda bundles), strip debug symbols (`strip` on .so files), or "
                                 "ship it as a container image (10 GB)"))
@@ -385,7 +386,7 @@ def _judge_sizes(package: str, unzipped: int, layers: tuple[str, ...], findings:
 def _judge_handler(handler: str, all_entries: dict[str, list[Entry]], findings: list[Finding]) -> None:
     module, _, function = handler.rpartition(".")
     if not module or not function:
-        findings.append(Finding("error", "handler", "", f"handler {handler!r} is not module.function",
+        findings.append(Finding(Severity.ERROR, "handler", "", f"handler {handler!r} is not module.function",
                                 "name it as file.function, e.g. app.handler for app.py's handler"))
         return
     relative = module.replace(".", "/")
@@ -400,7 +401,7 @@ def _judge_handler(handler: str, all_entries: dict[str, list[Entry]], findings: 
                 return _judge_defines(label + path, entry.read(), function, handler, findings)
             if inside.startswith(relative + ".") and inside.endswith(".so"):
                 return None  # a compiled module: its functions cannot be read here
-    findings.append(Finding("error", "handler", "", f"handler {handler}: no module {module} in the package or its "
+    findings.append(Finding(Severity.ERROR, "handler", "", f"handler {handler}: no module {module} in the package or its "
                             f"layers' python/ (Runtime.ImportModuleError: No module named '{module}')",
                             f"put {relative}.py at the top of the package (not in a subdirectory of the zip)"))
 
@@ -409,7 +410,7 @@ def _judge_defines(where: str, source: bytes, function: str, handler: str, findi
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
-        findings.append(Finding("error", "handler", where, f"cannot be imported: {exc.msg} (line {exc.lineno}) "
+        findings.append(Finding(Severity.ERROR, "handler", where, f"cannot be imported: {exc.msg} (line {exc.lineno}) "
                                 "(Runtime.UserCodeSyntaxError)", "fix the syntax error"))
         return
     for node in tree.body:
@@ -422,27 +423,16 @@ def _judge_defines(where: str, source: bytes, function: str, handler: str, findi
             names = [(alias.asname or alias.name).split(".")[0] for alias in node.names]
         if function in names:
             return
-    findings.append(Finding("warning", "handler", where, f"handler {handler}: {function} is not defined at the top of "
+    findings.append(Finding(Severity.WARNING, "handler", where, f"handler {handler}: {function} is not defined at the top of "
                             f"the module (Runtime.HandlerNotFound, unless it is made some other way)",
                             f"define `def {function}(event, context):` in it"))
 
 
 def render(d: PackageDiagnosis) -> str:
     """The report `lambdalet doctor --package` prints."""
-    errors = sum(f.severity == "error" for f in d.findings)
-    warnings = len(d.findings) - errors
-    target = f"{d.runtime} ({d.arch})"
-    verdict = (f"will NOT import on {target}: {errors} problem{'s' * (errors > 1)}" if errors else
-               f"will import on {target}" + (f", with {warnings} warning{'s' * (warnings > 1)} to check" if warnings else ""))
     zipped = f", {_mb(d.zipped_bytes)} zipped" if d.zipped_bytes is not None else ""
-    lines = [f"{d.package}: {verdict}",
-             f"  {d.files} files, {d.native_files} native, {_mb(d.unzipped_bytes)} unzipped{zipped}"]
-    for f in d.findings:
-        lines.append(f"  {f.severity:<8} {f.path + ': ' if f.path else ''}{f.message}")
-        if f.fix:
-            lines.append(f"  {'':<8} fix: {f.fix}")
-    return "\n".join(lines)
-
-
-def to_json(d: PackageDiagnosis) -> bytes:
-    return msgspec.json.encode({"will_run": d.will_run, **msgspec.to_builtins(d)})
+    return "\n".join([
+        f"{d.package}: {doctor.verdict([f.severity for f in d.findings], 'import', f'{d.runtime} ({d.arch})')}",
+        f"  {d.files} files, {d.native_files} native, {_mb(d.unzipped_bytes)} unzipped{zipped}",
+        *doctor.finding_lines([(f.severity, f"{f.path}: {f.message}" if f.path else f.message, f.fix)
+                               for f in d.findings])])

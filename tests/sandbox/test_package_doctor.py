@@ -18,6 +18,7 @@ import pytest
 
 from helpers import REPO, running_server, write_function
 from runtime_api import FunctionConfig
+from sandbox.doctor import Severity
 from sandbox.package_doctor import _python_satisfies, diagnose_package
 from sandbox.runtime_cache import cache_dir, locked
 from sandbox.runtimes import RUNTIMES
@@ -51,7 +52,7 @@ def installed(whl: Path, package: Path) -> Path:
 
 
 def errors(d) -> list[str]:
-    return [f"{f.check}: {f.path}: {f.message}" for f in d.findings if f.severity == "error"]
+    return [f"{f.check}: {f.path}: {f.message}" for f in d.findings if f.severity is Severity.ERROR]
 
 
 def doctor_cli(*args: str) -> subprocess.CompletedProcess:
@@ -166,7 +167,7 @@ def test_a_zip_is_judged_as_uploaded_its_modes_included(tmp_path):
     found = diagnose_package(str(archive), PY312, arch="x86_64")
 
     assert found.zipped_bytes == archive.stat().st_size and found.native_files == 1
-    checks = {(f.check, f.path) for f in found.findings if f.severity == "error"}
+    checks = {(f.check, f.path) for f in found.findings if f.severity is Severity.ERROR}
     assert ("permissions", "secret.txt") in checks
     assert ("abi", "markupsafe/_speedups.cpython-311-x86_64-linux-gnu.so") in checks
 
@@ -184,7 +185,7 @@ def test_the_handler_must_be_in_the_package(tmp_path):
         "handler main.handler: no module main in the package or its layers' python/ (Runtime.ImportModuleError: "
         "No module named 'main')"]
     assert [(f.severity, f.message) for f in undefined.findings] == [
-        ("warning", "handler app.handler: handler is not defined at the top of the module (Runtime.HandlerNotFound, "
+        (Severity.WARNING, "handler app.handler: handler is not defined at the top of the module (Runtime.HandlerNotFound, "
                     "unless it is made some other way)")]
     assert in_layer.findings == ()
 
