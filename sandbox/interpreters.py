@@ -28,7 +28,9 @@ _ASK_PYTHON = ("import sys; print(*sys.version_info[:3]); print(sys.base_prefix)
 class Interpreter:
     """An interpreter as found on the host: its real executable (a base interpreter, never a venv's),
     its version, and the installation it belongs to (shown at /var/lang where the runtime has a
-    private file system; None when the executable does not lie inside one)."""
+    private file system). `prefix` is None where the executable does not lie inside an installation
+    of its own: outside its prefix, or in the system's (/usr: shown at /var/lang it would move the
+    system's own directories, /usr/bin on Lambda's PATH among them)."""
 
     executable: str
     version: tuple[int, ...]
@@ -57,9 +59,16 @@ def ask_python(path: str) -> Interpreter | None:
         return None
     version = tuple(int(part) for part in lines[0].split())
     executable = os.path.realpath(lines[2])
-    prefix = os.path.realpath(lines[1])
-    inside = executable.startswith(prefix.rstrip("/") + "/")
-    return Interpreter(executable, version, prefix if inside else None)
+    return Interpreter(executable, version, _own_prefix(os.path.realpath(lines[1]), executable))
+
+
+SYSTEM_PREFIXES = frozenset({"/", "/usr", "/usr/local"})
+
+
+def _own_prefix(prefix: str | None, executable: str) -> str | None:
+    if prefix is None or prefix in SYSTEM_PREFIXES or not executable.startswith(prefix.rstrip("/") + "/"):
+        return None
+    return prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +156,7 @@ def ask_node(path: str) -> Interpreter | None:
     executable = os.path.realpath(path)
     bin_dir = os.path.dirname(executable)
     prefix = os.path.dirname(bin_dir) if os.path.basename(bin_dir) == "bin" else None
-    return Interpreter(executable, tuple(int(part) for part in match.groups()), prefix)
+    return Interpreter(executable, tuple(int(part) for part in match.groups()), _own_prefix(prefix, executable))
 
 
 def find_node(major: int) -> Interpreter:

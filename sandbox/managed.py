@@ -65,8 +65,11 @@ class ManagedRuntime:
 
     @property
     def bin_dir(self) -> str | None:
-        """The interpreter's directory, first on PATH (Lambda's /var/lang/bin)."""
-        return os.path.dirname(self.interpreter.executable) if self.interpreter is not None else None
+        """The interpreter's directory, first on PATH (Lambda's /var/lang/bin); None for a system
+        interpreter (in /usr/bin, on PATH already)."""
+        if self.interpreter is None or self.interpreter.prefix is None:
+            return None
+        return os.path.dirname(self.interpreter.executable)
 
     @property
     def lib_dir(self) -> str | None:

@@ -23,7 +23,7 @@ from runtime_api import FunctionConfig
 from runtime_api.cli import main as cli_main
 from runtime_api.config import ConfigError
 from sandbox import host
-from sandbox.interpreters import InterpreterMissing, find_node, find_python
+from sandbox.interpreters import InterpreterMissing, ask_python, find_node, find_python
 from sandbox.isolation import Isolation
 from sandbox.runtimes import PYTHON_SDK, RUNTIMES
 
@@ -93,6 +93,29 @@ async def test_sys_path_version_and_execution_env_are_lambdas(tmp_path, minor):
     assert "_EditableFinder" not in " ".join(seen["finders"])  # no import hook of lambdalet's install
     assert seen["tmp"] == []  # wherever lambdalet, its virtualenv and the interpreter live
     assert seen["exit"]  # what `site` gives the builtins, though the runtime starts without it
+
+
+@needs_mounts
+async def test_a_system_python_stays_where_it_is_and_sees_none_of_the_systems_packages(tmp_path):
+    """A Python of the system's (/usr/bin/python3.X, Debian's) is not shown at /var/lang: that would
+    move /usr/bin and the rest of the system's directories on Lambda's PATH."""
+    system = ask_python("/usr/bin/python3") if os.path.exists("/usr/bin/python3") else None
+    if system is None or system.prefix is not None or not system.executable.startswith("/usr/"):
+        pytest.skip("no system Python in /usr/bin here")
+    minor = "{}.{}".format(*system.version[:2])
+    if f"python{minor}" not in RUNTIMES:
+        pytest.skip(f"the system's Python {minor} is no Lambda runtime's")
+    code = write_function(tmp_path / "code", HANDLER)
+    config = FunctionConfig(name="f", code=str(code), handler="app.look", runtime_id=f"python{minor}",
+                            interpreters={minor: "/usr/bin/python3"})
+    async with running_server(config) as server:
+        error, seen = await invoke(server, "f")
+
+    assert error is None, seen
+    assert seen["executable"] == system.executable and seen["env"]["PATH"] == "/usr/local/bin:/usr/bin/:/bin:/opt/bin"
+    assert not [entry for entry in seen["path"] if "dist-packages" in entry]
+    assert seen["path"][:3] == ["/var/task", f"/opt/python/lib/python{minor}/site-packages", "/opt/python"]
+    assert f"/libraries/python{minor}-" in seen["path"][3] and seen["path"][4] == "/var/runtime"  # the SDK: its host path
 
 
 @needs_mounts
@@ -283,7 +306,7 @@ def test_a_runtime_nothing_here_can_run_is_refused_naming_the_function(capsys):
 
 NODE_HANDLER = """
 export const handler = async (event) => ({
-  node: process.version, env: process.env.AWS_EXECUTION_ENV, nodePath: process.env.NODE_PATH,
+  node: process.version, env: process.env.AWS_EXECUTION_ENV, nodePath: process.env.NODE_PATH, path: process.env.PATH,
   runtimeDir: process.env.LAMBDA_RUNTIME_DIR, echo: event,
 });
 """
@@ -310,6 +333,8 @@ async def test_a_nodejs_function_runs_on_the_node_of_its_major(tmp_path):
     runtime_dir = "/var/runtime" if PROBLEM is None else seen["runtimeDir"]
     assert seen["nodePath"] == (f"/opt/nodejs/node{major.version[0]}/node_modules:/opt/nodejs/node_modules:"
                                 f"{runtime_dir}/node_modules")
+    # Lambda's PATH, its /var/lang/bin only for a node installation of its own (not the system's /usr)
+    assert seen["path"].endswith("/usr/local/bin:/usr/bin/:/bin:/opt/bin")
 
 
 def test_a_nodejs_runtime_of_another_major_says_which_node_it_found(tmp_path):
