@@ -230,7 +230,8 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def load_config(path: str | Path) -> ServerConfig:
-    """Read a TOML config file; relative `code` paths are taken from the file's directory."""
+    """Read a TOML config file; relative paths (`code`, `layers`, `sdk`, `interpreters`) are taken
+    from the file's directory."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -243,6 +244,9 @@ def load_config(path: str | Path) -> ServerConfig:
     for function in config.function:
         function.code = str((path.parent / function.code).resolve())
         function.layers = [str((path.parent / layer).resolve()) for layer in function.layers]
+        if function.sdk not in ("bundled", "none"):
+            function.sdk = str((path.parent / function.sdk).resolve())
+        function.interpreters = {version: str(path.parent / python) for version, python in function.interpreters.items()}
         try:
             function.check_layers()
         except ConfigError as exc:

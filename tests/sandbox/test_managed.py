@@ -20,8 +20,9 @@ import pytest
 
 from helpers import BASE_PYTHON, REPO, CapturedLog, lambdalet_runtime, running_server, write_function
 from runtime_api import FunctionConfig
+from runtime_api.cli import build_parser, serve_config
 from runtime_api.cli import main as cli_main
-from runtime_api.config import ConfigError
+from runtime_api.config import ConfigError, load_config
 from sandbox import host
 from sandbox.interpreters import InterpreterMissing, ask_python, find_node, find_python
 from sandbox.isolation import Isolation
@@ -376,3 +377,25 @@ async def test_provided_without_a_bootstrap_is_an_invalid_entrypoint(tmp_path):
 
     assert error == "Unhandled" and answer["errorType"] == "Runtime.InvalidEntrypoint"
     assert "bootstrap" in answer["errorMessage"]
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+def test_runtime_settings_from_the_config_file_and_the_command_line(tmp_path):
+    (tmp_path / "sdk").mkdir()
+    config = tmp_path / "lambdalet.toml"
+    config.write_text('[[function]]\nname = "f"\nruntime_id = "python3.12"\nsdk = "./sdk"\n'
+                      'interpreters = { "3.12" = "./py/bin/python3.12" }\nallow_other_python = true\n')
+    loaded = load_config(config).function[0]
+    assert (loaded.runtime_id, loaded.sdk, loaded.interpreters, loaded.allow_other_python) == (
+        "python3.12", str(tmp_path / "sdk"), {"3.12": str(tmp_path / "py/bin/python3.12")}, True)
+
+    args = build_parser().parse_args(["serve", "--runtime", "python3.13", "--python-path", "3.13=/opt/py/bin/python3",
+                                      "--allow-other-python", "--sdk", "none"])
+    flagged = serve_config(args).function[0]
+    assert (flagged.runtime_id, flagged.interpreters, flagged.allow_other_python, flagged.sdk) == (
+        "python3.13", {"3.13": "/opt/py/bin/python3"}, True, "none")
+    with pytest.raises(ConfigError, match="--python-path '3.13': expected VERSION=PATH"):
+        serve_config(build_parser().parse_args(["serve", "--python-path", "3.13"]))
+    with pytest.raises(ConfigError, match="function f: --sdk /nowhere: not `bundled`, `none`, nor a directory"):
+        FunctionConfig(name="f", sdk="/nowhere").managed_runtime()
