@@ -302,6 +302,8 @@ def runtime_environment(
     """
     host_env = os.environ if host_env is None else host_env
     task_root = str(Path(function.code).resolve())
+    if managed is None and not function.runtime:  # a caller that did not prepare it (it is cached once made)
+        managed = function.managed_runtime()
     runtime = managed.runtime if managed is not None else function.lambda_runtime
     python = runtime.python if runtime is not None and runtime.family is Family.PYTHON else None
     found = {"PATH": ["/opt/bin"], "LD_LIBRARY_PATH": ["/opt/lib"], "PYTHONPATH": []}
