@@ -1,41 +1,26 @@
 """The real programs our behaviour is compared against, fetched from the package registries once and
 cached between runs: AWS's Runtime Interface Emulator (inside the aws-sam-cli wheel on PyPI) and the
-Node.js runtime interface client (npm `aws-lambda-ric`, which compiles a native addon for ~90 s).
+Node.js runtime interface client (npm `aws-lambda-ric`, which compiles a native addon for ~90 s; the
+nodejs runtimes use the same copy: sandbox/runtime_cache.py).
 
-Set LAMBDALET_CACHE to move the cache (default: ~/.cache/lambdalet).
+In lambdalet's cache (sandbox/runtime_cache.py): set LAMBDALET_CACHE to move it (default:
+~/.cache/lambdalet).
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
+
+from sandbox.runtime_cache import cache_dir, locked, node_runtime_client
 
 SAM_CLI_VERSION = "1.170.0"
 RIE_MEMBER = "samcli/local/rapid/aws-lambda-rie-x86_64"
 RIE_ARCHES = ("x86_64", "arm64")
-NODE_RIC_VERSION = "4.0.2"
-
-
-def cache_dir() -> Path:
-    root = Path(os.environ.get("LAMBDALET_CACHE", Path.home() / ".cache" / "lambdalet"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
-@contextmanager
-def _locked(name: str):
-    """Serialise fetches across concurrent test processes (pytest-xdist, parallel sessions)."""
-    with open(cache_dir() / f".{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
 
 def rie_binary(arch: str = "x86_64") -> Path:
     """Path of the real `aws-lambda-rie-<arch>` (x86_64 or arm64), extracted from the aws-sam-cli wheel.
@@ -47,7 +32,7 @@ def rie_binary(arch: str = "x86_64") -> Path:
     target = _rie_path(arch)
     if target.exists():
         return target
-    with _locked("rie"):
+    with locked("rie"):
         if target.exists():
             return target
         with tempfile.TemporaryDirectory() as tmp:
@@ -76,17 +61,4 @@ def _rie_path(arch: str) -> Path:
 
 def node_ric() -> Path:
     """Directory holding node_modules/aws-lambda-ric (built once, then reused)."""
-    target = cache_dir() / f"node-ric-{NODE_RIC_VERSION}"
-    entry = target / "node_modules" / "aws-lambda-ric" / "index.mjs"  # the package's "main"
-    if entry.exists():
-        return target
-    with _locked("node-ric"):
-        if entry.exists():
-            return target
-        target.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error",
-             f"aws-lambda-ric@{NODE_RIC_VERSION}"],
-            cwd=target, check=True,
-        )
-    return target
+    return node_runtime_client()

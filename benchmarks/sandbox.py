@@ -172,10 +172,12 @@ async def launch_to_first_next(variant: Variant, sink: LogSink, *,
     """Nanoseconds from the runtime's launch (`from_start`: from the environment's start, its
     Runtime API listener included: strict's network namespace) to its first `next`, and the idle
     environment's memory then."""
+    managed = variant.config.managed_runtime()  # the function's Python runtime, as the server starts it
+
     def make_spec(runtime_api: str) -> RuntimeSpec:
-        env = runtime_environment(variant.config, runtime_api,
+        env = runtime_environment(variant.config, runtime_api, managed=managed,
                                   metadata_token=variant.options.endpoints.metadata_token)
-        return RuntimeSpec(tuple(variant.config.runtime_argv), env, env["LAMBDA_TASK_ROOT"])
+        return RuntimeSpec(managed.argv, env, env["LAMBDA_TASK_ROOT"])
 
     env = Environment(make_spec, variant.options, sink, variant.launcher)
     async with trio.open_nursery() as nursery:

@@ -40,6 +40,31 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
+def parse_python_paths(pairs: list[str]) -> dict[str, str]:
+    """`--python-path 3.12=/path/to/python3.12`, repeatable."""
+    found = {}
+    for pair in pairs:
+        version, sep, path = pair.partition("=")
+        if not sep or not version or not path:
+            raise ConfigError(f"--python-path {pair!r}: expected VERSION=PATH, e.g. 3.12=/usr/bin/python3.12")
+        found[version] = str(Path(path).absolute())
+    return found
+
+
+def runtime_settings(args: argparse.Namespace) -> dict:
+    """The runtime flags given on the command line, as FunctionConfig settings."""
+    settings: dict = {}
+    if args.runtime_id is not None:
+        settings["runtime_id"] = args.runtime_id
+    if args.python_path:
+        settings["interpreters"] = parse_python_paths(args.python_path)
+    if args.allow_other_python:
+        settings["allow_other_python"] = True
+    if args.sdk is not None:
+        settings["sdk"] = args.sdk if args.sdk in ("bundled", "none") else str(Path(args.sdk).resolve())
+    return settings
+
+
 def overrides(args: argparse.Namespace) -> Overrides:
     """The settings given on the command line for every function of a template or config file."""
     return Overrides(
@@ -53,6 +78,7 @@ def overrides(args: argparse.Namespace) -> Overrides:
         debug_port=args.debug_port,
         debug_function=args.debug_function,
         functions=tuple(args.function),
+        runtime=runtime_settings(args),
     )
 
 
@@ -114,6 +140,7 @@ def serve_source(args: argparse.Namespace) -> tuple[ServerConfig, StaticSource |
         provisioned=args.provisioned or 0,
         layers=[str(Path(layer).resolve()) for layer in args.layer],
         user=args.user,
+        **runtime_settings(args),
     )
     # Its settings are the flags already: only the debugger is laid over it.
     function = Overrides(debug_port=args.debug_port).apply(function, only=True)
@@ -275,7 +302,13 @@ async def invoke_once(functions: list[FunctionConfig], name: str, payload: bytes
 
 
 def doctor(args: argparse.Namespace) -> int:
-    """`lambdalet doctor PATH`: 0 when PATH will run on provided.al2023, 1 when not, 2 when unreadable."""
+    """`lambdalet doctor PATH`: 0 when PATH will run on provided.al2023, 1 when not, 2 when unreadable.
+    `lambdalet doctor --package DIR|ZIP --runtime ID`: the same for a deployment package."""
+    if args.package is not None:
+        return doctor_package(args)
+    if args.path is None:
+        print("lambdalet doctor: give the bootstrap to check, or --package DIR|ZIP --runtime ID", file=sys.stderr)
+        return 2
     from sandbox import doctor as checks
 
     path = Path(args.path)
@@ -286,11 +319,39 @@ def doctor(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"lambdalet doctor: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    if args.json:
-        sys.stdout.buffer.write(checks.to_json(diagnosis) + b"\n")
+    return report(diagnosis, checks.render, args.json)
+
+
+def report(diagnosis, render, as_json: bool) -> int:
+    """Print a doctor's diagnosis (as JSON, or as `render` writes it); its exit status."""
+    from sandbox.doctor import to_json
+
+    if as_json:
+        sys.stdout.buffer.write(to_json(diagnosis) + b"\n")
     else:
-        print(checks.render(diagnosis))
+        print(render(diagnosis))
     return 0 if diagnosis.will_run else 1
+
+
+def doctor_package(args: argparse.Namespace) -> int:
+    from sandbox import package_doctor
+    from sandbox.runtimes import UnknownRuntime, lookup
+
+    if args.runtime_id is None:
+        print("lambdalet doctor: --package needs --runtime (python3.12, nodejs20.x, provided.al2023, ...): it "
+              "decides the Python version and the operating system the package is judged against", file=sys.stderr)
+        return 2
+    try:
+        runtime = lookup(args.runtime_id, "to check")
+        diagnosis = package_doctor.diagnose_package(args.package, runtime, arch=args.arch, layers=tuple(args.layer),
+                                                    handler=args.handler)
+    except UnknownRuntime as exc:
+        print(f"lambdalet doctor: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"lambdalet doctor: cannot read {exc.filename or args.package}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return report(diagnosis, package_doctor.render, args.json)
 
 
 # Commands installed beside lambdalet rather than part of it (`bench`: the benchmarks, which import
@@ -376,6 +437,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "runs; one environment, no timeout while debugging")
     serve.add_argument("--debug-function", metavar="NAME",
                        help="the function --debug-port debugs, when several are served")
+    serve.add_argument("--runtime", dest="runtime_id", metavar="ID",
+                       help="Lambda's runtime: python3.9 ... python3.14, nodejs18.x ... nodejs24.x, provided.al2, "
+                            "provided.al2023 (default: the Python runtime of lambdalet's own version); with --config, "
+                            "for every function")
+    serve.add_argument("--python-path", action="append", default=[], metavar="VERSION=PATH",
+                       help="the Python a python runtime runs on, e.g. 3.12=/usr/bin/python3.12 (repeatable; "
+                            "default: found on PATH, under pyenv or uv)")
+    serve.add_argument("--allow-other-python", action="store_true",
+                       help="run a Python runtime whose version is not installed on lambdalet's own Python, "
+                            "with a warning naming both")
+    serve.add_argument("--sdk", metavar="bundled|none|DIR",
+                       help="the AWS SDK on a Python function's path: bundled (the runtime's boto3, installed once "
+                            "from PyPI into the cache), none, or a directory of your own (default: bundled)")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
     serve.add_argument("runtime", nargs=argparse.REMAINDER, help="-- RUNTIME COMMAND...")
@@ -398,12 +472,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_template_arguments(inv)
 
     doc = commands.add_parser(
-        "doctor", help="will this bootstrap run on provided.al2023?",
+        "doctor", help="will this bootstrap run on provided.al2023? will this deployment package import on Lambda?",
         description="Check a bootstrap (a compiled program or a script, or a code directory holding one) "
                     "against provided.al2023: architecture, loader, glibc and libstdc++ versions, libraries, "
-                    "#! line, line endings, executable bit. Exit status 0 when it will run, 1 when not.",
+                    "#! line, line endings, executable bit. With --package, a whole deployment package and its "
+                    "layers against a runtime: native files, wheels, Requires-Python, size limits, permissions, "
+                    "the handler (sandbox/package_doctor.py). Exit status 0 when it will run, 1 when not, 2 when "
+                    "it cannot be read.",
     )
-    doc.add_argument("path", help="the bootstrap, or the directory holding it")
+    doc.add_argument("path", nargs="?", help="the bootstrap, or the directory holding it")
+    doc.add_argument("--package", metavar="DIR|ZIP", help="a deployment package: a directory or a .zip")
+    doc.add_argument("--layer", action="append", default=[], metavar="DIR|ZIP",
+                     help="a layer of the package's function (repeatable, in Lambda's order)")
+    doc.add_argument("--runtime", dest="runtime_id", metavar="ID",
+                     help="the function's runtime, with --package: python3.12, nodejs20.x, provided.al2023, ...")
+    doc.add_argument("--handler", help="with --package: the handler whose module and function must exist")
     doc.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"], help="the function's architecture (default x86_64)")
     doc.add_argument("--json", action="store_true", help="print the facts and findings as JSON")
 
@@ -435,7 +518,19 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"lambdalet: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    except BaseExceptionGroup as group:  # a function that cannot start here (its runtime is missing)
+        config_errors, rest = group.split(ConfigError)
+        if config_errors is None or rest is not None:
+            raise
+        for error in _leaves(config_errors):
+            print(f"lambdalet: {error}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    return [leaf for error in group.exceptions
+            for leaf in (_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])]
 
 
 if __name__ == "__main__":

@@ -15,7 +15,12 @@ Config file schema (`lambdalet serve --config FILE`):
     name = "hello"              # required
     handler = "app.handler"     # _HANDLER
     code = "./hello"            # the task root (LAMBDA_TASK_ROOT), relative to the config file
-    runtime = ["node", "index.mjs"]  # optional: the runtime command (default: lambdalet's bootstrap)
+    runtime_id = "python3.12"   # Lambda's runtime: python3.9-3.14, nodejs18.x-24.x, provided.al2,
+                                # provided.al2023 (default: the Python runtime of lambdalet's own version)
+    runtime = ["node", "index.mjs"]  # optional: a runtime command of your own instead (sandbox/managed.py)
+    interpreters = { "3.12" = "/opt/py312/bin/python3.12" }  # where a Python is (--python-path)
+    allow_other_python = false  # a Python runtime whose version is missing runs on lambdalet's own
+    sdk = "bundled"             # bundled: the runtime's boto3 | none | a directory of your own
     timeout = 3.0               # seconds (Lambda: 1-900)
     memory = 128                # MB (Lambda: 128-10240)
     concurrency = 10            # environments at once; beyond that callers get 429
@@ -32,7 +37,6 @@ Config file schema (`lambdalet serve --config FILE`):
                                 # (later layers win; sandbox/layers.py)
     user = "sbx_user1051"       # optional: run the runtime as this user (a name, uid or uid:gid;
                                 # sbx_user1051 is Lambda's, uid 993 gid 990); default: lambdalet's own
-    runtime_id = "python3.12"   # optional: Lambda's runtime identifier
     architectures = ["x86_64"]  # x86_64 or arm64
     aliases = ["my-function"]   # other names the function answers to
     tenancy = "PER_TENANT"      # optional: every invocation must name its tenant
@@ -44,7 +48,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 import time
 import tomllib
 from pathlib import Path
@@ -54,22 +57,10 @@ import msgspec
 from sandbox import layers as opt
 from sandbox import runtime_user
 from sandbox.cgroups import CpuModel
-from sandbox.isolation import DEFAULT_EPHEMERAL_MB, EPHEMERAL_RANGE, Isolation, runtime_package
+from sandbox.isolation import DEFAULT_EPHEMERAL_MB, EPHEMERAL_RANGE, Isolation
+from sandbox.managed import ManagedRuntime, RuntimeOptions, RuntimeUnavailable, SdkChoice, default_runtime_id, prepare
+from sandbox.runtimes import Family, Runtime, UnknownRuntime, lookup
 
-
-def _bootstrap_command() -> tuple[str, ...]:
-    """lambdalet's own runtime client, started as its shell `bootstrap` starts it: with `-c` rather
-    than `-m bootstrap`, which imports runpy, a cost every cold start would pay (the `-m` and `-c`
-    rows of benchmarks/results/startup.md). The directory
-    this server's `bootstrap` package lives in goes at the end of the runtime's sys.path, so a server
-    run from a checkout (PYTHONPATH, not installed) starts its runtimes too; an installed copy on
-    the interpreter's own path still comes first."""
-    package = runtime_package()
-    extend = f"sys.path.append({os.path.dirname(package)!r}); " if package else ""
-    return (sys.executable, "-c", f"import sys; {extend}from bootstrap.__main__ import main; sys.exit(main())")
-
-
-BOOTSTRAP_COMMAND = _bootstrap_command()
 
 # Reserved by Lambda: a function's own `env` cannot override these.
 RESERVED_ENV = frozenset({
@@ -109,6 +100,9 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     user: str | None = None  # the runtime's user (sandbox/runtime_user.py); None: lambdalet's own
     # Lambda's own function settings, as a template (or this file) gives them.
     runtime_id: str | None = None  # Lambda's runtime identifier: python3.12, nodejs20.x, provided.al2023
+    interpreters: dict[str, str] = msgspec.field(default_factory=dict)  # "3.12" -> a Python 3.12 (--python-path)
+    allow_other_python: bool = False  # a missing Python version runs on lambdalet's own, with a warning
+    sdk: str = "bundled"  # bundled | none | a directory holding the SDK (sandbox/managed.py)
     architectures: list[str] = msgspec.field(default_factory=lambda: ["x86_64"])  # x86_64 | arm64
     aliases: list[str] = msgspec.field(default_factory=list)  # other names it answers to (a FunctionName)
     # Lambda's name for it, as a template's FunctionName gives it (its ARN, AWS_LAMBDA_FUNCTION_NAME,
@@ -158,6 +152,15 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                               f"{opt.MAX_LAYERS} per function")
         if self.debug_port is not None and not 1 <= self.debug_port <= 65535:
             raise ConfigError(f"function {self.name}: debug port {self.debug_port} is not a TCP port (1-65535)")
+        if self.runtime_id is not None:
+            try:
+                lookup(self.runtime_id, self.name)
+            except UnknownRuntime as exc:
+                raise ConfigError(str(exc)) from None
+        for version in self.interpreters:
+            if not version.startswith("3.") or not version[2:].isdigit():
+                raise ConfigError(f"function {self.name}: interpreters: {version!r} is not a Python version "
+                                  "like 3.12")
         if self.user is not None:
             try:
                 runtime_user.parse(self.user)
@@ -215,9 +218,27 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return self.function_name or self.name
 
     @property
-    def runtime_argv(self) -> list[str]:
-        """The runtime command: the configured one, or lambdalet's own Python runtime client."""
-        return self.runtime or list(BOOTSTRAP_COMMAND)
+    def lambda_runtime(self) -> Runtime | None:
+        """The Lambda runtime the function names, if any (validated when the config is made)."""
+        return lookup(self.runtime_id, self.name) if self.runtime_id is not None else None
+
+    def managed_runtime(self) -> ManagedRuntime | None:
+        """The function's managed runtime, found and made ready on this host (its interpreter, its
+        runtime client, its bundled SDK, installed once): `runtime_id`, or the Python runtime of
+        lambdalet's own version. None for a runtime command of the function's own (`runtime`).
+        ConfigError when it cannot be had here, saying what is missing and how to get it."""
+        if self.runtime:
+            return None
+        try:
+            sdk = SdkChoice(self.sdk)
+        except ValueError as exc:
+            raise ConfigError(f"function {self.name}: {exc}") from None
+        try:
+            return prepare(self.runtime_id or default_runtime_id(), self.name, str(Path(self.code).resolve()),
+                           tuple(str(Path(layer).resolve()) for layer in self.layers),
+                           RuntimeOptions(dict(self.interpreters), self.allow_other_python, sdk))
+        except RuntimeUnavailable as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def function_arn(name: str, region: str = "us-east-1", account_id: str = "123456789012") -> str:
@@ -236,7 +257,8 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def load_config(path: str | Path) -> ServerConfig:
-    """Read a TOML config file; relative `code` paths are taken from the file's directory."""
+    """Read a TOML config file; relative paths (`code`, `layers`, `sdk`, `interpreters`) are taken
+    from the file's directory."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -254,6 +276,9 @@ def load_config(path: str | Path) -> ServerConfig:
     for function in config.function:
         function.code = str((path.parent / function.code).resolve())
         function.layers = [str((path.parent / layer).resolve()) for layer in function.layers]
+        if function.sdk not in ("bundled", "none"):
+            function.sdk = str((path.parent / function.sdk).resolve())
+        function.interpreters = {version: str(path.parent / python) for version, python in function.interpreters.items()}
         try:
             function.check_layers()
         except ConfigError as exc:
@@ -273,15 +298,6 @@ def availability_zone_id(region: str) -> str:
     return f"{parts[0]}{_DIRECTIONS.get(parts[1], parts[1][:1])}{parts[2]}-az1"
 
 
-def runtime_dir(function: FunctionConfig) -> str:
-    """Where the runtime lives (Lambda: /var/runtime): lambdalet's bootstrap package by default."""
-    if not function.runtime:
-        import bootstrap
-
-        return str(Path(bootstrap.__file__).parent)
-    return str(Path(function.runtime[0]).resolve().parent)
-
-
 def log_stream_name(version: str) -> str:
     """A new environment's log stream, as Lambda names them: YYYY/MM/DD/[version]<32 hex>."""
     return f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{version}]{secrets.token_hex(16)}"
@@ -295,30 +311,54 @@ def runtime_environment(
     metadata_token: str = "",
     host_env: dict[str, str] | None = None,
     layers_at_opt: bool = True,
+    managed: ManagedRuntime | None = None,
 ) -> dict[str, str]:
-    """The environment variables of a runtime process, as Lambda sets them.
+    """The environment variables of a runtime process, as Lambda sets them (the AWS Lambda
+    Developer Guide, "Defined runtime environment variables"), with host paths: at `standard` and
+    `strict` the runtime sees them at /var/task, /var/lang, /var/runtime and /opt
+    (sandbox.isolation.PrivateFilesystem.present).
 
-    Lambda's runtimes do not inherit a host environment; from the host only PATH (to find the
-    runtime's interpreter), LD_LIBRARY_PATH and credentials carry over. As on provided.al2023,
-    /opt/bin ends PATH and /opt/lib ends LD_LIBRARY_PATH (no PYTHONPATH: a Python runtime adds
-    /opt/python itself, lambdalet's as the managed runtimes do). Without `layers_at_opt` (isolation
-    none: no mount namespace to show them in) the layers' own bin, lib and python directories
-    stand in for /opt's (sandbox.layers.search_paths), PYTHONPATH included; the function's own
-    `env` still overrides any of them, as on Lambda.
+    A `managed` runtime gets Lambda's: PATH `/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin`,
+    LD_LIBRARY_PATH `/var/lang/lib:/lib64:/usr/lib64:$LAMBDA_RUNTIME_DIR:$LAMBDA_RUNTIME_DIR/lib:
+    $LAMBDA_TASK_ROOT:$LAMBDA_TASK_ROOT/lib:/opt/lib`, AWS_EXECUTION_ENV `AWS_Lambda_<runtime>` (not
+    for the OS-only provided.*), NODE_PATH `/opt/nodejs/node<major>/node_modules:/opt/nodejs/
+    node_modules:$LAMBDA_RUNTIME_DIR/node_modules` for Node.js; Python's PYTHONPATH
+    (`$LAMBDA_RUNTIME_DIR`) is set by its bootstrap, for the function's child processes, as
+    Lambda's does. A runtime command of the function's own keeps the host's PATH and
+    LD_LIBRARY_PATH (it may need them), /opt/bin and /opt/lib at their ends. Nothing else of the
+    host's environment leaks in but the credentials.
+
+    Without `layers_at_opt` (isolation none: no mount namespace to show them in) the layers' own
+    bin, lib and python directories stand in for /opt's (sandbox.layers.search_paths), PYTHONPATH
+    included; the function's own `env` still overrides any of them, as on Lambda.
     """
     host_env = os.environ if host_env is None else host_env
     task_root = str(Path(function.code).resolve())
+    if managed is None and not function.runtime:  # a caller that did not prepare it (it is cached once made)
+        managed = function.managed_runtime()
+    runtime = managed.runtime if managed is not None else function.lambda_runtime
+    python = runtime.python if runtime is not None and runtime.family is Family.PYTHON else None
     found = {"PATH": ["/opt/bin"], "LD_LIBRARY_PATH": ["/opt/lib"], "PYTHONPATH": []}
     if function.layers and not layers_at_opt:
-        found = opt.search_paths(tuple(str(Path(layer).resolve()) for layer in function.layers))
-    library_path = ":".join(filter(None, [host_env.get("LD_LIBRARY_PATH"), task_root, f"{task_root}/lib",
-                                          *found["LD_LIBRARY_PATH"]]))
+        found = opt.search_paths(tuple(str(Path(layer).resolve()) for layer in function.layers), python)
+    if managed is not None:
+        runtime_dir = managed.runtime_dir
+        path = [managed.bin_dir, "/usr/local/bin", "/usr/bin/", "/bin"]
+        libraries = [managed.lib_dir, "/lib64", "/usr/lib64", runtime_dir, f"{runtime_dir}/lib"]
+    else:
+        runtime_dir = str(Path(function.runtime[0]).resolve().parent)
+        path = [host_env.get("PATH", "/usr/local/bin:/usr/bin:/bin")]
+        libraries = [host_env.get("LD_LIBRARY_PATH")]
     env = {
         "LANG": "en_US.UTF-8",
-        "PATH": ":".join([host_env.get("PATH", "/usr/local/bin:/usr/bin:/bin"), *found["PATH"]]),
-        "LD_LIBRARY_PATH": library_path,
+        "PATH": ":".join(filter(None, [*path, *found["PATH"]])),
+        "LD_LIBRARY_PATH": ":".join(filter(None, [*libraries, task_root, f"{task_root}/lib",
+                                                  *found["LD_LIBRARY_PATH"]])),
         "TZ": ":UTC",
     }
+    if runtime is not None and runtime.family is Family.NODEJS:
+        env["NODE_PATH"] = (f"/opt/nodejs/node{runtime.version[0]}/node_modules:/opt/nodejs/node_modules:"
+                            f"{runtime_dir}/node_modules")
     if found["PYTHONPATH"]:
         env["PYTHONPATH"] = ":".join(found["PYTHONPATH"])
     env.update(function.env)
@@ -336,7 +376,7 @@ def runtime_environment(
         "AWS_LAMBDA_METADATA_API": runtime_api,
         "AWS_LAMBDA_METADATA_TOKEN": metadata_token,
         "LAMBDA_TASK_ROOT": task_root,
-        "LAMBDA_RUNTIME_DIR": runtime_dir(function),
+        "LAMBDA_RUNTIME_DIR": runtime_dir,
     })
     if function.log_format is not None:
         # Lambda's advanced logging controls reach the runtime as these two (the application log level
@@ -344,6 +384,8 @@ def runtime_environment(
         env["AWS_LAMBDA_LOG_FORMAT"] = function.log_format
         if function.log_format == "JSON":
             env["AWS_LAMBDA_LOG_LEVEL"] = function.application_log_level or "INFO"
+    if runtime is not None and runtime.execution_env is not None:
+        env["AWS_EXECUTION_ENV"] = runtime.execution_env
     for key in CREDENTIALS_ENV:
         if host_env.get(key):
             env[key] = host_env[key]
@@ -354,7 +396,8 @@ def snapstart_configuration(function: FunctionConfig) -> bytes:
     """What of the function's configuration a SnapStart template was made with (the snapshot of a
     published version covers its configuration too): a change makes a new template."""
     return msgspec.json.encode({
-        "handler": function.handler, "runtime": function.runtime_argv, "memory": function.memory,
+        "handler": function.handler, "runtime": function.runtime or function.runtime_id, "sdk": function.sdk,
+        "memory": function.memory,
         "timeout": function.timeout, "env": dict(sorted(function.env.items())), "layers": function.layers,
         "user": function.user,
     })

@@ -32,8 +32,11 @@ from sandbox.cgroups import CgroupSupport
 from sandbox.confinement import Confinement
 from sandbox.doctor import entrypoint_problem
 from sandbox.isolation import Isolation, PrivateFilesystem, script_interpreter
+from sandbox.managed import ManagedRuntime
+from sandbox.package_doctor import diagnose_package
 from sandbox.process import RuntimeSpec
 from sandbox.runtime_user import RuntimeUser
+from sandbox.runtimes import Family
 
 from . import eventstream, http, logs
 from .config import (
@@ -45,7 +48,7 @@ from .config import (
     runtime_environment,
     snapstart_configuration,
 )
-from .debug import debug_command
+from .debug import debug_environment
 from .environment import Environment, EnvironmentOptions
 from .function import Function, FunctionRetired, TooManyRequests
 from .invocation import Invocation, new_request_id
@@ -93,7 +96,8 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
     metadata_token = str(uuid.uuid4())
     debugging = config.debug_port is not None
     if debugging:  # the runtime waits for a debugger: its command, then one environment on its port
-        config = msgspec.structs.replace(config, runtime=debug_command(config), concurrency=1, provisioned=0)
+        config = msgspec.structs.replace(config, env={**config.env, **debug_environment(config)}, concurrency=1,
+                                         provisioned=0)
         log.warning("function %s: the runtime waits for a debugger (debugpy) at 127.0.0.1:%d before it runs; one "
                     "environment, and no timeout ends an invocation while debugging", config.name, config.debug_port)
     # Decided once per function at start-up; what the host cannot give is said there, once.
@@ -104,23 +108,30 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
         log.warning("function %s: no private mount namespace (isolation %s) to show its layers at /opt: their "
                     "bin, lib and python directories are on PATH, LD_LIBRARY_PATH and PYTHONPATH instead",
                     config.name, level)
-    probe = runtime_environment(config, "", layers_at_opt=private)
-    argv = tuple(opt.host_command(layers, config.runtime_argv, probe["PATH"]))
+    managed = config.managed_runtime()  # None: a runtime command of the function's own
+    if managed is not None:
+        for note in managed.notes:
+            log.warning("lambdalet: WARNING: %s", note)
+        _say_package_findings(config, managed, layers)
+    probe = runtime_environment(config, "", layers_at_opt=private, managed=managed)
+    argv = tuple(opt.host_command(layers, list(managed.argv) if managed else config.runtime, probe["PATH"]))
     confinement = Confinement(
         isolation=level,
         memory_mb=config.memory,
         cgroups=host.support() if level is not Isolation.NONE else CgroupSupport(),
         cpu_model=host.cpu_model(config.cpu_model, level, function=config.name),
-        filesystem=(PrivateFilesystem(config.ephemeral_storage, str(Path(config.code).resolve()), layers)
+        filesystem=(PrivateFilesystem(config.ephemeral_storage, str(Path(config.code).resolve()), layers,
+                                      managed.shown if managed is not None else ())
                     if private else None),
         strict=host.strict_support() if level is Isolation.STRICT else None,
-        user=_runtime_user(config, argv, probe["PATH"], private),
+        user=_runtime_user(config, argv, probe["PATH"], private, private and managed is not None),
     )
 
     def spec_for(initialization_type: str) -> Callable[[str], RuntimeSpec]:
         def make_spec(runtime_api: str) -> RuntimeSpec:
             env = runtime_environment(config, runtime_api, metadata_token=metadata_token,
-                                      initialization_type=initialization_type, layers_at_opt=private)
+                                      initialization_type=initialization_type, layers_at_opt=private,
+                                      managed=managed)
             return RuntimeSpec(argv, env, env["LAMBDA_TASK_ROOT"])
         return make_spec
 
@@ -140,11 +151,12 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
     launcher: Launcher = ExecLauncher(confinement, command_check(layers, entrypoint_problem))
     # Not under strict: a copy is born in its template's network namespace, and the seccomp filter
     # it inherits forbids the setns into its own.
+    own_client = managed is not None and managed.own_client  # lambdalet's Python runtime client
     if config.snapstart and debugging:
         log.warning("function %s: SnapStart's contract only while debugging (init type snap-start, hooks, "
                     "restore/next), no memory snapshot: each environment runs init, so a debugger sees it",
                     config.name)
-    elif config.snapstart and not config.runtime and level is not Isolation.STRICT and confinement.user is None:
+    elif config.snapstart and own_client and level is not Isolation.STRICT and confinement.user is None:
         # lambdalet's own runtime can be a fork template: a memory snapshot, restored in milliseconds.
         log.warning("function %s: SnapStart with fork templates: the initialised runtime is kept as a template "
                     "and every environment is a copy of it, restored by fork", config.name)
@@ -154,11 +166,11 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
             lambda make_spec, options: Environment(make_spec, options, sink, exec_launcher),
             confinement=confinement, code=str(Path(config.code).resolve()), layers=layers,
             configuration=snapstart_configuration(config), rotate_after=config.snapstart_rotate).launcher
-    elif config.snapstart and not config.runtime and confinement.user is not None:
+    elif config.snapstart and own_client and confinement.user is not None:
         log.warning("function %s: SnapStart's contract only (init type snap-start, hooks, restore/next, restore "
                     "durations), no memory snapshot: a forked copy running as user %s could not join its own "
                     "cgroups and mounts, so each environment runs init", config.name, confinement.user)
-    elif config.snapstart and not config.runtime:
+    elif config.snapstart and own_client:
         log.warning("function %s: SnapStart's contract only (init type snap-start, hooks, restore/next, restore "
                     "durations), no memory snapshot: at isolation strict a forked copy could not join its own "
                     "network namespace, so each environment runs init", config.name)
@@ -179,15 +191,36 @@ def _json_log(config: FunctionConfig) -> JsonLog | None:
                    wall_offset=time.time() - trio.current_time())
 
 
-def _runtime_user(config: FunctionConfig, argv: tuple[str, ...], path: str, private: bool) -> RuntimeUser | None:
+def _say_package_findings(config: FunctionConfig, managed: ManagedRuntime, layers: tuple[str, ...]) -> None:
+    """What `lambdalet doctor --package` finds in the function's code and layers (what would not
+    import on Lambda), each said once, as a warning."""
+    runtime = managed.runtime
+    try:
+        found = diagnose_package(str(Path(config.code).resolve()), runtime, arch=config.architectures[0],
+                                 layers=layers, handler=config.handler if runtime.family is Family.PYTHON else None)
+    except OSError as exc:
+        log.warning("lambdalet: WARNING: function %s: its code cannot be read: %s", config.name, exc)
+        return
+    for finding in found.findings:
+        where = f"{finding.path}: " if finding.path else ""
+        fix = f" (fix: {finding.fix})" if finding.fix else ""
+        log.warning("lambdalet: WARNING: function %s: %s%s%s", config.name, where, finding.message, fix)
+
+
+def _runtime_user(config: FunctionConfig, argv: tuple[str, ...], path: str, private: bool,
+                  shown: bool) -> RuntimeUser | None:
     """The function's runtime user, if it has one: ConfigError where lambdalet cannot switch to it;
     a warning, once, when the runtime's program, its interpreter or the code is out of that
-    user's reach."""
+    user's reach. What a private file system `shown`s elsewhere (a managed runtime at /var/lang and
+    /var/runtime) is reached through its bind mount, whatever the modes of its host directory's
+    parents, and so is the code at /var/task."""
     config.check_user()
     user = config.run_as
     if user is None:
         return None
     program = shutil.which(argv[0], path=path) if "/" not in argv[0] else os.path.join(config.code, argv[0])
+    if shown:
+        program = None
     # The code too where it is seen at its host path (at /var/task only its own directory counts).
     for path in filter(None, (program, script_interpreter(program), None if private else config.code)):
         problem = user.problem_reaching(path)

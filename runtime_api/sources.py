@@ -48,6 +48,8 @@ class Overrides:
     debug_port: int | None = None  # for `debug_function`, or the only function
     debug_function: str | None = None
     functions: tuple[str, ...] = ()  # serve only these (by any of their names); () = all
+    # The runtime flags (--runtime, --python-path, --allow-other-python, --sdk), as FunctionConfig settings.
+    runtime: dict = dataclasses.field(default_factory=dict)
 
     def select(self, functions: list[FunctionConfig], where: str) -> list[FunctionConfig]:
         """The functions named by `functions` (all of them without); ConfigError for a name that is
@@ -77,6 +79,8 @@ class Overrides:
             changes["layers"] = [*function.layers, *(str(Path(layer).resolve()) for layer in self.layers)]
         if self.user is not None:
             changes["user"] = self.user
+        for name, value in self.runtime.items():
+            changes[name] = {**function.interpreters, **value} if name == "interpreters" else value
         if self.debug_port is not None and (self.debug_function in function.names
                                             or (self.debug_function is None and only)):
             changes["debug_port"] = self.debug_port

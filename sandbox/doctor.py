@@ -158,7 +158,7 @@ class Diagnosis(msgspec.Struct, frozen=True):
         return tuple(f for f in self.findings if f.severity is Severity.ERROR)
 
 
-class _ElfFacts(msgspec.Struct, frozen=True):
+class ElfFacts(msgspec.Struct, frozen=True):
     """The parse of one ELF file: the expensive part, cached by (path, inode, mtime, size)."""
 
     elf_class: int
@@ -257,17 +257,30 @@ def host_arch() -> str | None:
     return {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine().lower())
 
 
+def verdict(severities: list[Severity], verb: str, target: str) -> str:
+    """`will run on provided.al2023 (x86_64)`, `will NOT import on python3.12 (x86_64): 2 problems`."""
+    errors = severities.count(Severity.ERROR)
+    warnings = severities.count(Severity.WARNING)
+    if errors:
+        return f"will NOT {verb} on {target}: {errors} problem{'s' * (errors > 1)}"
+    if warnings:
+        return f"will {verb} on {target}, with {warnings} warning{'s' * (warnings > 1)} to check"
+    return f"will {verb} on {target}"
+
+
+def finding_lines(findings: list[tuple[Severity, str, str]]) -> list[str]:
+    """Each (severity, message, fix): its line, and its fix's."""
+    lines = []
+    for severity, message, fix in findings:
+        lines.append(f"  {severity.value:<8} {message}")
+        if fix:
+            lines.append(f"  {'':<8} fix: {fix}")
+    return lines
+
+
 def render(d: Diagnosis) -> str:
     """The human-readable report `lambdalet doctor` prints."""
-    errors, warnings = len(d.errors), sum(f.severity is Severity.WARNING for f in d.findings)
-    target = f"{IMAGE} ({d.arch})"
-    if errors:
-        verdict = f"will NOT run on {target}: {errors} problem{'s' * (errors > 1)}"
-    elif warnings:
-        verdict = f"will run on {target}, with {warnings} warning{'s' * (warnings > 1)} to check"
-    else:
-        verdict = f"will run on {target}"
-    lines = [f"{d.path}: {verdict}"]
+    lines = [f"{d.path}: {verdict([f.severity for f in d.findings], 'run', f'{IMAGE} ({d.arch})')}"]
     if d.kind is Kind.ELF and d.machine:
         desc = f"ELF {d.elf_class}-bit {d.machine}, {d.linkage or 'unknown'}ally linked"
         if d.interpreter:
@@ -279,15 +292,12 @@ def render(d: Diagnosis) -> str:
                          + (f"; highest versions required: {versions}" if versions else ""))
     elif d.kind is Kind.SCRIPT:
         lines.append(f"  script, #!{d.shebang.replace(chr(13), '^M')}")
-    for f in d.findings:
-        lines.append(f"  {f.severity.value:<8} {f.message}")
-        if f.fix:
-            lines.append(f"  {'':<8} fix: {f.fix}")
+    lines += finding_lines([(f.severity, f.message, f.fix) for f in d.findings])
     return "\n".join(lines)
 
 
-def to_json(d: Diagnosis) -> bytes:
-    """The `--json` document: `will_run` first, then every field of the Diagnosis."""
+def to_json(d) -> bytes:
+    """The `--json` document of a Diagnosis (or a package's): `will_run` first, then every field."""
     return msgspec.json.encode({"will_run": d.will_run, **msgspec.to_builtins(d)})
 
 
@@ -312,71 +322,82 @@ def _permission_findings(path: str, mode: int) -> list[Finding]:
 
 
 @functools.lru_cache(maxsize=256)
-def _elf_facts(path: str, dev: int, ino: int, mtime_ns: int, size: int) -> _ElfFacts:
+def _elf_facts(path: str, dev: int, ino: int, mtime_ns: int, size: int) -> ElfFacts:
     with open(path, "rb") as f:
-        elf = ELFFile(f)
-        interpreter, dynamic = None, None
-        for segment in elf.iter_segments():
-            if segment["p_type"] == "PT_INTERP":
-                interpreter = segment.get_interp_name()
-            elif segment["p_type"] == "PT_DYNAMIC":
-                dynamic = segment
-        needed, runpath, pie = [], [], False
-        if dynamic is not None:
-            for tag in dynamic.iter_tags():
-                if tag.entry.d_tag == "DT_FLAGS_1":
-                    pie = bool(tag.entry.d_val & DF_1_PIE)
-                elif tag.entry.d_tag == "DT_NEEDED":
-                    needed.append(tag.needed)
-                elif tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH"):
-                    runpath.extend(p for p in getattr(tag, tag.entry.d_tag[3:].lower()).split(":") if p)
-        versions = []
-        for section in elf.iter_sections():
-            if section["sh_type"] == "SHT_GNU_verneed":
-                for _, auxiliaries in section.iter_versions():
-                    versions.extend(aux.name for aux in auxiliaries)
-        return _ElfFacts(
-            elf_class=elf.elfclass, machine=MACHINES.get(elf["e_machine"], str(elf["e_machine"])),
-            big_endian=not elf.little_endian, e_type=elf["e_type"], interpreter=interpreter,
-            has_dynamic=dynamic is not None, needed=tuple(needed), runpath=tuple(runpath),
-            versions=tuple(dict.fromkeys(versions)), has_sections=elf.num_sections() > 0,
-            pie=pie, entry=elf["e_entry"], key=(dev, ino, mtime_ns, size),
-        )
+        return elf_facts(f, (dev, ino, mtime_ns, size))
+
+
+def elf_facts(stream, key: tuple = ()) -> ElfFacts:
+    """The facts doctor judges, read from an ELF file open in `stream` (a file, a zip member read
+    into memory). Raises ELFError, ValueError or KeyError for a damaged one."""
+    elf = ELFFile(stream)
+    interpreter, dynamic = None, None
+    for segment in elf.iter_segments():
+        if segment["p_type"] == "PT_INTERP":
+            interpreter = segment.get_interp_name()
+        elif segment["p_type"] == "PT_DYNAMIC":
+            dynamic = segment
+    needed, runpath, pie = [], [], False
+    if dynamic is not None:
+        for tag in dynamic.iter_tags():
+            if tag.entry.d_tag == "DT_FLAGS_1":
+                pie = bool(tag.entry.d_val & DF_1_PIE)
+            elif tag.entry.d_tag == "DT_NEEDED":
+                needed.append(tag.needed)
+            elif tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH"):
+                runpath.extend(p for p in getattr(tag, tag.entry.d_tag[3:].lower()).split(":") if p)
+    versions = []
+    for section in elf.iter_sections():
+        if section["sh_type"] == "SHT_GNU_verneed":
+            for _, auxiliaries in section.iter_versions():
+                versions.extend(aux.name for aux in auxiliaries)
+    return ElfFacts(
+        elf_class=elf.elfclass, machine=MACHINES.get(elf["e_machine"], str(elf["e_machine"])),
+        big_endian=not elf.little_endian, e_type=elf["e_type"], interpreter=interpreter,
+        has_dynamic=dynamic is not None, needed=tuple(needed), runpath=tuple(runpath),
+        versions=tuple(dict.fromkeys(versions)), has_sections=elf.num_sections() > 0,
+        pie=pie, entry=elf["e_entry"], key=key,
+    )
 
 
 @functools.lru_cache(maxsize=64)
 def _symbols_needing(path: str, key: tuple, versions: frozenset[str]) -> dict[str, tuple[str, ...]]:
     """Undefined dynamic symbols bound to each of `versions` (only asked when a version is too new;
     `key` is the file's (dev, inode, mtime, size), for the cache)."""
-    found: dict[str, list[str]] = {v: [] for v in versions}
     with open(path, "rb") as f:
-        elf = ELFFile(f)
-        by_index, versym, dynsym = {}, None, None
-        for section in elf.iter_sections():
-            kind = section["sh_type"]
-            if kind == "SHT_GNU_verneed":
-                for _, auxiliaries in section.iter_versions():
-                    by_index.update((aux["vna_other"], aux.name) for aux in auxiliaries)
-            elif kind == "SHT_GNU_versym":
-                versym = section
-            elif kind == "SHT_DYNSYM":
-                dynsym = section
-        if versym is not None and dynsym is not None:
-            # .gnu.version is one 16-bit index per .dynsym entry; read it whole rather than per symbol.
-            indices = array.array("H", versym.data())
-            if elf.little_endian != (sys.byteorder == "little"):
-                indices.byteswap()
-            for index, symbol in zip(indices, dynsym.iter_symbols()):
-                name = by_index.get(index & 0x7FFF)
-                if name in found and symbol["st_shndx"] == "SHN_UNDEF":
-                    found[name].append(symbol.name)
+        return symbols_needing(f, versions)
+
+
+def symbols_needing(stream, versions: frozenset[str]) -> dict[str, tuple[str, ...]]:
+    """The undefined dynamic symbols of the ELF file in `stream` bound to each of `versions`."""
+    found: dict[str, list[str]] = {v: [] for v in versions}
+    elf = ELFFile(stream)
+    by_index, versym, dynsym = {}, None, None
+    for section in elf.iter_sections():
+        kind = section["sh_type"]
+        if kind == "SHT_GNU_verneed":
+            for _, auxiliaries in section.iter_versions():
+                by_index.update((aux["vna_other"], aux.name) for aux in auxiliaries)
+        elif kind == "SHT_GNU_versym":
+            versym = section
+        elif kind == "SHT_DYNSYM":
+            dynsym = section
+    if versym is not None and dynsym is not None:
+        # .gnu.version is one 16-bit index per .dynsym entry; read it whole rather than per symbol.
+        indices = array.array("H", versym.data())
+        if elf.little_endian != (sys.byteorder == "little"):
+            indices.byteswap()
+        for index, symbol in zip(indices, dynsym.iter_symbols()):
+            name = by_index.get(index & 0x7FFF)
+            if name in found and symbol["st_shndx"] == "SHN_UNDEF":
+                found[name].append(symbol.name)
     return {v: tuple(names) for v, names in found.items()}
 
 
 _VERSION = re.compile(r"(GLIBCXX|GLIBC|CXXABI)_(\d+(?:\.\d+)*)$")
 
 
-def _highest(versions: tuple[str, ...], family: str) -> tuple[tuple[int, ...], str] | None:
+def highest_version(versions: tuple[str, ...], family: str) -> tuple[tuple[int, ...], str] | None:
     best = None
     for name in versions:
         if name == "GLIBC_ABI_DT_RELR" and family == "GLIBC":  # glibc 2.36's packed relocations
@@ -389,13 +410,13 @@ def _highest(versions: tuple[str, ...], family: str) -> tuple[tuple[int, ...], s
     return best
 
 
-def _dotted(version: tuple[int, ...]) -> str:
+def dotted(version: tuple[int, ...]) -> str:
     return ".".join(map(str, version))
 
 
-def _judge_elf(path: str, arch: str, facts: _ElfFacts, findings: list[Finding], base: dict) -> Diagnosis:
+def _judge_elf(path: str, arch: str, facts: ElfFacts, findings: list[Finding], base: dict) -> Diagnosis:
     static = facts.interpreter is None and not facts.needed
-    glibc, glibcxx, cxxabi = (_highest(facts.versions, fam) for fam in ("GLIBC", "GLIBCXX", "CXXABI"))
+    glibc, glibcxx, cxxabi = (highest_version(facts.versions, fam) for fam in ("GLIBC", "GLIBCXX", "CXXABI"))
     diagnosis = dict(
         kind=Kind.ELF, elf_class=facts.elf_class, machine=facts.machine,
         linkage="static" if static else "dynamic", interpreter=facts.interpreter, needed=facts.needed,
@@ -470,15 +491,15 @@ def _judge_versions(path, facts, glibc, glibcxx, cxxabi, add) -> None:
         add(Severity.WARNING, "glibc", "has no section headers (stripped with sstrip, or packed), so the glibc "
             "versions it needs could not be read", f"check it by running it on {IMAGE}")
         return
-    limits = (("GLIBC", glibc, AL2023_GLIBC, f"glibc {_dotted(AL2023_GLIBC)}"),
-              ("GLIBCXX", glibcxx, AL2023_GLIBCXX, f"libstdc++ GLIBCXX_{_dotted(AL2023_GLIBCXX)} (GCC 11)"),
-              ("CXXABI", cxxabi, AL2023_CXXABI, f"libstdc++ CXXABI_{_dotted(AL2023_CXXABI)} (GCC 11)"))
+    limits = (("GLIBC", glibc, AL2023_GLIBC, f"glibc {dotted(AL2023_GLIBC)}"),
+              ("GLIBCXX", glibcxx, AL2023_GLIBCXX, f"libstdc++ GLIBCXX_{dotted(AL2023_GLIBCXX)} (GCC 11)"),
+              ("CXXABI", cxxabi, AL2023_CXXABI, f"libstdc++ CXXABI_{dotted(AL2023_CXXABI)} (GCC 11)"))
     too_new: dict[str, list[str]] = {}
     for family, highest, limit, _ in limits:
         if highest and highest[0] > limit:
             too_new[family] = sorted(
-                (v for v in facts.versions if (h := _highest((v,), family)) and h[0] > limit),
-                key=lambda v: _highest((v,), family)[0])
+                (v for v in facts.versions if (h := highest_version((v,), family)) and h[0] > limit),
+                key=lambda v: highest_version((v,), family)[0])
     wanted = frozenset(v for vs in too_new.values() for v in vs)
     symbols = _symbols_needing(path, facts.key, wanted) if too_new else {}
     bundled_cxx = _bundled(path, facts.runpath, "libstdc++.so.6")
@@ -524,7 +545,7 @@ def _bundled(path: str, runpath: tuple[str, ...], library: str) -> str | None:
     return None
 
 
-def _judge_libraries(path: str, facts: _ElfFacts, add) -> None:
+def _judge_libraries(path: str, facts: ElfFacts, add) -> None:
     missing = [lib for lib in facts.needed if lib not in BASE_LIBRARIES and not _bundled(path, facts.runpath, lib)]
     if missing:
         add(Severity.WARNING, "libraries", f"needs {', '.join(missing)}, which a base {IMAGE} does not have "

@@ -15,7 +15,7 @@ import threading
 
 from . import cgroups, netns, reaper, seccomp, userns
 from .cgroups import CpuModel
-from .isolation import TASK_ROOT, Isolation, tools
+from .isolation import MOUNT_POINTS, TASK_ROOT, Isolation, tools
 from .strict import StrictSupport, find_helper
 
 log = logging.getLogger("lambdalet")
@@ -69,8 +69,8 @@ def mount_namespace_problem() -> str | None:
 
     Probed once per process: a real `unshare --mount` and tmpfs mount; without
     privilege, in a user namespace (sandbox/userns.py), if this user may have them. As root, the
-    empty mount point /var/task is created on the host if missing (said once); nothing is ever
-    mounted on the host itself."""
+    empty mount points /var/task, /var/lang and /var/runtime are created on the host if missing
+    (said once); nothing is ever mounted on the host itself."""
     global _mount_problem
     with _lock:
         if _mount_problem is not False:
@@ -90,14 +90,17 @@ def _probe_mount_namespace() -> str | None:
         if problem is not None:
             return problem
         start = userns.setup_argv()
-    if not os.path.isdir(TASK_ROOT):
+    for point in MOUNT_POINTS:
+        if os.path.isdir(point):
+            continue
         # Without privilege, not even root of a user namespace may create it: /var is the host's
         # root's. (Mounting over /var instead would hide the host's.)
         try:
-            os.makedirs(TASK_ROOT, mode=0o755)
+            os.makedirs(point, mode=0o755)
         except OSError as exc:
-            return f"cannot create the mount point {TASK_ROOT}: {exc.strerror or exc}; root can, once"
-        log.info("lambdalet: created %s on the host, the empty mount point of function code", TASK_ROOT)
+            return f"cannot create the mount point {point}: {exc.strerror or exc}; root can, once"
+        log.info("lambdalet: created %s on the host, an empty mount point (function code, a runtime's "
+                 "interpreter or its runtime client)", point)
     try:
         probe = subprocess.run([*start, mount, "-t", "tmpfs", "-o", "size=1m", "tmpfs", TASK_ROOT],
                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)

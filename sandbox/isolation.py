@@ -14,11 +14,13 @@ Levels:
 The mount namespace is made by the exec shim (sandbox.process.confine), with util-linux's
 `unshare --mount --propagation private` and one `mount -a` reading the environment's mount table
 from the shim's standard input, so nothing is mounted on the host and the namespace ends with the
-environment's last process. Whatever the runtime command
-needs from the host's `/tmp` (its program, its interpreter, a virtualenv there: pytest's
-functions live there) is bound back, read-only, at the same path in the new `/tmp`: the tmpfs is
-first mounted on `/var/task` (over the code's bind), filled with those binds, then moved to
-`/tmp`, uncovering the code again.
+environment's last process. A managed runtime's interpreter, SDK and runtime client are bound at
+/var/lang and /var/runtime (sandbox/managed.py), before the tmpfs covers /tmp: whatever of them
+lies under the host's /tmp stays reachable there, and /tmp starts empty. Only a runtime command of
+the user's own that lives in the host's /tmp (its program, its #! interpreter, a path in its
+arguments: pytest's scripts live there) is bound back, read-only, at the same path in the new
+/tmp: the tmpfs is first mounted on `/var/task` (over the code's bind), filled with those binds,
+then moved to `/tmp`, uncovering the code again.
 
 Every `mount` there runs with `--no-mtab`: the namespace is the environment's own, so nothing about
 it belongs in the host's /run/mount/utab, and root of a user namespace (an unprivileged host,
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import importlib.util
 import os
 import shlex
 import shutil
@@ -40,6 +41,12 @@ from . import layers as opt
 
 TASK_ROOT = "/var/task"
 TMP = "/tmp"
+# Where a managed runtime's interpreter and runtime client are (sandbox/managed.py), as on Lambda.
+LANG_DIR = "/var/lang"
+RUNTIME_DIR = "/var/runtime"
+# The mount points of standard's namespace besides /tmp and /opt: empty directories on the host,
+# made once by root.
+MOUNT_POINTS = (TASK_ROOT, LANG_DIR, RUNTIME_DIR)
 # Lambda's ephemeral storage (/tmp): 512 MB by default, configurable up to 10,240 MB.
 DEFAULT_EPHEMERAL_MB = 512
 EPHEMERAL_RANGE = (512, 10240)
@@ -66,28 +73,42 @@ class Isolation(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class PrivateFilesystem:
     """`standard`'s mount namespace: a private /tmp of `ephemeral_mb`, `task_root` (a host
-    directory, or None to leave the code where it is: lambdalet-rie) read-only at /var/task, and
-    `layers` (host directories, in Lambda's order) read-only at /opt."""
+    directory, or None to leave the code where it is: lambdalet-rie) read-only at /var/task,
+    `layers` (host directories, in Lambda's order) read-only at /opt, and `shown`: more host
+    directories, each read-only where the runtime sees it (a managed runtime's /var/lang and
+    /var/runtime, in the order they are bound)."""
 
     ephemeral_mb: int = DEFAULT_EPHEMERAL_MB
     task_root: str | None = None
     layers: tuple[str, ...] = ()
+    shown: tuple[tuple[str, str], ...] = ()
 
     def present(self, argv: tuple[str, ...], env: dict[str, str]) -> tuple[tuple[str, ...], dict[str, str]]:
         """The command line and environment as the runtime sees them: the code directory's host
-        path replaced by /var/task (LAMBDA_TASK_ROOT, LD_LIBRARY_PATH, a program in the code), and
-        a layer's by /opt (a runtime command found in a layer)."""
-        if self.task_root is None and not self.layers:
+        path replaced by /var/task (LAMBDA_TASK_ROOT, LD_LIBRARY_PATH, a program in the code), a
+        layer's by /opt (a runtime command found in a layer), and each `shown` directory's by where
+        it is shown (the interpreter at /var/lang/bin, LAMBDA_RUNTIME_DIR)."""
+        if self.task_root is None and not self.layers and not self.shown:
             return argv, env
-        root = (self.task_root.rstrip("/") or "/") if self.task_root is not None else None
+        moved = ([(self.task_root, TASK_ROOT)] if self.task_root is not None else []) + list(self.shown)
+        moved.sort(key=lambda pair: len(pair[0]), reverse=True)  # the most specific first
 
         def seen(value: str) -> str:
-            return opt.opt_path(self.layers, _in_task_root(value, root) if root is not None else value)
+            for host, target in moved:
+                shown = _moved(value, host, target)
+                if shown is not None:
+                    return shown
+            return opt.opt_path(self.layers, value)
 
         return tuple(seen(arg) for arg in argv), {
             key: ":".join(seen(part) for part in value.split(":")) if key in _PATH_LISTS else seen(value)
             for key, value in env.items()
         }
+
+    @property
+    def elsewhere(self) -> tuple[str, ...]:
+        """The host directories shown at fixed paths besides the code: the layers, `shown`'s."""
+        return (*self.layers, *(host for host, _ in self.shown))
 
     def plan(self, argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
              also: tuple[str, ...] = ()) -> MountPlan:
@@ -102,7 +123,8 @@ class PrivateFilesystem:
         layers = opt.opt_mount(self.layers)
         if layers is not None:
             table.append(layers)
-        kept = kept_from_tmp(argv, env, cwd, self.task_root, also, self.layers)
+        table += [(host, target, "none", "bind,ro,X-mount.mkdir") for host, target in self.shown]
+        kept = kept_from_tmp(argv, env, cwd, self.task_root, also, self.elsewhere)
         if not kept:
             table.append((tmpfs[0], TMP, tmpfs[1], tmpfs[2]))
         else:
@@ -147,36 +169,38 @@ def _fstab_field(value: str) -> str:
 _PATH_LISTS = frozenset({"LD_LIBRARY_PATH", "PATH", "PYTHONPATH", "NODE_PATH"})
 
 
-def _in_task_root(value: str, root: str) -> str:
-    if value == root:
-        return TASK_ROOT
-    if value.startswith(root + "/"):
-        return TASK_ROOT + value[len(root):]
-    return value
+def _moved(value: str, host: str, target: str) -> str | None:
+    """`value` (a path) with the directory `host` shown at `target`; None if it is not inside."""
+    host = host.rstrip("/") or "/"
+    if value == host:
+        return target
+    if value.startswith(host + "/"):
+        return target + value[len(host):]
+    return None
 
 
 def _under_tmp(path: str) -> bool:
     return path.startswith(TMP + "/")
 
 
-def kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
-                  task_root: str | None, also: tuple[str, ...] = (),
-                  layers: tuple[str, ...] = ()) -> list[tuple[str, bool]]:
-    """What the runtime needs from the host's /tmp: (path, is a directory), outermost only.
+def kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None, task_root: str | None,
+                  also: tuple[str, ...] = (), elsewhere: tuple[str, ...] = ()) -> list[tuple[str, bool]]:
+    """What a runtime command of the user's own needs from the host's /tmp: (path, is a directory),
+    outermost only.
 
-    The directory of its program, of the program's #! interpreter, of any absolute path in its
-    arguments and, when the code is not shown at /var/task (lambdalet-rie), its working directory;
-    a `bin` directory's parent instead (a virtualenv's or a toolchain's root). What lies in the
-    code directory is at /var/task already, what lies in a layer at /opt."""
+    The directory of its program, of the program's #! interpreter, of `also` (programs run before
+    it), of any absolute path in its arguments and, when the code is not shown at /var/task
+    (lambdalet-rie), its working directory; a `bin` directory's parent instead (a virtualenv's or a
+    toolchain's root). What lies in the code (`task_root`, at /var/task) or `elsewhere` (a layer at
+    /opt, a managed runtime's /var/lang and /var/runtime) is reachable there already."""
     needed: list[str] = []
-    inside = (task_root.rstrip("/") + "/") if task_root is not None else None
+    inside = [directory.rstrip("/") + "/" for directory in (task_root, *elsewhere) if directory is not None]
 
     def need(path: str | None) -> None:
         if not path or not os.path.isabs(path):
             return
         for candidate in {path, os.path.realpath(path)}:
-            if (_under_tmp(candidate) and not (inside and (candidate + "/").startswith(inside))
-                    and not opt.inside(layers, candidate)):
+            if _under_tmp(candidate) and not any((candidate + "/").startswith(root) for root in inside):
                 needed.append(candidate)
 
     program = argv[0] if argv else None
@@ -191,20 +215,6 @@ def kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
     for arg in argv[1:]:
         if os.path.isabs(arg) and os.path.exists(arg):
             need(arg)
-    # Where the runtime's own code lives (lambdalet's bootstrap package: LAMBDA_RUNTIME_DIR, or
-    # LAMBDALET_HOME for a copied one) and what PYTHONPATH adds: a checkout or virtualenv under /tmp.
-    for name in ("LAMBDA_RUNTIME_DIR", "LAMBDALET_HOME"):
-        if env.get(name) and os.path.isdir(env[name]):
-            need(env[name])
-    # lambdalet's bootstrap package as the install finds it, whatever the runtime command: a custom
-    # runtime (bootstrap/bootstrap as a layer's /opt/bootstrap) may run it, through the interpreter's
-    # own path, and with LAMBDA_RUNTIME_DIR naming that runtime's directory, not the package.
-    own = runtime_package()
-    if own is not None and _under_tmp(own):
-        need(own)
-    for entry in env.get("PYTHONPATH", "").split(os.pathsep):
-        if os.path.isdir(entry):
-            need(entry)
     if task_root is None and cwd is not None and _under_tmp(os.path.realpath(cwd)):
         needed.append(os.path.realpath(cwd) + "/.")  # the directory itself
     kept: list[tuple[str, bool]] = []
@@ -227,19 +237,6 @@ def kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
         if not any(path == p or (d and path.startswith(p + "/")) for p, d in outermost):
             outermost.append((path, is_dir))
     return outermost
-
-
-@functools.cache
-def runtime_package() -> str | None:
-    """The directory of lambdalet's `bootstrap` package as this interpreter imports it (an editable
-    install's checkout, site-packages), found without importing it; None if it cannot be found."""
-    try:
-        spec = importlib.util.find_spec("bootstrap")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return os.path.realpath(list(spec.submodule_search_locations)[0])
 
 
 def script_interpreter(program: str | None) -> str | None:

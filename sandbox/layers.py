@@ -74,12 +74,13 @@ def inside(layers: tuple[str, ...], path: str) -> bool:
     return opt_path(layers, path) != path
 
 
-def search_paths(layers: tuple[str, ...]) -> dict[str, list[str]]:
+def search_paths(layers: tuple[str, ...], python: str | None = None) -> dict[str, list[str]]:
     """Without /opt (isolation none): the layers' directories that stand in for /opt/bin (PATH),
-    /opt/lib (LD_LIBRARY_PATH) and /opt/python (PYTHONPATH, site-packages of this interpreter's
-    version first, as the managed runtimes order them), each list later layers first so that a
-    later layer's file is found first, as at /opt. Only directories that exist."""
-    version = "python{}.{}".format(*sys.version_info[:2])
+    /opt/lib (LD_LIBRARY_PATH) and /opt/python (PYTHONPATH, site-packages of Python `python`
+    ("3.12"; default this interpreter's version) first, as the managed runtimes order them), each
+    list later layers first so that a later layer's file is found first, as at /opt. Only
+    directories that exist."""
+    version = "python" + (python or "{}.{}".format(*sys.version_info[:2]))
     top_first = list(reversed(layers))
 
     def existing(*relative: str) -> list[str]:

@@ -3,7 +3,8 @@ its new environment's isolation, as data the copy carries out with plain syscall
 code runs again: the cgroup `tasks` files to join, and the mounts that give it a private `/tmp`.
 
 A copy is born in its template's mount namespace, whose /tmp is the template's own (with whatever
-the runtime needs from the host's /tmp bound back into it: sandbox/isolation.py). In a namespace of
+a runtime command of the user's own needs from the host's /tmp bound back into it:
+sandbox/isolation.py; lambdalet's own runtime needs nothing there). In a namespace of
 its own the copy builds a fresh tmpfs the way the exec shim does: mounted first on /var/task (over
 the code), the kept paths bound into it read-only from the template's /tmp, then moved over /tmp,
 which uncovers the code at /var/task again. The steps are bootstrap/mountplan.py's, which the
@@ -26,7 +27,7 @@ def private_tmp(filesystem: PrivateFilesystem, argv: tuple[str, ...], env: dict[
                 cwd: str | None) -> list[Step]:
     """The steps that give a copy its own empty /tmp of `filesystem.ephemeral_mb`. `argv`, `env`
     and `cwd` as the host sees the runtime (what the template's shim was planned from)."""
-    kept = kept_from_tmp(argv, env, cwd, filesystem.task_root, layers=filesystem.layers)
+    kept = kept_from_tmp(argv, env, cwd, filesystem.task_root, elsewhere=filesystem.elsewhere)
     if not kept:
         return [Tmpfs(TMP, filesystem.ephemeral_mb)]
     steps: list[Step] = [Tmpfs(TASK_ROOT, filesystem.ephemeral_mb)]

@@ -10,9 +10,9 @@ execs the runtime: same process, same pid. Two implementations, the first that w
   exec'd from a sealed memfd: one exec more per spawn;
 * `PythonHelper`: the same steps in Python through ctypes, anywhere else: an interpreter start-up
   per spawn (both costs are in benchmarks/results/strict.md). Its code travels inline
-  (`-I -S -c`), so it needs nothing from lambdalet's package (which may live under the host's
-  /tmp, hidden by the private /tmp), only the interpreter, which the mount plan keeps reachable
-  (`also`). It execs the runtime with the environment it was started with, read back from
+  (`-I -S -c`), so it needs nothing from lambdalet's package or virtualenv (which may live under
+  the host's /tmp, hidden by the private /tmp), only the base interpreter, which the mount plan
+  keeps reachable (`also`). It execs the runtime with the environment it was started with, read back from
   /proc/self/environ, because CPython's start-up may have added LC_CTYPE to its own (PEP 538
   locale coercion).
 """
@@ -78,7 +78,7 @@ class PythonHelper:
     """The portable helper: `python` running PYTHON_HELPER, loading `seccomp` (b"": none)."""
 
     seccomp: bytes = b""
-    python: str = sys.executable
+    python: str = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)  # never a venv's
 
     def argv(self, netns_fd: int | None, program: str, runtime_argv: list[str]) -> list[str]:
         return [self.python, "-I", "-S", "-c", PYTHON_HELPER, str(-1 if netns_fd is None else netns_fd),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import socket
 import sys
 import textwrap
@@ -16,6 +17,9 @@ from runtime_api.logs import LogSink
 
 REPO = Path(__file__).resolve().parent.parent  # the checkout under test
 PYTHON = sys.executable
+# The interpreter behind PYTHON (a virtualenv's base): a Python a runtime command can name from
+# wherever the virtualenv lives (the private /tmp hides one under the host's /tmp).
+BASE_PYTHON = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)
 AWSLAMBDARIC = [PYTHON, "-m", "awslambdaric"]
 
 
@@ -24,6 +28,18 @@ def write_function(directory: Path, source: str, module: str = "app") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{module}.py").write_text(textwrap.dedent(source))
     return directory
+
+
+def lambdalet_runtime(directory: Path) -> Path:
+    """A custom runtime made of lambdalet's runtime client as bootstrap/README.md describes it for
+    provided.al2023: `directory`/bootstrap (the shell script) and a copy of the package in
+    `directory`/lambdalet, needing nothing else of this checkout. Its function gets
+    LAMBDALET_PYTHON=BASE_PYTHON and LAMBDALET_HOME naming where `directory`/lambdalet is seen."""
+    package = REPO / "bootstrap"
+    shutil.copytree(package, directory / "lambdalet" / "bootstrap", ignore=shutil.ignore_patterns("__pycache__"))
+    script = directory / "bootstrap"
+    shutil.copy2(package / "bootstrap", script)
+    return script
 
 
 class CapturedLog(LogSink):

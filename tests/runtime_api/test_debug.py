@@ -13,7 +13,7 @@ import trio
 from helpers import CapturedLog, Gate, free_port, write_function
 from runtime_api import Server, ServerConfig
 from runtime_api.config import ConfigError, FunctionConfig
-from runtime_api.debug import debug_command, debugpy_location
+from runtime_api.debug import DEBUG_ENV, debug_environment, debugpy_location
 from runtime_api.protocol import DeadlinePassed, DeadlineSuspended, EnvironmentProtocol, InvocationArrived
 from sandbox.isolation import Isolation
 
@@ -117,9 +117,10 @@ def test_a_deadline_passing_while_debugging_is_a_protocol_rule():
 
 def test_only_lambdalets_python_runtime_is_debugged_and_not_at_strict(tmp_path):
     with pytest.raises(ConfigError, match="Python functions"):
-        debug_command(FunctionConfig(name="node", runtime=["node", "index.mjs"], debug_port=5678))
+        debug_environment(FunctionConfig(name="node", runtime=["node", "index.mjs"], debug_port=5678))
     with pytest.raises(ConfigError, match="isolation strict"):
-        debug_command(FunctionConfig(name="fn", isolation=Isolation.STRICT, debug_port=5678))
-    argv = debug_command(FunctionConfig(name="fn", debug_port=5678))
-    assert argv[1] == "-c" and "debugpy.listen(('127.0.0.1', 5678))" in argv[2]
-    assert f"sys.path.remove({debugpy_location()!r})" in argv[2]  # the handler's import path is its own
+        debug_environment(FunctionConfig(name="fn", isolation=Isolation.STRICT, debug_port=5678))
+    with pytest.raises(ConfigError, match="Python functions"):
+        debug_environment(FunctionConfig(name="fn", runtime_id="nodejs20.x", debug_port=5678))
+    assert debug_environment(FunctionConfig(name="fn", debug_port=5678)) == {
+        DEBUG_ENV: f"127.0.0.1:5678:{debugpy_location()}"}

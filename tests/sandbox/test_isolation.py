@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 import uuid
@@ -17,9 +16,9 @@ import uuid
 import pytest
 import trio
 
-from helpers import REPO, Gate, mountinfo, running_server, without_user_namespaces, write_function
+from helpers import (BASE_PYTHON, REPO, Gate, lambdalet_runtime, mountinfo, running_server, without_user_namespaces,
+                     write_function)
 from runtime_api import FunctionConfig
-from runtime_api.config import BOOTSTRAP_COMMAND
 from sandbox import host
 
 PROBLEM = host.mount_namespace_problem() if os.geteuid() == 0 else "not root"
@@ -30,10 +29,7 @@ HANDLERS = Gate.handler_snippet + '''
 import errno, json, os
 
 def _tmp():
-    # Leaving out the way to lambdalet's own checkout when it lives under the host's /tmp (bound
-    # back read-only so the runtime can start): what the test looks at is what handlers wrote.
-    skip = set(os.environ.get("LISTING_SKIPS", "").split(","))
-    return sorted(name for name in os.listdir("/tmp") if name not in skip)
+    return sorted(os.listdir("/tmp"))
 
 def hold(event, context):
     name = f"/tmp/{context.aws_request_id}"
@@ -81,15 +77,8 @@ def host_file():
     os.remove(path)
 
 
-# The first component of lambdalet's checkout under /tmp, if it is there (CI may clone it there).
-LISTING_SKIPS = REPO.parts[2] if REPO.parts[:2] == ("/", "tmp") else ""
-
-
-def function(code, name, handler, gate=None, **settings) -> FunctionConfig:
-    env = {"GATE_PORT": str(gate.port)} if gate is not None else {}
-    env["LISTING_SKIPS"] = LISTING_SKIPS
-    if LISTING_SKIPS:  # a runtime of the test's own making imports lambdalet from this checkout
-        env["LAMBDALET_HOME"] = str(REPO)
+def function(code, name, handler, gate=None, env=(), **settings) -> FunctionConfig:
+    env = {**({"GATE_PORT": str(gate.port)} if gate is not None else {}), **dict(env)}
     return FunctionConfig(name=name, code=str(code), handler=f"app.{handler}", env=env, **settings)
 
 
@@ -171,11 +160,9 @@ async def test_the_host_keeps_its_tmp_and_its_mounts(code, gate, host_file):
 
 async def test_a_runtime_that_lives_in_the_hosts_tmp_still_starts(tmp_path):
     code = write_function(tmp_path / "my code", HANDLERS)
-    runtime = tmp_path / "my runtime" / "bootstrap"
-    runtime.parent.mkdir()
-    runtime.write_text("#!/bin/sh\nexec " + shlex.join(BOOTSTRAP_COMMAND) + "\n")
-    runtime.chmod(0o755)
-    config = function(code, "own", "look", isolation="standard", runtime=[str(runtime)])
+    runtime = lambdalet_runtime(tmp_path / "my runtime")
+    config = function(code, "own", "look", isolation="standard", runtime=[str(runtime)],
+                      env={"LAMBDALET_PYTHON": BASE_PYTHON, "LAMBDALET_HOME": str(runtime.parent / "lambdalet")})
     async with running_server(config) as server:
         seen = await call(server, "own")
 

@@ -11,18 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from helpers import running_server, write_function
+from helpers import BASE_PYTHON, lambdalet_runtime, running_server, write_function
 from runtime_api import FunctionConfig
 from runtime_api.cli import build_parser, serve_config
 from runtime_api.config import ConfigError, load_config
-from sandbox import host, isolation
+from sandbox import host
 from sandbox.isolation import Isolation
 
 PROBLEM = host.mount_namespace_problem() if os.geteuid() == 0 else "not root"
@@ -98,10 +95,11 @@ async def test_two_layers_are_overlaid_at_opt_read_only_the_later_winning(tmp_pa
     assert seen["first_only"] == "only in the first layer"  # a union: the earlier layer's other files stay
     assert seen["opt_fstype"] == ["overlay"]
     assert seen["write"] == ["EROFS", "EROFS"]
-    # As on provided.al2023: /opt/bin ends PATH, /opt/lib ends LD_LIBRARY_PATH, no PYTHONPATH set.
+    # As Lambda's Python runtimes: /opt/bin ends PATH, /opt/lib ends LD_LIBRARY_PATH, and PYTHONPATH
+    # is the runtime directory (for child processes; /opt/python is on sys.path, not there).
     assert seen["PATH"].endswith(":/opt/bin")
     assert seen["LD_LIBRARY_PATH"].endswith(":/var/task/lib:/opt/lib")
-    assert seen["PYTHONPATH"] is None
+    assert seen["PYTHONPATH"] == "/var/runtime"
     assert mounts() == before  # nothing was mounted on the host, nothing is left
     assert not os.path.exists("/opt/layered.py") and not os.path.exists("/opt/shared.txt")
 
@@ -122,41 +120,27 @@ async def test_one_layer_is_bound_read_only_at_opt(tmp_path):
 
 @needs_mounts
 async def test_a_custom_runtime_at_opt_bootstrap_in_a_layer(tmp_path):
-    """A layer that brings the runtime (Lambda's /opt/bootstrap), here one that execs lambdalet's."""
+    """A layer that brings the runtime (Lambda's /opt/bootstrap) and all it needs but its
+    interpreter: lambdalet's runtime client as bootstrap/README.md packs it, at /opt/lambdalet."""
     code = write_function(tmp_path / "code", HANDLER)
     runtime = make_layer(tmp_path / "runtime", "runtime")
-    bootstrap = runtime / "bootstrap"
-    bootstrap.write_text(textwrap.dedent(f'''\
-        #!/bin/sh
-        exec {sys.executable} -c "import sys; from bootstrap.__main__ import main; sys.exit(main())"
-        '''))
-    bootstrap.chmod(0o755)
-    function = FunctionConfig(name="layered", code=str(code), isolation=Isolation.STANDARD,
-                              layers=[str(runtime)], runtime=["/opt/bootstrap"])
+    lambdalet_runtime(runtime)
+    function = FunctionConfig(name="layered", code=str(code), isolation=Isolation.STANDARD, layers=[str(runtime)],
+                              runtime=["/opt/bootstrap"],
+                              env={"LAMBDALET_PYTHON": BASE_PYTHON, "LAMBDALET_HOME": "/opt/lambdalet"})
     async with running_server(function) as server:
         seen = await invoke_json(server, {})
     assert seen["module"] == "runtime"
 
 
 @needs_mounts
-async def test_a_custom_runtime_finds_lambdalets_runtime_client_installed_under_tmp(tmp_path, monkeypatch):
-    """lambdalet installed under the host's /tmp (a CI clone's editable install) stays reachable by
-    a runtime that is not lambdalet's command line (bootstrap/bootstrap as /opt/bootstrap), behind
-    the environment's private /tmp: here a copy of the package stands for that install."""
-    site = tmp_path / "site"
-    shutil.copytree(Path(isolation.runtime_package()), site / "bootstrap", ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(isolation, "runtime_package", lambda: str(site / "bootstrap"))
+async def test_provided_runs_the_layers_bootstrap_when_the_code_has_none(tmp_path):
     code = write_function(tmp_path / "code", HANDLER)
     runtime = make_layer(tmp_path / "runtime", "runtime")
-    bootstrap = runtime / "bootstrap"
-    # -S: no site-packages, so nothing but the copy can provide the package.
-    bootstrap.write_text(textwrap.dedent(f'''\
-        #!/bin/sh
-        exec {sys.executable} -S -c "import sys; sys.path.append('{site}'); from bootstrap.__main__ import main; sys.exit(main())"
-        '''))
-    bootstrap.chmod(0o755)
-    function = FunctionConfig(name="layered", code=str(code), isolation=Isolation.STANDARD,
-                              layers=[str(runtime)], runtime=["/opt/bootstrap"])
+    lambdalet_runtime(runtime)
+    function = FunctionConfig(name="layered", code=str(code), isolation=Isolation.STANDARD, layers=[str(runtime)],
+                              runtime_id="provided.al2023",
+                              env={"LAMBDALET_PYTHON": BASE_PYTHON, "LAMBDALET_HOME": "/opt/lambdalet"})
     async with running_server(function) as server:
         seen = await invoke_json(server, {})
     assert seen["module"] == "runtime"

@@ -48,8 +48,13 @@ def handler(event, context):
 '''
 
 
-def function(code: Path, isolation: Isolation, user: str, home: Path) -> FunctionConfig:
-    # lambdalet's bootstrap from `home`, on an interpreter outside root's home.
+def function(code: Path, isolation: Isolation, user: str, home: Path | None = None) -> FunctionConfig:
+    """With `home`, lambdalet's bootstrap from `home` on an interpreter outside root's home (at
+    isolation none the user reaches what is at its host path); without, the managed Python runtime,
+    whose interpreter, runtime client and SDK it reaches at /var/lang and /var/runtime wherever they
+    are on the host."""
+    if home is None:
+        return FunctionConfig(name="f", code=str(code), isolation=isolation, user=user)
     return FunctionConfig(name="f", code=str(code), isolation=isolation, user=user,
                           runtime=[SYSTEM_PYTHON, "-c", "import sys; from bootstrap.__main__ import main; "
                                                         "sys.exit(main())"],
@@ -79,14 +84,14 @@ def runtime_home(open_dir):
 
 @needs_root
 @pytest.mark.parametrize("isolation", [Isolation.STANDARD, Isolation.STRICT])
-async def test_the_runtime_runs_as_the_configured_user(tmp_path, isolation, runtime_home):
+async def test_the_runtime_runs_as_the_configured_user(tmp_path, isolation):
     code = write_function(tmp_path / "code", HANDLER)
     code.chmod(0o755)  # Lambda's rule: the runtime's user reads the code
     (code / "app.py").chmod(0o644)
     secret = tmp_path / "secret"
     secret.write_text("root only")
     secret.chmod(0o600)
-    async with running_server(function(code, isolation, "sbx_user1051", runtime_home)) as server:
+    async with running_server(function(code, isolation, "sbx_user1051")) as server:
         result = await server.invoke("f", json.dumps({"secret": str(secret)}).encode())
     assert result.function_error is None, result.payload
     seen = json.loads(result.payload)

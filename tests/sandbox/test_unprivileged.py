@@ -15,10 +15,10 @@ own for the functions, and the interpreter. An interpreter under a directory clo
 (pyenv in root's 0700 home), or a checkout there (a `mktemp -d` clone), is shown to the
 unprivileged server through a private mount namespace that root makes around it (a 0755 tmpfs over
 the closed directory with the interpreter's prefix and the checkout bound back): nothing changes on
-the host, and the server itself holds no privilege. The runtimes import this checkout's bootstrap
-too (PYTHONPATH in the functions' environment), not whichever lambdalet the interpreter has
-installed; what the runtime needs from the host's /tmp (this checkout, in a clone there) is bound
-back in its private /tmp, so that /tmp shows it too."""
+the host, and the server itself holds no privilege. The functions run on the managed Python runtime
+of the server's own version, whose interpreter and runtime client (this checkout's, copied into the
+server's cache) are shown at /var/lang and /var/runtime: their private /tmp is empty wherever the
+checkout, its virtualenv or the interpreter lie."""
 
 from __future__ import annotations
 
@@ -43,15 +43,12 @@ import pytest
 
 from benchmarks.common import shown_to_others
 from helpers import REPO, mountinfo, processes_in, without_user_namespaces
+from sandbox.isolation import MOUNT_POINTS
 
 NOBODY = 65534
 SETPRIV = shutil.which("setpriv")
 DROP = [SETPRIV or "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 BOUND = 120.0  # seconds: only so that a broken server fails the test instead of hanging the suite
-# What an environment's private /tmp shows besides its own files: the top of whatever of this
-# checkout and the interpreter lies in the host's /tmp (bound back, read-only, for the runtime).
-SHOWN_FROM_TMP = sorted({Path(path).parts[2] for path in map(os.path.realpath, (REPO, sys.prefix, sys.base_prefix))
-                         if Path(path).parts[1:2] == ("tmp",) and len(Path(path).parts) > 2})
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to start the server as an unprivileged user"),
@@ -76,10 +73,6 @@ def whoami(event, context):
             "ns": {kind: _ns(kind) for kind in ("mnt", "net", "user")},
             "status": {k: v.strip() for k, _, v in (line.partition(":") for line in open("/proc/self/status"))
                        if k in ("NoNewPrivs", "Seccomp", "CapEff")}}
-
-def tmp_library(event, context):
-    import tmplib
-    return {"where": tmplib.__file__, "tmp": sorted(os.listdir("/tmp"))}
 
 def tmp(event, context):
     before = sorted(os.listdir("/tmp"))
@@ -142,7 +135,9 @@ def tree_and_hang(event, context):
 '''
 
 def interpreter_reachable(env: dict[str, str]) -> bool:
-    probe = subprocess.run([*DROP, sys.executable, "-c", "import trio, msgspec, h11, runtime_api, bootstrap"],
+    """Whether the user runs lambdalet, and its base interpreter (the runtimes' Python) as a child."""
+    probe = subprocess.run([*DROP, sys.executable, "-c", "import os, sys, trio, msgspec, h11, runtime_api, bootstrap; "
+                            "sys.exit(not os.access(os.path.realpath(sys._base_executable), os.X_OK))"],
                            env=env, cwd="/", capture_output=True, timeout=60)
     return probe.returncode == 0
 
@@ -268,10 +263,10 @@ def serving(functions: str, wrap: list[str] | None = None):
 
 
 def function(name: str, handler: str, env: dict[str, str] | None = None, **settings) -> str:
-    """A function's TOML; its runtime imports this checkout's bootstrap (the runtime's command
-    imports it as its interpreter finds it: first on PYTHONPATH)."""
-    env = {"PYTHONPATH": str(REPO), **(env or {})}
-    lines = [f'name = "{name}"', 'code = "fn"', f'handler = "app.{handler}"', f"env = {_toml_table(env)}"]
+    """A function's TOML. Without the bundled SDK: `nobody`'s cache (in the server's own directory)
+    starts empty, and the handlers import nothing of it."""
+    settings.setdefault("sdk", '"none"')
+    lines = [f'name = "{name}"', 'code = "fn"', f'handler = "app.{handler}"', f"env = {_toml_table(env or {})}"]
     lines += [f"{key} = {value}" for key, value in settings.items()]
     return "[[function]]\n" + "\n".join(lines) + "\n\n"
 
@@ -282,16 +277,17 @@ def _toml_table(values: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def mount_point():
-    """/var/task, which only root can create (the server, unprivileged, cannot): made here if this
-    host lacks it, as an administrator would once, and removed afterwards."""
-    made = not os.path.isdir("/var/task")
-    if made:
-        os.mkdir("/var/task", 0o755)
+    """/var/task, /var/lang and /var/runtime, which only root can create (the server, unprivileged,
+    cannot): made here if this host lacks them, as an administrator would once, and removed
+    afterwards."""
+    made = [point for point in MOUNT_POINTS if not os.path.isdir(point)]
+    for point in made:
+        os.mkdir(point, 0o755)
     try:
         yield "/var/task"
     finally:
-        if made:
-            os.rmdir("/var/task")
+        for point in made:
+            os.rmdir(point)
 
 
 @pytest.fixture(scope="module")
@@ -300,20 +296,7 @@ def host_mounts():
 
 
 @pytest.fixture(scope="module")
-def tmp_library():
-    """A directory in the host's /tmp on a function's PYTHONPATH (a virtualenv or checkout there)."""
-    library = Path(tempfile.mkdtemp(prefix="lambdalet-library-"))
-    try:
-        library.chmod(0o755)
-        (library / "tmplib.py").write_text("")
-        (library / "tmplib.py").chmod(0o644)
-        yield library
-    finally:
-        shutil.rmtree(library)
-
-
-@pytest.fixture(scope="module")
-def server(report_listener, mount_point, host_mounts, tmp_library):
+def server(report_listener, mount_point, host_mounts):
     report_port = report_listener.getsockname()[1]
     functions = (
         function("plain", "whoami")
@@ -321,8 +304,6 @@ def server(report_listener, mount_point, host_mounts, tmp_library):
         + function("tmp_a", "tmp", isolation='"standard"')
         + function("tmp_b", "tmp", isolation='"standard"')
         + function("code", "code", isolation='"standard"')
-        + function("tmp_library", "tmp_library", isolation='"standard"',
-                   env={"PYTHONPATH": f"{REPO}:{tmp_library}"})
         + function("strict", "whoami", isolation='"strict"')
         + function("strict_other", "whoami", isolation='"strict"')
         + function("strict_reach", "reach", isolation='"strict"')
@@ -370,21 +351,10 @@ def test_two_environments_cannot_see_each_others_tmp(server):
     second = server.invoke("tmp_b", {"mark": "from-b"})
     again = server.invoke("tmp_a", {"mark": "again-a"})  # the same warm environment
 
-    assert first == (None, {"before": SHOWN_FROM_TMP, "after": sorted([*SHOWN_FROM_TMP, "from-a"])})
-    assert second == (None, {"before": SHOWN_FROM_TMP, "after": sorted([*SHOWN_FROM_TMP, "from-b"])})
-    assert again == (None, {"before": sorted([*SHOWN_FROM_TMP, "from-a"]),
-                            "after": sorted([*SHOWN_FROM_TMP, "again-a", "from-a"])})
+    assert first == (None, {"before": [], "after": ["from-a"]})
+    assert second == (None, {"before": [], "after": ["from-b"]})
+    assert again == (None, {"before": ["from-a"], "after": ["again-a", "from-a"]})
     assert not os.path.exists("/tmp/from-a") and not os.path.exists("/tmp/from-b")
-
-
-def test_what_the_runtime_needs_from_the_hosts_tmp_is_shown_in_its_private_tmp(server, tmp_library):
-    """Bound back at its own path (made on the private /tmp before it is moved over /tmp), by root
-    of the environment's user namespace, which could not have written the host's mount table."""
-    error, answer = server.invoke("tmp_library")
-
-    assert error is None
-    assert answer == {"where": str(tmp_library / "tmplib.py"),
-                      "tmp": sorted({*SHOWN_FROM_TMP, tmp_library.name})}
 
 
 def test_the_code_is_read_only_and_the_mounts_cannot_be_undone(server):
@@ -398,8 +368,7 @@ def test_the_code_is_read_only_and_the_mounts_cannot_be_undone(server):
 def test_a_snapstart_copy_gets_a_private_tmp_it_cannot_undo(server):
     """A copy is forked from its template, with no exec to drop privilege at: it makes its mount
     namespace in a user namespace of its own and gives up the capabilities it had there."""
-    assert server.invoke("snap_tmp", {"mark": "copy"}) == (None, {"before": SHOWN_FROM_TMP,
-                                                                  "after": sorted([*SHOWN_FROM_TMP, "copy"])})
+    assert server.invoke("snap_tmp", {"mark": "copy"}) == (None, {"before": [], "after": ["copy"]})
     assert server.invoke("snap_code") == (None, {"cwd": "/var/task", "reads": True, "write": "EROFS",
                                                  "umount /tmp": "EPERM", "remount /var/task rw": "EPERM"})
     assert not os.path.exists("/tmp/copy")
