@@ -475,6 +475,10 @@ class Environment:
         invocation.log.append(line.encode())
 
     def _settle(self, invocation: Invocation, outcome: Outcome) -> None:
+        # What the invocation left running is noted before its caller hears back, so a daemon that
+        # ends soon after is still known, and reaped, when the next invocation starts.
+        if self.cgroup is not None:
+            self.cgroup.track()
         # Output the runtime wrote before it answered is already in the pipe: attribute it first.
         self._drain_output()
         invocation.settle(outcome)

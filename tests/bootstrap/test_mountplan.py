@@ -14,7 +14,7 @@ import pytest
 from bootstrap import mountplan
 from bootstrap.mountplan import BindReadOnly, MakeDirectory, MakeFile, Move, Tmpfs
 from runtime_api.snapstart import TemplateSettings
-from sandbox import host, isolation, restore
+from sandbox import host, restore
 from sandbox.isolation import TASK_ROOT, TMP, PrivateFilesystem
 
 EVERY_KIND = [Tmpfs(TASK_ROOT, 512), MakeDirectory("/var/task/venv"), MakeFile("/var/task/run.sh"),
@@ -59,21 +59,14 @@ def test_steps_are_values():
         Move("/a")
 
 
-@pytest.fixture
-def package_outside_tmp(monkeypatch):
-    """lambdalet's own bootstrap package as if installed outside /tmp (a checkout under /tmp, as a
-    CI clone in mktemp -d is, has it bound back too)."""
-    monkeypatch.setattr(isolation, "runtime_package", lambda: "/srv/lambdalet/bootstrap")
-
-
-def test_a_runtime_outside_tmp_gets_an_empty_tmpfs_on_tmp(package_outside_tmp):
+def test_a_runtime_outside_tmp_gets_an_empty_tmpfs_on_tmp():
     plan = restore.private_tmp(PrivateFilesystem(ephemeral_mb=600, task_root="/srv/code"),
                                ("/usr/bin/python3", "-m", "bootstrap"), {}, None)
 
     assert plan == [Tmpfs(TMP, 600)]
 
 
-def test_what_the_runtime_needs_from_tmp_is_bound_back_read_only(tmp_path, package_outside_tmp):
+def test_what_the_runtime_needs_from_tmp_is_bound_back_read_only(tmp_path):
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").write_text("")
