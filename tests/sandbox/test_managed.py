@@ -338,6 +338,41 @@ async def test_a_nodejs_function_runs_on_the_node_of_its_major(tmp_path):
     assert seen["path"].endswith("/usr/local/bin:/usr/bin/:/bin:/opt/bin")
 
 
+async def test_a_nodejs_function_from_a_sam_template(tmp_path):
+    """Runtime: nodejs<major>.x in a template (SAM's transform), served and invoked by boto3's name."""
+    pytest.importorskip("samtranslator", reason="the SAM transform (aws-sam-translator) is not installed")
+    node = shutil.which("node")
+    if node is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed for the Node.js runtime interface client")
+    major = int(subprocess.run([node, "--version"], capture_output=True, text=True).stdout[1:].split(".")[0])
+    runtime = f"nodejs{major}.x"
+    if runtime not in RUNTIMES:
+        pytest.skip(f"this machine's node v{major} is no Lambda runtime's")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "index.mjs").write_text(NODE_HANDLER)
+    (tmp_path / "template.yaml").write_text(f"""\
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  NodeFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: node-fn
+      Runtime: {runtime}
+      Handler: index.handler
+      CodeUri: src
+""")
+    from runtime_api.template import load_template
+
+    stack = load_template(tmp_path / "template.yaml")
+    assert [str(problem) for problem in stack.problems] == []
+    async with running_server(*stack.functions) as server:
+        error, seen = await invoke(server, "node-fn", {"from": "a template"})
+
+    assert error is None, seen
+    assert seen["node"].startswith(f"v{major}.") and seen["env"] == f"AWS_Lambda_{runtime}"
+    assert seen["echo"] == {"from": "a template"}
+
+
 def test_a_nodejs_runtime_of_another_major_says_which_node_it_found(tmp_path):
     node = shutil.which("node")
     if node is None:
