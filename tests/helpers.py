@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import re
 import socket
+import subprocess
 import sys
 import textwrap
+import threading
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -261,3 +264,55 @@ os.execvp(sys.argv[1], sys.argv[1:])
 def without_user_namespaces(argv: list[str]) -> list[str]:
     """`argv` (run by root) where no user namespace may be made: see _WITHOUT_USER_NAMESPACES."""
     return [sys.executable, "-c", _WITHOUT_USER_NAMESPACES, *argv]
+
+class ServeProcess:
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self.stderr_lines: list[str] = []
+        self.endpoint: str | None = None
+        self._announced = threading.Event()
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+
+    def _read_stderr(self) -> None:
+        for line in self.process.stderr:
+            self.stderr_lines.append(line)
+            found = re.match(r"lambdalet: Invoke API on (http://\S+)", line)
+            if found:
+                self.endpoint = found[1]
+                self._announced.set()
+        self._announced.set()  # it exited: wake the waiter
+
+    def wait_announced(self, limit: float = 30) -> str:
+        """The endpoint lambdalet prints once it is listening: readiness it reports itself."""
+        self._announced.wait(limit)
+        assert self.endpoint is not None, f"lambdalet serve did not start:\n{self.stderr}"
+        return self.endpoint
+
+    def stop(self, signum: int, limit: float = 15) -> int:
+        self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout=limit)
+        finally:
+            self._reader.join(timeout=limit)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.stderr_lines)
+
+
+@contextmanager
+def lambdalet_serve(*args: str, log_dir, cwd=None, env=None):
+    """`lambdalet serve --port 0 ARGS...` as a process (the kernel picks the port; lambdalet announces
+    it), stopped with SIGTERM afterwards; its stdout in LOG_DIR/lambdalet-serve.stdout."""
+    from benchmarks.common import stop_process
+
+    with open(log_dir / "lambdalet-serve.stdout", "wb") as stdout:
+        process = subprocess.Popen([PYTHON, "-m", "runtime_api.cli", "serve", "--port", "0", *args], stdout=stdout,
+                                   stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, cwd=cwd, env=env)
+    serve = ServeProcess(process)
+    try:
+        yield serve
+    finally:
+        stop_process(process, 10)  # lambdalet stops its environments on SIGTERM
+        print(f"--- lambdalet serve stderr ---\n{serve.stderr[-20000:]}")

@@ -4,68 +4,12 @@ its usage hint advertises, and its promise that stopping it stops every function
 from __future__ import annotations
 
 import json
-import re
 import signal
-import subprocess
-import sys
-import threading
-from contextlib import contextmanager
 
 import pytest
 
-from benchmarks.common import stop_process
 from client_functions import PYTHON_FUNCTION, invoke, lambda_client, payload_json, process_alive, runtime_pids
-from helpers import AWSLAMBDARIC, write_function
-
-class ServeProcess:
-    def __init__(self, process: subprocess.Popen) -> None:
-        self.process = process
-        self.stderr_lines: list[str] = []
-        self.endpoint: str | None = None
-        self._announced = threading.Event()
-        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
-        self._reader.start()
-
-    def _read_stderr(self) -> None:
-        for line in self.process.stderr:
-            self.stderr_lines.append(line)
-            found = re.match(r"lambdalet: Invoke API on (http://\S+)", line)
-            if found:
-                self.endpoint = found[1]
-                self._announced.set()
-        self._announced.set()  # it exited: wake the waiter
-
-    def wait_announced(self, limit: float = 30) -> str:
-        """The endpoint lambdalet prints once it is listening: readiness it reports itself."""
-        self._announced.wait(limit)
-        assert self.endpoint is not None, f"lambdalet serve did not start:\n{self.stderr}"
-        return self.endpoint
-
-    def stop(self, signum: int, limit: float = 15) -> int:
-        self.process.send_signal(signum)
-        try:
-            return self.process.wait(timeout=limit)
-        finally:
-            self._reader.join(timeout=limit)
-
-    @property
-    def stderr(self) -> str:
-        return "".join(self.stderr_lines)
-
-
-@contextmanager
-def lambdalet_serve(*args: str, log_dir):
-    """`lambdalet serve --port 0 ARGS...` (the kernel picks the port; lambdalet announces it)."""
-    with open(log_dir / "lambdalet-serve.stdout", "wb") as stdout:
-        process = subprocess.Popen([sys.executable, "-m", "runtime_api.cli", "serve", "--port", "0", *args],
-                                   stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    serve = ServeProcess(process)
-    try:
-        yield serve
-    finally:
-        stop_process(process, 10)  # lambdalet stops its environments on SIGTERM
-        print(f"--- lambdalet serve stderr ---\n{serve.stderr[-20000:]}")
-
+from helpers import AWSLAMBDARIC, lambdalet_serve, write_function
 
 def test_bundled_example_answers_boto3_as_the_usage_hint_says(tmp_path):
     with lambdalet_serve(log_dir=tmp_path) as serve:

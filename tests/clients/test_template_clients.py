@@ -8,18 +8,13 @@ import os
 import re
 import socket
 import subprocess
-import sys
-import threading
-from contextlib import contextmanager
 from functools import partial
 
-import botocore.exceptions
 import pytest
 import trio
 
-from benchmarks.common import stop_process
 from client_functions import invoke, lambda_client, payload_json
-from helpers import PYTHON, REPO, Gate, free_port, write_function
+from helpers import PYTHON, REPO, Gate, free_port, lambdalet_serve, write_function
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
 LAMBDALET = [PYTHON, "-m", "runtime_api.cli"]
@@ -77,40 +72,8 @@ def template(tmp_path, gate_port: int = 0) -> str:
     return str(path)
 
 
-class Served:
-    def __init__(self, process: subprocess.Popen) -> None:
-        self.process = process
-        self.stderr_lines: list[str] = []
-        self.endpoint: str | None = None
-        self._announced = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.process.stderr:
-            self.stderr_lines.append(line)
-            found = re.match(r"lambdalet: Invoke API on (http://\S+)", line)
-            if found:
-                self.endpoint = found[1]
-                self._announced.set()
-        self._announced.set()
-
-    def wait_announced(self) -> str:
-        self._announced.wait(60)
-        assert self.endpoint is not None, "".join(self.stderr_lines)
-        return self.endpoint
-
-
-@contextmanager
-def lambdalet_serve(*args: str, log_dir):
-    with open(log_dir / "serve.stdout", "wb") as stdout:
-        process = subprocess.Popen([*LAMBDALET, "serve", "--port", "0", *args], stdout=stdout,
-                                   stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=ENV)
-    served = Served(process)
-    try:
-        yield served
-    finally:
-        stop_process(process, 10)
-        print("".join(served.stderr_lines)[-20000:])
+def serving(*args: str, log_dir, cwd=None):
+    return lambdalet_serve(*args, log_dir=log_dir, cwd=cwd, env=ENV)
 
 
 async def call(client, **params) -> dict:
@@ -119,7 +82,7 @@ async def call(client, **params) -> dict:
 
 
 async def test_boto3_invokes_a_served_template_by_logical_id_and_by_function_name(tmp_path, gate):
-    with lambdalet_serve("--template", template(tmp_path, gate.port), log_dir=tmp_path) as served:
+    with serving("--template", template(tmp_path, gate.port), log_dir=tmp_path) as served:
         endpoint = await trio.to_thread.run_sync(served.wait_announced)
         client = lambda_client(endpoint)
         listing = "".join(served.stderr_lines)
@@ -145,7 +108,7 @@ async def test_boto3_invokes_a_served_template_by_logical_id_and_by_function_nam
 
 
 async def test_ten_invocations_of_a_sleeping_function_all_run_at_once(tmp_path, gate):
-    with lambdalet_serve("--template", template(tmp_path, gate.port), log_dir=tmp_path) as served:
+    with serving("--template", template(tmp_path, gate.port), log_dir=tmp_path) as served:
         client = lambda_client(await trio.to_thread.run_sync(served.wait_announced))
         responses = []
 
@@ -162,7 +125,7 @@ async def test_ten_invocations_of_a_sleeping_function_all_run_at_once(tmp_path, 
 
 
 def test_an_image_function_tenancy_and_json_logs_as_lambda_answers_them(tmp_path):
-    with lambdalet_serve("--template", template(tmp_path), log_dir=tmp_path) as served:
+    with serving("--template", template(tmp_path), log_dir=tmp_path) as served:
         client = lambda_client(served.wait_announced())
         with pytest.raises(client.exceptions.ResourceConflictException) as image:
             client.invoke(FunctionName="ImageFunction", Payload=b"{}")
@@ -178,7 +141,7 @@ def test_an_image_function_tenancy_and_json_logs_as_lambda_answers_them(tmp_path
         response = invoke(client, FunctionName="JsonLogs", Payload=b"{}")
         assert payload_json(response)["log_format"] == "JSON" and payload_json(response)["log_level"] == "DEBUG"
         request_id = response["ResponseMetadata"]["RequestId"]
-    records = [json.loads(line) for line in (tmp_path / "serve.stdout").read_text().splitlines()
+    records = [json.loads(line) for line in (tmp_path / "lambdalet-serve.stdout").read_text().splitlines()
                if line.startswith("{") and request_id in line]
     start, report = [r for r in records if r["type"] in ("platform.start", "platform.report")]
     assert start["record"] == {"requestId": request_id, "version": "$LATEST",
@@ -246,31 +209,18 @@ def test_debugging_is_refused_where_no_debugger_could_reach_the_runtime(tmp_path
 
 def test_serve_finds_the_template_in_the_current_directory(tmp_path):
     template(tmp_path)
-    process = subprocess.Popen([*LAMBDALET, "serve", "--port", "0", "--function", "HelloFunction"], cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                               env=ENV)
-    served = Served(process)
-    try:
+    with serving("--function", "HelloFunction", log_dir=tmp_path, cwd=tmp_path) as served:
         client = lambda_client(served.wait_announced())
         assert payload_json(invoke(client, FunctionName="hello-fn", Payload=b"{}"))["name"] == "hello-fn"
         with pytest.raises(client.exceptions.ResourceNotFoundException):  # --function: only that one
             client.invoke(FunctionName="FailFunction", Payload=b"{}")
-    finally:
-        stop_process(process, 10)
 
 
-def test_the_bundled_sam_example_of_the_quick_start_serves_as_deployed():
+def test_the_bundled_sam_example_of_the_quick_start_serves_as_deployed(tmp_path):
     """README's quick start: `lambdalet serve --template examples/hello-sam/template.yaml`, then boto3."""
-    process = subprocess.Popen([*LAMBDALET, "serve", "--port", "0", "--template",
-                                str(REPO / "examples" / "hello-sam" / "template.yaml")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                               env=ENV)
-    served = Served(process)
-    try:
+    with serving("--template", str(REPO / "examples" / "hello-sam" / "template.yaml"), log_dir=tmp_path) as served:
         client = lambda_client(served.wait_announced())
         for name in ("HelloWorldFunction", "local-hello-world"):
             response = payload_json(invoke(client, FunctionName=name, Payload=b'{"name": "you"}'))
             assert response["statusCode"] == 200
             assert json.loads(response["body"]) == {"message": "Hello, you!", "function": "local-hello-world"}
-    finally:
-        stop_process(process, 10)
