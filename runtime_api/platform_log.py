@@ -49,8 +49,10 @@ def report_line(
     restore_duration_ms: float | None = None,
     status: str | None = None,
     error_type: str | None = None,
+    post_runtime_ms: float | None = None,
 ) -> str:
-    """A SnapStart environment's first invocation carries its restore, not an init."""
+    """A SnapStart environment's first invocation carries its restore, not an init; one whose
+    extensions worked on after the response, how long they did (PostRuntimeExtensionsDuration)."""
     fields = [f"REPORT RequestId: {request_id}"]
     init = f"Init Duration: {init_duration_ms:.2f} ms" if init_duration_ms is not None else None
     if style is LogStyle.RIE and init:
@@ -61,6 +63,8 @@ def report_line(
         f"Memory Size: {memory_mb} MB",
         f"Max Memory Used: {max_memory_used_mb} MB",
     ]
+    if post_runtime_ms is not None:
+        fields.append(f"PostRuntimeExtensionsDuration: {post_runtime_ms:.2f} ms")
     if style is LogStyle.LAMBDA:
         if init:
             fields.append(init)
@@ -79,6 +83,11 @@ def init_report_line(*, duration_ms: float, phase: str, status: str, error_type:
     if error_type:
         fields.append(f"Error Type: {error_type}")
     return "\t".join(fields) + "\n"
+
+
+def extension_line(name: str, events: tuple[str, ...] | list[str]) -> str:
+    """What Lambda logs as an external extension registers."""
+    return f"EXTENSION\tName: {name}\tState: Ready\tEvents: [{','.join(events)}]\n"
 
 
 def restore_start_line(version: str) -> str:
@@ -106,6 +115,7 @@ _EVENT_LEVEL = {
     "platform.report": "INFO",
     "platform.restoreStart": "INFO",
     "platform.restoreReport": "INFO",
+    "platform.extension": "INFO",
 }
 
 
@@ -265,8 +275,17 @@ class PlatformLog:
             return Settled(lines, status="error", error_type=error_type)
         return Settled()
 
+    def extension_registered(self, now: float, name: str, events: tuple[str, ...]) -> str:
+        """An external extension registered (Lambda logs it; RIE logs its own line)."""
+        if not self.lambda_style:
+            return ""
+        if self.json is not None:
+            return self.json.line(now, "platform.extension", {"name": name, "state": "Ready", "events": list(events)})
+        return extension_line(name, events)
+
     def report(self, request_id: str, *, duration_ms: float, max_memory_used_mb: int | None,
-               status: str | None = None, error_type: str | None = None, now: float = 0.0) -> str:
+               status: str | None = None, error_type: str | None = None, now: float = 0.0,
+               post_runtime_ms: float | None = None) -> str:
         """END and REPORT of one invocation. Only an environment's first carries its init (or,
         SnapStart, its restore)."""
         init_ms = restore_ms = None
@@ -286,10 +305,13 @@ class PlatformLog:
             if restore_ms is not None:
                 metrics["restoreDurationMs"] = round(restore_ms, 3)
                 metrics["billedRestoreDurationMs"] = math.ceil(restore_ms)
+            if post_runtime_ms is not None:
+                metrics["postRuntimeExtensionsDurationMs"] = round(post_runtime_ms, 3)
             done = _status({"requestId": request_id}, status, error_type)
             return (self.json.line(now, "platform.runtimeDone", done)
                     + self.json.line(now, "platform.report",
                                      _status({"requestId": request_id, "metrics": metrics}, status, error_type)))
         return end_line(request_id) + report_line(
             self.style, request_id, duration_ms=duration_ms, memory_mb=memory, max_memory_used_mb=used,
-            init_duration_ms=init_ms, restore_duration_ms=restore_ms, status=status, error_type=error_type)
+            init_duration_ms=init_ms, restore_duration_ms=restore_ms, status=status, error_type=error_type,
+            post_runtime_ms=post_runtime_ms)

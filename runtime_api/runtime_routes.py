@@ -111,7 +111,8 @@ class RuntimeAPI:
             answer = await self.env.runtime_request(CredentialsRequested(header(b"authorization")))
         elif route is routes.Route.EXTENSION_REGISTER:
             body, _ = await conn.read_body(wire.MAX_PAYLOAD_BYTES)
-            answer = await self.env.runtime_request(ExtensionRegisterRequested(header(b"lambda-extension-name"), body))
+            answer = await self.env.runtime_request(ExtensionRegisterRequested(
+                header(b"lambda-extension-name"), body, header(b"lambda-extension-accept-feature")))
         elif route is routes.Route.EXTENSION_NEXT:
             await conn.read_body(wire.MAX_PAYLOAD_BYTES)
             answer = await self.env.runtime_request(ExtensionNextRequested(header(b"lambda-extension-identifier")))
