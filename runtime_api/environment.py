@@ -24,6 +24,7 @@ deadline; the reason is `spindown` (reaped when idle, or the server stopping), `
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,11 +37,15 @@ import trio
 from sandbox import reaper
 from sandbox.cgroups import EnvironmentCgroup
 from sandbox.layers import ExtensionFile
+from sandbox import netns
 from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec, reap
 
 from . import logs
 from .extensions import Extensions
 from .invocation import Invocation
+from .telemetry import Event as TelemetryEvent
+from .telemetry import Telemetry, timestamp
+from .telemetry_delivery import deliver
 from .launcher import Launch, Launcher, LaunchFailed, Listening, Place
 from .outcomes import Outcome, OutcomeKind, StreamError, exit_outcome
 from .platform_log import JsonLog, LogStyle, PlatformLog
@@ -75,6 +80,7 @@ from .protocol import (
     Settle,
     ShutdownStarted,
     Start,
+    Subscribed,
     Wake,
     WakeExtensions,
 )
@@ -151,10 +157,15 @@ class Environment:
         self.extensions = Extensions(options.function_name, options.version, options.handler,
                                      external=tuple(extension.name for extension in options.extensions),
                                      account_id=options.account_id)
+        self.telemetry = Telemetry()
         self.proto = EnvironmentProtocol(self.extensions, start=Start.STAGED if staged else launcher.start,
-                                         endpoints=options.endpoints, debugging=options.debugging)
+                                         endpoints=options.endpoints, debugging=options.debugging,
+                                         telemetry=self.telemetry)
         self.platform = PlatformLog(options.log_style, options.version, options.memory_mb,
-                                    provisioned=options.provisioned, json_log=options.json_log)
+                                    provisioned=options.provisioned, json_log=options.json_log,
+                                    function_name=options.function_name)
+        self._telemetry_changed = trio.Event()
+        self._lines: dict[str, bytes] = {}  # the unfinished last line of each output, for telemetry
         self._extension_parking = trio.lowlevel.ParkingLot()
         self._parking = trio.lowlevel.ParkingLot()
         self._listening: Listening | None = None
@@ -264,6 +275,7 @@ class Environment:
             if self._output is not None:
                 self._output.close()
             self.closed.set()
+            self._cycle_done.set()
 
     async def _accept(self) -> None:
         """Serve the runtime's connections until `_accepting` is cancelled (a listener that was
@@ -276,15 +288,20 @@ class Environment:
         cannot be started at all."""
         assert self._nursery is not None and not self._launched
         self._launched = True
-        if self.options.extensions and not self.staged:
-            await self._nursery.start(self._run_with_extensions)
-        else:
-            await self._nursery.start(self._run_runtime)
+        try:
+            if self.options.extensions and not self.staged:
+                await self._nursery.start(self._run_with_extensions)
+            else:
+                await self._nursery.start(self._run_runtime)
+        except LaunchFailed:
+            self._launched = False  # the next invocation tries again, and says why
+            raise
 
     async def _run_with_extensions(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """The extensions first, each in the environment's place; the runtime once they have
         registered; the Shutdown phase once the runtime has ended (or the environment failed)."""
         self.platform.launched(trio.current_time())
+        self._publish()
         spec = self._make_spec(self.address)
         self._output = OutputPipe()
         place = self._place = await self._launcher.place(
@@ -353,6 +370,7 @@ class Environment:
             return
         self._stopping = self.closing = True
         deadline = trio.current_time() + SHUTDOWN_SECONDS
+        self.telemetry.flush()  # what is buffered goes now, while the extensions can take it
         self._apply(self.proto.handle(ShutdownStarted(reason, int((time.time() + SHUTDOWN_SECONDS) * 1000))))
         if self.process is not None:
             self.process.terminate()
@@ -372,6 +390,7 @@ class Environment:
 
     async def _run_runtime(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self.platform.launched(trio.current_time())
+        self._publish()
         self._output = OutputPipe()
         process = await self._launcher.launch(Launch(
             self._make_spec(self.address), self._output, self._listening, staged=self.staged,
@@ -451,6 +470,12 @@ class Environment:
             self._nursery.start_soon(self._stop, "spindown")
             return
         self._cancel_scope.cancel()
+
+    async def wait_idle(self) -> None:
+        """Returns once the environment can take an invocation (its runtime and INVOKE extensions
+        asked for their next event), or is gone."""
+        while not self.proto.idle and not self.closed.is_set():
+            await self._cycle_done.wait()
 
     async def stop(self) -> None:
         """`shutdown`, and wait until the environment is gone."""
@@ -544,6 +569,7 @@ class Environment:
         try:
             async for chunk in chunks:
                 size += len(chunk)
+                invocation.streamed_bytes = size
                 if size > limit:
                     continue  # read on, relay no more
                 try:
@@ -563,7 +589,10 @@ class Environment:
         answer: Answer | None = None
         for action in actions:
             match action:
-                case Reply() | ReadBody() | Park():
+                case ReadBody():
+                    self.proto.invocation.response_started_at = trio.current_time()
+                    answer = action
+                case Reply() | Park():
                     answer = action
                 case Deliver(invocation=invocation):
                     self._deliver(invocation)
@@ -578,6 +607,8 @@ class Environment:
                     if invocation.stream_error is None:
                         invocation.stream_error = error
                     error = invocation.stream_error
+                    self._runtime_done(invocation, OutcomeKind.FUNCTION_ERROR if error else OutcomeKind.SUCCESS,
+                                       error.error_type if error else None, invocation.streamed_bytes)
                     invocation.stream_send.close()  # the caller's stream ends, its trailers known
                     self._report(invocation, status="error" if error else None,
                                  error_type=error.error_type if error else None)
@@ -586,10 +617,15 @@ class Environment:
                         self._write(self.platform.extension_registered(trio.current_time(), name, events))
                 case ExtensionsRegistered():
                     self._registered.set()
+                case Subscribed(name=name):
+                    subscriber = self.telemetry.subscribers[name]
+                    self._nursery.start_soon(deliver, subscriber, partial(self.telemetry.subscribers.get, name),
+                                             lambda: self._telemetry_changed, self._connect_inside)
                 case RuntimeFinished():
                     self._runtime_finished_at = trio.current_time()
                 case InitDone(snapshot=snapshot):
                     self.initialised_at = trio.current_time()
+                    self.telemetry.init_over()
                     self._write(self.platform.init_done(self.initialised_at, snapshot=snapshot))
                     self._initialised.set()
                 case RestoreStarted():
@@ -602,7 +638,8 @@ class Environment:
                     if self._deferred_report is not None:
                         (invocation, ended), self._deferred_report = self._deferred_report, None
                         self._report(invocation, ended=ended, post_runtime_ms=self._post_runtime_ms())
-                        self._cycle_done.set()
+                    self._cycle_done.set()
+                    self._cycle_done = trio.Event()
                     self._flush_report()
                     self._current = None
                     self._idle_scope.deadline = trio.current_time() + self.options.idle_timeout
@@ -626,7 +663,56 @@ class Environment:
                         self.process.kill_tree()
                 case _:
                     raise AssertionError(f"unknown protocol action {action!r}")
+        self._publish()
         return answer
+
+    # -- telemetry ---------------------------------------------------------------------------------
+
+    def _publish(self) -> None:
+        """Hand the platform's events to the Telemetry API's subscribers (telemetry.py)."""
+        events = self.platform.take_telemetry()
+        if events and self.telemetry.listening:
+            now, stamp = trio.current_time(), timestamp()
+            for kind, record in events:
+                self.telemetry.emit(TelemetryEvent(stamp, kind, record), now)
+            self._telemetry_changed.set()
+            self._telemetry_changed = trio.Event()
+
+    def _log_lines(self, kind: str, source: str, data: bytes) -> None:
+        """A process's output, line by line, as `function` or `extension` telemetry events."""
+        if not self.telemetry.listening:
+            return
+        text = self._lines.pop(source, b"") + data
+        *lines, rest = text.split(b"\n")
+        if rest:
+            self._lines[source] = rest
+        if not lines:
+            return
+        now, stamp = trio.current_time(), timestamp()
+        for line in lines:
+            record: object = line.decode(errors="replace")
+            if self.options.json_log is not None and line.startswith(b"{"):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    pass
+            self.telemetry.emit(TelemetryEvent(stamp, kind, record), now)
+        self._telemetry_changed.set()
+        self._telemetry_changed = trio.Event()
+
+    async def _connect_inside(self, port: int) -> trio.SocketStream:
+        """A connection to a listener on the environment's own loopback (in strict's network
+        namespace, from a socket made there)."""
+        namespace = self.netns
+        if namespace is None:
+            return await trio.open_tcp_stream("127.0.0.1", port)
+        sock = trio.socket.from_stdlib_socket(await trio.to_thread.run_sync(netns.socket_in, namespace.fd))
+        try:
+            await sock.connect(("127.0.0.1", port))
+        except BaseException:
+            sock.close()
+            raise
+        return trio.SocketStream(sock)
 
     def _deliver(self, invocation: Invocation) -> None:
         if invocation.delivered_at is not None:
@@ -637,7 +723,8 @@ class Environment:
             self.cgroup.track()  # reaps what earlier invocations orphaned and has ended since
         invocation.deliver()
         self._current = invocation
-        line, shown = self.platform.delivered(invocation.request_id, now=invocation.delivered_at)
+        line, shown = self.platform.delivered(invocation.request_id, now=invocation.delivered_at,
+                                              trace_id=invocation.trace_id)
         if shown and line:
             self._sink.write(line.encode())
         invocation.log.append(line.encode())
@@ -652,6 +739,8 @@ class Environment:
         invocation.settle(outcome)
         if outcome.kind is OutcomeKind.STREAMING:
             return  # reported when the stream ends
+        self._runtime_done(invocation, outcome.kind, outcome.error_type,
+                           len(outcome.body) if outcome.kind is OutcomeKind.SUCCESS else None)
         now = trio.current_time()
         settled = self.platform.settled(outcome.kind, outcome.error_type, now=now,
                                         delivered=invocation.delivered_at is not None)
@@ -661,7 +750,6 @@ class Environment:
             # how long that took (PostRuntimeExtensionsDuration).
             self._deferred_report = (invocation, now)
             self._runtime_finished_at = None
-            self._cycle_done = trio.Event()
             self._nursery.start_soon(self._watch_cycle, invocation, self._cycle_done)
         elif settled.report:
             self._report(invocation, status=settled.status, error_type=settled.error_type)
@@ -674,6 +762,26 @@ class Environment:
             await done.wait()
             return
         self._apply(self.proto.handle(DeadlinePassed(invocation.timeout)))
+
+    def _runtime_done(self, invocation: Invocation, kind: OutcomeKind, error_type: str | None,
+                      produced_bytes: int | None) -> None:
+        """platform.runtimeDone: how the runtime finished the invocation, and its response's spans."""
+        if invocation.delivered_at is None:
+            return
+        now = trio.current_time()
+        status = {OutcomeKind.SUCCESS: "success", OutcomeKind.STREAMING: "success",
+                  OutcomeKind.FUNCTION_ERROR: "failure", OutcomeKind.TIMEOUT: "timeout"}.get(kind, "error")
+        responded = invocation.response_started_at or now
+        wall = time.time()
+        spans = [{"name": "responseLatency", "start": timestamp(wall - (now - invocation.delivered_at)),
+                  "durationMs": round((responded - invocation.delivered_at) * 1000, 3)},
+                 {"name": "responseDuration", "start": timestamp(wall - (now - responded)),
+                  "durationMs": round((now - responded) * 1000, 3)}]
+        self.platform.runtime_done(invocation.request_id, status=status, error_type=error_type,
+                                   duration_ms=(now - invocation.delivered_at) * 1000, produced_bytes=produced_bytes,
+                                   spans=spans if status in ("success", "failure") else [],
+                                   trace_id=invocation.trace_id)
+        self._publish()
 
     def _post_runtime_ms(self) -> float:
         if self._runtime_finished_at is None:
@@ -695,6 +803,7 @@ class Environment:
         lines = self.platform.report(invocation.request_id, duration_ms=duration_ms,
                                      max_memory_used_mb=self.peak_memory_mb(), status=status,
                                      error_type=error_type, now=now, post_runtime_ms=post_runtime_ms).encode()
+        self._publish()
         invocation.log.append(lines)
         invocation.log_result = invocation.log.value()  # what X-Amz-Log-Result carries
         # On stdout END and REPORT follow what the runtime prints until it asks for its next event;
@@ -723,8 +832,14 @@ class Environment:
         self._sink.write(data)
         if self._current is not None:
             self._current.log.append(data)
+        self._log_lines("function", "", data)
 
     def _on_extension_output(self, name: str, data: bytes) -> None:
         """An extension's output goes to the function's log, as on Lambda (and to the invocation's
-        tail while one runs)."""
-        self._on_output(data)
+        tail while one runs); to telemetry as `extension` records."""
+        if not data:
+            return
+        self._sink.write(data)
+        if self._current is not None:
+            self._current.log.append(data)
+        self._log_lines("extension", name, data)

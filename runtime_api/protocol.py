@@ -33,6 +33,7 @@ from bootstrap import wire
 
 from . import outcomes
 from .extensions import Extensions, Shutdown, event_reply
+from .telemetry import Telemetry
 from .outcomes import (
     Outcome,
     OutcomeKind,
@@ -205,6 +206,17 @@ class ExtensionErrorPosted:
 
 
 @dataclass(frozen=True, slots=True)
+class TelemetrySubscribeRequested:
+    """PUT /2022-07-01/telemetry (`api` Telemetry) or PUT /2020-08-15/logs (`api` Logs), at
+    `now` on the host's clock."""
+
+    api: str
+    identifier: str | None  # the Lambda-Extension-Identifier header
+    body: bytes
+    now: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class ExtensionExited:
     """An external extension's process ended; `status` as RuntimeExited's."""
 
@@ -256,7 +268,8 @@ RuntimeEvent = (
     NextRequested | ResponseStarted | ResponseFinished | ErrorPosted | InitErrorPosted
     | RestoreNextRequested | RestoreErrorPosted
 )
-ExtensionEvent = ExtensionRegisterRequested | ExtensionNextRequested | ExtensionErrorPosted
+ExtensionEvent = (ExtensionRegisterRequested | ExtensionNextRequested | ExtensionErrorPosted
+                  | TelemetrySubscribeRequested)
 HostEvent = InvocationArrived | DeadlinePassed | ResponseAborted | RuntimeExited | ExtensionExited | ShutdownStarted
 Event = RuntimeEvent | ExtensionEvent | MetadataRequested | CredentialsRequested | HostEvent
 
@@ -345,6 +358,13 @@ class Registered:
 
 
 @dataclass(frozen=True, slots=True)
+class Subscribed:
+    """An extension subscribed to telemetry: deliver it (telemetry.Telemetry.subscribers[name])."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class ExtensionsRegistered:
     """Every external extension has registered: the runtime starts now."""
 
@@ -381,7 +401,8 @@ class DeadlineSuspended:
 
 Action = (
     Reply | Park | Deliver | ReadBody | Wake | WakeExtensions | InitDone | RestoreStarted | RestoreDone
-    | CycleDone | RuntimeFinished | Registered | ExtensionsRegistered | Settle | EndStream | Kill | DeadlineSuspended
+    | CycleDone | RuntimeFinished | Registered | Subscribed | ExtensionsRegistered | Settle | EndStream | Kill
+    | DeadlineSuspended
 )
 Answer = Reply | Park | Deliver | ReadBody  # what answers a pending request
 
@@ -439,7 +460,8 @@ class EnvironmentProtocol:
     """The protocol state of one execution environment."""
 
     def __init__(self, extensions: Extensions | None = None, *, start: Start = Start.INIT,
-                 endpoints: Endpoints = Endpoints(), debugging: bool = False) -> None:
+                 endpoints: Endpoints = Endpoints(), debugging: bool = False,
+                 telemetry: Telemetry | None = None) -> None:
         self.state = RuntimeState.STARTED
         self.invocation: Any = None  # the invocation in flight, or waiting for the runtime
         self._settled = False  # whether the current invocation's caller has its outcome
@@ -461,6 +483,7 @@ class EnvironmentProtocol:
         # extension have asked for their next event; an invocation is over for the environment
         # when the runtime and every INVOKE extension have asked again.
         self.extensions = extensions if extensions is not None else Extensions("", "", "")
+        self.telemetry = telemetry if telemetry is not None else Telemetry()
         self.initialised = False  # past init: InitDone was given (the first `next`, or restore/next)
         self._serving = False  # invocations may be delivered: init (and any restore) is over
         self._cycle_pending = False  # the runtime asked again; an extension has not yet
@@ -522,7 +545,8 @@ class EnvironmentProtocol:
             actions.append(RestoreDone())
         elif source is _S.RESPONSE_SENT:
             self._cycle_pending = True
-            actions += [RuntimeFinished(), *self._complete_cycle(wake=False)]
+            # The cycle is done now, or once INVOKE extensions have asked again (from now on).
+            actions += self._complete_cycle(wake=False) or [RuntimeFinished()]
         if self.invocation is None or not self._serving or self._cycle_pending:
             return actions + [PARK]
         if source is not _S.RUNNING:
@@ -674,6 +698,14 @@ class EnvironmentProtocol:
         extension.exit()
         return [ACCEPTED, *self._complete_init(wake=True), *self._complete_cycle(wake=True)]
 
+    def _on_subscribe(self, event: TelemetrySubscribeRequested, woken: bool) -> list[Action]:
+        """A Telemetry (or Logs) API subscription: only from a registered extension, during init."""
+        extension = self.extensions.identify(event.identifier)
+        if isinstance(extension, Reply):
+            return [extension]
+        reply = self.telemetry.subscribe(event.api, extension.name, event.body, event.now, open=not self.initialised)
+        return [reply, Subscribed(extension.name)] if reply.status == 200 else [reply]
+
     def _on_extension_exited(self, event: ExtensionExited, woken: bool) -> list[Action]:
         extension = self.extensions.named(event.name)
         if extension is not None:
@@ -802,6 +834,7 @@ _HANDLERS: dict[type, _Handler] = {
     ExtensionNextRequested: EnvironmentProtocol._on_extension_next,
     ExtensionErrorPosted: EnvironmentProtocol._on_extension_error,
     ExtensionExited: EnvironmentProtocol._on_extension_exited,
+    TelemetrySubscribeRequested: EnvironmentProtocol._on_subscribe,
     ShutdownStarted: EnvironmentProtocol._on_shutdown_started,
 }
 _RULES: dict[type, Callable[[EnvironmentProtocol, Any, bool], list[Action] | None]] = {
