@@ -745,7 +745,7 @@ class Environment:
         settled = self.platform.settled(outcome.kind, outcome.error_type, now=now,
                                         delivered=invocation.delivered_at is not None)
         self._write(settled.lines)
-        if settled.report and settled.status is None and self.extensions.holds_cycles():
+        if settled.report and settled.status is None and self.extensions.holds_cycles() and self.platform.lambda_style:
             # Its extensions work on after the response: END and REPORT once they are done, with
             # how long that took (PostRuntimeExtensionsDuration).
             self._deferred_report = (invocation, now)

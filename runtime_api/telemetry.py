@@ -15,8 +15,8 @@ reference", "Lambda Telemetry API Event schema reference", "Lambda Logs API"):
   batches: a JSON array POSTed to its HTTP destination, or newline-delimited JSON on its TCP one,
   once `maxItems` events or `maxBytes` bytes are buffered or `timeoutMs` has passed since the first;
 * while a batch is not accepted (the destination is down: the shell retries it) the buffer keeps
-  at most another `maxItems` events and `maxBytes` bytes; what overflows is dropped, counted, and
-  said by a `platform.logsDropped` event once delivery resumes;
+  at most another `maxItems` events and `maxBytes` bytes (twice that while no batch is out); what
+  overflows is dropped, counted, and said by a `platform.logsDropped` event once delivery resumes;
 * a Logs API subscriber gets the older records: `platform.start`, `platform.end`, `platform.report`
   with only the request id and metrics, `platform.logsSubscription`, `platform.runtimeDone` (schema
   2021-03-18 only), the log lines; none of the Telemetry API's init and restore events.
@@ -203,12 +203,14 @@ class Subscriber:
         return _as_logs_api(event, self.schema)
 
     def add(self, event: Event, now: float) -> None:
+        """Buffer an event: at most a batch beyond the one being sent (two while none is), so that
+        memory stays bounded while the destination is behind; past that it is lost, and counted."""
         encoded = event.encode()
-        if len(self._buffer) >= self.max_items or self._bytes + len(encoded) > self.max_bytes:
-            if self.in_flight is not None:  # the destination is behind: this one is lost
-                self.dropped_records += 1
-                self.dropped_bytes += len(encoded)
-                return
+        batches = 1 if self.in_flight is not None else 2
+        if len(self._buffer) >= batches * self.max_items or self._bytes + len(encoded) > batches * self.max_bytes:
+            self.dropped_records += 1
+            self.dropped_bytes += len(encoded)
+            return
         self._buffer.append(encoded)
         self._bytes += len(encoded)
         if self._since is None:
