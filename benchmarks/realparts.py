@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -57,6 +58,40 @@ def rie_binary(arch: str = "x86_64") -> Path:
 
 def _rie_path(arch: str) -> Path:
     return cache_dir() / f"aws-lambda-rie-{SAM_CLI_VERSION}-{arch}"
+
+
+OTEL_EXTENSION = "@serverless/aws-lambda-otel-extension-dist"
+OTEL_EXTENSION_VERSION = "0.1.11"
+
+
+def otel_extension_layer() -> Path:
+    """A real third-party Lambda extension as its publisher ships it through npm: Serverless Inc.'s
+    OpenTelemetry extension (`@serverless/aws-lambda-otel-extension-dist`), whose package holds the
+    layer's zip (`extensions/otel-extension`, a Node.js program that registers, subscribes to the
+    Logs API at http://sandbox:4243 and takes INVOKE and SHUTDOWN). Unpacked once, as Lambda
+    extracts a layer (modes kept), and cached."""
+    target = cache_dir() / f"serverless-otel-extension-{OTEL_EXTENSION_VERSION}"
+    if target.exists():
+        return target
+    with locked("otel-extension"):
+        if target.exists():
+            return target
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(["npm", "pack", "--silent", f"{OTEL_EXTENSION}@{OTEL_EXTENSION_VERSION}"], cwd=tmp,
+                           check=True, stdout=subprocess.DEVNULL)
+            (tarball,) = Path(tmp).glob("*.tgz")
+            with tarfile.open(tarball) as archive:
+                archive.extractall(tmp, filter="data")
+            partial = target.with_suffix(".part")
+            shutil.rmtree(partial, ignore_errors=True)
+            with zipfile.ZipFile(Path(tmp) / "package" / "extension.zip") as layer:
+                for member in layer.infolist():
+                    path = Path(layer.extract(member, partial))
+                    mode = member.external_attr >> 16 & 0o777
+                    if mode:
+                        path.chmod(mode)
+            partial.rename(target)
+    return target
 
 
 def node_ric() -> Path:

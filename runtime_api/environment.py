@@ -13,25 +13,40 @@ platform's log lines (platform_log.py), the deadlines. Its nursery owns the list
 connection, the output pump and the process supervisor, so cancelling it stops all of them and
 kills the runtime's process tree. How the runtime comes to exist is its launcher's business
 (launcher.py: exec a command, or restore a SnapStart copy).
+
+An environment with external extensions (executables of /opt/extensions) starts them first, in
+its confinement (a launcher's `Place`), and its runtime once they have registered. It ends as
+Lambda's Shutdown phase does (`stop`): the SHUTDOWN event to its extensions with a deadline
+`SHUTDOWN_SECONDS` ahead and SIGTERM to its runtime, then SIGKILL to whatever is left at that
+deadline; the reason is `spindown` (reaped when idle, or the server stopping), `timeout` or
+`failure` (its runtime or an extension ended, or an extension failed).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
 
 from sandbox import reaper
 from sandbox.cgroups import EnvironmentCgroup
+from sandbox.layers import ExtensionFile
+from sandbox import netns
 from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec, reap
 
 from . import logs
 from .extensions import Extensions
 from .invocation import Invocation
-from .launcher import Launch, Launcher, LaunchFailed, Listening
+from .telemetry import Event as TelemetryEvent
+from .telemetry import Telemetry, timestamp
+from .telemetry_delivery import deliver
+from .launcher import Launch, Launcher, LaunchFailed, Listening, Place
 from .outcomes import Outcome, OutcomeKind, StreamError, exit_outcome
 from .platform_log import JsonLog, LogStyle, PlatformLog
 from .protocol import (
@@ -46,20 +61,26 @@ from .protocol import (
     Endpoints,
     EnvironmentProtocol,
     Event,
+    ExtensionExited,
     ExtensionNextRequested,
+    ExtensionsRegistered,
     InitDone,
     InvocationArrived,
     Kill,
     Park,
     ReadBody,
+    Registered,
     Reply,
     ResponseAborted,
     RestoreDone,
     RestoreStarted,
     RuntimeExited,
+    RuntimeFinished,
     RuntimeState,
     Settle,
+    ShutdownStarted,
     Start,
+    Subscribed,
     Wake,
     WakeExtensions,
 )
@@ -69,6 +90,22 @@ log = logging.getLogger("lambdalet")
 
 # Lambda's limit for a restore: the runtime loaded and its after-restore hooks run, within 10 s.
 RESTORE_TIMEOUT = 10.0
+# Lambda's Shutdown phase for a function with external extensions: 2,000 ms, then SIGKILL.
+SHUTDOWN_SECONDS = 2.0
+# What Lambda keeps from external extensions of the runtime's variables (AWS Lambda Developer
+# Guide, "Lambda Extensions API", Permissions and configuration).
+RUNTIME_ONLY_VARIABLES = frozenset({
+    "AWS_EXECUTION_ENV", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_XRAY_CONTEXT_MISSING",
+    "AWS_XRAY_DAEMON_ADDRESS", "LAMBDA_RUNTIME_DIR", "LAMBDA_TASK_ROOT", "_AWS_XRAY_DAEMON_ADDRESS",
+    "_AWS_XRAY_DAEMON_PORT", "_HANDLER",
+})
+
+
+def extension_spec(extension: ExtensionFile, runtime: RuntimeSpec) -> RuntimeSpec:
+    """An external extension's command: its file, with the runtime's variables but those Lambda
+    keeps for the runtime, in the runtime's working directory."""
+    env = {key: value for key, value in runtime.env.items() if key not in RUNTIME_ONLY_VARIABLES}
+    return RuntimeSpec((extension.path,), env, runtime.cwd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +126,8 @@ class EnvironmentOptions:
     port: int = 0
     json_log: JsonLog | None = None  # the platform's lines in Lambda's JSON log format (LoggingConfig)
     debugging: bool = False  # a debugger may hold the runtime: deadlines are suspended (protocol.py)
+    extensions: tuple[ExtensionFile, ...] = ()  # external extensions, started before the runtime
+    account_id: str = ""  # told to an extension that accepts the accountId feature
 
 
 class Environment:
@@ -115,11 +154,18 @@ class Environment:
         # A listener handed over (lambdalet-rie's fixed address) outlives the environment: the
         # next one serves it, and connections made meanwhile wait in its backlog.
         self._given_listeners = listeners
-        self.extensions = Extensions(options.function_name, options.version, options.handler)
+        self.extensions = Extensions(options.function_name, options.version, options.handler,
+                                     external=tuple(extension.name for extension in options.extensions),
+                                     account_id=options.account_id)
+        self.telemetry = Telemetry()
         self.proto = EnvironmentProtocol(self.extensions, start=Start.STAGED if staged else launcher.start,
-                                         endpoints=options.endpoints, debugging=options.debugging)
+                                         endpoints=options.endpoints, debugging=options.debugging,
+                                         telemetry=self.telemetry)
         self.platform = PlatformLog(options.log_style, options.version, options.memory_mb,
-                                    provisioned=options.provisioned, json_log=options.json_log)
+                                    provisioned=options.provisioned, json_log=options.json_log,
+                                    function_name=options.function_name)
+        self._telemetry_changed = trio.Event()
+        self._lines: dict[str, bytes] = {}  # the unfinished last line of each output, for telemetry
         self._extension_parking = trio.lowlevel.ParkingLot()
         self._parking = trio.lowlevel.ParkingLot()
         self._listening: Listening | None = None
@@ -139,6 +185,18 @@ class Environment:
         self.cgroup: EnvironmentCgroup | None = None
         self._pending_report = b""  # END and REPORT of the last invocation, until its cycle ends
         self.exit_status: int | None = None
+        self._launched = False
+        # External extensions: their processes by name, the place they run in, when they all
+        # registered (or the environment failed first), the Shutdown phase.
+        self.extension_processes: dict[str, RuntimeProcess] = {}
+        self._extension_outputs: dict[str, OutputPipe] = {}
+        self._place: Place | None = None
+        self._registered = trio.Event()
+        self._stopping = False
+        self._stopped = trio.Event()
+        self._deferred_report: tuple[Invocation, float] | None = None  # reported when its cycle ends
+        self._runtime_finished_at: float | None = None
+        self._cycle_done = trio.Event()
 
     def __repr__(self) -> str:
         return f"<Environment {self.address} pid={self.pid} {self.proto!r}>"
@@ -217,6 +275,7 @@ class Environment:
             if self._output is not None:
                 self._output.close()
             self.closed.set()
+            self._cycle_done.set()
 
     async def _accept(self) -> None:
         """Serve the runtime's connections until `_accepting` is cancelled (a listener that was
@@ -225,12 +284,113 @@ class Environment:
             await RuntimeAPI(self).accept(self._listening.listeners, self._nursery)
 
     async def launch(self) -> None:
-        """Start the runtime. Raises LaunchFailed if it cannot be started at all."""
-        assert self._nursery is not None and self.process is None
-        await self._nursery.start(self._run_runtime)
+        """Start the runtime (after the external extensions, if any). Raises LaunchFailed if it
+        cannot be started at all."""
+        assert self._nursery is not None and not self._launched
+        self._launched = True
+        try:
+            if self.options.extensions and not self.staged:
+                await self._nursery.start(self._run_with_extensions)
+            else:
+                await self._nursery.start(self._run_runtime)
+        except LaunchFailed:
+            self._launched = False  # the next invocation tries again, and says why
+            raise
+
+    async def _run_with_extensions(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """The extensions first, each in the environment's place; the runtime once they have
+        registered; the Shutdown phase once the runtime has ended (or the environment failed)."""
+        self.platform.launched(trio.current_time())
+        self._publish()
+        spec = self._make_spec(self.address)
+        self._output = OutputPipe()
+        place = self._place = await self._launcher.place(
+            Launch(spec, self._output, self._listening), tuple(extension.path for extension in self.options.extensions))
+        try:
+            for extension in self.options.extensions:
+                if not await self._start_extension(place, extension, spec):
+                    break
+            task_status.started()
+            await self._registered.wait()
+            if self.proto.state is not RuntimeState.EXITED:
+                await self._run_held_runtime(place, spec)
+            await self._stop("failure")
+        finally:
+            with trio.CancelScope(shield=True):
+                await place.close()
+            self._cancel_scope.cancel()
+
+    async def _start_extension(self, place: Place, extension: ExtensionFile, runtime: RuntimeSpec) -> bool:
+        output = OutputPipe()
+        try:
+            process = await place.start(extension_spec(extension, runtime), output)
+        except OSError:
+            output.close()
+            self._apply(self.proto.handle(ExtensionExited(extension.name, 127)))
+            return False
+        self.extension_processes[extension.name] = process
+        self._extension_outputs[extension.name] = output
+        self._nursery.start_soon(self._pump_extension, extension.name, output)
+        self._nursery.start_soon(self._watch_extension, extension.name, process)
+        return True
+
+    async def _pump_extension(self, name: str, output: OutputPipe) -> None:
+        try:
+            await output.pump(partial(self._on_extension_output, name))
+        finally:
+            self._on_extension_output(name, output.drain())  # what it said last, as it ended
+            output.close()
+
+    async def _watch_extension(self, name: str, process: RuntimeProcess) -> None:
+        status = await process.wait()
+        self._apply(self.proto.handle(ExtensionExited(name, status)))
+
+    async def _run_held_runtime(self, place: Place, spec: RuntimeSpec) -> None:
+        """The runtime, once every extension registered: until it ends."""
+        try:
+            process = await place.start(spec, self._output, runtime=True)
+        except OSError as exc:
+            log.warning("environment %s: the runtime could not be started: %s", self.address, exc)
+            self._apply(self.proto.handle(RuntimeExited(127)))
+            return
+        self.process, self.cgroup, self.pid = process, place.limits.cgroup, process.pid
+        self._nursery.start_soon(self._output.pump, self._on_output)
+        status = await process.wait()
+        self.exit_status = status
+        self._flush_report()
+        oom = status == -9 and self.cgroup is not None and self.cgroup.new_oom_kill()
+        self._apply(self.proto.handle(RuntimeExited(status, oom=oom)))
+
+    async def _stop(self, reason: str) -> None:
+        """Lambda's Shutdown phase: SHUTDOWN (with `reason`, and a deadline SHUTDOWN_SECONDS ahead)
+        to the extensions subscribed to it and SIGTERM to the runtime; at the deadline whatever is
+        left is killed. Then the environment closes."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = self.closing = True
+        deadline = trio.current_time() + SHUTDOWN_SECONDS
+        self.telemetry.flush()  # what is buffered goes now, while the extensions can take it
+        self._apply(self.proto.handle(ShutdownStarted(reason, int((time.time() + SHUTDOWN_SECONDS) * 1000))))
+        if self.process is not None:
+            self.process.terminate()
+        with trio.move_on_at(deadline):
+            for process in [*self.extension_processes.values(), *([self.process] if self.process else [])]:
+                await process.wait()
+        for name, output in self._extension_outputs.items():
+            self._on_extension_output(name, output.drain())
+        self._stopped.set()
+        if self._deferred_report is not None:  # its extensions did not finish the invocation's cycle
+            (invocation, ended), self._deferred_report = self._deferred_report, None
+            self._report(invocation, ended=ended, post_runtime_ms=self._post_runtime_ms(),
+                         status={"timeout": "timeout", "failure": "error"}.get(reason),
+                         error_type="Sandbox.Timedout" if reason == "timeout" else None)
+        self._flush_report()
+        self._cancel_scope.cancel()
 
     async def _run_runtime(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self.platform.launched(trio.current_time())
+        self._publish()
         self._output = OutputPipe()
         process = await self._launcher.launch(Launch(
             self._make_spec(self.address), self._output, self._listening, staged=self.staged,
@@ -303,9 +463,24 @@ class Environment:
             self._idle_scope = trio.CancelScope()
 
     def shutdown(self) -> None:
-        """Stop the environment; `run` returns once the runtime's tree is killed and reaped."""
+        """Stop the environment; `run` returns once the runtime's tree is killed and reaped. One
+        with external extensions gets its Shutdown phase first (`spindown`)."""
         self.closing = True
+        if self.extension_processes and self._nursery is not None and not self._stopping:
+            self._nursery.start_soon(self._stop, "spindown")
+            return
         self._cancel_scope.cancel()
+
+    async def wait_idle(self) -> None:
+        """Returns once the environment can take an invocation (its runtime and INVOKE extensions
+        asked for their next event), or is gone."""
+        while not self.proto.idle and not self.closed.is_set():
+            await self._cycle_done.wait()
+
+    async def stop(self) -> None:
+        """`shutdown`, and wait until the environment is gone."""
+        self.shutdown()
+        await self.closed.wait()
 
     # -- the invoke side ---------------------------------------------------------------------------
 
@@ -316,7 +491,7 @@ class Environment:
         """
         self._idle_scope.deadline = float("inf")
         self._write(self.platform.arrived(invocation.request_id))
-        if self.process is None and not self.staged:
+        if not self._launched and not self.staged:
             if self.closing or self._cancel_scope.cancel_called:
                 # Stopped just as it was picked (the server is shutting down).
                 return self._settle_now(invocation, exit_outcome(invocation.request_id, -9))
@@ -394,6 +569,7 @@ class Environment:
         try:
             async for chunk in chunks:
                 size += len(chunk)
+                invocation.streamed_bytes = size
                 if size > limit:
                     continue  # read on, relay no more
                 try:
@@ -413,7 +589,10 @@ class Environment:
         answer: Answer | None = None
         for action in actions:
             match action:
-                case Reply() | ReadBody() | Park():
+                case ReadBody():
+                    self.proto.invocation.response_started_at = trio.current_time()
+                    answer = action
+                case Reply() | Park():
                     answer = action
                 case Deliver(invocation=invocation):
                     self._deliver(invocation)
@@ -428,11 +607,25 @@ class Environment:
                     if invocation.stream_error is None:
                         invocation.stream_error = error
                     error = invocation.stream_error
+                    self._runtime_done(invocation, OutcomeKind.FUNCTION_ERROR if error else OutcomeKind.SUCCESS,
+                                       error.error_type if error else None, invocation.streamed_bytes)
                     invocation.stream_send.close()  # the caller's stream ends, its trailers known
                     self._report(invocation, status="error" if error else None,
                                  error_type=error.error_type if error else None)
+                case Registered(name=name, events=events, external=external):
+                    if external:
+                        self._write(self.platform.extension_registered(trio.current_time(), name, events))
+                case ExtensionsRegistered():
+                    self._registered.set()
+                case Subscribed(name=name):
+                    subscriber = self.telemetry.subscribers[name]
+                    self._nursery.start_soon(deliver, subscriber, partial(self.telemetry.subscribers.get, name),
+                                             lambda: self._telemetry_changed, self._connect_inside)
+                case RuntimeFinished():
+                    self._runtime_finished_at = trio.current_time()
                 case InitDone(snapshot=snapshot):
                     self.initialised_at = trio.current_time()
+                    self.telemetry.init_over()
                     self._write(self.platform.init_done(self.initialised_at, snapshot=snapshot))
                     self._initialised.set()
                 case RestoreStarted():
@@ -442,6 +635,11 @@ class Environment:
                 case CycleDone():
                     if self.cgroup is not None:
                         self.cgroup.track()  # notes what the invocation left running, to reap it once it ends
+                    if self._deferred_report is not None:
+                        (invocation, ended), self._deferred_report = self._deferred_report, None
+                        self._report(invocation, ended=ended, post_runtime_ms=self._post_runtime_ms())
+                    self._cycle_done.set()
+                    self._cycle_done = trio.Event()
                     self._flush_report()
                     self._current = None
                     self._idle_scope.deadline = trio.current_time() + self.options.idle_timeout
@@ -450,7 +648,14 @@ class Environment:
                     log.warning("function %s: invocation %s is past its %.2f s timeout and goes on: deadlines are "
                                 "suspended while debugging", self.options.function_name,
                                 self.proto.invocation.request_id, seconds)
-                case Kill():
+                case Kill(reason=reason):
+                    self._registered.set()  # the runtime is not started (or no longer awaited)
+                    if self.options.extensions and self._nursery is not None:
+                        # Its extensions get their Shutdown phase; a timed-out runtime goes at once.
+                        if self.process is not None and reason == "timeout":
+                            self.process.kill_tree()
+                        self._nursery.start_soon(self._stop, "timeout" if reason == "timeout" else "failure")
+                        continue
                     # Stop accepting at once: what connects from now on is for the next environment
                     # (a handed-over listener keeps it waiting in the backlog).
                     self._accepting.cancel()
@@ -458,7 +663,56 @@ class Environment:
                         self.process.kill_tree()
                 case _:
                     raise AssertionError(f"unknown protocol action {action!r}")
+        self._publish()
         return answer
+
+    # -- telemetry ---------------------------------------------------------------------------------
+
+    def _publish(self) -> None:
+        """Hand the platform's events to the Telemetry API's subscribers (telemetry.py)."""
+        events = self.platform.take_telemetry()
+        if events and self.telemetry.listening:
+            now, stamp = trio.current_time(), timestamp()
+            for kind, record in events:
+                self.telemetry.emit(TelemetryEvent(stamp, kind, record), now)
+            self._telemetry_changed.set()
+            self._telemetry_changed = trio.Event()
+
+    def _log_lines(self, kind: str, source: str, data: bytes) -> None:
+        """A process's output, line by line, as `function` or `extension` telemetry events."""
+        if not self.telemetry.listening:
+            return
+        text = self._lines.pop(source, b"") + data
+        *lines, rest = text.split(b"\n")
+        if rest:
+            self._lines[source] = rest
+        if not lines:
+            return
+        now, stamp = trio.current_time(), timestamp()
+        for line in lines:
+            record: object = line.decode(errors="replace")
+            if self.options.json_log is not None and line.startswith(b"{"):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    pass
+            self.telemetry.emit(TelemetryEvent(stamp, kind, record), now)
+        self._telemetry_changed.set()
+        self._telemetry_changed = trio.Event()
+
+    async def _connect_inside(self, port: int) -> trio.SocketStream:
+        """A connection to a listener on the environment's own loopback (in strict's network
+        namespace, from a socket made there)."""
+        namespace = self.netns
+        if namespace is None:
+            return await trio.open_tcp_stream("127.0.0.1", port)
+        sock = trio.socket.from_stdlib_socket(await trio.to_thread.run_sync(netns.socket_in, namespace.fd))
+        try:
+            await sock.connect(("127.0.0.1", port))
+        except BaseException:
+            sock.close()
+            raise
+        return trio.SocketStream(sock)
 
     def _deliver(self, invocation: Invocation) -> None:
         if invocation.delivered_at is not None:
@@ -469,7 +723,8 @@ class Environment:
             self.cgroup.track()  # reaps what earlier invocations orphaned and has ended since
         invocation.deliver()
         self._current = invocation
-        line, shown = self.platform.delivered(invocation.request_id, now=invocation.delivered_at)
+        line, shown = self.platform.delivered(invocation.request_id, now=invocation.delivered_at,
+                                              trace_id=invocation.trace_id)
         if shown and line:
             self._sink.write(line.encode())
         invocation.log.append(line.encode())
@@ -484,25 +739,71 @@ class Environment:
         invocation.settle(outcome)
         if outcome.kind is OutcomeKind.STREAMING:
             return  # reported when the stream ends
-        settled = self.platform.settled(outcome.kind, outcome.error_type, now=trio.current_time(),
+        self._runtime_done(invocation, outcome.kind, outcome.error_type,
+                           len(outcome.body) if outcome.kind is OutcomeKind.SUCCESS else None)
+        now = trio.current_time()
+        settled = self.platform.settled(outcome.kind, outcome.error_type, now=now,
                                         delivered=invocation.delivered_at is not None)
         self._write(settled.lines)
-        if settled.report:
+        if settled.report and settled.status is None and self.extensions.holds_cycles() and self.platform.lambda_style:
+            # Its extensions work on after the response: END and REPORT once they are done, with
+            # how long that took (PostRuntimeExtensionsDuration).
+            self._deferred_report = (invocation, now)
+            self._runtime_finished_at = None
+            self._nursery.start_soon(self._watch_cycle, invocation, self._cycle_done)
+        elif settled.report:
             self._report(invocation, status=settled.status, error_type=settled.error_type)
 
-    def _report(self, invocation: Invocation, *, status: str | None = None, error_type: str | None = None) -> None:
-        """END and REPORT for one invocation (after its output, so the tail holds all three)."""
+    async def _watch_cycle(self, invocation: Invocation, done: trio.Event) -> None:
+        """The invoke phase, the extensions' work after the response included, ends at the
+        function's timeout."""
+        assert invocation.deadline_scope is not None
+        with trio.move_on_at(invocation.deadline_scope.deadline):
+            await done.wait()
+            return
+        self._apply(self.proto.handle(DeadlinePassed(invocation.timeout)))
+
+    def _runtime_done(self, invocation: Invocation, kind: OutcomeKind, error_type: str | None,
+                      produced_bytes: int | None) -> None:
+        """platform.runtimeDone: how the runtime finished the invocation, and its response's spans."""
+        if invocation.delivered_at is None:
+            return
+        now = trio.current_time()
+        status = {OutcomeKind.SUCCESS: "success", OutcomeKind.STREAMING: "success",
+                  OutcomeKind.FUNCTION_ERROR: "failure", OutcomeKind.TIMEOUT: "timeout"}.get(kind, "error")
+        responded = invocation.response_started_at or now
+        wall = time.time()
+        spans = [{"name": "responseLatency", "start": timestamp(wall - (now - invocation.delivered_at)),
+                  "durationMs": round((responded - invocation.delivered_at) * 1000, 3)},
+                 {"name": "responseDuration", "start": timestamp(wall - (now - responded)),
+                  "durationMs": round((now - responded) * 1000, 3)}]
+        self.platform.runtime_done(invocation.request_id, status=status, error_type=error_type,
+                                   duration_ms=(now - invocation.delivered_at) * 1000, produced_bytes=produced_bytes,
+                                   spans=spans if status in ("success", "failure") else [],
+                                   trace_id=invocation.trace_id)
+        self._publish()
+
+    def _post_runtime_ms(self) -> float:
+        if self._runtime_finished_at is None:
+            return 0.0
+        return (trio.current_time() - self._runtime_finished_at) * 1000
+
+    def _report(self, invocation: Invocation, *, status: str | None = None, error_type: str | None = None,
+                ended: float | None = None, post_runtime_ms: float | None = None) -> None:
+        """END and REPORT for one invocation (after its output, so the tail holds all three): its
+        duration ends when it `ended` (now, unless its report waited for its extensions)."""
         if invocation.reported:
             return
         invocation.reported = True
         now = trio.current_time()
         started = invocation.delivered_at if invocation.delivered_at is not None else invocation.arrived
-        duration_ms = (now - started) * 1000
+        duration_ms = ((ended if ended is not None else now) - started) * 1000
         if status == "timeout":
             duration_ms = min(duration_ms, invocation.timeout * 1000)
         lines = self.platform.report(invocation.request_id, duration_ms=duration_ms,
                                      max_memory_used_mb=self.peak_memory_mb(), status=status,
-                                     error_type=error_type, now=now).encode()
+                                     error_type=error_type, now=now, post_runtime_ms=post_runtime_ms).encode()
+        self._publish()
         invocation.log.append(lines)
         invocation.log_result = invocation.log.value()  # what X-Amz-Log-Result carries
         # On stdout END and REPORT follow what the runtime prints until it asks for its next event;
@@ -531,3 +832,14 @@ class Environment:
         self._sink.write(data)
         if self._current is not None:
             self._current.log.append(data)
+        self._log_lines("function", "", data)
+
+    def _on_extension_output(self, name: str, data: bytes) -> None:
+        """An extension's output goes to the function's log, as on Lambda (and to the invocation's
+        tail while one runs); to telemetry as `extension` records."""
+        if not data:
+            return
+        self._sink.write(data)
+        if self._current is not None:
+            self._current.log.append(data)
+        self._log_lines("extension", name, data)

@@ -4,8 +4,12 @@ extension waits for, and whether every extension is done with the current phase.
 Lambda's rules, as the real RIE applies them (AWS Lambda Developer Guide, "Lambda Extensions
 API"): extensions register during init only; init is over when the runtime and every extension
 have asked for their next event; an invocation is over for the environment when the runtime and
-every extension subscribed to INVOKE have asked again. Extensions here are internal ones
-(registered from inside the runtime), which may subscribe to INVOKE only.
+every extension subscribed to INVOKE have asked again.
+
+Two kinds: an external extension is an executable of /opt/extensions, started by the environment
+before its runtime (`external` names them: an extension registers under its file name), and may
+subscribe to SHUTDOWN too; any other name registers an internal extension (one the runtime runs
+inside itself), which may subscribe to INVOKE only.
 
 The protocol (protocol.py) calls these methods; it never changes an extension's fields itself.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from bootstrap import wire
@@ -26,20 +31,31 @@ MAX_EXTENSIONS = 10
 EVENT_TYPES = frozenset({"INVOKE", "SHUTDOWN"})
 IDENTIFIER_HEADER = "Lambda-Extension-Identifier"
 EVENT_IDENTIFIER_HEADER = "Lambda-Extension-Event-Identifier"
+ACCEPT_FEATURE_HEADER = "Lambda-Extension-Accept-Feature"
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """The SHUTDOWN event: why the environment ends (Lambda's `spindown`, `timeout` or `failure`)
+    and until when, in epoch milliseconds, its extensions may run."""
+
+    reason: str
+    deadline_ms: int
 
 
 class Extension:
     """One registered extension: which events it wants, and where it is in the current phase."""
 
-    __slots__ = ("id", "name", "events", "_polled", "_exited", "_pending")
+    __slots__ = ("id", "name", "events", "external", "_polled", "_exited", "_pending")
 
-    def __init__(self, name: str, events: frozenset[str]) -> None:
+    def __init__(self, name: str, events: frozenset[str], external: bool = False) -> None:
         self.id = str(uuid.uuid4())
         self.name = name
         self.events = events
+        self.external = external
         self._polled = False  # asking for its next event: done with the one before
-        self._exited = False  # posted exit/error
-        self._pending: deque[Any] = deque()  # invocations whose INVOKE event it has not had
+        self._exited = False  # posted exit/error (or, external, its process ended)
+        self._pending: deque[Any] = deque()  # its events not yet taken: invocations (INVOKE), a Shutdown
 
     def __repr__(self) -> str:
         return f"<Extension {self.name} {self.id}>"
@@ -59,13 +75,15 @@ class Extension:
         """It asked for its next event: it is done with the one before."""
         self._polled = True
 
-    def queue(self, invocation: Any) -> None:
-        """An invocation starts: its INVOKE event waits for this extension."""
-        self._pending.append(invocation)
+    def queue(self, event: Any) -> None:
+        """An invocation starts (its INVOKE event), or the environment ends (a Shutdown): the event
+        waits for this extension."""
+        self._pending.append(event)
         self._polled = False
 
     def take_event(self) -> Any | None:
-        """The invocation whose INVOKE event it gets now, if one waits; from then on it is busy."""
+        """The event it gets now (an invocation, for its INVOKE event, or a Shutdown), if one
+        waits; from then on it is busy."""
         if not self._pending:
             return None
         self._polled = False
@@ -80,8 +98,11 @@ class Extension:
 class Extensions:
     """The environment's registered extensions."""
 
-    def __init__(self, function_name: str, function_version: str, handler: str) -> None:
+    def __init__(self, function_name: str, function_version: str, handler: str, *,
+                 external: tuple[str, ...] = (), account_id: str = "") -> None:
         self._metadata = {"functionName": function_name, "functionVersion": function_version, "handler": handler}
+        self.account_id = account_id  # given to an extension that accepts the `accountId` feature
+        self.external = external  # the file names of the external extensions started with the runtime
         self.by_id: dict[str, Extension] = {}
         self._open = True  # registration closes when init is over
 
@@ -91,9 +112,10 @@ class Extensions:
     def close_registration(self) -> None:
         self._open = False
 
-    def register(self, name: str | None, body: bytes) -> Reply:
+    def register(self, name: str | None, body: bytes, accept_feature: str | None = None) -> Reply:
         """POST /extension/register: the 200 answer, carrying the new extension's identifier, or
-        the error RIE gives."""
+        the error RIE gives. An extension that accepts the `accountId` feature is told the
+        function's account, where there is one (RIE has none, and says nothing)."""
         if not name:
             return api_error(403, "Extension.InvalidExtensionName", "Empty extension name")
         if not self._open:
@@ -107,8 +129,9 @@ class Extensions:
         if request.get("configurationKeys"):
             return api_error(403, "InvalidRequestFormat", "configurationKeys are deprecated; use environment variables instead")
         events = request.get("events") or []
+        external = name in self.external
         for event in events:
-            if event == "SHUTDOWN":
+            if event == "SHUTDOWN" and not external:
                 return api_error(403, "Extension.InvalidEventType", "SHUTDOWN: ShutdownEventNotSupportedForInternalExtension")
             if event not in EVENT_TYPES:
                 return api_error(403, "Extension.InvalidEventType", f"{event}: InvalidEventType")
@@ -116,10 +139,21 @@ class Extensions:
             return api_error(403, "Extension.InvalidExtensionState", "Extension with this name already registered")
         if len(self.by_id) >= MAX_EXTENSIONS:
             return api_error(403, "Extension.TooManyExtensions", f"Extension limit ({MAX_EXTENSIONS}) reached")
-        extension = Extension(name, frozenset(events))
+        extension = Extension(name, frozenset(events), external)
         self.by_id[extension.id] = extension
-        body = (json.dumps(self._metadata, separators=(",", ":")) + "\n").encode()
+        metadata = dict(self._metadata)
+        features = {feature.strip() for feature in (accept_feature or "").split(",")}
+        if "accountId" in features and self.account_id:
+            metadata["accountId"] = self.account_id
+        body = (json.dumps(metadata, separators=(",", ":")) + "\n").encode()
         return Reply(200, body, wire.JSON, ((IDENTIFIER_HEADER, extension.id),))
+
+    def named(self, name: str) -> Extension | None:
+        return next((ext for ext in self.by_id.values() if ext.name == name), None)
+
+    def unregistered(self) -> list[str]:
+        """The external extensions that have not registered yet: the runtime starts once none is."""
+        return [name for name in self.external if self.named(name) is None]
 
     def identify(self, identifier: str | None) -> Extension | Reply:
         """The extension a request's Lambda-Extension-Identifier names, or RIE's error for it."""
@@ -138,18 +172,33 @@ class Extensions:
         """Whether every (live, and if given, subscribed) extension is done with its last event."""
         return all(ext.done() for ext in self.by_id.values() if subscribed_to is None or subscribed_to in ext.events)
 
+    def holds_cycles(self) -> bool:
+        """Whether an extension takes part in each invocation (subscribed to INVOKE): the
+        environment is reused only once it asks for its next event."""
+        return any(ext.wants("INVOKE") for ext in self.by_id.values())
+
     def invoke(self, invocation: Any) -> bool:
         """An invocation starts: INVOKE-subscribed extensions get its event. Whether any will."""
-        waiting = [ext for ext in self.by_id.values() if ext.wants("INVOKE")]
+        return self._queue("INVOKE", invocation)
+
+    def shutdown(self, shutdown: Shutdown) -> bool:
+        """The environment ends: SHUTDOWN-subscribed extensions get the event. Whether any will."""
+        return self._queue("SHUTDOWN", shutdown)
+
+    def _queue(self, event_type: str, event: Any) -> bool:
+        waiting = [ext for ext in self.by_id.values() if ext.wants(event_type)]
         for ext in waiting:
-            ext.queue(invocation)
+            ext.queue(event)
         return bool(waiting)
 
 
-def invoke_event(invocation: Any) -> Reply:
-    """An extension's event/next answered with an invocation's INVOKE event."""
-    event = {"eventType": "INVOKE", "deadlineMs": invocation.deadline_ms, "requestId": invocation.request_id,
-             "invokedFunctionArn": invocation.function_arn,
-             "tracing": {"type": "X-Amzn-Trace-Id", "value": invocation.trace_id}}
-    return Reply(200, json.dumps(event, separators=(",", ":")).encode(), wire.JSON,
+def event_reply(event: Any) -> Reply:
+    """An extension's event/next answered: with the SHUTDOWN event, or an invocation's INVOKE event."""
+    if isinstance(event, Shutdown):
+        body = {"eventType": "SHUTDOWN", "shutdownReason": event.reason, "deadlineMs": event.deadline_ms}
+    else:
+        body = {"eventType": "INVOKE", "deadlineMs": event.deadline_ms, "requestId": event.request_id,
+                "invokedFunctionArn": event.function_arn,
+                "tracing": {"type": "X-Amzn-Trace-Id", "value": event.trace_id}}
+    return Reply(200, json.dumps(body, separators=(",", ":")).encode(), wire.JSON,
                  ((EVENT_IDENTIFIER_HEADER, str(uuid.uuid4())),))

@@ -331,6 +331,18 @@ class Function:
         for env in list(self.environments):
             env.shutdown()
 
+    async def stop(self) -> None:
+        """Take no new invocations and stop every environment now, as Lambda spins them down (an
+        environment with external extensions gets its Shutdown phase, `spindown`); returns once
+        they are gone, and `run` returns."""
+        self.retired = True
+        self._retired.set()
+        for env in list(self.environments):
+            env.shutdown()
+        self._changed()
+        while self.environments:
+            await self._idle_changed.wait()
+
     def retire(self) -> None:
         """Take no new invocations; shut the idle environments down now and the busy ones once
         their invocation is over (in-flight invocations finish here); `run` returns after them."""

@@ -69,6 +69,8 @@ class Invocation:
         self.stream_send: trio.MemorySendChannel[bytes] | None = None
         self.stream_receive: trio.MemoryReceiveChannel[bytes] | None = None
         self.stream_error: StreamError | None = None  # how a streamed response failed, for its trailers
+        self.response_started_at: float | None = None  # when the runtime began to answer (telemetry's spans)
+        self.streamed_bytes = 0  # a streamed response's size so far
 
     def __repr__(self) -> str:
         return f"<Invocation {self.request_id}>"

@@ -6,10 +6,16 @@ runtime's user). SnapStart's `RestoreLauncher` (snapstart.py) makes the runtime 
 function's template instead. The environment does not know which it has: it asks its launcher for
 its Runtime API listener and for the runtime, and learns from `start` where the runtime's restore
 begins.
+
+An environment with external extensions asks for a `Place` instead (`ExecLauncher.place`): its
+confinement made once (the cgroups, and where there is one, the mount namespace, kept by a holder
+process), in which it starts each extension and then, once they have registered, the runtime, all
+sharing one /tmp, one /opt, one network and one memory limit, as on Lambda.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +25,20 @@ import trio
 from sandbox import layers as opt
 from sandbox import netns
 from sandbox.confinement import Confinement, Limits
-from sandbox.isolation import Isolation, script_interpreter
-from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec, launch_runtime
+from sandbox.isolation import Isolation, sandbox_hosts, script_interpreter
+from sandbox import reaper
+from sandbox.process import (
+    OutputPipe,
+    RuntimeProcess,
+    RuntimeSpec,
+    confine,
+    confine_holder,
+    confine_joining,
+    launch_runtime,
+    reap,
+    spawn,
+)
+from sandbox.runtime_cache import cache_dir
 from sandbox.strict import StrictExec
 
 from .outcomes import Outcome, invalid_entrypoint_outcome
@@ -108,6 +126,54 @@ class Launcher:
     async def _start(self, launch: Launch, limits: Limits) -> RuntimeProcess:
         raise NotImplementedError
 
+    async def place(self, launch: Launch, programs: tuple[str, ...]) -> Place:
+        """The environment's confinement, for a runtime started after its external extensions
+        (`programs`, their host paths). Raises LaunchFailed if the runtime cannot start here."""
+        raise LaunchFailed("Extension.LaunchError", lambda request_id: invalid_entrypoint_outcome(
+            request_id, "external extensions need a runtime that is exec'd, not restored from a template"))
+
+
+class Place:
+    """One environment's confinement, holding its runtime and external extensions: each `start`ed
+    in it, `close` kills and reaps whatever is left and removes the cgroups."""
+
+    def __init__(self, launcher: ExecLauncher, listening: Listening, limits: Limits,
+                 holder: RuntimeProcess | None) -> None:
+        self._launcher = launcher
+        self._listening = listening
+        self.limits = limits
+        self.holder = holder  # keeps the mount namespace the others join (None: there is none)
+        self.processes: list[RuntimeProcess] = []
+
+    async def start(self, spec: RuntimeSpec, output: OutputPipe, *, runtime: bool = False) -> RuntimeProcess:
+        """Start a process in the environment (the runtime's cgroups are its `cgroup`). OSError if
+        it cannot be started at all."""
+        confinement = self._launcher.confinement
+        strict = self._launcher.strict_exec(self._listening)
+        limits = self.limits
+        if self.holder is not None:
+            confined = confine_joining(self.holder.pid, spec, limits.cgroup, limits.rlimit_data_mb,
+                                       confinement.private_filesystem, strict, confinement.user)
+        else:
+            confined = confine(spec, limits.cgroup, limits.rlimit_data_mb, None, strict, confinement.user)
+        process = await spawn(confined, spec.cwd if self.holder is None else None, output,
+                              limits.cgroup if runtime else None, tree=False)
+        self.processes.append(process)
+        return process
+
+    async def close(self) -> None:
+        """Kill every process of the environment and reap it (and what it orphaned to us)."""
+        with trio.CancelScope(shield=True):
+            everyone = [*self.processes, *([self.holder] if self.holder is not None else [])]
+            for process in everyone:
+                await reap(process)
+            if self.limits.cgroup is not None:
+                await self.limits.cgroup.terminate()
+                await self.limits.cgroup.remove_when_empty()
+            else:
+                for process in everyone:
+                    reaper.end_session(process.pid)
+
 
 class ExecLauncher(Launcher):
     """Execs the runtime's command. `entrypoint_check(argv0, cwd=, path=)` gives the reason a
@@ -135,12 +201,45 @@ class ExecLauncher(Launcher):
         try:
             return await launch_runtime(
                 spec, launch.output, cgroup=limits.cgroup, rlimit_data_mb=limits.rlimit_data_mb,
-                filesystem=confinement.private_filesystem, strict=self._strict_exec(launch.listening),
+                filesystem=confinement.private_filesystem, strict=self.strict_exec(launch.listening),
                 user=confinement.user)
         except OSError as exc:
             raise exec_failed(exc) from None
 
-    def _strict_exec(self, listening: Listening) -> StrictExec | None:
+    async def place(self, launch: Launch, programs: tuple[str, ...]) -> Place:
+        spec = launch.spec
+        if self._entrypoint_check is not None:
+            problem = self._entrypoint_check(spec.argv[0], cwd=spec.cwd, path=spec.env.get("PATH"))
+            if problem is not None:
+                raise invalid_entrypoint(problem)
+        limits = self.confinement.limits(launch.listening.address)
+        holder = None
+        try:
+            filesystem = self.confinement.private_filesystem
+            if filesystem is not None:
+                output = OutputPipe()
+                try:
+                    confined = confine_holder(spec, limits.cgroup, limits.rlimit_data_mb, filesystem,
+                                              self.strict_exec(launch.listening), also=programs,
+                                              hosts=self._hosts())
+                    holder = await spawn(confined, None, output, tree=False)
+                    said = await _first_line(output)
+                finally:
+                    output.close()
+                if said is not None:  # it ended before it was ready: the mounts failed
+                    raise invalid_entrypoint(f"the environment could not be made: {said}")
+            return Place(self, launch.listening, limits, holder)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await Place(self, launch.listening, limits, holder).close()
+            raise
+
+    @functools.cache
+    def _hosts(self) -> str:
+        """The /etc/hosts its environments with extensions see (where `sandbox` is their own)."""
+        return sandbox_hosts(str(cache_dir()))
+
+    def strict_exec(self, listening: Listening) -> StrictExec | None:
         """Strict's last step before the runtime's exec: join the namespace, load the deny-list."""
         strict = self.confinement.strict
         if self.confinement.isolation is not Isolation.STRICT or strict is None or strict.helper is None:
@@ -149,6 +248,20 @@ class ExecLauncher(Launcher):
         if namespace is None:
             return StrictExec(strict.helper)
         return StrictExec(strict.helper, namespace.fd, namespace.user_fd if namespace.user_fd >= 0 else None)
+
+
+async def _first_line(output: OutputPipe) -> str | None:
+    """Wait for the holder's empty line (it is ready: None), or for its end: then what it said
+    instead (the shim's error)."""
+    said = b""
+    while True:
+        await trio.lowlevel.wait_readable(output.read_fd)
+        data = output.drain()
+        if not data:
+            return said.decode(errors="replace").strip() or "its holder process exited"
+        said += data
+        if said == b"\n":
+            return None
 
 
 def command_check(layers: tuple[str, ...], check: Callable[..., str | None]) -> Callable[..., str | None]:

@@ -96,6 +96,25 @@ def _signal_name(signum: int) -> str:
     return names.get(signum, str(signum))
 
 
+def extension_init_outcome(name: str, reason: str) -> Outcome:
+    """An external extension failed init (it exited before it registered or asked for its first
+    event, or posted init/error): Extension.InitError, and the environment is not used."""
+    return Outcome(OutcomeKind.INIT_ERROR,
+                   error_json("Extension.InitError", f"Extension {name} failed to initialize: {reason}"),
+                   "Extension.InitError")
+
+
+def extension_crash_outcome(request_id: str, name: str, reason: str, error_type: str = "Extension.Crash") -> Outcome:
+    """An external extension ended during the invocation (crashed, or posted exit/error)."""
+    return Outcome(OutcomeKind.EXIT_ERROR,
+                   error_json(error_type, f"RequestId: {request_id} Error: extension {name} {reason}"), error_type)
+
+
+def exit_reason(status: int) -> str:
+    """How a process ended, in Go's words as Lambda writes them ("exit status 3", "signal: killed")."""
+    return f"signal: {_signal_name(-status)}" if status < 0 else f"exit status {status}"
+
+
 def invalid_entrypoint_outcome(request_id: str, reason: str) -> Outcome:
     """A runtime that cannot start: Runtime.InvalidEntrypoint with the reason."""
     return Outcome(OutcomeKind.EXIT_ERROR,

@@ -7,6 +7,12 @@ the AWS Lambda Developer Guide ("Lambda function logs", "Improving startup perfo
 SnapStart") shows them and as the real RIE prints them: tab-separated fields, each followed by a
 tab, on one line.
 
+Every phase also gives the Telemetry API's event (`telemetry`, drained by the environment into its
+subscribers' streams, telemetry.py): `platform.initStart`, `platform.initRuntimeDone`,
+`platform.initReport`, `platform.start`, `platform.runtimeDone` (with its `responseLatency` and
+`responseDuration` spans), `platform.report`, the restore events, `platform.extension`, with the
+record fields of the Telemetry API Event schema reference.
+
 A function whose LoggingConfig says `LogFormat: JSON` gets them as Lambda writes them then (`JsonLog`):
 one `{"time","type","record"}` object per line, `platform.start`, `platform.report`,
 `platform.runtimeDone` for END, `platform.initReport`, `platform.restoreStart` and
@@ -49,8 +55,10 @@ def report_line(
     restore_duration_ms: float | None = None,
     status: str | None = None,
     error_type: str | None = None,
+    post_runtime_ms: float | None = None,
 ) -> str:
-    """A SnapStart environment's first invocation carries its restore, not an init."""
+    """A SnapStart environment's first invocation carries its restore, not an init; one whose
+    extensions worked on after the response, how long they did (PostRuntimeExtensionsDuration)."""
     fields = [f"REPORT RequestId: {request_id}"]
     init = f"Init Duration: {init_duration_ms:.2f} ms" if init_duration_ms is not None else None
     if style is LogStyle.RIE and init:
@@ -61,6 +69,8 @@ def report_line(
         f"Memory Size: {memory_mb} MB",
         f"Max Memory Used: {max_memory_used_mb} MB",
     ]
+    if post_runtime_ms is not None:
+        fields.append(f"PostRuntimeExtensionsDuration: {post_runtime_ms:.2f} ms")
     if style is LogStyle.LAMBDA:
         if init:
             fields.append(init)
@@ -79,6 +89,11 @@ def init_report_line(*, duration_ms: float, phase: str, status: str, error_type:
     if error_type:
         fields.append(f"Error Type: {error_type}")
     return "\t".join(fields) + "\n"
+
+
+def extension_line(name: str, events: tuple[str, ...] | list[str]) -> str:
+    """What Lambda logs as an external extension registers."""
+    return f"EXTENSION\tName: {name}\tState: Ready\tEvents: [{','.join(events)}]\n"
 
 
 def restore_start_line(version: str) -> str:
@@ -106,6 +121,7 @@ _EVENT_LEVEL = {
     "platform.report": "INFO",
     "platform.restoreStart": "INFO",
     "platform.restoreReport": "INFO",
+    "platform.extension": "INFO",
 }
 
 
@@ -157,7 +173,7 @@ class PlatformLog:
     """One environment's platform lines, and the durations they report."""
 
     def __init__(self, style: LogStyle, version: str, memory_mb: int, *, provisioned: bool = False,
-                 json_log: JsonLog | None = None) -> None:
+                 json_log: JsonLog | None = None, function_name: str = "") -> None:
         self.style = style
         self.version = version
         self.memory_mb = memory_mb
@@ -169,6 +185,8 @@ class PlatformLog:
         self.restore_started_at: float | None = None
         self.restore_duration_ms: float | None = None
         self._init_reported = provisioned  # Lambda reports no init for provisioned environments
+        self.function_name = function_name
+        self.telemetry: list[tuple[str, dict]] = []  # Telemetry API events, until the environment takes them
 
     @property
     def lambda_style(self) -> bool:
@@ -180,6 +198,23 @@ class PlatformLog:
 
     def launched(self, now: float) -> None:
         self.launched_at = now
+        self.telemetry.append(("platform.initStart", {
+            "initializationType": self.initialization_type, "phase": "init", "runtimeVersion": RUNTIME_VERSION,
+            "functionName": self.function_name, "functionVersion": self.version}))
+
+    def take_telemetry(self) -> list[tuple[str, dict]]:
+        events, self.telemetry = self.telemetry, []
+        return events
+
+    def _init_telemetry(self, duration_ms: float, status: str, error_type: str | None) -> None:
+        phase = {"initializationType": self.initialization_type, "phase": "init"}
+        self.telemetry += [("platform.initRuntimeDone", _status(dict(phase), status, error_type)),
+                           ("platform.initReport", _status({**phase, "metrics": _metrics(duration_ms)}, status,
+                                                           error_type))]
+
+    def _restore_telemetry(self, duration_ms: float, status: str | None, error_type: str | None) -> None:
+        self.telemetry += [("platform.restoreRuntimeDone", _status({}, status, error_type)),
+                           ("platform.restoreReport", _status({"metrics": _metrics(duration_ms)}, status, error_type))]
 
     # -- the phases --------------------------------------------------------------------------------
 
@@ -200,6 +235,7 @@ class PlatformLog:
     def init_done(self, now: float, *, snapshot: bool) -> str:
         """The runtime is past init; at SnapStart's snapshot point Lambda reports the init."""
         self.init_duration_ms = (now - self.launched_at) * 1000
+        self._init_telemetry(self.init_duration_ms, "success", None)
         if snapshot and self.lambda_style:
             return self._init_report(now, self.init_duration_ms, "success", None)
         return ""
@@ -217,6 +253,8 @@ class PlatformLog:
         self.restore_started_at = now
         if copy:
             self.launched_at = now
+        self.telemetry.append(("platform.restoreStart", {
+            "runtimeVersion": RUNTIME_VERSION, "functionName": self.function_name, "functionVersion": self.version}))
         if not self.lambda_style:
             return ""
         if self.json is not None:
@@ -228,6 +266,7 @@ class PlatformLog:
     def restore_done(self, now: float) -> str:
         assert self.restore_started_at is not None
         self.restore_duration_ms = (now - self.restore_started_at) * 1000
+        self._restore_telemetry(self.restore_duration_ms, None, None)
         return self._restore_report(now, self.restore_duration_ms) if self.lambda_style else ""
 
     # -- one invocation ----------------------------------------------------------------------------
@@ -236,9 +275,13 @@ class PlatformLog:
         """RIE prints START when the invocation arrives (Lambda: when the runtime receives it)."""
         return start_line(request_id, self.version) if self.style is LogStyle.RIE else ""
 
-    def delivered(self, request_id: str, *, now: float = 0.0) -> tuple[str, bool]:
+    def delivered(self, request_id: str, *, now: float = 0.0, trace_id: str | None = None) -> tuple[str, bool]:
         """The START line of an invocation the runtime receives now, and whether the server's log
         shows it (Lambda's does; RIE's printed its own at arrival, and the tail has this one)."""
+        record = {"requestId": request_id, "version": self.version}
+        if trace_id:
+            record["tracing"] = {"type": "X-Amzn-Trace-Id", "value": trace_id}
+        self.telemetry.append(("platform.start", record))
         if self.json is not None:
             return self.json.line(now, "platform.start", {
                 "requestId": request_id, "functionArn": self.json.function_arn, "version": self.version}), True
@@ -254,6 +297,10 @@ class PlatformLog:
                 lines = self._restore_report(now, (now - self.restore_started_at) * 1000, "timeout")
             return Settled(lines, status="timeout", error_type=error_type)
         if kind in _FAILED_TO_RUN:
+            if self.restoring:
+                self._restore_telemetry((now - self.restore_started_at) * 1000, "error", error_type)
+            elif not delivered:
+                self._init_telemetry((now - self.launched_at) * 1000, "error", error_type)
             if not self.lambda_style:
                 return Settled(report=False)  # RIE prints nothing for a runtime that failed
             if self.restoring:
@@ -265,8 +312,33 @@ class PlatformLog:
             return Settled(lines, status="error", error_type=error_type)
         return Settled()
 
+    def extension_registered(self, now: float, name: str, events: tuple[str, ...]) -> str:
+        """An external extension registered (Lambda logs it; RIE logs its own line)."""
+        self.telemetry.append(("platform.extension", {"name": name, "state": "Ready", "events": list(events)}))
+        if not self.lambda_style:
+            return ""
+        if self.json is not None:
+            return self.json.line(now, "platform.extension", {"name": name, "state": "Ready", "events": list(events)})
+        return extension_line(name, events)
+
+    def runtime_done(self, request_id: str, *, status: str, error_type: str | None, duration_ms: float,
+                     produced_bytes: int | None, spans: list[dict], trace_id: str | None) -> None:
+        """The runtime finished the invocation (platform.runtimeDone: its status, duration, the
+        bytes it answered, and how long it took to start and to finish answering)."""
+        record: dict = {"requestId": request_id, "status": status, "metrics": {"durationMs": round(duration_ms, 3)}}
+        if produced_bytes is not None:
+            record["metrics"]["producedBytes"] = produced_bytes
+        if error_type and status != "success":
+            record["errorType"] = error_type
+        if spans:
+            record["spans"] = spans
+        if trace_id:
+            record["tracing"] = {"type": "X-Amzn-Trace-Id", "value": trace_id}
+        self.telemetry.append(("platform.runtimeDone", record))
+
     def report(self, request_id: str, *, duration_ms: float, max_memory_used_mb: int | None,
-               status: str | None = None, error_type: str | None = None, now: float = 0.0) -> str:
+               status: str | None = None, error_type: str | None = None, now: float = 0.0,
+               post_runtime_ms: float | None = None) -> str:
         """END and REPORT of one invocation. Only an environment's first carries its init (or,
         SnapStart, its restore)."""
         init_ms = restore_ms = None
@@ -278,18 +350,23 @@ class PlatformLog:
                 restore_ms = self.restore_duration_ms
         memory = self.memory_mb
         used = min(max_memory_used_mb, memory) if max_memory_used_mb is not None else memory
+        metrics = {"durationMs": round(duration_ms, 3), "billedDurationMs": math.ceil(duration_ms),
+                   "memorySizeMB": memory, "maxMemoryUsedMB": used}
+        if init_ms is not None:
+            metrics["initDurationMs"] = round(init_ms, 3)
+        if restore_ms is not None:
+            metrics["restoreDurationMs"] = round(restore_ms, 3)
+            metrics["billedRestoreDurationMs"] = math.ceil(restore_ms)
+        if post_runtime_ms is not None:
+            metrics["postRuntimeExtensionsDurationMs"] = round(post_runtime_ms, 3)
+        self.telemetry.append(("platform.report", _status({"requestId": request_id, "metrics": metrics}, status,
+                                                          error_type)))
         if self.json is not None:
-            metrics = {"durationMs": round(duration_ms, 3), "billedDurationMs": math.ceil(duration_ms),
-                       "memorySizeMB": memory, "maxMemoryUsedMB": used}
-            if init_ms is not None:
-                metrics["initDurationMs"] = round(init_ms, 3)
-            if restore_ms is not None:
-                metrics["restoreDurationMs"] = round(restore_ms, 3)
-                metrics["billedRestoreDurationMs"] = math.ceil(restore_ms)
             done = _status({"requestId": request_id}, status, error_type)
             return (self.json.line(now, "platform.runtimeDone", done)
                     + self.json.line(now, "platform.report",
                                      _status({"requestId": request_id, "metrics": metrics}, status, error_type)))
         return end_line(request_id) + report_line(
             self.style, request_id, duration_ms=duration_ms, memory_mb=memory, max_memory_used_mb=used,
-            init_duration_ms=init_ms, restore_duration_ms=restore_ms, status=status, error_type=error_type)
+            init_duration_ms=init_ms, restore_duration_ms=restore_ms, status=status, error_type=error_type,
+            post_runtime_ms=post_runtime_ms)

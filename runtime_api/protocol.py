@@ -16,7 +16,10 @@ to INVOKE) asks for the next event, which is the explicit "next cycle" transitio
 
 Every rule that decides an answer lives here: the transition table, request ids, payload and
 stream limits, when a staged SnapStart copy may leave restore/next, when the credentials endpoint
-answers, and the Extensions API's checks.
+answers, and the Extensions API's checks and phases: external extensions register before the
+runtime starts, an extension that fails init fails the environment's init (Extension.InitError),
+one that ends during an invocation fails it (Extension.Crash) and the environment is replaced, and
+each SHUTDOWN-subscribed extension gets the SHUTDOWN event when the environment ends.
 """
 
 from __future__ import annotations
@@ -29,8 +32,16 @@ from typing import Any, Protocol
 from bootstrap import wire
 
 from . import outcomes
-from .extensions import Extensions, invoke_event
-from .outcomes import Outcome, OutcomeKind, StreamError
+from .extensions import Extensions, Shutdown, event_reply
+from .telemetry import Telemetry
+from .outcomes import (
+    Outcome,
+    OutcomeKind,
+    StreamError,
+    exit_reason,
+    extension_crash_outcome,
+    extension_init_outcome,
+)
 from .replies import (
     ACCEPTED,
     INVALID_REQUEST_ID,
@@ -175,6 +186,7 @@ class ExtensionRegisterRequested:
 
     name: str | None  # the Lambda-Extension-Name header
     body: bytes
+    accept_feature: str | None = None  # the Lambda-Extension-Accept-Feature header
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +203,34 @@ class ExtensionErrorPosted:
     identifier: str | None
     error_type: str | None  # the Lambda-Extension-Function-Error-Type header
     exiting: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySubscribeRequested:
+    """PUT /2022-07-01/telemetry (`api` Telemetry) or PUT /2020-08-15/logs (`api` Logs), at
+    `now` on the host's clock."""
+
+    api: str
+    identifier: str | None  # the Lambda-Extension-Identifier header
+    body: bytes
+    now: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionExited:
+    """An external extension's process ended; `status` as RuntimeExited's."""
+
+    name: str
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownStarted:
+    """The environment ends (Lambda's Shutdown phase): `reason` is `spindown`, `timeout` or
+    `failure`, and its extensions may run until `deadline_ms` (epoch milliseconds)."""
+
+    reason: str
+    deadline_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +268,9 @@ RuntimeEvent = (
     NextRequested | ResponseStarted | ResponseFinished | ErrorPosted | InitErrorPosted
     | RestoreNextRequested | RestoreErrorPosted
 )
-ExtensionEvent = ExtensionRegisterRequested | ExtensionNextRequested | ExtensionErrorPosted
-HostEvent = InvocationArrived | DeadlinePassed | ResponseAborted | RuntimeExited
+ExtensionEvent = (ExtensionRegisterRequested | ExtensionNextRequested | ExtensionErrorPosted
+                  | TelemetrySubscribeRequested)
+HostEvent = InvocationArrived | DeadlinePassed | ResponseAborted | RuntimeExited | ExtensionExited | ShutdownStarted
 Event = RuntimeEvent | ExtensionEvent | MetadataRequested | CredentialsRequested | HostEvent
 
 
@@ -302,6 +343,33 @@ class CycleDone:
 
 
 @dataclass(frozen=True, slots=True)
+class RuntimeFinished:
+    """The runtime asked for its next event after answering; INVOKE extensions still work (Lambda's
+    PostRuntimeExtensionsDuration runs from now until CycleDone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """An extension registered, for these events."""
+
+    name: str
+    events: tuple[str, ...]
+    external: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """An extension subscribed to telemetry: deliver it (telemetry.Telemetry.subscribers[name])."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionsRegistered:
+    """Every external extension has registered: the runtime starts now."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settle:
     """Hand the waiting caller its outcome. Each invocation is settled exactly once."""
 
@@ -333,7 +401,8 @@ class DeadlineSuspended:
 
 Action = (
     Reply | Park | Deliver | ReadBody | Wake | WakeExtensions | InitDone | RestoreStarted | RestoreDone
-    | CycleDone | Settle | EndStream | Kill | DeadlineSuspended
+    | CycleDone | RuntimeFinished | Registered | Subscribed | ExtensionsRegistered | Settle | EndStream | Kill
+    | DeadlineSuspended
 )
 Answer = Reply | Park | Deliver | ReadBody  # what answers a pending request
 
@@ -391,7 +460,8 @@ class EnvironmentProtocol:
     """The protocol state of one execution environment."""
 
     def __init__(self, extensions: Extensions | None = None, *, start: Start = Start.INIT,
-                 endpoints: Endpoints = Endpoints(), debugging: bool = False) -> None:
+                 endpoints: Endpoints = Endpoints(), debugging: bool = False,
+                 telemetry: Telemetry | None = None) -> None:
         self.state = RuntimeState.STARTED
         self.invocation: Any = None  # the invocation in flight, or waiting for the runtime
         self._settled = False  # whether the current invocation's caller has its outcome
@@ -413,9 +483,12 @@ class EnvironmentProtocol:
         # extension have asked for their next event; an invocation is over for the environment
         # when the runtime and every INVOKE extension have asked again.
         self.extensions = extensions if extensions is not None else Extensions("", "", "")
+        self.telemetry = telemetry if telemetry is not None else Telemetry()
         self.initialised = False  # past init: InitDone was given (the first `next`, or restore/next)
         self._serving = False  # invocations may be delivered: init (and any restore) is over
         self._cycle_pending = False  # the runtime asked again; an extension has not yet
+        self._extension_failure: Outcome | None = None  # an external extension failed the environment
+        self.shutting_down = False  # the Shutdown phase began
 
     def __repr__(self) -> str:
         rid = self.invocation.request_id if self.invocation is not None else None
@@ -472,7 +545,8 @@ class EnvironmentProtocol:
             actions.append(RestoreDone())
         elif source is _S.RESPONSE_SENT:
             self._cycle_pending = True
-            actions += self._complete_cycle(wake=False)
+            # The cycle is done now, or once INVOKE extensions have asked again (from now on).
+            actions += self._complete_cycle(wake=False) or [RuntimeFinished()]
         if self.invocation is None or not self._serving or self._cycle_pending:
             return actions + [PARK]
         if source is not _S.RUNNING:
@@ -577,7 +651,14 @@ class EnvironmentProtocol:
     # -- extension requests ------------------------------------------------------------------------
 
     def _on_extension_register(self, event: ExtensionRegisterRequested, woken: bool) -> list[Action]:
-        return [self.extensions.register(event.name, event.body)]
+        reply = self.extensions.register(event.name, event.body, event.accept_feature)
+        if reply.status != 200:
+            return [reply]
+        extension = self.extensions.named(event.name)
+        actions: list[Action] = [reply, Registered(extension.name, tuple(sorted(extension.events)), extension.external)]
+        if extension.external and not self.extensions.unregistered():
+            actions.append(ExtensionsRegistered())
+        return actions
 
     def _on_extension_next(self, event: ExtensionNextRequested, woken: bool) -> list[Action]:
         """Done with the last event (unless only `woken` to look again), and wanting the next one."""
@@ -592,9 +673,9 @@ class EnvironmentProtocol:
         if not woken:
             extension.poll()
             actions += self._complete_init(wake=True) + self._complete_cycle(wake=True)
-        invocation = extension.take_event()
-        if invocation is not None:
-            return actions + [invoke_event(invocation)]
+        pending = extension.take_event()
+        if pending is not None:
+            return actions + [event_reply(pending)]
         return actions + [PARK]
 
     def _on_extension_error(self, event: ExtensionErrorPosted, woken: bool) -> list[Action]:
@@ -603,10 +684,59 @@ class EnvironmentProtocol:
             return [extension]
         if event.error_type is None:
             return [api_error(403, "Extension.MissingHeader", "Lambda-Extension-Function-Error-Type not found")]
+        if extension.external and not self.shutting_down:
+            # Lambda fails the environment: at init, its init; later, the invocation in flight.
+            if not self.initialised:
+                extension.exit()
+                return [ACCEPTED, *self._fail(extension_init_outcome(extension.name, f"it reported {event.error_type}"))]
+            if event.exiting:
+                extension.exit()
+                return [ACCEPTED, *self._fail_invocation(extension.name, f"exited with error {event.error_type}",
+                                                         "Extension.ExitError")]
         if not event.exiting:
             return [ACCEPTED]
         extension.exit()
         return [ACCEPTED, *self._complete_init(wake=True), *self._complete_cycle(wake=True)]
+
+    def _on_subscribe(self, event: TelemetrySubscribeRequested, woken: bool) -> list[Action]:
+        """A Telemetry (or Logs) API subscription: only from a registered extension, during init."""
+        extension = self.extensions.identify(event.identifier)
+        if isinstance(extension, Reply):
+            return [extension]
+        reply = self.telemetry.subscribe(event.api, extension.name, event.body, event.now, open=not self.initialised)
+        return [reply, Subscribed(extension.name)] if reply.status == 200 else [reply]
+
+    def _on_extension_exited(self, event: ExtensionExited, woken: bool) -> list[Action]:
+        extension = self.extensions.named(event.name)
+        if extension is not None:
+            extension.exit()
+        if self.shutting_down or self._extension_failure is not None:
+            return []  # ending as it should, or after the environment failed already
+        if not self.initialised:
+            why = "it exited before it registered" if extension is None else "it exited during init"
+            return self._fail(extension_init_outcome(event.name, f"{why} ({exit_reason(event.status)})"))
+        return self._fail_invocation(event.name, f"crashed: {exit_reason(event.status)}", "Extension.Crash")
+
+    def _fail_invocation(self, name: str, reason: str, error_type: str) -> list[Action]:
+        """An extension ended the environment after init: the invocation in flight fails (unless
+        its caller has its answer already) and the environment is replaced."""
+        if self.invocation is None or self._settled:
+            return self._fail(None)
+        return self._fail(extension_crash_outcome(self.invocation.request_id, name, reason, error_type))
+
+    def _fail(self, outcome: Outcome | None) -> list[Action]:
+        """The environment cannot go on: the waiting caller (if any) gets `outcome`, and so does
+        an invocation that finds it failed; the environment is stopped."""
+        self._extension_failure = outcome or self._extension_failure or Outcome(OutcomeKind.EXIT_ERROR)
+        self._exited_from, self.state = self.state, _S.EXITED
+        actions: list[Action] = []
+        if outcome is not None and self.invocation is not None and not self._settled:
+            actions.append(self._settle(outcome))
+        return actions + [Kill("failure")]
+
+    def _on_shutdown_started(self, event: ShutdownStarted, woken: bool) -> list[Action]:
+        self.shutting_down = True
+        return [WakeExtensions()] if self.extensions.shutdown(Shutdown(event.reason, event.deadline_ms)) else []
 
     # -- host events -------------------------------------------------------------------------------
 
@@ -641,6 +771,11 @@ class EnvironmentProtocol:
             if self.state is _S.INVOCATION_RESPONSE:  # a streamed response still under way
                 self.state = _S.EXITED
                 return [Kill("timeout")]
+            if self.extensions.holds_cycles() and self.state is not _S.EXITED:
+                # Extensions still at work after the response: the invoke phase, theirs included,
+                # ends at the function's timeout (Lambda's rule).
+                self.state = _S.EXITED
+                return [Kill("timeout")]
             return []
         if self.restoring:
             outcome = outcomes.RESTORE_TIMEOUT
@@ -665,12 +800,17 @@ class EnvironmentProtocol:
             return []
         return [self._settle(self._failure(source, event))]
 
-    def _failure(self, source: RuntimeState, event: RuntimeExited) -> Outcome:
-        """What the invocation gets from a runtime that exited (from state `source`)."""
+    def _failure(self, source: RuntimeState, event: RuntimeExited | None) -> Outcome:
+        """What the invocation gets from a runtime that exited (from state `source`), or from an
+        environment an extension failed."""
+        if self._extension_failure is not None and self._extension_failure.body:
+            return self._extension_failure
         if self._init_error is not None and source in (_S.INIT_ERROR, _S.RESTORE_ERROR):
             body, error_type = self._init_error
             kind = OutcomeKind.INIT_ERROR if source is _S.INIT_ERROR else OutcomeKind.RESTORE_ERROR
             return Outcome(kind, body, error_type)
+        if event is None:  # the environment was stopped before its runtime ran
+            return outcomes.exit_outcome(self.invocation.request_id, -9)
         return outcomes.exit_outcome(self.invocation.request_id, event.status, oom=event.oom)
 
     def _settle(self, outcome: Outcome) -> Settle:
@@ -693,6 +833,9 @@ _HANDLERS: dict[type, _Handler] = {
     ExtensionRegisterRequested: EnvironmentProtocol._on_extension_register,
     ExtensionNextRequested: EnvironmentProtocol._on_extension_next,
     ExtensionErrorPosted: EnvironmentProtocol._on_extension_error,
+    ExtensionExited: EnvironmentProtocol._on_extension_exited,
+    TelemetrySubscribeRequested: EnvironmentProtocol._on_subscribe,
+    ShutdownStarted: EnvironmentProtocol._on_shutdown_started,
 }
 _RULES: dict[type, Callable[[EnvironmentProtocol, Any, bool], list[Action] | None]] = {
     RestoreNextRequested: EnvironmentProtocol._may_restore,

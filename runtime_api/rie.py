@@ -17,6 +17,10 @@ runtime runs as a plain process tree, as under RIE; `standard` gives each enviro
 cgroup limits, memory from AWS_LAMBDA_FUNCTION_MEMORY_SIZE, Runtime.OutOfMemory reporting, and a
 private /tmp of LAMBDALET_EPHEMERAL_STORAGE MB, default 512; the bootstrap still runs where it is
 started, its code is not moved to /var/task).
+
+Every executable of /opt/extensions is an external extension, started before the runtime as RIE
+starts them (unless /opt/disable-extensions-jwigqn8j exists, RIE's switch), and stopped with its
+Shutdown phase (SHUTDOWN `spindown`, then SIGKILL at the deadline) when lambdalet-rie is stopped.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import trio
 
 from bootstrap import wire
 from sandbox import host
+from sandbox import layers as opt
 from sandbox.cgroups import CgroupSupport
 from sandbox.confinement import Confinement
 from sandbox.isolation import DEFAULT_EPHEMERAL_MB, Isolation, PrivateFilesystem
@@ -56,6 +61,8 @@ INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 ARN_PREFIX = "arn:aws:lambda:us-east-1:012345678912:function:"
 LOG_LEVELS = ("panic", "fatal", "error", "warning", "info", "debug", "trace")
 DEFAULT_BOOTSTRAPS = ("/var/task/bootstrap", "/opt/bootstrap", "/var/runtime/bootstrap")
+OPT = "/opt"
+DISABLE_EXTENSIONS = "/opt/disable-extensions-jwigqn8j"  # RIE's switch: no external extensions
 _VALUE_FLAGS = ("--log-level", "--runtime-api-address", "--runtime-interface-emulator-address")
 _BOOL_FLAGS = ("--enable-init-caching",)
 
@@ -292,7 +299,17 @@ def rie_isolation(environ: dict[str, str]) -> tuple[Isolation, PrivateFilesystem
     return level, PrivateFilesystem(ephemeral_mb)
 
 
-async def run(options: RieOptions, function: RieFunction, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+def external_extensions(opt_dir: str = OPT) -> tuple[opt.ExtensionFile, ...]:
+    """The executables of /opt/extensions, as RIE finds them (none if RIE's switch is there)."""
+    if os.path.exists(os.path.join(opt_dir, os.path.basename(DISABLE_EXTENSIONS))):
+        return ()
+    return opt.extensions((opt_dir,))
+
+
+async def run(options: RieOptions, function: RieFunction, *, stop: trio.Event | None = None,
+              task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve until cancelled; or, given `stop`, until it is set, then stop the environments as
+    Lambda spins them down (their extensions' Shutdown phase) and return."""
     api_host, api_port = split_address(options.runtime_api_address)
     invoke_host, invoke_port = split_address(options.emulator_address)
     concurrency = int(os.environ.get("LAMBDALET_CONCURRENCY", "1"))
@@ -317,6 +334,7 @@ async def run(options: RieOptions, function: RieFunction, *, task_status=trio.TA
         host=api_host,
         port=api_port,
         idle_timeout=float("inf"),  # RIE keeps its runtime until it fails or RIE stops
+        extensions=external_extensions(),
         endpoints=Endpoints(
             metadata_token=metadata_token,
             credentials=container_credentials(function.base_env) if options.enable_init_caching else None,
@@ -333,19 +351,24 @@ async def run(options: RieOptions, function: RieFunction, *, task_status=trio.TA
         rapid_log("INFO", f"exec '{function.argv[0]}' (cwd={function.cwd}, handler={function.handler or ''})")
         await nursery.start(trio.serve_listeners, partial(http.serve_connection, handler=api.handle), listeners)
         task_status.started(listeners[0].socket.getsockname()[1])
+        if stop is not None:
+            await stop.wait()
+            await lambda_function.stop()
+            nursery.cancel_scope.cancel()
 
 
 _SIGNAL_NAMES = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupt"}  # Go's names, as RIE logs them
 
 
 async def _main(options: RieOptions, function: RieFunction) -> None:
+    stop = trio.Event()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(run, options, function)
+            await nursery.start(partial(run, options, function, stop=stop))
             async for signum in signals:
                 rapid_log("INFO", f"Received signal signal={_SIGNAL_NAMES.get(signum, signum)}")
                 rapid_log("INFO", "Shutting down...")
-                nursery.cancel_scope.cancel()
+                stop.set()
                 break
 
 

@@ -1,5 +1,5 @@
-"""The Runtime API of one execution environment, as HTTP: the requests its runtime (and the
-runtime's internal extensions) make.
+"""The Runtime API of one execution environment, as HTTP: the requests its runtime and its
+extensions make (the Runtime, Extensions, Telemetry and Logs APIs, the metadata endpoint).
 
 Each handler only translates: the request becomes a protocol event
 (protocol.py), the environment (environment.py) hands it to its protocol and returns the answer,
@@ -34,6 +34,7 @@ from .protocol import (
     ResponseStarted,
     RestoreErrorPosted,
     RestoreNextRequested,
+    TelemetrySubscribeRequested,
 )
 from .replies import Reply
 
@@ -43,11 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("lambdalet")
 
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
-# The Logs and Telemetry APIs are stubs, as in RIE: 202 with an error body.
-_STUB_BODIES = {
-    routes.Route.LOGS: b'{"errorMessage":"Logs API is not supported","errorType":"Logs.NotSupported"}\n',
-    routes.Route.TELEMETRY: b'{"errorMessage":"Telemetry API is not supported","errorType":"Telemetry.NotSupported"}\n',
-}
 
 
 class RuntimeAPI:
@@ -111,7 +107,8 @@ class RuntimeAPI:
             answer = await self.env.runtime_request(CredentialsRequested(header(b"authorization")))
         elif route is routes.Route.EXTENSION_REGISTER:
             body, _ = await conn.read_body(wire.MAX_PAYLOAD_BYTES)
-            answer = await self.env.runtime_request(ExtensionRegisterRequested(header(b"lambda-extension-name"), body))
+            answer = await self.env.runtime_request(ExtensionRegisterRequested(
+                header(b"lambda-extension-name"), body, header(b"lambda-extension-accept-feature")))
         elif route is routes.Route.EXTENSION_NEXT:
             await conn.read_body(wire.MAX_PAYLOAD_BYTES)
             answer = await self.env.runtime_request(ExtensionNextRequested(header(b"lambda-extension-identifier")))
@@ -120,11 +117,13 @@ class RuntimeAPI:
             answer = await self.env.runtime_request(ExtensionErrorPosted(
                 header(b"lambda-extension-identifier"), header(b"lambda-extension-function-error-type"),
                 exiting=route is routes.Route.EXTENSION_EXIT_ERROR))
-        elif route is routes.Route.PING:
+        elif route in (routes.Route.LOGS, routes.Route.TELEMETRY):
+            body, _ = await conn.read_body(wire.MAX_PAYLOAD_BYTES)
+            answer = await self.env.runtime_request(TelemetrySubscribeRequested(
+                "Logs" if route is routes.Route.LOGS else "Telemetry", header(b"lambda-extension-identifier"), body,
+                trio.current_time()))
+        else:  # PING
             answer = Reply(200, b"pong", "text/plain; charset=utf-8")
-        else:
-            await conn.read_body(wire.MAX_PAYLOAD_BYTES)
-            answer = Reply(202, _STUB_BODIES[route], wire.JSON)
         assert isinstance(answer, Reply), answer
         await conn.respond(answer.status, answer.body, answer.fields())
 

@@ -135,8 +135,11 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
             return RuntimeSpec(argv, env, env["LAMBDA_TASK_ROOT"])
         return make_spec
 
+    extensions = opt.extensions(layers)
     options = EnvironmentOptions(
         function_name=config.lambda_name,
+        extensions=extensions,
+        account_id=config.account_id,
         handler=config.handler,
         endpoints=Endpoints(metadata_token=metadata_token, availability_zone_id=availability_zone_id(config.region)),
         version=config.version,
@@ -156,6 +159,10 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
         log.warning("function %s: SnapStart's contract only while debugging (init type snap-start, hooks, "
                     "restore/next), no memory snapshot: each environment runs init, so a debugger sees it",
                     config.name)
+    elif config.snapstart and own_client and extensions:
+        log.warning("function %s: SnapStart's contract only (init type snap-start, hooks, restore/next, restore "
+                    "durations), no memory snapshot: its external extensions start with each environment's "
+                    "runtime, so each environment runs init", config.name)
     elif config.snapstart and own_client and level is not Isolation.STRICT and confinement.user is None:
         # lambdalet's own runtime can be a fork template: a memory snapshot, restored in milliseconds.
         log.warning("function %s: SnapStart with fork templates: the initialised runtime is kept as a template "
@@ -318,8 +325,18 @@ class Server:
 
     async def __aexit__(self, *exc_info) -> bool | None:
         assert self._nursery is not None and self._nursery_manager is not None
+        with trio.CancelScope(shield=True):
+            await self.stop()
         self._nursery.cancel_scope.cancel()
         return await self._nursery_manager.__aexit__(*exc_info)
+
+    async def stop(self) -> None:
+        """Stop the functions whose environments have external extensions as Lambda spins them
+        down: each extension subscribed to SHUTDOWN gets it (`spindown`) and a moment to finish."""
+        async with trio.open_nursery() as nursery:
+            for function in self.functions.values():
+                if function.options.extensions:
+                    nursery.start_soon(function.stop)
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Start the functions and the Invoke API listener in `nursery`."""

@@ -111,11 +111,14 @@ class PrivateFilesystem:
         return (*self.layers, *(host for host, _ in self.shown))
 
     def plan(self, argv: tuple[str, ...], env: dict[str, str], cwd: str | None,
-             also: tuple[str, ...] = ()) -> MountPlan:
+             also: tuple[str, ...] = (), hosts: str | None = None) -> MountPlan:
         """How to build the runtime's view in a new mount namespace and enter its working
         directory. `argv`, `env` and `cwd` as the host sees them (before `present`); `also`: more
-        programs run in there before the runtime (strict's exec helper's interpreter)."""
+        programs run in there before the runtime (strict's exec helper's interpreter); `hosts`: a
+        file shown at /etc/hosts (`sandbox_hosts`)."""
         table: list[tuple[str, str, str, str]] = []
+        if hosts is not None:
+            table.append((hosts, "/etc/hosts", "none", "bind,ro"))
         steps: list[str] = []
         tmpfs = ("tmpfs", "tmpfs", f"size={self.ephemeral_mb}m,mode=1777")
         if self.task_root is not None:
@@ -237,6 +240,36 @@ def kept_from_tmp(argv: tuple[str, ...], env: dict[str, str], cwd: str | None, t
         if not any(path == p or (d and path.startswith(p + "/")) for p, d in outermost):
             outermost.append((path, is_dir))
     return outermost
+
+
+SANDBOX_NAMES = ("sandbox.localdomain", "sandbox")
+
+
+def sandbox_hosts(directory: str, etc_hosts: str = "/etc/hosts") -> str:
+    """A hosts file for environments with external extensions: the host's, plus the names Lambda
+    gives the execution environment itself (an extension listens on `sandbox` or
+    `sandbox.localdomain` for its Telemetry API destination), on its loopback. Written once into
+    `directory`; its path."""
+    try:
+        with open(etc_hosts) as f:
+            text = f.read()
+    except OSError:
+        text = "127.0.0.1\tlocalhost\n"
+    text = text.rstrip("\n") + "\n127.0.0.1\t" + " ".join(SANDBOX_NAMES) + "\n"
+    path = os.path.join(directory, "hosts")
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return path
+    except OSError:
+        pass
+    os.makedirs(directory, exist_ok=True)
+    partial = f"{path}.{os.getpid()}"
+    with open(partial, "w") as f:
+        f.write(text)
+    os.chmod(partial, 0o644)
+    os.replace(partial, path)
+    return path
 
 
 def script_interpreter(program: str | None) -> str | None:

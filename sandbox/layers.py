@@ -12,8 +12,9 @@ several make a read-only overlayfs, whose `lowerdir=` lists the top layer first 
 Lambda's order). Without one (isolation none) /opt cannot be shown: `search_paths` puts the
 layers' own directories where /opt's would be, in the same precedence.
 
-/opt/extensions is shown like the rest, but nothing starts what is in it: lambdalet serves internal
-extensions only (runtime_api/extensions.py), those a runtime registers from inside itself.
+Every layer's `extensions/` is seen at /opt/extensions: each executable there is an external
+extension, started with the runtime (`extensions` finds them; a later layer's file of the same name
+hides an earlier one's). At isolation none they are started from the layers' directories.
 """
 
 from __future__ import annotations
@@ -21,9 +22,39 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 
 OPT = "/opt"
 MAX_LAYERS = 5  # Lambda's limit per function
+
+
+EXTENSIONS = "extensions"
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionFile:
+    """An external extension: its name (its file name, under which it registers) and its path on
+    the host."""
+
+    name: str
+    path: str
+
+
+def extensions(roots: tuple[str, ...] | list[str]) -> tuple[ExtensionFile, ...]:
+    """The external extensions of `roots` (layers in Lambda's order, or one /opt): every executable
+    file in a root's extensions/ directory, by name, a later root's hiding an earlier one's."""
+    found: dict[str, str] = {}
+    for root in roots:
+        directory = os.path.join(root, EXTENSIONS)
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(directory, name)
+            if os.path.isfile(path) and os.access(path, os.X_OK):
+                found[name] = path
+    return tuple(ExtensionFile(name, found[name]) for name in sorted(found))
 
 
 def problem(layers: tuple[str, ...] | list[str]) -> str | None:

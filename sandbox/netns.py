@@ -121,6 +121,22 @@ async def open_namespace(address: tuple[str, int] = RUNTIME_API) -> NetworkNames
     return NetworkNamespace(fd, listener, os.fstat(fd).st_ino, user_fd)
 
 
+def socket_in(fd: int) -> socket.socket:
+    """Blocking (run it in a worker thread): a TCP socket made inside the network namespace `fd`,
+    for the host to connect to a listener there (the platform delivers telemetry to an extension
+    listening on the environment's loopback). The thread goes home afterwards."""
+    libc = _libc()
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(libc.setns(fd, CLONE_NEWNET), "setns into the environment's network namespace")
+        try:
+            return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        finally:
+            _check(libc.setns(home, CLONE_NEWNET), "setns back to the host's network namespace")
+    finally:
+        os.close(home)
+
+
 def problem() -> str | None:
     """Why environments cannot have a network namespace of their own here, or None. Probed with a
     real one, made and dropped in a thread of its own, as the caller may not be one; without

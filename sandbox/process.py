@@ -12,6 +12,7 @@ import errno
 import functools
 import math
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -22,7 +23,7 @@ import trio
 
 from . import userns
 from .cgroups import EnvironmentCgroup
-from .isolation import PrivateFilesystem, unshare_argv
+from .isolation import TASK_ROOT, PrivateFilesystem, unshare_argv
 from .runtime_user import RuntimeUser
 from .strict import StrictExec, program_path
 
@@ -101,12 +102,15 @@ class RuntimeProcess:
     """
 
     def __init__(self, pid: int, cgroup: EnvironmentCgroup | None = None,
-                 popen: subprocess.Popen | None = None) -> None:
+                 popen: subprocess.Popen | None = None, *, tree: bool = True) -> None:
         # `popen`, when there is one, is kept (and told the exit status): a Popen dropped while its
         # process lives would reap it behind our back.
         self.popen = popen
         self.pid = pid
         self.cgroup = cgroup
+        # Whether the runtime's end is its environment's: its exit kills the whole cgroup. Not when
+        # the environment has external extensions, which get their SHUTDOWN event first.
+        self.tree = tree
         if cgroup is not None:
             cgroup.runtime_pid = self.pid
         self.status: int | None = None  # the exit code, or minus the signal number
@@ -124,8 +128,13 @@ class RuntimeProcess:
                 # While the runtime is a zombie its pid (and so its process group id) cannot be
                 # reused: the moment to kill whatever it left behind in its group (and cgroup).
                 self.kill_tree()
-                _, status = os.waitpid(self.pid, 0)
-                self.status = os.waitstatus_to_exitcode(status)
+                try:
+                    _, status = os.waitpid(self.pid, 0)
+                    self.status = os.waitstatus_to_exitcode(status)
+                except ChildProcessError:
+                    # An extension, reaped by its environment's cgroup sweep (cgroups.track) as it
+                    # ended: how is not known, and it is gone all the same.
+                    self.status = -signal.SIGKILL
                 if self.popen is not None:
                     self.popen.returncode = self.status
                 self._close_status()
@@ -142,11 +151,19 @@ class RuntimeProcess:
             return True  # reaped meanwhile
 
     def kill_tree(self) -> None:
-        """SIGKILL the runtime's whole tree: its cgroup's members (noted for reaping) and its
-        process group."""
-        if self.cgroup is not None:
+        """SIGKILL the runtime's whole tree: its cgroup's members (noted for reaping), unless the
+        environment outlives it (`tree`), and its process group."""
+        if self.cgroup is not None and self.tree:
             self.cgroup.kill()
         kill_tree(self.pid)
+
+    def terminate(self) -> None:
+        """SIGTERM the process (its own; not the group), as Lambda signals a runtime at shutdown."""
+        if self.status is None:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
     def peak_memory_mb(self) -> int | None:
         """The peak resident memory seen so far, in MB rounded up; None if never seen."""
@@ -274,6 +291,58 @@ def confined_argv(spec: RuntimeSpec, cgroup: EnvironmentCgroup | None, rlimit_da
     return confine(spec, cgroup, rlimit_data_mb).argv
 
 
+# What holds an environment's namespaces while its runtime and extensions join them (`confine_holder`).
+HOLDER_ARGV = ("/bin/sh", "-c", "echo && exec sleep 2147483647")
+
+
+def confine_holder(spec: RuntimeSpec, cgroup: EnvironmentCgroup | None, rlimit_data_mb: int | None,
+                   filesystem: PrivateFilesystem, strict: StrictExec | None = None,
+                   also: tuple[str, ...] = (), hosts: str | None = None) -> Confined:
+    """An environment's holder, for one with external extensions: `confine`'s shim (the cgroups,
+    the limits, the mount namespace built for the runtime `spec` and the programs `also`, strict's
+    namespaces without privilege), whose last exec is a process that says it is ready (one empty
+    line) and waits. The runtime and each extension then join its namespaces (`confine_joining`),
+    so that they share one /tmp, one /opt and one network, as on Lambda. `hosts`: the file shown at
+    /etc/hosts (sandbox.isolation.sandbox_hosts)."""
+    join = strict.join_argv() if strict is not None else []
+    steps = cgroup.join_commands() if cgroup is not None else []
+    if rlimit_data_mb is not None:
+        steps.append(f"ulimit -S -d {rlimit_data_mb * 1024}")
+    plan = filesystem.plan(spec.argv, spec.env, spec.cwd,
+                           also=(*also, *(strict.interpreter if strict is not None else ())), hosts=hosts)
+    steps += plan.commands()
+    start = [*join, *unshare_argv()] if join else userns.setup_argv() if userns.needed() else unshare_argv()
+    return Confined([*start, "/bin/sh", "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim",
+                     *HOLDER_ARGV], {"PATH": "/usr/bin:/bin"}, plan.fstab)
+
+
+def confine_joining(holder: int, spec: RuntimeSpec, cgroup: EnvironmentCgroup | None, rlimit_data_mb: int | None,
+                    filesystem: PrivateFilesystem, strict: StrictExec | None = None,
+                    user: RuntimeUser | None = None) -> Confined:
+    """A process joining the environment that `holder` (its pid) holds: util-linux's `nsenter` into
+    its mount namespace (and the user and network namespaces a host without privilege made), then
+    `confine`'s last steps: the cgroups, the limits, the working directory, strict's helper and the
+    runtime's user."""
+    _check_executable(spec)
+    enter = [userns.nsenter(), "--target", str(holder), "--mount"]
+    drop: list[str] = []
+    if userns.needed():
+        enter[1:1] = ["--preserve-credentials"]
+        enter += ["--user", *(["--net"] if strict is not None and strict.userns_fd is not None else [])]
+        drop = userns.drop_argv()
+    steps = cgroup.join_commands() if cgroup is not None else []
+    if rlimit_data_mb is not None:
+        steps.append(f"ulimit -S -d {rlimit_data_mb * 1024}")
+    steps.append(f"cd {shlex.quote(TASK_ROOT if filesystem.task_root is not None else spec.cwd or '/')}")
+    argv, env = filesystem.present(spec.argv, spec.env)
+    if user is not None:
+        strict = _UserExec(user, strict)
+    if strict is not None:
+        argv = strict.argv(argv, filesystem.present((program_path(spec.argv[0], spec.env),), {})[0][0])
+    return Confined([*enter, "--", "/bin/sh", "-c", " && ".join(steps) + ' && exec "$@"', "lambdalet-shim",
+                     *drop, *argv], env, pass_fds=strict.pass_fds if strict is not None else ())
+
+
 async def launch_runtime(
     spec: RuntimeSpec,
     output: OutputPipe,
@@ -290,7 +359,13 @@ async def launch_runtime(
 
     Whoever launches it must `reap` it, whatever happens next.
     """
-    confined = confine(spec, cgroup, rlimit_data_mb, filesystem, strict, user)
+    return await spawn(confine(spec, cgroup, rlimit_data_mb, filesystem, strict, user), spec.cwd, output, cgroup)
+
+
+async def spawn(confined: Confined, cwd: str | None, output: OutputPipe, cgroup: EnvironmentCgroup | None = None,
+                *, tree: bool = True) -> RuntimeProcess:
+    """Start a `confine`d command line in a session of its own, its output on `output`. Raises
+    OSError if it cannot be started at all; whoever spawns it must `reap` it."""
     stdin = subprocess.DEVNULL
     if confined.stdin is not None:
         stdin = os.memfd_create("lambdalet-fstab")
@@ -301,7 +376,7 @@ async def launch_runtime(
             subprocess.Popen,
             confined.argv,
             env=confined.env,
-            cwd=spec.cwd,
+            cwd=cwd,
             stdin=stdin,
             stdout=output.write_fd,
             stderr=output.write_fd,
@@ -312,7 +387,7 @@ async def launch_runtime(
         if confined.stdin is not None:
             os.close(stdin)
     output.close_write_end()
-    return RuntimeProcess(popen.pid, cgroup, popen)
+    return RuntimeProcess(popen.pid, cgroup, popen, tree=tree)
 
 
 async def reap(process: RuntimeProcess) -> int:

@@ -121,6 +121,11 @@ def join_problem() -> str | None:
     return None
 
 
+def nsenter() -> str:
+    """util-linux's `nsenter`, by absolute path."""
+    return shutil.which("nsenter") or "nsenter"
+
+
 def drop_argv() -> list[str]:
     """The exec just before the runtime's: into a user namespace nested in the one that owns its
     mounts, as the host's own uid and gid (see the module's docstring)."""

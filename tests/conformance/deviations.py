@@ -169,6 +169,10 @@ DEVIATIONS: dict[str, Deviation] = {
         "A bootstrap that cannot be executed: RIE answers an empty 502 (its issue #86). "
         "lambdalet-rie answers 502 with Lambda's Runtime.InvalidEntrypoint error, naming the "
         "path and the reason (`fork/exec <path>: no such file or directory`)."),
+    "real-telemetry": Deviation(
+        "the Logs and Telemetry APIs are real (RIE's are stubs answering 202 Telemetry.NotSupported, which "
+        "observability extensions read as 'not supported'): a subscription must come from a registered "
+        "extension, during init, within Lambda's bounds, and is then delivered (runtime_api/telemetry.py)"),
     "framing": Deviation(
         "Framing is not behaviour: Go switches to chunked encoding above 2048 bytes where "
         "lambdalet may send Content-Length, and keep-alive handling may differ. Content-Length, "

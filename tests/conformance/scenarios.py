@@ -754,7 +754,10 @@ SCENARIOS: list[Scenario] = [
              in_flight(rapi_wrong_method)),
     Scenario("ping", "GET ping -> 200 pong", in_flight(ping)),
     Scenario("logs-telemetry-stubs", "Logs and Telemetry APIs are 202 stubs with error bodies",
-             in_flight(logs_telemetry_stubs)),
+             in_flight(logs_telemetry_stubs), deviations={"real-telemetry": {
+                 label: {"status": 403, "body": '{"errorMessage":"Missing Lambda-Extension-Identifier header",'
+                                               '"errorType":"Extension.MissingExtensionIdentifier"}\n'}
+                 for label in ("logs", "telemetry")}}),
     Scenario("metadata-endpoint", "execution-environment metadata with the Bearer token",
              metadata),
     # /next

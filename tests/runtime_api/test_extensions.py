@@ -40,7 +40,7 @@ class Inv:
 
 def registered(proto: p.EnvironmentProtocol, name: str = "ext", events=("INVOKE",)) -> str:
     """Register an extension through the protocol; its identifier."""
-    (reply,) = proto.handle(p.ExtensionRegisterRequested(name, json.dumps({"events": list(events)}).encode()))
+    reply, *_ = proto.handle(p.ExtensionRegisterRequested(name, json.dumps({"events": list(events)}).encode()))
     assert reply.status == 200
     return dict(reply.headers)["Lambda-Extension-Identifier"]
 
@@ -77,7 +77,7 @@ def test_the_environment_is_idle_only_when_the_runtime_and_invoke_extensions_ask
     proto.handle(p.NextRequested())
     proto.handle(p.ExtensionNextRequested(ext), woken=True)
     proto.handle(p.ErrorPosted("id-1", b"{}", None, None))
-    assert proto.handle(p.NextRequested()) == [p.PARK]
+    assert proto.handle(p.NextRequested()) == [p.RuntimeFinished(), p.PARK]
     assert not proto.idle
     assert proto.handle(p.ExtensionNextRequested(ext)) == [p.CycleDone(), p.Wake(), p.PARK]
     assert proto.idle
