@@ -85,8 +85,8 @@ class PostgresEngine:
         if connection is None or connection.closed:
             connection = self._connect()
         try:
-            with connection.transaction():
-                return connection, fn(connection, *args)
+            with connection.transaction(), connection.cursor() as cursor:  # a cursor: sqlite3's connection verbs
+                return connection, fn(cursor, *args)
         except psycopg.OperationalError as exc:  # the connection is gone: the next call makes another
             connection.close()
             raise _Broken(str(exc).strip()) from None
