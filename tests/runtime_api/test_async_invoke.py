@@ -289,3 +289,63 @@ async def test_a_destination_the_config_file_names_that_is_not_served_stops_star
                                                                 r"invalid"), flatten_subgroups=True):
         async with running_server(worker):
             pass
+
+
+def test_a_sam_functions_event_invoke_config_and_dead_letter_queue_are_read_from_the_template(tmp_path):
+    from runtime_api.template import load_template
+    from template_projects import project
+
+    path = project(tmp_path, """
+        Transform: AWS::Serverless-2016-10-31
+        Resources:
+          Orders:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: src/
+              Handler: app.handler
+              Runtime: python3.12
+              DeadLetterQueue: {Type: SQS, TargetArn: arn:aws:sqs:us-east-1:123456789012:dead}
+              EventInvokeConfig:
+                MaximumRetryAttempts: 1
+                MaximumEventAgeInSeconds: 600
+                DestinationConfig:
+                  OnFailure: {Type: Lambda, Destination: !GetAtt Failures.Arn}
+          Failures:
+            Type: AWS::Serverless::Function
+            Properties: {CodeUri: src/, Handler: app.handler, Runtime: python3.12}
+          TooMany:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: src/
+              Handler: app.handler
+              Runtime: python3.12
+              EventInvokeConfig: {MaximumRetryAttempts: 5}
+        """, {"src/app.py": "def handler(event, context):\n    return event\n"})
+    stack = load_template(path)
+    (orders,) = [function for function in stack.functions if function.name == "Orders"]
+    assert orders.event_invoke_config == EventInvokeConfig(
+        maximum_retry_attempts=1, maximum_event_age_in_seconds=600, destination_config=DestinationConfig(
+            on_failure=OnDestination("arn:aws:lambda:us-east-1:123456789012:function:Failures")))
+    assert orders.dead_letter_config == DeadLetterConfig("arn:aws:sqs:us-east-1:123456789012:dead")
+    (problem,) = [problem for problem in stack.problems if problem.function == "TooMany"]
+    assert "Member must have value less than or equal to 2" in str(problem)
+
+
+def test_the_config_file_gives_lambdas_settings_with_file_destinations_relative_to_it(tmp_path):
+    from runtime_api.config import ConfigError, load_config
+
+    (tmp_path / "functions.toml").write_text("""
+[[function]]
+name = "worker"
+event_invoke_config = { MaximumRetryAttempts = 0, DestinationConfig = { OnSuccess = { Destination = "file:records/ok.jsonl" } } }
+dead_letter_config = { TargetArn = "file:///var/tmp/dead.jsonl" }
+""")
+    (function_config,) = load_config(tmp_path / "functions.toml").function
+    assert function_config.event_invoke_config.on_success == f"file:{tmp_path}/records/ok.jsonl"
+    assert function_config.event_invoke_config.retries == 0
+    assert function_config.dead_letter_config.target_arn == "file:/var/tmp/dead.jsonl"
+    (tmp_path / "bad.toml").write_text('[[function]]\nname = "worker"\n'
+                                       'event_invoke_config = { MaximumEventAgeInSeconds = 59 }\n')
+    with pytest.raises(ConfigError, match="function worker: event_invoke_config: 1 validation error detected: "
+                                          "Value '59' at 'maximumEventAgeInSeconds'"):
+        load_config(tmp_path / "bad.toml")
