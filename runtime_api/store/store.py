@@ -49,6 +49,7 @@ CONFIGS = "lambdalet_event_invoke_configs"
 META = "lambdalet_meta"
 SCHEMA_VERSION = "1"
 NOTIFY_CHANNEL = "lambdalet_events"  # PostgreSQL: what is said when events become due
+CONFIG_CHANGED = "config:"  # said with a function's name when its event invoke config changes
 GROUP_LIMIT = 1000  # enqueues committed in one transaction at most
 
 INVOKE, DELIVER = "invoke", "deliver"
@@ -141,6 +142,8 @@ class Store:
         self._pending: list[tuple[NewEvent, trio.Event]] = []
         self._failed: dict[int, BaseException] = {}
         self._wake: trio.Event | None = None  # set when there is something to write (None: no writer)
+        self._configs: dict[tuple[str, str], tuple[bytes, float] | None] = {}
+        self._config_changes = 0
 
     async def create(self) -> None:
         """Create the tables if they are not there; StoreError for a store of another version."""
@@ -246,21 +249,45 @@ class Store:
         return await self.engine.transact(self._sql.purge, states, function) if states else 0
 
     # -- event invoke configs -------------------------------------------------------------------
+    # Read for every event, so kept in memory: a host that changes one says so to the others (in
+    # the transaction that changes it), and they forget theirs.
 
     async def put_config(self, function: str, qualifier: str, config: bytes, now: float) -> None:
+        self._forget_config(function)
         await self.engine.transact(self._sql.put_config, function, qualifier, config, now)
 
     async def get_config(self, function: str, qualifier: str) -> tuple[bytes, float] | None:
-        return await self.engine.transact(self._sql.get_config, function, qualifier)
+        key = (function, qualifier)
+        if key in self._configs:
+            return self._configs[key]
+        changes = self._config_changes
+        found = await self.engine.transact(self._sql.get_config, function, qualifier)
+        if changes == self._config_changes:  # nothing changed it while it was read
+            self._configs[key] = found
+        return found
 
     async def delete_config(self, function: str, qualifier: str) -> bool:
+        self._forget_config(function)
         return await self.engine.transact(self._sql.delete_config, function, qualifier)
+
+    def _forget_config(self, function: str) -> None:
+        self._config_changes += 1
+        for key in [key for key in self._configs if key[0] == function]:
+            del self._configs[key]
 
     async def list_configs(self, function: str) -> list[tuple[str, bytes, float]]:
         return await self.engine.transact(self._sql.list_configs, function)
 
     async def notifications(self) -> set[str]:
-        return await self.engine.notifications()
+        """The functions other hosts made events due for, once there are some (configs they
+        changed are forgotten here on the way)."""
+        while True:
+            said = await self.engine.notifications()
+            for changed in [item for item in said if item.startswith(CONFIG_CHANGED)]:
+                self._forget_config(changed.removeprefix(CONFIG_CHANGED))
+            due = {item for item in said if not item.startswith(CONFIG_CHANGED)}
+            if due:
+                return due
 
 
 class _Statements:
@@ -397,6 +424,7 @@ class _Statements:
         db.execute(self.q(f"DELETE FROM {CONFIGS} WHERE function = ? AND qualifier = ?"), (function, qualifier))
         db.execute(self.q(f"INSERT INTO {CONFIGS} (function, qualifier, config, modified) VALUES (?, ?, ?, ?)"),
                    (function, qualifier, config.decode(), now))
+        self.notify(db, {CONFIG_CHANGED + function})
 
     def get_config(self, db, function: str, qualifier: str) -> tuple[bytes, float] | None:
         row = db.execute(self.q(f"SELECT config, modified FROM {CONFIGS} WHERE function = ? AND qualifier = ?"),
@@ -404,6 +432,7 @@ class _Statements:
         return (row[0].encode(), row[1]) if row else None
 
     def delete_config(self, db, function: str, qualifier: str) -> bool:
+        self.notify(db, {CONFIG_CHANGED + function})
         return db.execute(self.q(f"DELETE FROM {CONFIGS} WHERE function = ? AND qualifier = ?"),
                           (function, qualifier)).rowcount == 1
 
