@@ -97,6 +97,7 @@ class EventQueue:
             self._nursery = nursery
             await nursery.start(self.store.write_enqueued)
             if self.store.shared:
+                await self.store.listen()
                 nursery.start_soon(self._renew_leases)
                 nursery.start_soon(self._reclaim_leases)
                 nursery.start_soon(self._listen)

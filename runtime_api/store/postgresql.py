@@ -97,9 +97,13 @@ class PostgresEngine:
         for function in functions:
             connection.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, function))
 
-    async def notifications(self) -> set[str]:
+    async def listen(self) -> None:
+        """LISTEN from now on: what is said after this returns is heard by `notifications`."""
         if self._listener is None:
             self._listener = await trio.to_thread.run_sync(self._listen, limiter=self._listen_limiter)
+
+    async def notifications(self) -> set[str]:
+        await self.listen()
         while True:
             try:
                 found = await trio.to_thread.run_sync(self._wait_notified, limiter=self._listen_limiter)

@@ -118,6 +118,9 @@ class SqliteEngine:
     def notify(self, connection: Any, functions: Iterable[str]) -> None:
         """One host: it wakes its own dispatchers itself."""
 
+    async def listen(self) -> None:
+        pass
+
     async def notifications(self) -> set[str]:
         await trio.sleep_forever()
 

@@ -84,6 +84,9 @@ class Engine(Protocol):
     def notify(self, connection: Any, functions: Iterable[str]) -> None:
         """Within a transaction: tell the other hosts that these functions have events due."""
 
+    async def listen(self) -> None:
+        """Hear what other hosts say from now on."""
+
     async def notifications(self) -> set[str]:
         """The functions other hosts said have events due, once some have (never, embedded)."""
 
@@ -277,6 +280,11 @@ class Store:
 
     async def list_configs(self, function: str) -> list[tuple[str, bytes, float]]:
         return await self.engine.transact(self._sql.list_configs, function)
+
+    async def listen(self) -> None:
+        """Hear what other hosts say from now on (before looking at the queue, so nothing said in
+        between is missed)."""
+        await self.engine.listen()
 
     async def notifications(self) -> set[str]:
         """The functions other hosts made events due for, once there are some (configs they

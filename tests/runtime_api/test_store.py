@@ -196,3 +196,20 @@ async def test_lambdalet_events_lists_redrives_and_purges_and_only_reads_while_a
     purged = await trio.to_thread.run_sync(lambda: lambdalet("events", "--state-dir", str(tmp_path), "purge",
                                                              "--state", "queued"))
     assert purged.stdout == "1 event deleted\n"
+
+
+async def test_a_config_one_host_changes_is_the_one_another_host_applies(postgres_url, nursery):
+    first, second = await open_store(queue=postgres_url), await open_store(queue=postgres_url)
+    try:
+        await nursery.start(second.write_enqueued)
+        await first.listen()
+        await second.put_config("shared", "$LATEST", b'{"MaximumRetryAttempts":2}', 1.0)
+        assert (await first.get_config("shared", "$LATEST"))[0] == b'{"MaximumRetryAttempts":2}'  # now kept in memory
+        await second.put_config("shared", "$LATEST", b'{"MaximumRetryAttempts":0}', 2.0)
+        await second.enqueue(event(7, function="shared"))
+        with trio.fail_after(30):
+            assert await first.notifications() == {"shared"}  # the config's change was heard on the way
+        assert (await first.get_config("shared", "$LATEST"))[0] == b'{"MaximumRetryAttempts":0}'
+    finally:
+        await first.aclose()
+        await second.aclose()
