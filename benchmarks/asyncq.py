@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import PYTHON, Server, free_port, function_dir, machine_info, markdown_table, utc_now, write_results
+from .common import (PYTHON, Server, free_port, function_dir, git_revision, machine_info, markdown_table, utc_now,
+                     write_results)
 from .postgres import running_postgres
 
 HANDLER = """
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args(argv)
-    results: dict = {"machine": machine_info(), "when": utc_now(), "duration_s": args.duration,
+    results: dict = {"machine": machine_info(), "when": utc_now(), "commit": git_revision()[0], "duration_s": args.duration,
                      "connections": args.connections}
     with tempfile.TemporaryDirectory(prefix="lambdalet-asyncq-") as scratch:
         work = Path(scratch)
@@ -163,7 +164,7 @@ def render(data: dict) -> str:
     return "\n".join([
         "# Asynchronous invocation: accepting events, and an event's way to its handler",
         "",
-        f"Measured {data['when']} on {data['machine']['cpu_model'] or 'this machine'} "
+        f"Measured {data['when']} at commit {data.get('commit', '?')} on {data['machine']['cpu_model'] or 'this machine'} "
         f"({data['machine']['nproc']} cores, load {data['machine']['loadavg'][0]:.2f}); `python -m benchmarks.asyncq`.",
         "",
         f"Event invocations accepted per second (each 202 sent after its event is committed), "
