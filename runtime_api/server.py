@@ -40,7 +40,7 @@ from sandbox.runtimes import Family
 
 from . import eventstream, http, logs
 from .asynchronous import api as event_invoke_api
-from .asynchronous.destinations import destination_problem
+from .asynchronous.destinations import dead_letter_problem, destination_problem
 from .asynchronous.policy import THROTTLED, Policy, Response
 from .asynchronous.queue import GONE, EventQueue, Served
 from .config import (
@@ -461,11 +461,11 @@ class Server:
             config.version,
         )
 
-    async def _run(self, request: InvokeRequest, invocation: Invocation, *, wait: bool = False) -> tuple[Outcome, object]:
+    async def _run(self, request: InvokeRequest, invocation: Invocation) -> tuple[Outcome, object]:
         while True:
             function, config = self._function(request.function_name, request.qualifier)
             try:
-                outcome, env = await function.invoke(invocation, wait=wait)
+                outcome, env = await function.invoke(invocation, wait=False)
                 break
             except TooManyRequests:
                 raise too_many_requests() from None
@@ -501,19 +501,15 @@ class Server:
 
     def _check_destinations(self, configs: list[FunctionConfig], names: dict[str, str]) -> None:
         """ConfigError for a destination or dead-letter target a function cannot use here."""
-        from .asynchronous.invoke_config import EventInvokeConfig, DestinationConfig, OnDestination
-
+        endpoints = self.config.service_endpoints
         for config in configs:
-            settings = config.event_invoke_config or EventInvokeConfig()
-            dead_letter = config.dead_letter_config.target_arn if config.dead_letter_config else None
-            for checked in (settings, EventInvokeConfig(destination_config=DestinationConfig(
-                    on_failure=OnDestination(dead_letter))) if dead_letter else None):
-                if checked is None:
-                    continue
-                problem = destination_problem(checked, config.name, names.get, self.config.service_endpoints)
+            found = [("event_invoke_config", destination_problem(config.event_invoke_config, config.name, names.get,
+                                                                 endpoints)) if config.event_invoke_config else None,
+                     ("dead_letter_config", dead_letter_problem(config.dead_letter_config.target_arn, config.name,
+                                                                names.get, endpoints)) if config.dead_letter_config else None]
+            for what, problem in filter(None, found):
                 if problem is not None:
                     where = f" ({config.source})" if config.source else ""
-                    what = "dead_letter_config" if checked is not settings else "event_invoke_config"
                     raise ConfigError(f"function {config.name}{where}: {what}: {problem[1]}")
 
     async def _serve_events(self, changed: tuple[str, ...]) -> None:

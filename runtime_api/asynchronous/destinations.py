@@ -38,19 +38,34 @@ def destination_problem(config: EventInvokeConfig, function: str, served: Callab
     """Why these destinations cannot be used for `function` here, as (Lambda's error type, message),
     or None. `served(name)`: the name of the function served by that name, or None."""
     for condition, destination in (("Success", config.on_success), ("Failure", config.on_failure)):
-        if destination is None:
-            continue
-        target = parse_target(destination, base=base)
-        if target is None or (target.kind == "s3" and condition == "Success") or (target.kind == "file" and not target.name):
-            return "InvalidParameterValueException", describe_destination_config(config)
-        if target.kind == "function" and served(target.name) is None:
-            return "InvalidParameterValueException", f"The destination ARN {destination} is invalid."
-        if target.kind == "function" and served(target.name) == function:
-            return "InvalidParameterValueException", "You can't specify the function as a destination for itself."
-        problem = check_service(target, endpoints)
-        if problem is not None:
-            return "InvalidParameterValueException", problem
+        if destination is not None:
+            problem = _target_problem(destination, condition, function, served, endpoints, base,
+                                      describe_destination_config(config))
+            if problem is not None:
+                return problem
     return None
+
+
+def dead_letter_problem(target_arn: str, function: str, served: Callable[[str], str | None],
+                        endpoints: dict[str, str]) -> tuple[str, str] | None:
+    """Why this dead-letter target cannot be used for `function` here, or None (Lambda's are SQS
+    queues and SNS topics; here a function or a file too)."""
+    return _target_problem(target_arn, "DeadLetter", function, served, endpoints, None,
+                           f"The provided target ARN {target_arn} is invalid.")
+
+
+def _target_problem(destination: str, condition: str, function: str, served: Callable[[str], str | None],
+                    endpoints: dict[str, str], base: Path | None, invalid: str) -> tuple[str, str] | None:
+    target = parse_target(destination, base=base)
+    if target is None or (target.kind == "file" and not target.name) or (target.kind == "s3" and condition == "Success") \
+            or (target.kind in ("s3", "events") and condition == "DeadLetter"):
+        return "InvalidParameterValueException", invalid
+    if target.kind == "function" and served(target.name) is None:
+        return "InvalidParameterValueException", f"The destination ARN {destination} is invalid."
+    if target.kind == "function" and served(target.name) == function:
+        return "InvalidParameterValueException", "You can't specify the function as a destination for itself."
+    problem = check_service(target, endpoints)
+    return ("InvalidParameterValueException", problem) if problem is not None else None
 
 
 def check_service(target: Target, endpoints: dict[str, str]) -> str | None:

@@ -9,6 +9,7 @@ count attempts; records go to file sinks, and the tests wait for their lines."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import boto3
@@ -349,3 +350,24 @@ dead_letter_config = { TargetArn = "file:///var/tmp/dead.jsonl" }
     with pytest.raises(ConfigError, match="function worker: event_invoke_config: 1 validation error detected: "
                                           "Value '59' at 'maximumEventAgeInSeconds'"):
         load_config(tmp_path / "bad.toml")
+
+
+async def test_an_event_throttled_by_synchronous_callers_waits_without_using_an_attempt(tmp_path, gate):
+    succeeded = tmp_path / "succeeded.jsonl"
+    worker = function(tmp_path, source=GATED + gate.handler_snippet, concurrency=1, env={"GATE_PORT": str(gate.port)},
+                      event_invoke_config=EventInvokeConfig(maximum_retry_attempts=0, destination_config=DestinationConfig(
+                          on_success=OnDestination(f"file:{succeeded}"))))
+    async with serving(worker) as server, trio.open_nursery() as nursery:
+        lambda_ = client(server)
+        nursery.start_soon(partial(call, lambda_.invoke, FunctionName="worker", Payload=b'{"hold": true}'))
+        await gate.wait_arrivals(1)  # a synchronous caller has the only environment
+        answer = await call(lambda_.invoke, FunctionName="worker", InvocationType="Event", Payload=b'{"queued": 1}')
+        request_id = answer["ResponseMetadata"]["RequestId"]
+        with trio.fail_after(60):
+            while not [event for event in await server.events.store.events(ids=[request_id])
+                       if event.result == "throttled"]:
+                await trio.sleep(0.01)
+        await gate.release_all()
+        (record,) = await lines(succeeded, 1)
+    assert record["requestContext"]["requestId"] == request_id
+    assert record["requestContext"]["approximateInvokeCount"] == 1  # throttles used none of its one attempt
