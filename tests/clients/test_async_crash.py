@@ -32,7 +32,7 @@ import os, time
 def handler(event, context):
     with open(os.environ["SEEN"], "a") as seen:
         seen.write(context.aws_request_id + "\\n")
-    time.sleep(0.01)
+    time.sleep(0.05)
     return event
 """
 
@@ -149,7 +149,7 @@ def test_three_servers_sharing_a_postgresql_queue_lose_nothing_when_one_is_kille
             accepted = enqueue([server.invoke_port for server in servers], EVENTS)
             wait_until(lambda: len(seen(tmp_path)) >= 50, "50 events to start")
             in_flight = kill(servers[0], queue=url)
-            assert len(stored(queue=url)["succeeded"]) < EVENTS, "the kill came after the last event: nothing was tested"
+            assert in_flight, "nothing ran at the kill: nothing was tested"
             wait_until(lambda: len(stored(queue=url)["succeeded"]) == EVENTS, "every event to succeed")
         finally:
             for server in servers:
