@@ -26,6 +26,7 @@ from .invoke_api import ServiceError
 from .reload import Reloader
 from .server import InvokeResult, Server, function_names
 from .sources import ConfigFileSource, Loaded, Overrides, StaticSource, TemplateSource
+from .store import StoreError, default_state_dir
 
 EXAMPLE_CODE = Path(__file__).parent / "examples"
 
@@ -164,7 +165,29 @@ def serve_setup(args: argparse.Namespace) -> tuple[ServerConfig, StaticSource | 
     if not loaded.functions:
         raise ConfigError("\n".join([*loaded.problems, "no function to serve"]))
     config.function = loaded.functions
+    queue_settings(config, args)
     return config, source, loaded
+
+
+def queue_settings(config: ServerConfig, args: argparse.Namespace) -> None:
+    """Where Event invocations are queued and how they are timed: the flags, over the config file's,
+    over the defaults (the user's state directory)."""
+    if args.queue is not None:
+        config.queue, config.state_dir = args.queue, None
+    elif args.state_dir is not None:
+        config.state_dir, config.queue = str(Path(args.state_dir).expanduser().resolve()), None
+    if config.queue is None and config.state_dir is None:
+        config.state_dir = str(default_state_dir())
+    if args.async_time_scale is not None:
+        config.async_time_scale = args.async_time_scale
+    if args.queue_lease is not None:
+        config.queue_lease = args.queue_lease
+    for pair in args.service_endpoint:
+        service, sep, url = pair.partition("=")
+        if not sep or not url:
+            raise ConfigError(f"--service-endpoint {pair!r}: expected SERVICE=URL, e.g. sqs=http://localhost:4566")
+        config.service_endpoints[service] = url
+    config.__post_init__()  # the checks a config file's values get
 
 
 def runtime_name(function: FunctionConfig) -> str:
@@ -450,6 +473,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--sdk", metavar="bundled|none|DIR",
                        help="the AWS SDK on a Python function's path: bundled (the runtime's boto3, installed once "
                             "from PyPI into the cache), none, or a directory of your own (default: bundled)")
+    events = serve.add_argument_group("asynchronous invocation (Event)")
+    where = events.add_mutually_exclusive_group()
+    where.add_argument("--state-dir", metavar="DIR",
+                       help="where Event invocations are queued, in SQLite, so that none is lost when the server "
+                            "stops or crashes (default: $XDG_STATE_HOME/lambdalet, else ~/.local/state/lambdalet)")
+    where.add_argument("--queue", metavar="postgresql://...",
+                       help="a PostgreSQL queue shared by every lambdalet serve given the same URL, on any host "
+                            "(needs psycopg: pip install 'lambdalet[postgresql]')")
+    events.add_argument("--async-time-scale", type=float, metavar="FACTOR",
+                        help="multiply every delay and age of asynchronous invocation (retries after 1 and 2 "
+                             "minutes, a maximum age of 6 hours) by FACTOR, e.g. 0.01 for tests (default 1)")
+    events.add_argument("--service-endpoint", action="append", default=[], metavar="SERVICE=URL",
+                        help="where records for an AWS service destination go: sqs, sns, events or s3 "
+                             "(repeatable), e.g. sqs=http://localhost:4566 for LocalStack")
+    events.add_argument("--queue-lease", type=float, metavar="SECONDS",
+                        help="with --queue: how long an event a server runs stays its own without being renewed; "
+                             "a server that stops loses its events to the others after this (default 10)")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
     serve.add_argument("runtime", nargs=argparse.REMAINDER, help="-- RUNTIME COMMAND...")
@@ -490,6 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"], help="the function's architecture (default x86_64)")
     doc.add_argument("--json", action="store_true", help="print the facts and findings as JSON")
 
+    from .asynchronous.events import add_events_parser  # its own module: `lambdalet events`
+
+    add_events_parser(commands)
+
     bench = commands.add_parser(
         "bench", help="cold start vs SnapStart restore vs warm, beside RIE + awslambdaric (benchmarks/coldstart.py)",
         add_help=False)
@@ -506,20 +550,24 @@ def main(argv: list[str] | None = None) -> int:
         return invoke(args)
     if args.command == "doctor":
         return doctor(args)
+    if args.command == "events":
+        from .asynchronous.events import events
+
+        return events(args)
     if args.runtime and args.runtime[0] == "--":
         args.runtime = args.runtime[1:]
     try:
         config, source, loaded = serve_setup(args)
         name = Path(source.path).name if isinstance(source, TemplateSource | ConfigFileSource) else ""
         trio.run(partial(run_server, config, source, loaded, warm=args.warm == "eager", name=name))
-    except ConfigError as exc:
+    except (ConfigError, StoreError) as exc:
         print("\n".join(f"lambdalet: {line}" for line in str(exc).splitlines()), file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"lambdalet: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except BaseExceptionGroup as group:  # a function that cannot start here (its runtime is missing)
-        config_errors, rest = group.split(ConfigError)
+        config_errors, rest = group.split((ConfigError, StoreError))
         if config_errors is None or rest is not None:
             raise
         for error in _leaves(config_errors):

@@ -42,6 +42,18 @@ Config file schema (`lambdalet serve --config FILE`):
     tenancy = "PER_TENANT"      # optional: every invocation must name its tenant
     log_format = "JSON"         # Text | JSON; application_log_level, system_log_level with JSON
     debug_port = 5678           # optional: the runtime waits for a debugger (debugpy) on this port
+    # Asynchronous invocation, in Lambda's own shapes (runtime_api/asynchronous/invoke_config.py). A
+    # destination: another function (its name or ARN), "file:records.jsonl" (relative to this file),
+    # or an SQS queue, SNS topic, EventBridge bus or S3 bucket ARN (with --service-endpoint).
+    event_invoke_config = { MaximumRetryAttempts = 1, MaximumEventAgeInSeconds = 600, DestinationConfig = { OnFailure = { Destination = "file:failed.jsonl" } } }
+    dead_letter_config = { TargetArn = "file:dead-letters.jsonl" }
+
+Server settings of the config file (the command line's flags win):
+
+    state_dir = "~/.local/state/lambdalet"   # where Event invocations are queued (SQLite)
+    queue = "postgresql://lambdalet@db/lambdalet"  # or a PostgreSQL queue shared by several servers
+    async_time_scale = 0.01     # every asynchronous delay and age multiplied by this (local testing)
+    service_endpoints = { sqs = "http://localhost:4566" }  # where records for AWS services go
 """
 
 from __future__ import annotations
@@ -60,6 +72,9 @@ from sandbox.cgroups import CpuModel
 from sandbox.isolation import DEFAULT_EPHEMERAL_MB, EPHEMERAL_RANGE, Isolation
 from sandbox.managed import ManagedRuntime, RuntimeOptions, RuntimeUnavailable, SdkChoice, default_runtime_id, prepare
 from sandbox.runtimes import Family, Runtime, UnknownRuntime, lookup
+
+from .asynchronous.invoke_config import SERVICES, DeadLetterConfig, EventInvokeConfig, check_ranges, rebase
+from .invoke_api import ServiceError
 
 
 # Reserved by Lambda: a function's own `env` cannot override these.
@@ -115,6 +130,9 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     system_log_level: str | None = None  # the platform's own lines under JSON
     source: str | None = None  # where it was declared ("template.yaml:12"), for messages
     debug_port: int | None = None  # Python: the runtime waits for a debugger (debugpy) here; no deadlines
+    # Asynchronous invocation: retries, maximum age, destinations; the dead-letter queue.
+    event_invoke_config: EventInvokeConfig | None = None
+    dead_letter_config: DeadLetterConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > 64 or not all(c.isalnum() or c in "-_" for c in self.name):
@@ -152,6 +170,11 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                               f"{opt.MAX_LAYERS} per function")
         if self.debug_port is not None and not 1 <= self.debug_port <= 65535:
             raise ConfigError(f"function {self.name}: debug port {self.debug_port} is not a TCP port (1-65535)")
+        if self.event_invoke_config is not None:
+            try:
+                check_ranges(self.event_invoke_config)
+            except ServiceError as exc:
+                raise ConfigError(f"function {self.name}: event_invoke_config: {exc.message}") from None
         if self.runtime_id is not None:
             try:
                 lookup(self.runtime_id, self.name)
@@ -254,6 +277,23 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     parameter_overrides: dict[str, str] = msgspec.field(default_factory=dict)
     env_vars: str | None = None
     layer_map: dict[str, str] = msgspec.field(default_factory=dict)
+    # Asynchronous invocation: where Event invocations are queued (a SQLite file under `state_dir`,
+    # ":memory:" for nothing that outlives the server; None: the user's state directory for
+    # `lambdalet serve`, memory for an embedded server), or a PostgreSQL `queue` shared by servers.
+    state_dir: str | None = None
+    queue: str | None = None
+    async_time_scale: float = 1.0  # every delay and age of asynchronous invocation multiplied by this
+    queue_lease: float = 10.0  # seconds a host holds an event it runs without renewing (shared queue)
+    service_endpoints: dict[str, str] = msgspec.field(default_factory=dict)  # sqs|sns|events|s3 -> URL
+
+    def __post_init__(self) -> None:
+        if not self.async_time_scale > 0:
+            raise ConfigError(f"async_time_scale {self.async_time_scale}: it must be more than 0")
+        if not self.queue_lease > 0:
+            raise ConfigError(f"queue_lease {self.queue_lease}: it must be more than 0 seconds")
+        for service in self.service_endpoints:
+            if service not in SERVICES:
+                raise ConfigError(f"service endpoint {service}: lambdalet sends records to {', '.join(SERVICES)}")
 
 
 def load_config(path: str | Path) -> ServerConfig:
@@ -273,12 +313,16 @@ def load_config(path: str | Path) -> ServerConfig:
     if config.env_vars is not None:
         config.env_vars = str((path.parent / config.env_vars).resolve())
     config.layer_map = {arn: str((path.parent / layer).resolve()) for arn, layer in config.layer_map.items()}
+    if config.state_dir is not None and config.state_dir != ":memory:":
+        config.state_dir = str((path.parent / Path(config.state_dir).expanduser()).resolve())
     for function in config.function:
         function.code = str((path.parent / function.code).resolve())
         function.layers = [str((path.parent / layer).resolve()) for layer in function.layers]
         if function.sdk not in ("bundled", "none"):
             function.sdk = str((path.parent / function.sdk).resolve())
         function.interpreters = {version: str(path.parent / python) for version, python in function.interpreters.items()}
+        function.event_invoke_config, function.dead_letter_config = rebase(
+            function.event_invoke_config, function.dead_letter_config, path.parent)
         try:
             function.check_layers()
         except ConfigError as exc:

@@ -85,21 +85,38 @@ class InvokeRequest:
     tenant_id: str | None
 
 
-def parse_invoke_request(request: Request, name_in_path: str) -> InvokeRequest:
-    found = _FUNCTION_REF.match(unquote(name_in_path))
+@dataclass(frozen=True, slots=True)
+class FunctionRef:
+    """A function as a caller names it: its name, the qualifier (from the name or the query), and
+    the region and account of an ARN."""
+
+    name: str
+    qualifier: str | None
+    region: str | None = None
+    account: str | None = None
+
+
+def parse_function_ref(text: str, query_qualifier: str | None) -> FunctionRef:
+    """`text` (a name, `name:qualifier`, a partial or full ARN) with `?Qualifier=`, as Lambda reads them."""
+    found = _FUNCTION_REF.match(text)
     if found is None:
         raise ServiceError(
             400, "ValidationException",
-            f"1 validation error detected: Value '{unquote(name_in_path)}' at 'functionName' failed to "
+            f"1 validation error detected: Value '{text}' at 'functionName' failed to "
             "satisfy constraint: Member must satisfy regular expression pattern",
         )
     qualifier = found["qualifier"]
-    query = parse_qs(request.query)
-    if "Qualifier" in query:
-        if qualifier is not None and query["Qualifier"][0] != qualifier:
+    if query_qualifier is not None:
+        if qualifier is not None and query_qualifier != qualifier:
             raise ServiceError(400, "InvalidParameterValueException",
                                "The derived qualifier from the function name does not match the specified qualifier.")
-        qualifier = query["Qualifier"][0]
+        qualifier = query_qualifier
+    return FunctionRef(found["name"], qualifier, found["region"], found["account"])
+
+
+def parse_invoke_request(request: Request, name_in_path: str) -> InvokeRequest:
+    query = parse_qs(request.query)
+    found = parse_function_ref(unquote(name_in_path), query["Qualifier"][0] if "Qualifier" in query else None)
     invocation_type = request.header(b"x-amz-invocation-type") or "RequestResponse"
     if invocation_type not in ("RequestResponse", "Event", "DryRun"):
         raise ServiceError(400, "InvalidParameterValueException",
@@ -108,8 +125,8 @@ def parse_invoke_request(request: Request, name_in_path: str) -> InvokeRequest:
     if log_type not in (None, "None", "Tail"):
         raise ServiceError(400, "InvalidParameterValueException", f"Unsupported log type {log_type}")
     return InvokeRequest(
-        function_name=found["name"],
-        qualifier=qualifier,
+        function_name=found.name,
+        qualifier=found.qualifier,
         invocation_type=invocation_type,
         log_type=log_type,
         client_context=decode_client_context(request.header(b"x-amz-client-context")),

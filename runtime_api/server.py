@@ -39,6 +39,10 @@ from sandbox.runtime_user import RuntimeUser
 from sandbox.runtimes import Family
 
 from . import eventstream, http, logs
+from .asynchronous import api as event_invoke_api
+from .asynchronous.destinations import dead_letter_problem, destination_problem
+from .asynchronous.policy import THROTTLED, Policy, Response
+from .asynchronous.queue import GONE, EventQueue, Served
 from .config import (
     ConfigError,
     FunctionConfig,
@@ -74,6 +78,7 @@ from .outcomes import Outcome
 from .platform_log import JsonLog, LogStyle
 from .protocol import Endpoints
 from .snapstart import Template
+from .store import MEMORY, Event, StoreError, now, open_store
 
 log = logging.getLogger("lambdalet")
 
@@ -307,6 +312,8 @@ class Server:
         self._nursery: trio.Nursery | None = None
         self._nursery_manager = None
         self.port: int | None = None
+        self.events: EventQueue | None = None  # Event invocations: committed, retried, routed
+        self._event_api: event_invoke_api.EventInvokeConfigApi | None = None
 
     @property
     def endpoint(self) -> str:
@@ -339,8 +346,9 @@ class Server:
                     nursery.start_soon(function.stop)
 
     async def start(self, nursery: trio.Nursery) -> None:
-        """Start the functions and the Invoke API listener in `nursery`."""
+        """Start the event queue, the functions and the Invoke API listener in `nursery`."""
         self._nursery = nursery
+        await self._start_events(nursery)
         await self.apply(self.config.function)
         if self.listen:
             listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
@@ -354,6 +362,7 @@ class Server:
         assert self._nursery is not None, "Server.start was not called"
         names = function_names(configs)
         wanted = {config.name: config for config in configs}
+        self._check_destinations(configs, names)
         added = tuple(name for name in wanted if name not in self.configs)
         removed = tuple(name for name in self.configs if name not in wanted)
         replaced = tuple(name for name, config in wanted.items()
@@ -379,6 +388,7 @@ class Server:
         self.configs.update((name, wanted[name]) for name in added + replaced)
         self.functions.update(started)
         self._names = names
+        await self._serve_events(added + replaced)
         if self.warm and started:
             await self._warm(started)
         return Changes(added, removed, replaced)
@@ -447,7 +457,7 @@ class Server:
         if invocation_type == "DryRun":
             return InvokeResult(204, request_id=invocation.request_id)
         if invocation_type == "Event":
-            self._start_event(request, invocation)
+            await self._enqueue(config, request, invocation)
             return InvokeResult(202, request_id=invocation.request_id)
         outcome, env = await self._run(request, invocation)
         body = outcome.body
@@ -468,11 +478,11 @@ class Server:
             config.version,
         )
 
-    async def _run(self, request: InvokeRequest, invocation: Invocation, *, wait: bool = False) -> tuple[Outcome, object]:
+    async def _run(self, request: InvokeRequest, invocation: Invocation) -> tuple[Outcome, object]:
         while True:
             function, config = self._function(request.function_name, request.qualifier)
             try:
-                outcome, env = await function.invoke(invocation, wait=wait)
+                outcome, env = await function.invoke(invocation, wait=False)
                 break
             except TooManyRequests:
                 raise too_many_requests() from None
@@ -483,21 +493,107 @@ class Server:
             raise failed
         return outcome, env
 
-    def _start_event(self, request: InvokeRequest, invocation: Invocation) -> None:
-        assert self._nursery is not None
-        self._nursery.start_soon(self._run_event, request, invocation)
+    # -- asynchronous invocation -------------------------------------------------------------------
 
-    async def _run_event(self, request: InvokeRequest, invocation: Invocation) -> None:
-        """An asynchronous invocation waits for a free environment instead of being refused."""
+    async def _start_events(self, nursery: trio.Nursery) -> None:
+        """Open the store (an embedded server keeps its events in memory unless told where) and
+        start the queue; say where events are kept, and what a crashed server left."""
+        config = self.config
+        store = await open_store(state_dir=config.state_dir or (None if config.queue else MEMORY), queue=config.queue)
+        self.events = EventQueue(store, self._run_queued, policy=Policy(config.async_time_scale),
+                                 lease_seconds=config.queue_lease, endpoints=config.service_endpoints,
+                                 canonical=lambda name: self._names.get(name, name))
+        await nursery.start(self.events.run)  # it closes the store when it stops
+        self._event_api = event_invoke_api.EventInvokeConfigApi(self.events, self._event_function,
+                                                                config.service_endpoints)
+        if store.location != MEMORY:
+            log.warning("lambdalet: Event invocations are queued in %s%s", store.location,
+                        f" ({self.events.recovered} left running by a server that stopped: they run again)"
+                        if self.events.recovered else "")
+        if config.async_time_scale != 1.0:
+            scale = config.async_time_scale
+            log.warning("lambdalet: asynchronous invocation on a time scale of %g: retries after %.3g s and %.3g s, "
+                        "events older than %.3g s by default dropped (Lambda: 1 and 2 minutes, 6 hours)",
+                        scale, 60 * scale, 120 * scale, 21600 * scale)
+
+    def _check_destinations(self, configs: list[FunctionConfig], names: dict[str, str]) -> None:
+        """ConfigError for a destination or dead-letter target a function cannot use here."""
+        endpoints = self.config.service_endpoints
+        for config in configs:
+            found = [("event_invoke_config", destination_problem(config.event_invoke_config, config.name, names.get,
+                                                                 endpoints)) if config.event_invoke_config else None,
+                     ("dead_letter_config", dead_letter_problem(config.dead_letter_config.target_arn, config.name,
+                                                                names.get, endpoints)) if config.dead_letter_config else None]
+            for what, problem in filter(None, found):
+                if problem is not None:
+                    where = f" ({config.source})" if config.source else ""
+                    raise ConfigError(f"function {config.name}{where}: {what}: {problem[1]}")
+
+    async def _serve_events(self, changed: tuple[str, ...]) -> None:
+        """The queue dispatches the functions served now; a function whose file declares its event
+        invoke config has it stored (as a deployment would set it), over what the API had set."""
+        assert self.events is not None
+        for name in changed:
+            declared = self.configs[name].event_invoke_config
+            if declared is not None:
+                await self.events.store.put_config(name, LATEST, msgspec.json.encode(declared), now())
+        self.events.serve([
+            Served(name, 1 if config.debug_port is not None else config.concurrency, f"{config.arn}:{config.version}",
+                   config.region, config.dead_letter_config.target_arn if config.dead_letter_config else None)
+            for name, config in self.configs.items() if config.package_type != "Image"])
+
+    def _event_function(self, name: str) -> event_invoke_api.Function | None:
+        config = self.configs.get(self._names.get(name, ""))
+        if config is None:
+            return None
+        return event_invoke_api.Function(config.name, config.arn, tuple(dict.fromkeys((LATEST, config.version))))
+
+    async def _enqueue(self, config: FunctionConfig, request: InvokeRequest, invocation: Invocation) -> None:
+        """Commit an Event invocation; the caller's 202 follows. A 500 if it could not be written:
+        then it was not accepted."""
+        assert self.events is not None
         try:
-            outcome, env = await self._run(request, invocation, wait=True)
-        except ServiceError:
-            return  # its function is gone, or its SnapStart restore failed (said in the log)
-        if is_streaming(outcome) and env is not None:
-            async def discard(chunk: bytes) -> None:
-                pass
+            await self.events.enqueue(config.name, invocation.payload, invocation.request_id, {
+                key: value for key, value in (
+                    ("qualifier", request.qualifier), ("traceId", invocation.trace_id),
+                    ("clientContext", request.client_context), ("tenantId", request.tenant_id)) if value is not None})
+        except StoreError as exc:
+            log.warning("lambdalet: an Event invocation of %s was refused: %s", config.name, exc)
+            raise ServiceError(500, "ServiceException", f"The event could not be queued: {exc}") from None
 
-            await env.relay_stream(invocation, discard)
+    async def _run_queued(self, event: Event) -> Response | str:
+        """One attempt of a queued invocation, by the path a synchronous one takes: its Response,
+        THROTTLED when every environment is busy, GONE when the function is not served here."""
+        request = InvokeRequest(event.function, event.request.get("qualifier"), "Event", None,
+                                event.request.get("clientContext"), event.request.get("traceId"),
+                                event.request.get("tenantId"))
+        try:
+            _, config = self._function(event.function, request.qualifier)
+            invocation = self._invocation(config, event.payload, request)
+        except ServiceError:
+            return GONE
+        invocation.request_id = event.id
+        try:
+            outcome, env = await self._run(request, invocation)
+        except ServiceError as exc:
+            if exc.status == 429:
+                return THROTTLED
+            if exc.status == 404:
+                return GONE
+            return Response(exc.body(), "Unhandled", config.version, error_type=exc.error_type)
+        body = outcome.body
+        if is_streaming(outcome) and env is not None:
+            parts: list[bytes] = []
+
+            async def collect(chunk: bytes) -> None:
+                parts.append(chunk)
+
+            await env.relay_stream(invocation, collect)
+            body = b"".join(parts)
+        failed = outcome.is_error or invocation.stream_error is not None
+        return Response(body, "Unhandled" if failed else None, config.version,
+                        error_type=outcome.error_type or (invocation.stream_error.error_type if invocation.stream_error
+                                                          else None))
 
     # -- the HTTP surface --------------------------------------------------------------------------
 
@@ -505,6 +601,9 @@ class Server:
         request_id = new_request_id()
         try:
             found = INVOKE_PATH.match(request.path) or STREAM_INVOKE_PATH.match(request.path)
+            if found is None and (config_path := event_invoke_api.PATH.match(request.path)) is not None:
+                await self._answer_event_invoke_config(conn, request, config_path, request_id)
+                return
             if found is None or request.method != "POST":
                 raise ServiceError(404, "UnknownOperationException", f"Unknown operation {request.method} {request.path}")
             streams = found.re is STREAM_INVOKE_PATH
@@ -522,7 +621,7 @@ class Server:
                 await conn.respond(204, b"", [("X-Amzn-RequestId", request_id)], content_length=False)
                 return
             if invoke.invocation_type == "Event":
-                self._start_event(invoke, invocation)
+                await self._enqueue(config, invoke, invocation)
                 await conn.respond(202, b"", [("X-Amzn-RequestId", request_id)])
                 return
             outcome, env = await self._run(invoke, invocation)
@@ -540,6 +639,16 @@ class Server:
         await conn.start_stream(200, result_headers(request_id, config.version, outcome, None))
         await env.relay_stream(invocation, conn.send_data)
         await conn.end_stream(invocation.error_trailers())
+
+    async def _answer_event_invoke_config(self, conn: http.Connection, request: http.Request, path, request_id: str) -> None:
+        """PutFunctionEventInvokeConfig and its siblings (asynchronous/api.py)."""
+        assert self._event_api is not None
+        body, too_large = await conn.read_body(REQUEST_LIMIT)
+        if too_large:
+            raise ServiceError(413, "RequestTooLargeException", "Request must be smaller than 6291456 bytes")
+        status, answer = await self._event_api.handle(request.method, path, request.query, body)
+        await conn.respond(status, answer, [("Content-Type", "application/json"), ("X-Amzn-RequestId", request_id)],
+                           content_length=status != 204)
 
     async def _answer_event_stream(self, conn, invocation, outcome, env, config, tail: bool) -> None:
         """InvokeWithResponseStream: PayloadChunk events as the runtime streams (one for a buffered

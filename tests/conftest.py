@@ -14,6 +14,13 @@ async def gate(nursery):
     return await Gate().start(nursery)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def own_state_dir(tmp_path_factory):
+    """The `lambdalet serve` processes the tests start queue their Event invocations in a state
+    directory of the test session's ($XDG_STATE_HOME), never in the user's own."""
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+
+
 @pytest.fixture(autouse=True, scope="module")
 def no_leftover_processes():
     """Every test module leaves no child process behind: what it started, it stopped."""

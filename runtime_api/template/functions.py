@@ -16,6 +16,7 @@ from pathlib import Path
 
 import msgspec
 
+from ..asynchronous.invoke_config import DeadLetterConfig, EventInvokeConfig, rebase
 from ..config import ConfigError, FunctionConfig
 from . import code
 from .document import Mapping, line_of
@@ -39,7 +40,7 @@ RUNTIMES = frozenset({
 })
 # Properties lambdalet reads, or knows need nothing here (a role, tags, tracing, networking, keys).
 _KNOWN = frozenset({
-    "Architectures", "Code", "CodeSigningConfigArn", "Description", "Environment", "EphemeralStorage",
+    "Architectures", "Code", "CodeSigningConfigArn", "DeadLetterConfig", "Description", "Environment", "EphemeralStorage",
     "FunctionName", "Handler", "ImageConfig", "KmsKeyArn", "Layers", "LoggingConfig", "MemorySize", "PackageType",
     "RecursiveLoop", "ReservedConcurrentExecutions", "Role", "Runtime", "RuntimeManagementConfig", "SnapStart",
     "Tags", "TenancyConfig", "Timeout", "TracingConfig", "VpcConfig",
@@ -47,7 +48,6 @@ _KNOWN = frozenset({
 # Properties that change what a function does, which lambdalet does not do: said, then ignored.
 _NOT_HONOURED = {
     "FileSystemConfigs": "EFS file systems are not mounted here",
-    "DeadLetterConfig": "failed asynchronous invocations are not sent to a dead-letter queue here",
     "CapacityProviderConfig": "Lambda Managed Instances are not emulated: each environment takes one invocation "
                               "at a time",
     "DurableConfig": "durable functions are not run as durable executions here",
@@ -63,6 +63,7 @@ class Context:
     env_overrides: dict[str, str]  # --env-vars values for this function
     layer_dir: object  # (arn, line) -> Path | None: a layer's directory, or None when not known here
     provisioned: int = 0  # from the function's aliases and versions
+    event_invoke: EventInvokeConfig | None = None  # from its AWS::Lambda::EventInvokeConfig
     assets: dict[str, str] = field(default_factory=dict)  # a cdk.out asset manifest: S3 key -> path
     watched: list[str] = field(default_factory=list)  # where the code and layers come from
     warnings: list[tuple[str, int | None]] = field(default_factory=list)
@@ -148,6 +149,10 @@ def read(logical_id: str, resource: Mapping, context: Context, source: str) -> F
         region=evaluator.pseudo["AWS::Region"],
         account_id=evaluator.pseudo["AWS::AccountId"],
     )
+    dead_letter = _mapping(get("DeadLetterConfig", {}), "DeadLetterConfig", at("DeadLetterConfig")).get("TargetArn")
+    settings["event_invoke_config"], settings["dead_letter_config"] = rebase(
+        context.event_invoke, DeadLetterConfig(_text(dead_letter, "DeadLetterConfig.TargetArn", at("DeadLetterConfig")))
+        if dead_letter else None, context.base)
     reserved = get("ReservedConcurrentExecutions")
     if reserved is not None:
         settings["concurrency"] = _integer(reserved, "ReservedConcurrentExecutions", at("ReservedConcurrentExecutions"))

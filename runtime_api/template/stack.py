@@ -6,7 +6,9 @@ One stack is read in this order, CloudFormation's: the file (document.py), the f
 (validate.py), its parameters (parameters.py), the SAM transform where the template asks for it
 (sam.py), the references of the CloudFormation that results (validate.py), then, evaluated lazily
 (intrinsics.py): the conditions of its resources, its layers, its nested stacks (read the same way,
-with the parameters the parent gives them), the provisioned concurrency of its aliases, and last its
+with the parameters the parent gives them), the provisioned concurrency of its aliases, the event
+invoke configs of its functions (`AWS::Lambda::EventInvokeConfig`, which SAM makes of a function's
+`EventInvokeConfig`), and last its
 functions (functions.py). A function that cannot be configured offline is a problem and the others
 are configured; a template CloudFormation would refuse is a TemplateError and nothing is.
 """
@@ -21,7 +23,9 @@ from pathlib import Path
 
 import msgspec
 
+from ..asynchronous.invoke_config import EventInvokeConfig, check_ranges
 from ..config import FunctionConfig
+from ..invoke_api import ServiceError
 from . import document, functions, parameters, resources, sam, validate
 from .document import Mapping, line_of
 from .errors import TemplateError, TemplateProblem, Unresolved
@@ -163,14 +167,16 @@ class _Reading:
                              f"AWS::CloudFormation::Stack {logical_id} is left out: {stack.failure.message}",
                              warning=True)
         provisioned = _provisioned(evaluator, created)
+        event_invoke = _event_invoke_configs(evaluator, created)
         for logical_id, resource in stack_resources.items():
             if resource.get("Type") == "AWS::Lambda::Function":
-                self._function(evaluator, logical_id, resource, created, provisioned, path, assets, nesting)
+                self._function(evaluator, logical_id, resource, created, provisioned, path, assets, nesting,
+                               event_invoke.get(logical_id))
         return _outputs(evaluator, template)
 
     def _function(self, evaluator: Evaluator, logical_id: str, resource: Mapping, created: Callable[[str], bool],
                   provisioned: dict[str, int | Unresolved], path: Path, assets: dict[str, str],
-                  nesting: tuple[str, ...]) -> None:
+                  nesting: tuple[str, ...], event_invoke: EventInvokeConfig | Unresolved | None = None) -> None:
         shown, line = evaluator.shown, line_of(evaluator.resources, logical_id)
         context = functions.Context(evaluator=evaluator, base=path.parent, env_overrides={},
                                     layer_dir=self._layer_dir, assets=assets)
@@ -182,6 +188,9 @@ class _Reading:
             if isinstance(wanted, Unresolved):
                 raise wanted
             context.provisioned = wanted
+            if isinstance(event_invoke, Unresolved):
+                raise event_invoke
+            context.event_invoke = event_invoke
             context.env_overrides = env_overrides(self.env_vars, [logical_id, *_other_names(evaluator, logical_id),
                                                                   "/".join((*nesting, logical_id))])
             config = functions.read(logical_id, resource, context, f"{shown}:{line}")
@@ -330,6 +339,39 @@ def _provisioned(evaluator: Evaluator, created: Callable[[str], bool]) -> dict[s
         previous = found.get(target, 0)
         if not isinstance(previous, Unresolved):
             found[target] = max(previous, count)
+    return found
+
+
+def _event_invoke_configs(evaluator: Evaluator,
+                          created: Callable[[str], bool]) -> dict[str, EventInvokeConfig | Unresolved]:
+    """Each function's `AWS::Lambda::EventInvokeConfig` (SAM's `EventInvokeConfig` becomes one, on
+    the function or on its `AutoPublishAlias`): whatever its qualifier, since lambdalet serves one
+    version of each function."""
+    found: dict[str, EventInvokeConfig | Unresolved] = {}
+    for logical_id, resource in evaluator.resources.items():
+        properties = resource.get("Properties")
+        if resource.get("Type") != "AWS::Lambda::EventInvokeConfig" or not isinstance(properties, dict):
+            continue
+        target = _function_named(properties.get("FunctionName"))
+        if target is None:
+            continue
+        line = line_of(resource)
+        try:
+            if not created(logical_id):
+                continue
+            given = {key: evaluator.value(properties[key], line_of(properties, key, line))
+                     for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
+                     if key in properties}
+            config = msgspec.convert(given, EventInvokeConfig, strict=False)
+            check_ranges(config)
+        except Unresolved as exc:
+            found[target] = exc
+        except msgspec.ValidationError as exc:
+            found[target] = Unresolved(f"{logical_id} (AWS::Lambda::EventInvokeConfig): {exc}", line)
+        except ServiceError as exc:
+            found[target] = Unresolved(f"{logical_id} (AWS::Lambda::EventInvokeConfig): {exc.message}", line)
+        else:
+            found[target] = config
     return found
 
 
