@@ -42,6 +42,13 @@ Config file schema (`lambdalet serve --config FILE`):
     tenancy = "PER_TENANT"      # optional: every invocation must name its tenant
     log_format = "JSON"         # Text | JSON; application_log_level, system_log_level with JSON
     debug_port = 5678           # optional: the runtime waits for a debugger (debugpy) on this port
+    url = { auth_type = "NONE", invoke_mode = "BUFFERED", cors = { allow_origins = ["*"] } }
+                                # optional: a Function URL (runtime_api/frontdoors/model.py FunctionUrl)
+
+    [[api]]                     # an API Gateway API in front of the functions (model.py Api)
+    name = "shop"
+    kind = "HTTP"               # HTTP (payload 2.0 or 1.0) | REST (payload 1.0, a stage in the path)
+    routes = [{ method = "GET", path = "/items/{id}", function = "hello" }]
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ from sandbox.cgroups import CpuModel
 from sandbox.isolation import DEFAULT_EPHEMERAL_MB, EPHEMERAL_RANGE, Isolation
 from sandbox.managed import ManagedRuntime, RuntimeOptions, RuntimeUnavailable, SdkChoice, default_runtime_id, prepare
 from sandbox.runtimes import Family, Runtime, UnknownRuntime, lookup
+
+from .frontdoors.model import Api, FunctionUrl
 
 
 # Reserved by Lambda: a function's own `env` cannot override these.
@@ -115,6 +124,7 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     system_log_level: str | None = None  # the platform's own lines under JSON
     source: str | None = None  # where it was declared ("template.yaml:12"), for messages
     debug_port: int | None = None  # Python: the runtime waits for a debugger (debugpy) here; no deadlines
+    url: FunctionUrl | None = None  # its Function URL (FunctionUrlConfig), if it has one
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > 64 or not all(c.isalnum() or c in "-_" for c in self.name):
@@ -249,6 +259,8 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8080
     function: list[FunctionConfig] = msgspec.field(default_factory=list)
+    api: list[Api] = msgspec.field(default_factory=list)  # API Gateway APIs in front of the functions
+    front_door_port: int = 3000  # Function URLs and APIs by host name (and APIs on the plain address)
     # A template whose functions are served beside `function`, and what reading it takes.
     template: str | None = None
     parameter_overrides: dict[str, str] = msgspec.field(default_factory=dict)
