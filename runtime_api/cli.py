@@ -164,6 +164,9 @@ def serve_setup(args: argparse.Namespace) -> tuple[ServerConfig, StaticSource | 
     if not loaded.functions:
         raise ConfigError("\n".join([*loaded.problems, "no function to serve"]))
     config.function = loaded.functions
+    config.api = loaded.apis
+    if getattr(args, "api_port", None) is not None:
+        config.front_door_port = args.api_port
     return config, source, loaded
 
 
@@ -187,6 +190,7 @@ def usage_hint(server: Server, problems: list[str] = ()) -> str:
     lines = [f"lambdalet: Invoke API on {server.endpoint}"]
     lines += [describe(function) for function in server.configs.values()]
     lines += [f"lambdalet: {problem}" for problem in problems]
+    lines += server.gateway.table()
     name = next(iter(server.configs))
     url = f"{server.endpoint}/2015-03-31/functions/{name}/invocations"
     lines += [
@@ -452,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "from PyPI into the cache), none, or a directory of your own (default: bundled)")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
+    serve.add_argument("--api-port", type=int, metavar="PORT",
+                       help="where Function URLs and API Gateway APIs listen, by host name (and the APIs on the plain "
+                            "address, as sam local start-api serves them) (default 3000)")
     serve.add_argument("runtime", nargs=argparse.REMAINDER, help="-- RUNTIME COMMAND...")
 
     inv = commands.add_parser(

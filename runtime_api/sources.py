@@ -22,6 +22,7 @@ from sandbox.isolation import Isolation
 
 from .config import ConfigError, FunctionConfig, ServerConfig, load_config
 from .debug import debug_problem
+from .frontdoors.model import Api
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class Loaded:
     functions: list[FunctionConfig]
     problems: list[str] = dataclasses.field(default_factory=list)
     watched: tuple[str, ...] = ()
+    apis: list[Api] = dataclasses.field(default_factory=list)  # the API Gateway APIs in front of them
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -105,11 +107,12 @@ class Overrides:
 class StaticSource:
     """Functions given as they are (the command line's flags, an embedding program)."""
 
-    def __init__(self, functions: list[FunctionConfig]) -> None:
+    def __init__(self, functions: list[FunctionConfig], apis: list[Api] = ()) -> None:
         self.functions = functions
+        self.apis = list(apis)
 
     def load(self) -> Loaded:
-        return Loaded(list(self.functions))
+        return Loaded(list(self.functions), apis=list(self.apis))
 
 
 class TemplateSource:
@@ -144,7 +147,7 @@ class TemplateSource:
                 raise ConfigError(str(problem))
         functions = self.overrides.apply_all(stack.functions, _relative(self.path))
         watched = (*stack.watched, *([self.env_vars] if self.env_vars is not None else []))
-        return Loaded(functions, [str(problem) for problem in stack.problems], tuple(watched))
+        return Loaded(functions, [str(problem) for problem in stack.problems], tuple(watched), stack.apis)
 
 
 class ConfigFileSource:
@@ -161,6 +164,7 @@ class ConfigFileSource:
         config = load_config(self.path)
         self.adjust(config)
         functions = list(config.function)
+        apis = list(config.api)
         problems: list[str] = []
         watched: tuple[str, ...] = (self.path,)
         if config.template is not None:
@@ -170,8 +174,9 @@ class ConfigFileSource:
             functions += loaded.functions
             problems += loaded.problems
             watched += loaded.watched
+            apis += loaded.apis
         self.config = config
-        return Loaded(self.overrides.apply_all(functions, _relative(self.path)), problems, watched)
+        return Loaded(self.overrides.apply_all(functions, _relative(self.path)), problems, watched, apis)
 
 
 def _relative(path: str) -> str:
