@@ -16,7 +16,7 @@ import fnmatch
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -267,13 +267,6 @@ def _signature_problem(token: str, header: dict, jwks_path: str) -> str | None:
 _SIGV4 = re.compile(r"AWS4-HMAC-SHA256 Credential=(?P<key>[A-Z0-9]{16,128})/(?P<date>\d{8})/(?P<region>[a-z0-9-]+)/"
                     r"(?P<service>[a-z0-9-]+)/aws4_request, ?SignedHeaders=(?P<signed>[a-z0-9-]+(?:;[a-z0-9-]+)*), ?"
                     r"Signature=(?P<signature>[0-9a-f]{64})\Z")
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    access_key: str
-    account_id: str
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def iam_decide(request: HttpRequest, account_id: str) -> Decision:
