@@ -72,6 +72,11 @@ class Gateway:
                            listeners)
         return listeners[0].socket.getsockname()[1]
 
+    @property
+    def endpoint(self) -> str | None:
+        """The front-door port's plain address, once listening."""
+        return f"http://{self.server.config.host}:{self.port}" if self.port is not None else None
+
     # -- what is served, for people ------------------------------------------------------------
 
     def url_of(self, door: UrlDoor | ApiDoor) -> str:
@@ -84,8 +89,7 @@ class Gateway:
         """Every Function URL and route, and the function each reaches (as `sam local start-api` lists them)."""
         if self.directory.empty:
             return []
-        plain = f"http://{self.server.config.host}:{self.port}"
-        lines = [f"lambdalet: front doors on {plain} (APIs without their stage on the plain address; every door at "
+        lines = [f"lambdalet: front doors on {self.endpoint} (APIs without their stage on the plain address; every door at "
                  "its host name, which resolves to this machine)"]
         for door in self.directory.urls:
             lines.append(f"  Function URL {self.url_of(door)}/ -> {door.function.name} ({door.url.auth_type}, "

@@ -197,7 +197,7 @@ _HTTP = {
     Refusal.API_KEY: (403, {"message": "Forbidden"}),
     Refusal.FUNCTION_ERROR: (500, {"message": "Internal Server Error"}),
     Refusal.MALFORMED: (500, {"message": "Internal Server Error"}),
-    Refusal.THROTTLED: (503, {"message": "Service Unavailable"}),
+    Refusal.THROTTLED: (500, {"message": "Internal Server Error"}),
     Refusal.REJECTED: (500, {"message": "Internal Server Error"}),
 }
 _URL = {
