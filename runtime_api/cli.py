@@ -79,7 +79,19 @@ def overrides(args: argparse.Namespace) -> Overrides:
         debug_function=args.debug_function,
         functions=tuple(args.function),
         runtime=runtime_settings(args),
+        jwks=parse_jwks(getattr(args, "jwks", [])),
     )
+
+
+def parse_jwks(pairs: list[str]) -> dict[str, str]:
+    """`--jwks AUTHORIZER=FILE`, repeatable."""
+    found = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--jwks {pair!r}: expected AUTHORIZER=FILE")
+        found[name] = str(Path(path).resolve())
+    return found
 
 
 def template_source(args: argparse.Namespace, path: str, selected: Overrides) -> TemplateSource:
@@ -456,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "from PyPI into the cache), none, or a directory of your own (default: bundled)")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
+    serve.add_argument("--jwks", action="append", default=[], metavar="AUTHORIZER=FILE",
+                       help="a local JWKS file a JWT authorizer checks tokens' signatures against (repeatable; "
+                            "without one, claims are checked and signatures are not)")
     serve.add_argument("--api-port", type=int, metavar="PORT",
                        help="where Function URLs and API Gateway APIs listen, by host name (and the APIs on the plain "
                             "address, as sam local start-api serves them) (default 3000)")

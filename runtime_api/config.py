@@ -45,6 +45,9 @@ Config file schema (`lambdalet serve --config FILE`):
     url = { auth_type = "NONE", invoke_mode = "BUFFERED", cors = { allow_origins = ["*"] } }
                                 # optional: a Function URL (runtime_api/frontdoors/model.py FunctionUrl)
 
+    front_door_port = 3000      # where Function URLs and APIs listen (by host name)
+    jwks = { MyJwtAuthorizer = "keys.json" }  # a local JWKS file for a JWT authorizer (its signature check)
+
     [[api]]                     # an API Gateway API in front of the functions (model.py Api)
     name = "shop"
     kind = "HTTP"               # HTTP (payload 2.0 or 1.0) | REST (payload 1.0, a stage in the path)
@@ -68,7 +71,7 @@ from sandbox.isolation import DEFAULT_EPHEMERAL_MB, EPHEMERAL_RANGE, Isolation
 from sandbox.managed import ManagedRuntime, RuntimeOptions, RuntimeUnavailable, SdkChoice, default_runtime_id, prepare
 from sandbox.runtimes import Family, Runtime, UnknownRuntime, lookup
 
-from .frontdoors.model import Api, FunctionUrl
+from .frontdoors.model import Api, FunctionUrl, JwtAuthorizer, with_jwks
 
 
 # Reserved by Lambda: a function's own `env` cannot override these.
@@ -261,6 +264,7 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     function: list[FunctionConfig] = msgspec.field(default_factory=list)
     api: list[Api] = msgspec.field(default_factory=list)  # API Gateway APIs in front of the functions
     front_door_port: int = 3000  # Function URLs and APIs by host name (and APIs on the plain address)
+    jwks: dict[str, str] = msgspec.field(default_factory=dict)  # JWT authorizer name -> a local JWKS file
     # A template whose functions are served beside `function`, and what reading it takes.
     template: str | None = None
     parameter_overrides: dict[str, str] = msgspec.field(default_factory=dict)
@@ -285,6 +289,10 @@ def load_config(path: str | Path) -> ServerConfig:
     if config.env_vars is not None:
         config.env_vars = str((path.parent / config.env_vars).resolve())
     config.layer_map = {arn: str((path.parent / layer).resolve()) for arn, layer in config.layer_map.items()}
+    config.jwks = {name: str((path.parent / keys).resolve()) for name, keys in config.jwks.items()}
+    config.api = with_jwks(config.api, {authorizer.name: str((path.parent / authorizer.jwks).resolve())
+                                        for api in config.api for authorizer in api.authorizers
+                                        if isinstance(authorizer, JwtAuthorizer) and authorizer.jwks})
     for function in config.function:
         function.code = str((path.parent / function.code).resolve())
         function.layers = [str((path.parent / layer).resolve()) for layer in function.layers]

@@ -22,7 +22,7 @@ from sandbox.isolation import Isolation
 
 from .config import ConfigError, FunctionConfig, ServerConfig, load_config
 from .debug import debug_problem
-from .frontdoors.model import Api
+from .frontdoors.model import Api, with_jwks
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,6 +52,7 @@ class Overrides:
     functions: tuple[str, ...] = ()  # serve only these (by any of their names); () = all
     # The runtime flags (--runtime, --python-path, --allow-other-python, --sdk), as FunctionConfig settings.
     runtime: dict = dataclasses.field(default_factory=dict)
+    jwks: dict = dataclasses.field(default_factory=dict)  # --jwks: a JWT authorizer's local JWKS file, by its name
 
     def select(self, functions: list[FunctionConfig], where: str) -> list[FunctionConfig]:
         """The functions named by `functions` (all of them without); ConfigError for a name that is
@@ -147,7 +148,8 @@ class TemplateSource:
                 raise ConfigError(str(problem))
         functions = self.overrides.apply_all(stack.functions, _relative(self.path))
         watched = (*stack.watched, *([self.env_vars] if self.env_vars is not None else []))
-        return Loaded(functions, [str(problem) for problem in stack.problems], tuple(watched), stack.apis)
+        return Loaded(functions, [str(problem) for problem in stack.problems], tuple(watched),
+                      with_jwks(stack.apis, self.overrides.jwks))
 
 
 class ConfigFileSource:
@@ -176,7 +178,8 @@ class ConfigFileSource:
             watched += loaded.watched
             apis += loaded.apis
         self.config = config
-        return Loaded(self.overrides.apply_all(functions, _relative(self.path)), problems, watched, apis)
+        return Loaded(self.overrides.apply_all(functions, _relative(self.path)), problems, watched,
+                      with_jwks(apis, {**config.jwks, **self.overrides.jwks}))
 
 
 def _relative(path: str) -> str:

@@ -124,5 +124,16 @@ class Api(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return next((found for found in self.authorizers if found.name == name), None)
 
 
+def with_jwks(apis: list[Api], jwks: dict[str, str]) -> list[Api]:
+    """The APIs with the local JWKS file given for each JWT authorizer named in `jwks` (a template
+    cannot name one: its issuer's keys are on the internet)."""
+    if not jwks:
+        return apis
+    return [msgspec.structs.replace(api, authorizers=[
+        msgspec.structs.replace(authorizer, jwks=jwks[authorizer.name])
+        if isinstance(authorizer, JwtAuthorizer) and authorizer.name in jwks else authorizer
+        for authorizer in api.authorizers]) for api in apis]
+
+
 def url_id(function_name: str, url: FunctionUrl) -> str:
     return url.url_id or made_up_id(f"url:{function_name}", 32)
