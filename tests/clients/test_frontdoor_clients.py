@@ -5,6 +5,7 @@ authorizer allows, denies and passes its context, and bad input gets the service
 the server keeps serving."""
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -271,3 +272,23 @@ def test_rest_wrong_method(app):
     response = app.get(app.api_host("Rest"), "/Prod/items/1", method="POST")
     assert (response.status_code, response.json()) == (403, {"message": "Missing Authentication Token"})
     assert response.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+
+
+def test_lambdalet_serve_prints_every_route_and_serves_it(tmp_path):
+    """`lambdalet serve --template` as a user runs it: the table of front doors, then requests."""
+    from helpers import lambdalet_serve
+
+    with lambdalet_serve("--template", str(TEMPLATE), "--api-port", "0", "--sdk", "none",
+                         log_dir=tmp_path) as serve:
+        serve.wait_announced()
+        base = serve.wait_line(r"lambdalet: front doors on (http://\S+) ")[1]
+        serve.wait_line(r"HTTP API ServerlessHttpApi")
+        table = serve.stderr
+        assert re.search(r"Function URL http://\w{32}\.lambda-url\.us-east-1\.localhost:\d+/ -> Echo \(NONE, BUFFERED\)",
+                         table)
+        assert re.search(r"REST API Rest: http://\w{10}\.execute-api\.us-east-1\.localhost:\d+/Prod", table)
+        assert re.search(r"GET +/token +-> EchoV1 \[TokenAuth\]", table)
+        assert re.search(r"GET +/keyed +-> EchoV1 \[API key\]", table)
+        assert re.search(r"\$default +-> Hello", table)
+        response = requests.get(f"{base}/items/5", timeout=60)
+        assert response.json()["pathParameters"] == {"id": "5"}
