@@ -9,12 +9,24 @@ these Structs; the rest of this package serves them. Names follow the services' 
 from __future__ import annotations
 
 import hashlib
+import re
 import string
 from typing import Literal
 
 import msgspec
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def local_id(name: str, seed: str, length: int) -> str:
+    """A front door's id, the first label of its host name: its name in lower case where that is a
+    host name label (so an API's id is what `!Ref` of it gives, and its URL can be written before
+    it runs), else one made up from it in AWS's format."""
+    lower = name.lower()
+    return lower if _LABEL.fullmatch(lower) else made_up_id(seed, length)
 
 
 def made_up_id(seed: str, length: int) -> str:
@@ -45,7 +57,7 @@ class FunctionUrl(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     auth_type: Literal["NONE", "AWS_IAM"] = "NONE"
     invoke_mode: Literal["BUFFERED", "RESPONSE_STREAM"] = "BUFFERED"
     cors: Cors | None = None
-    url_id: str | None = None  # None: made up from the function's name (32 characters, as Lambda's)
+    url_id: str | None = None  # None: the function's name in lower case (model.local_id)
     port: int | None = None  # a listener of its own, besides its host name on the front-door port
 
 
@@ -106,7 +118,7 @@ class Api(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     kind: Literal["REST", "HTTP"] = "HTTP"
     routes: list[Route] = msgspec.field(default_factory=list)
-    api_id: str | None = None  # None: made up from the name (10 characters, as API Gateway's)
+    api_id: str | None = None  # None: the name in lower case (a template's logical id, as `!Ref` gives it)
     stage: str = "$default"  # REST: the stage is the path's first segment; HTTP: unless $default
     stage_variables: dict[str, str] = msgspec.field(default_factory=dict)
     authorizers: list[Authorizer] = msgspec.field(default_factory=list)
@@ -118,7 +130,7 @@ class Api(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     @property
     def id(self) -> str:
-        return self.api_id or made_up_id(f"api:{self.name}", 10)
+        return self.api_id or local_id(self.name, f"api:{self.name}", 10)
 
     def authorizer(self, name: str) -> Authorizer | None:
         return next((found for found in self.authorizers if found.name == name), None)
@@ -136,4 +148,4 @@ def with_jwks(apis: list[Api], jwks: dict[str, str]) -> list[Api]:
 
 
 def url_id(function_name: str, url: FunctionUrl) -> str:
-    return url.url_id or made_up_id(f"url:{function_name}", 32)
+    return url.url_id or local_id(function_name, f"url:{function_name}", 32)
