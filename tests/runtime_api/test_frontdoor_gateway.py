@@ -164,3 +164,43 @@ authorizers = [
     assert (api.kind, api.stage, api.stage_variables) == ("REST", "dev", {"table": "orders"})
     assert [route.path for route in api.routes] == ["/items/{id}", "/{proxy+}"]
     assert api.authorizer("tokens").type == "TOKEN" and api.authorizer("users").jwks == str(tmp_path / "keys.json")
+
+
+async def test_a_saved_template_change_reroutes_its_api(tmp_path):
+    from template_projects import project
+
+    from runtime_api.reload import Reloader
+    from runtime_api.sources import Overrides, TemplateSource
+
+    def template(path: str) -> str:
+        return f"""
+        Transform: AWS::Serverless-2016-10-31
+        Resources:
+          Fn:
+            Type: AWS::Serverless::Function
+            Properties:
+              Runtime: python3.11
+              Handler: app.handler
+              CodeUri: src/
+              Events:
+                Get: {{Type: HttpApi, Properties: {{Path: {path}, Method: GET}}}}
+        """
+
+    path = project(tmp_path, template("/before"), {"src/app.py": "def handler(event, context):\n    return 'hi'\n"})
+    source = TemplateSource(str(path), overrides=Overrides(runtime={"sdk": "none"}))
+    loaded = source.load()
+    config = ServerConfig(port=0, front_door_port=0, function=loaded.functions, api=loaded.apis)
+    async with Server(config, sink=CapturedLog()) as server, trio.open_nursery() as nursery:
+        reloader = await nursery.start(Reloader(server, source, loaded, name=path.name).run)
+
+        async def status(target: str) -> int:
+            client = await _send(server.gateway.port, "serverlesshttpapi.execute-api.us-east-1.localhost", target)
+            found = (await client.response())[0]
+            await client.aclose()
+            return found
+
+        assert (await status("/before"), await status("/after")) == (200, 404)
+        project(tmp_path, template("/after"))
+        assert (await reloader.wait_reload(1)).error is None
+        assert (await status("/before"), await status("/after")) == (404, 200)
+        nursery.cancel_scope.cancel()
