@@ -81,6 +81,19 @@ def execute_api_arn(region: str, account_id: str, api_id: str, stage: str, metho
 
 # -- Lambda authorizers -------------------------------------------------------------------------
 
+def token_refused(authorizer: LambdaAuthorizer, token: str) -> Refused | None:
+    """A REST TOKEN authorizer's `IdentityValidationExpression`: a token that does not match it is
+    refused (401) without calling the authorizer."""
+    expression = authorizer.validation_expression
+    if not expression:
+        return None
+    try:
+        matches = re.fullmatch(expression, token) is not None
+    except re.error:
+        return Refused(Refusal.AUTHORIZER_FAILED, f"its validation expression {expression!r} is not a regular expression")
+    return None if matches else Refused(Refusal.UNAUTHORIZED, "the token does not match the validation expression")
+
+
 def token_event(token: str, method_arn: str) -> dict[str, Any]:
     """A REST API TOKEN authorizer's event."""
     return {"type": "TOKEN", "authorizationToken": token, "methodArn": method_arn}

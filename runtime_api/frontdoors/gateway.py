@@ -11,7 +11,6 @@ address; a door with a `port` of its own gets a listener there too. The doors se
 from __future__ import annotations
 
 import logging
-import re
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -28,7 +27,7 @@ from . import authorizers, cors
 from .directory import ApiDoor, Directory, Found, UrlDoor
 from .events import HttpRequest, Place, v1_event, v2_event
 from .model import JwtAuthorizer, LambdaAuthorizer, Route, made_up_id
-from .responses import Door, HttpResponse, Malformed, PreludeReader, Refusal, refusal, v1_response, v2_response
+from .responses import HttpResponse, Malformed, PreludeReader, Refusal, Service, refusal, v1_response, v2_response
 from .router import DEFAULT, NO_ROUTE, Matched
 
 if TYPE_CHECKING:
@@ -40,9 +39,11 @@ log = logging.getLogger("lambdalet")
 
 
 class Refused(Exception):
-    def __init__(self, door: Door, why: Refusal, reason: str = "") -> None:
+    """The service answers on its own account (responses.refusal); `reason` goes to the log."""
+
+    def __init__(self, service: Service, why: Refusal, reason: str = "") -> None:
         super().__init__(reason)
-        self.door, self.why, self.reason = door, why, reason
+        self.service, self.why, self.reason = service, why, reason
 
 
 class Gateway:
@@ -118,13 +119,13 @@ class Gateway:
                 found = (directory.route(door, request.method, request.path, own_address=True) if door is not None
                          else directory.route_any(request.method, request.path))
                 if found is None:
-                    response = refusal(Door.HTTP_API, Refusal.NO_ROUTE)
+                    response = refusal(Service.HTTP_API, Refusal.NO_ROUTE)
                 else:
                     response = await self._api(conn, found, request, body, too_large)
         except Refused as exc:
             if exc.reason:
-                log.warning("lambdalet: %s %s %s: %s", exc.door.value, request.method, request.path, exc.reason)
-            response = refusal(exc.door, exc.why)
+                log.warning("lambdalet: %s %s %s: %s", exc.service.value, request.method, request.path, exc.reason)
+            response = refusal(exc.service, exc.why)
         if response is not None:
             await conn.respond(response.status, response.body, response.headers)
 
@@ -136,20 +137,20 @@ class Gateway:
             body=body, source_ip="127.0.0.1", protocol=f"HTTP/{request.http_version.decode()}",
             request_id=new_request_id())
 
-    async def _invoke(self, door: Door, function: str, event: dict[str, Any], trace_id: str):
+    async def _invoke(self, service: Service, function: str, event: dict[str, Any], trace_id: str):
         """Invoke as the Invoke API does; a refusal as the front door answers it."""
         payload = msgspec.json.encode(event)
         if len(payload) > REQUEST_LIMIT:
-            raise Refused(door, Refusal.TOO_LARGE if door is Door.FUNCTION_URL else Refusal.REJECTED,
+            raise Refused(service, Refusal.TOO_LARGE if service is Service.FUNCTION_URL else Refusal.REJECTED,
                           f"the event is {len(payload)} bytes, over Lambda's {REQUEST_LIMIT}")
         try:
             return await self.server.call(function, payload, trace_id=trace_id)
         except ServiceError as exc:
             why = Refusal.THROTTLED if exc.status == 429 else Refusal.REJECTED
-            raise Refused(door, why, f"Lambda refused the invocation of {function}: {exc.status} {exc.error_type}: "
+            raise Refused(service, why, f"Lambda refused the invocation of {function}: {exc.status} {exc.error_type}: "
                           f"{exc.message}") from None
 
-    async def _result(self, door: Door, function: str, invocation, outcome, env) -> bytes:
+    async def _result(self, service: Service, function: str, invocation, outcome, env) -> bytes:
         """The function's whole result (a streamed one collected); Refused when it failed."""
         body = outcome.body
         if is_streaming(outcome):
@@ -161,9 +162,9 @@ class Gateway:
             await env.relay_stream(invocation, collect)
             body = b"".join(parts)
             if invocation.stream_error is not None:
-                raise Refused(door, Refusal.FUNCTION_ERROR, f"{function} failed: {invocation.stream_error.body()}")
+                raise Refused(service, Refusal.FUNCTION_ERROR, f"{function} failed: {invocation.stream_error.body()}")
         if outcome.is_error:
-            raise Refused(door, Refusal.FUNCTION_ERROR, f"{function} failed: {body.decode(errors='replace')[:500]}")
+            raise Refused(service, Refusal.FUNCTION_ERROR, f"{function} failed: {body.decode(errors='replace')[:500]}")
         return body
 
     # -- Function URLs ---------------------------------------------------------------------------
@@ -172,7 +173,7 @@ class Gateway:
                             too_large: bool) -> HttpResponse | None:
         url, function = door.url, door.function
         if too_large:
-            raise Refused(Door.FUNCTION_URL, Refusal.TOO_LARGE, f"the request body is over {REQUEST_LIMIT} bytes")
+            raise Refused(Service.FUNCTION_URL, Refusal.TOO_LARGE, f"the request body is over {REQUEST_LIMIT} bytes")
         incoming = self._http_request(request, body, original_case=False)
         if url.cors is not None and cors.is_preflight(incoming):
             return cors.preflight(url.cors, incoming)
@@ -180,17 +181,17 @@ class Gateway:
         if url.auth_type == "AWS_IAM":
             decision = authorizers.iam_decide(incoming, function.account_id)
             if isinstance(decision, authorizers.Refused):
-                raise Refused(Door.FUNCTION_URL, decision.why, decision.reason)
+                raise Refused(Service.FUNCTION_URL, decision.why, decision.reason)
             authorizer = decision.authorizer
         place = Place(api_id=door.url_id, domain_name=door.host, authorizer=authorizer,
                       account_id=function.account_id if url.auth_type == "AWS_IAM" else "anonymous")
         event = v2_event(incoming, place, function_url=True)
         trace_id = request.header(b"x-amzn-trace-id") or new_trace_id()
-        invocation, outcome, env = await self._invoke(Door.FUNCTION_URL, function.name, event, trace_id)
+        invocation, outcome, env = await self._invoke(Service.FUNCTION_URL, function.name, event, trace_id)
         if url.invoke_mode == "RESPONSE_STREAM" and is_streaming(outcome):
             return await self._stream(conn, door, incoming, invocation, outcome, env)
-        result = await self._result(Door.FUNCTION_URL, function.name, invocation, outcome, env)
-        response = _mapped(Door.FUNCTION_URL, function.name, lambda: v2_response(result))
+        result = await self._result(Service.FUNCTION_URL, function.name, invocation, outcome, env)
+        response = _mapped(Service.FUNCTION_URL, function.name, lambda: v2_response(result))
         if url.cors is not None:
             cors.add_cors(url.cors, incoming, response)
         return response
@@ -223,11 +224,11 @@ class Gateway:
         try:
             await env.relay_stream(invocation, relay)
         except Malformed as exc:
-            raise Refused(Door.FUNCTION_URL, Refusal.MALFORMED,
+            raise Refused(Service.FUNCTION_URL, Refusal.MALFORMED,
                           f"{door.function.name}'s streamed response: {exc}") from None
         if not started:
             if invocation.stream_error is not None:
-                raise Refused(Door.FUNCTION_URL, Refusal.FUNCTION_ERROR,
+                raise Refused(Service.FUNCTION_URL, Refusal.FUNCTION_ERROR,
                               f"{door.function.name} failed: {invocation.stream_error.body()}")
             await start(HttpResponse(200, [("content-type", outcome.content_type or "application/octet-stream")]))
         elif invocation.stream_error is not None:
@@ -242,26 +243,19 @@ class Gateway:
                    too_large: bool) -> HttpResponse:
         api = found.door.api
         rest = api.kind == "REST"
-        door = Door.REST_API if rest else Door.HTTP_API
+        service = Service.REST_API if rest else Service.HTTP_API
         if too_large:
-            raise Refused(door, Refusal.TOO_LARGE, f"the request body is over {REQUEST_LIMIT} bytes")
+            raise Refused(service, Refusal.TOO_LARGE, f"the request body is over {REQUEST_LIMIT} bytes")
         incoming = self._http_request(request, body, original_case=rest)
         if api.cors is not None and cors.is_preflight(incoming):
             return cors.preflight(api.cors, incoming)
         match = found.match
         if not isinstance(match, Matched):
-            raise Refused(door, Refusal.NO_ROUTE if match is NO_ROUTE else Refusal.WRONG_METHOD)
+            raise Refused(service, Refusal.NO_ROUTE if match is NO_ROUTE else Refusal.WRONG_METHOD)
         route = match.route
-        if route.mock is not None:
-            return HttpResponse(route.mock.status, [("Content-Type", "application/json"),
-                                                    *route.mock.headers.items()])
-        region, account = found.door.region, found.door.account_id
         api_key = incoming.header("x-api-key")
-        if route.api_key_required and (not api_key or (api.api_keys and api_key not in api.api_keys)):
-            raise Refused(door, Refusal.API_KEY, "the route requires an API key (x-api-key) and the request has "
-                          + ("none" if not api_key else "one that is not the API's"))
         place = Place(
-            api_id=api.id, domain_name=found.door.host, account_id=account, stage=api.stage,
+            api_id=api.id, domain_name=found.door.host, account_id=found.door.account_id, stage=api.stage,
             route_key=match.route_key, resource=route.path if route.path != DEFAULT else found.path,
             resource_id=made_up_id(f"{api.name}:{route.path}", 6) if rest else None,
             operation_name=route.operation_name, path=found.path, path_parameters=match.path_parameters,
@@ -270,66 +264,72 @@ class Gateway:
         event = (v2_event(incoming, place) if v2 else
                  v1_event(incoming, place, rest=rest, binary_media_types=api.binary_media_types))
         trace_id = request.header(b"x-amzn-trace-id") or new_trace_id()
+        # API Gateway's order: the authorizer, then the API key, then the integration.
         if route.authorizer is not None:
-            allowed = await self._authorize(door, found, route, incoming, event, trace_id)
+            allowed = await self._authorize(service, found, route, incoming, event, trace_id)
             if allowed is not None:
                 event["requestContext"]["authorizer"] = allowed
-        invocation, outcome, env = await self._invoke(door, route.function, event, trace_id)
-        result = await self._result(door, route.function, invocation, outcome, env)
+        if route.api_key_required and (not api_key or (api.api_keys and api_key not in api.api_keys)):
+            raise Refused(service, Refusal.API_KEY, "the route requires an API key (x-api-key) and the request has "
+                          + ("none" if not api_key else "one that is not the API's"))
+        if route.mock is not None:
+            return HttpResponse(route.mock.status, [("Content-Type", "application/json"),
+                                                    *route.mock.headers.items()])
+        invocation, outcome, env = await self._invoke(service, route.function, event, trace_id)
+        result = await self._result(service, route.function, invocation, outcome, env)
         if v2:
-            response = _mapped(door, route.function, lambda: v2_response(result))
+            response = _mapped(service, route.function, lambda: v2_response(result))
         else:
-            response = _mapped(door, route.function, lambda: v1_response(
+            response = _mapped(service, route.function, lambda: v1_response(
                 result, rest=rest, binary_media_types=api.binary_media_types, accept=incoming.header("accept")))
         if api.cors is not None:
             cors.add_cors(api.cors, incoming, response)
         return response
 
-    async def _authorize(self, door: Door, found: Found, route: Route, incoming: HttpRequest,
+    async def _authorize(self, service: Service, found: Found, route: Route, incoming: HttpRequest,
                          event: dict[str, Any], trace_id: str) -> dict[str, Any] | None:
         """requestContext.authorizer for the integration; Refused when the request may not pass."""
         api = found.door.api
-        rest = api.kind == "REST"
         if route.authorizer == "AWS_IAM":
             decision = authorizers.iam_decide(incoming, found.door.account_id)
             if isinstance(decision, authorizers.Refused):
-                raise Refused(door, decision.why if decision.why is not Refusal.FORBIDDEN else Refusal.UNAUTHORIZED,
-                              decision.reason)
+                raise Refused(service, Refusal.UNAUTHORIZED, decision.reason)
             return None
         authorizer = api.authorizer(route.authorizer)
         if authorizer is None:
-            raise Refused(door, Refusal.AUTHORIZER_FAILED, f"the route's authorizer {route.authorizer} is not defined")
+            raise Refused(service, Refusal.AUTHORIZER_FAILED, f"the route's authorizer {route.authorizer} is not defined")
         identity = authorizers.identity_values(authorizer.identity_sources, incoming,
                                                stage_variables=api.stage_variables, context=event["requestContext"])
         if identity is None:
-            raise Refused(door, Refusal.UNAUTHORIZED,
+            raise Refused(service, Refusal.UNAUTHORIZED,
                           f"the identity sources of authorizer {authorizer.name} are not all in the request")
         if isinstance(authorizer, JwtAuthorizer):
             decision = authorizers.jwt_decide(authorizer, identity[0], route.authorization_scopes,
                                               v2=route.payload_format == "2.0")
         else:
-            decision = await self._lambda_authorizer(door, found, authorizer, incoming, event, identity, trace_id)
+            decision = await self._lambda_authorizer(service, found, authorizer, incoming.method, event, identity,
+                                                     trace_id)
         if isinstance(decision, authorizers.Refused):
-            raise Refused(door, decision.why, f"authorizer {authorizer.name}: {decision.reason}")
+            raise Refused(service, decision.why, f"authorizer {authorizer.name}: {decision.reason}")
         return decision.authorizer
 
-    async def _lambda_authorizer(self, door: Door, found: Found, authorizer: LambdaAuthorizer,
-                                 incoming: HttpRequest, event: dict[str, Any], identity: list[str],
-                                 trace_id: str) -> authorizers.Decision:
+    async def _lambda_authorizer(self, service: Service, found: Found, authorizer: LambdaAuthorizer, method: str,
+                                 event: dict[str, Any], identity: list[str], trace_id: str) -> authorizers.Decision:
         api = found.door.api
         rest = api.kind == "REST"
-        arn = authorizers.execute_api_arn(found.door.region, found.door.account_id, api.id, api.stage,
-                                          incoming.method, found.path)
+        arn = authorizers.execute_api_arn(found.door.region, found.door.account_id, api.id, api.stage, method,
+                                          found.path)
         if rest and authorizer.type == "TOKEN":
-            if authorizer.validation_expression and not _full_match(authorizer.validation_expression, identity[0]):
-                return authorizers.Refused(Refusal.UNAUTHORIZED, "the token does not match the validation expression")
+            refused = authorizers.token_refused(authorizer, identity[0])
+            if refused is not None:
+                return refused
             authorizer_event = authorizers.token_event(identity[0], arn)
         else:
             authorizer_event = authorizers.request_event(authorizer, event, identity, arn, rest=rest)
         started = time.monotonic()
-        invocation, outcome, env = await self._invoke(door, authorizer.function, authorizer_event, trace_id)
+        invocation, outcome, env = await self._invoke(service, authorizer.function, authorizer_event, trace_id)
         try:
-            answer = await self._result(door, authorizer.function, invocation, outcome, env)
+            answer = await self._result(service, authorizer.function, invocation, outcome, env)
         except Refused:
             return authorizers.failure(outcome.body)
         decision = authorizers.decide(authorizer, answer, arn, rest=rest)
@@ -338,16 +338,9 @@ class Gateway:
         return decision
 
 
-def _full_match(expression: str, value: str) -> bool:
-    try:
-        return re.fullmatch(expression, value) is not None
-    except re.error:
-        return False
-
-
-def _mapped(door: Door, function: str, mapping) -> HttpResponse:
+def _mapped(service: Service, function: str, mapping) -> HttpResponse:
     try:
         return mapping()
     except Malformed as exc:
-        raise Refused(door, Refusal.MALFORMED, f"{function}'s result is not a response: {exc}") from None
+        raise Refused(service, Refusal.MALFORMED, f"{function}'s result is not a response: {exc}") from None
 

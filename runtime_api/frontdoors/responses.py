@@ -147,7 +147,9 @@ def v1_response(payload: bytes, *, rest: bool, binary_media_types: list[str] = (
 
 # -- the services' own answers ------------------------------------------------------------------
 
-class Door(enum.Enum):
+class Service(enum.Enum):
+    """Which AWS service answers: its own refusals differ."""
+
     FUNCTION_URL = "Function URL"
     HTTP_API = "HTTP API"
     REST_API = "REST API"
@@ -213,18 +215,18 @@ _URL = {
     Refusal.THROTTLED: (429, {"Message": "Rate Exceeded."}),
     Refusal.REJECTED: (500, {"Message": "Internal Server Error"}),
 }
-_ANSWERS = {Door.REST_API: _REST, Door.HTTP_API: _HTTP, Door.FUNCTION_URL: _URL}
+_ANSWERS = {Service.REST_API: _REST, Service.HTTP_API: _HTTP, Service.FUNCTION_URL: _URL}
 
 
-def refusal(door: Door, why: Refusal) -> HttpResponse:
-    status, body = _ANSWERS[door][why]
+def refusal(service: Service, why: Refusal) -> HttpResponse:
+    status, body = _ANSWERS[service][why]
     headers = [("Content-Type", JSON_TYPE)]
-    if door is Door.REST_API:
+    if service is Service.REST_API:
         headers.append(("x-amzn-ErrorType", {401: "UnauthorizedException", 403: "ForbiddenException",
                                              413: "RequestTooLongException"}.get(status, "InternalServerErrorException")
                         if why is not Refusal.NO_ROUTE and why is not Refusal.WRONG_METHOD
                         else "MissingAuthenticationTokenException"))
-    if door is Door.HTTP_API and why is Refusal.UNAUTHORIZED:
+    if service is Service.HTTP_API and why is Refusal.UNAUTHORIZED:
         headers.append(("www-authenticate", "Bearer"))
     return HttpResponse(status, headers, json.dumps(body, separators=(",", ":")).encode())
 

@@ -188,3 +188,10 @@ def test_iam_needs_a_well_formed_sigv4_header():
     assert authorizers.iam_decide(_request(), "1").why is Refusal.FORBIDDEN
     assert authorizers.iam_decide(_request([("Authorization", "Bearer x")]), "1").why is Refusal.FORBIDDEN
     assert authorizers.iam_decide(_request([("Authorization", SIGNED)]), "1").why is Refusal.FORBIDDEN  # no X-Amz-Date
+
+
+def test_token_validation_expression():
+    validated = LambdaAuthorizer(name="T", function="a", type="TOKEN", validation_expression=r"Bearer [a-z]+")
+    assert authorizers.token_refused(validated, "Bearer abc") is None
+    assert authorizers.token_refused(validated, "Bearer ABC").why is Refusal.UNAUTHORIZED
+    assert authorizers.token_refused(REST_TOKEN, "anything") is None

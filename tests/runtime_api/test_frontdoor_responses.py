@@ -11,7 +11,7 @@ from runtime_api.frontdoors import cors
 from runtime_api.frontdoors.events import HttpRequest
 from runtime_api.frontdoors.model import Cors
 from runtime_api.frontdoors.responses import (
-    Door, HttpResponse, Malformed, PreludeReader, Refusal, refusal, v1_response, v2_response,
+    HttpResponse, Malformed, PreludeReader, Refusal, Service, refusal, v1_response, v2_response,
 )
 
 
@@ -109,31 +109,31 @@ def test_v1_rest_decodes_base64_only_for_a_binary_media_type_the_caller_accepts(
 
 # -- the services' refusals ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("door, why, status, body", [
-    (Door.REST_API, Refusal.MALFORMED, 502, {"message": "Internal server error"}),
-    (Door.REST_API, Refusal.FUNCTION_ERROR, 502, {"message": "Internal server error"}),
-    (Door.REST_API, Refusal.THROTTLED, 500, {"message": "Internal server error"}),
-    (Door.REST_API, Refusal.NO_ROUTE, 403, {"message": "Missing Authentication Token"}),
-    (Door.REST_API, Refusal.UNAUTHORIZED, 401, {"message": "Unauthorized"}),
-    (Door.REST_API, Refusal.FORBIDDEN, 403, {"Message": "User is not authorized to access this resource with an explicit deny"}),
-    (Door.REST_API, Refusal.API_KEY, 403, {"message": "Forbidden"}),
-    (Door.HTTP_API, Refusal.NO_ROUTE, 404, {"message": "Not Found"}),
-    (Door.HTTP_API, Refusal.WRONG_METHOD, 404, {"message": "Not Found"}),
-    (Door.HTTP_API, Refusal.MALFORMED, 500, {"message": "Internal Server Error"}),
-    (Door.HTTP_API, Refusal.FORBIDDEN, 403, {"message": "Forbidden"}),
-    (Door.HTTP_API, Refusal.TOO_LARGE, 413, {"message": "Request Entity Too Large"}),
-    (Door.FUNCTION_URL, Refusal.MALFORMED, 502, {"Message": "Internal Server Error"}),
-    (Door.FUNCTION_URL, Refusal.THROTTLED, 429, {"Message": "Rate Exceeded."}),
+@pytest.mark.parametrize("service, why, status, body", [
+    (Service.REST_API, Refusal.MALFORMED, 502, {"message": "Internal server error"}),
+    (Service.REST_API, Refusal.FUNCTION_ERROR, 502, {"message": "Internal server error"}),
+    (Service.REST_API, Refusal.THROTTLED, 500, {"message": "Internal server error"}),
+    (Service.REST_API, Refusal.NO_ROUTE, 403, {"message": "Missing Authentication Token"}),
+    (Service.REST_API, Refusal.UNAUTHORIZED, 401, {"message": "Unauthorized"}),
+    (Service.REST_API, Refusal.FORBIDDEN, 403, {"Message": "User is not authorized to access this resource with an explicit deny"}),
+    (Service.REST_API, Refusal.API_KEY, 403, {"message": "Forbidden"}),
+    (Service.HTTP_API, Refusal.NO_ROUTE, 404, {"message": "Not Found"}),
+    (Service.HTTP_API, Refusal.WRONG_METHOD, 404, {"message": "Not Found"}),
+    (Service.HTTP_API, Refusal.MALFORMED, 500, {"message": "Internal Server Error"}),
+    (Service.HTTP_API, Refusal.FORBIDDEN, 403, {"message": "Forbidden"}),
+    (Service.HTTP_API, Refusal.TOO_LARGE, 413, {"message": "Request Entity Too Large"}),
+    (Service.FUNCTION_URL, Refusal.MALFORMED, 502, {"Message": "Internal Server Error"}),
+    (Service.FUNCTION_URL, Refusal.THROTTLED, 429, {"Message": "Rate Exceeded."}),
 ])
-def test_refusals(door, why, status, body):
-    response = refusal(door, why)
+def test_refusals(service, why, status, body):
+    response = refusal(service, why)
     assert response.status == status and json.loads(response.body) == body
     assert response.header("content-type") == "application/json"
 
 
 def test_rest_refusals_name_their_error_type():
-    assert refusal(Door.REST_API, Refusal.NO_ROUTE).header("x-amzn-ErrorType") == "MissingAuthenticationTokenException"
-    assert refusal(Door.REST_API, Refusal.UNAUTHORIZED).header("x-amzn-ErrorType") == "UnauthorizedException"
+    assert refusal(Service.REST_API, Refusal.NO_ROUTE).header("x-amzn-ErrorType") == "MissingAuthenticationTokenException"
+    assert refusal(Service.REST_API, Refusal.UNAUTHORIZED).header("x-amzn-ErrorType") == "UnauthorizedException"
 
 
 # -- a streamed HTTP integration response ----------------------------------------------------------
