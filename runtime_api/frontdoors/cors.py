@@ -19,7 +19,9 @@ def allowed_origin(cors: Cors, origin: str | None) -> str | None:
         return None
     if "*" in cors.allow_origins:
         return origin if cors.allow_credentials else "*"
-    return origin if origin in cors.allow_origins else None
+    # A browser sends its origin's host in lower case; a configured one may be written otherwise
+    # (`!Sub http://${MyApi}...` gives the logical id as written).
+    return origin if origin.lower() in (allowed.lower() for allowed in cors.allow_origins) else None
 
 
 def is_preflight(request: HttpRequest) -> bool:

@@ -1,53 +1,30 @@
-"""A real browser in front of the front doors: Debian's headless Chromium loads a page a function
-serves through an HTTP API, the page `fetch`es a route of another API (another origin, with a custom
-header, so the browser sends a CORS preflight), and the test reads what the page got. A third API
-without CORS is refused by the browser itself. Chromium is driven over the Chrome DevTools Protocol's
-websocket (websocket-client): launched with a fresh profile and stopped with its whole process group."""
+"""A real browser in front of a SAM web application served by `lambdalet serve` (frontdoor_site/: a
+page, and the API its script calls across origins, written for this test): Debian's headless
+Chromium loads the page a function serves through an HTTP API, the page `fetch`es a route of
+another API (another origin, with a custom header, so the browser sends a CORS preflight), and the
+test reads what the page got. A third API without CORS is refused by the browser itself. The page
+knows the other APIs' addresses from `!Sub http://${Data}.execute-api...`, as it would on AWS.
+
+Chromium is driven over the Chrome DevTools Protocol's websocket (websocket-client): launched with a
+fresh profile and stopped with its whole process group."""
 
 import json
 import os
 import re
-import signal
 import shutil
+import signal
 import subprocess
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from benchmarks.common import free_port, stop_process
-from helpers import CapturedLog, write_function
-from runtime_api import FunctionConfig, LambdaletThread, ServerConfig
-from runtime_api.frontdoors.model import Api, Cors, Route
+from helpers import lambdalet_serve
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-
-PAGE = '''
-import json, os
-
-HTML = """<!doctype html><html><body><p id="result"></p><p id="blocked"></p><script>
-(async () => {
-  const shown = (id, text) => { document.getElementById(id).textContent = text; };
-  try {
-    const response = await fetch("%s/data?from=page", {headers: {"x-token": "t-1"}});
-    shown("result", response.status + " " + JSON.stringify(await response.json()));
-  } catch (error) { shown("result", "failed: " + error); }
-  try {
-    await fetch("%s/data");
-    shown("blocked", "reached");
-  } catch (error) { shown("blocked", "blocked by the browser"); }
-})();
-</script></body></html>"""
-
-
-def page(event, context):
-    return {"statusCode": 200, "headers": {"content-type": "text/html; charset=utf-8"},
-            "body": HTML % (os.environ["DATA_URL"], os.environ["CLOSED_URL"])}
-
-
-def data(event, context):
-    return {"items": [1, 2, 3], "token": event["headers"].get("x-token"), "origin": event["headers"].get("origin")}
-'''
+TEMPLATE = Path(__file__).parent / "frontdoor_site" / "template.yaml"
 
 
 class DevTools:
@@ -58,8 +35,7 @@ class DevTools:
 
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as answer:
             target = next(t for t in json.load(answer) if t["type"] == "page")
-        self.socket = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=60,
-                                                  suppress_origin=True)
+        self.socket = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=60, suppress_origin=True)
         self.next_id = 0
 
     def call(self, method: str, **params) -> dict:
@@ -103,25 +79,16 @@ def _devtools_port(process: subprocess.Popen) -> int:
 
 
 def test_a_page_served_through_an_http_api_fetches_another_api_with_cors(tmp_path):
-    code = write_function(tmp_path / "site", PAGE)
-    site = Api(name="Site", routes=[Route(method="GET", path="/", function="page")])
-    data = Api(name="Data", routes=[Route(method="GET", path="/data", function="data")],
-               cors=Cors(allow_methods=["GET"], allow_headers=["x-token"]))
-    closed = Api(name="Closed", routes=[Route(method="GET", path="/data", function="data")])
-    port = free_port()  # known before the server starts: the page names the other APIs with it
-    # A browser's Origin has the port; CORS compares it whole.
-    data.cors.allow_origins = [f"http://{site.id}.execute-api.us-east-1.localhost:{port}"]
-    env = {"DATA_URL": f"http://{data.id}.execute-api.us-east-1.localhost:{port}",
-           "CLOSED_URL": f"http://{closed.id}.execute-api.us-east-1.localhost:{port}"}
-    functions = [FunctionConfig(name="page", code=str(code), handler="app.page", env=env),
-                 FunctionConfig(name="data", code=str(code), handler="app.data")]
-    config = ServerConfig(port=0, front_door_port=port, function=functions, api=[site, data, closed])
-    profile = tmp_path / "chromium-profile"
-    with LambdaletThread(config, sink=CapturedLog()):
-        browser = _launch(profile)
+    port = free_port()  # the template's Port: its page names the other APIs with it
+    with lambdalet_serve("--template", str(TEMPLATE), "--api-port", str(port), "--sdk", "none",
+                         "--parameter-overrides", f"Port={port}", log_dir=tmp_path) as serve:
+        serve.wait_announced()
+        serve.wait_line(r"lambdalet: front doors on ")
+        site = f"http://site.execute-api.us-east-1.localhost:{port}"
+        browser = _launch(tmp_path / "chromium-profile")
         try:
             devtools = DevTools(_devtools_port(browser))
-            devtools.call("Page.navigate", url=f"http://{site.id}.execute-api.us-east-1.localhost:{port}/")
+            devtools.call("Page.navigate", url=f"{site}/")
             result = devtools.wait_text("result")
             blocked = devtools.wait_text("blocked")
             devtools.socket.close()
@@ -133,6 +100,5 @@ def test_a_page_served_through_an_http_api_fetches_another_api_with_cors(tmp_pat
                 pass
     status, _, body = result.partition(" ")
     assert status == "200", result
-    assert json.loads(body) == {"items": [1, 2, 3], "token": "t-1",
-                                "origin": f"http://{site.id}.execute-api.us-east-1.localhost:{port}"}
+    assert json.loads(body) == {"items": [1, 2, 3], "token": "t-1", "origin": site}
     assert blocked == "blocked by the browser"

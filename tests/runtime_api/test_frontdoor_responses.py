@@ -186,3 +186,10 @@ def test_actual_request_gets_the_configured_headers():
                   response)
     assert response.headers == [("content-type", "text/plain"), ("access-control-allow-origin", "*"),
                                 ("access-control-expose-headers", "x-total")]
+
+
+def test_origins_compare_without_case():
+    """A browser sends its host in lower case; a template may write it otherwise (`${MyApi}`)."""
+    config = Cors(allow_origins=["http://Site.execute-api.us-east-1.localhost:3000"])
+    assert cors.allowed_origin(config, "http://site.execute-api.us-east-1.localhost:3000") == \
+        "http://site.execute-api.us-east-1.localhost:3000"
