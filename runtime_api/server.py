@@ -453,15 +453,7 @@ class Server:
             self._start_event(request, invocation)
             return InvokeResult(202, request_id=invocation.request_id)
         outcome, env = await self._run(request, invocation)
-        body = outcome.body
-        if is_streaming(outcome):
-            parts: list[bytes] = []
-
-            async def collect(chunk: bytes) -> None:
-                parts.append(chunk)
-
-            await env.relay_stream(invocation, collect)
-            body = b"".join(parts)
+        body = await env.collect_stream(invocation) if is_streaming(outcome) else outcome.body
         return InvokeResult(
             200,
             body,

@@ -154,13 +154,7 @@ class Gateway:
         """The function's whole result (a streamed one collected); Refused when it failed."""
         body = outcome.body
         if is_streaming(outcome):
-            parts: list[bytes] = []
-
-            async def collect(chunk: bytes) -> None:
-                parts.append(chunk)
-
-            await env.relay_stream(invocation, collect)
-            body = b"".join(parts)
+            body = await env.collect_stream(invocation)
             if invocation.stream_error is not None:
                 raise Refused(service, Refusal.FUNCTION_ERROR, f"{function} failed: {invocation.stream_error.body()}")
         if outcome.is_error:
