@@ -67,16 +67,13 @@ class Directory:
                      for function in functions if function.url is not None]
         self.apis = [ApiDoor(api, Router(api.routes), region, account) for api in apis]
         self._by_host: dict[str, Door] = {door.host: door for door in (*self.urls, *self.apis)}
+        self.by_port: dict[int, Door] = {
+            port: door for door in (*self.urls, *self.apis)
+            if (port := door.url.port if isinstance(door, UrlDoor) else door.api.port) is not None}
 
     @property
     def empty(self) -> bool:
         return not self.urls and not self.apis
-
-    def own_ports(self) -> dict[int, Door]:
-        """The doors with a listener of their own, by its port."""
-        return {door.url.port if isinstance(door, UrlDoor) else door.api.port: door
-                for door in (*self.urls, *self.apis)
-                if (door.url.port if isinstance(door, UrlDoor) else door.api.port) is not None}
 
     def by_host(self, host: str | None) -> Door | None:
         return self._by_host.get((host or "").rsplit(":", 1)[0].lower()) if host else None

@@ -63,7 +63,7 @@ class Gateway:
         host = self.server.config.host
         if self.port is None:
             self.port = await self._listen(nursery, host, self.server.config.front_door_port, None)
-        for port in self.directory.own_ports():
+        for port in self.directory.by_port:
             if port not in self._own:
                 self._own[port] = await self._listen(nursery, host, port, port)
 
@@ -110,7 +110,7 @@ class Gateway:
 
     async def _handle(self, conn: http.Connection, request: http.Request, *, own: int | None) -> None:
         directory = self.directory
-        door = directory.own_ports().get(own) if own is not None else directory.by_host(request.header(b"host"))
+        door = directory.by_port.get(own) if own is not None else directory.by_host(request.header(b"host"))
         body, too_large = await conn.read_body(REQUEST_LIMIT)
         try:
             if isinstance(door, UrlDoor):

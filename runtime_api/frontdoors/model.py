@@ -15,6 +15,8 @@ from typing import Literal
 
 import msgspec
 
+from .router import DEFAULT, compile_path
+
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -111,6 +113,13 @@ class Route(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mock: MockResponse | None = None
     operation_name: str | None = None  # REST: requestContext.operationName
 
+    def __post_init__(self) -> None:
+        self.method = self.method.upper()
+        if self.method not in ("ANY", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+            raise ValueError(f"route {self.method} {self.path}: {self.method} is not an HTTP method API Gateway routes")
+        if self.path != DEFAULT:
+            compile_path(self.path)  # ValueError for a template API Gateway refuses
+
 
 class Api(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """An API Gateway API: `kind` REST (a RestApi, payload 1.0) or HTTP (an HTTP API)."""
@@ -127,6 +136,11 @@ class Api(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     api_keys: list[str] = msgspec.field(default_factory=list)  # REST: the values a key must have (any if none)
     port: int | None = None  # a listener of its own, besides its host name on the front-door port
     source: str | None = None  # where it was declared ("template.yaml:12"), for messages
+
+    def __post_init__(self) -> None:
+        for route in self.routes:
+            if route.function is None and route.mock is None:
+                raise ValueError(f"API {self.name}: route {route.method} {route.path} reaches no function")
 
     @property
     def id(self) -> str:

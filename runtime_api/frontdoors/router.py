@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from .model import Route
+if TYPE_CHECKING:
+    from .model import Route  # model.py checks its paths with compile_path, so not imported at run time
 
 DEFAULT = "$default"
 ANY = "ANY"

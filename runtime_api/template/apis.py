@@ -72,6 +72,9 @@ def _guard(found: Found, resources: Mapping, logical_id: str, read_one) -> None:
     except Unresolved as exc:
         found.problems.append((f"{resources[logical_id].get('Type')} {logical_id} is not served: {exc.message}",
                                exc.line or line_of(resources, logical_id)))
+    except ValueError as exc:  # a route API Gateway would refuse (runtime_api/frontdoors/model.py)
+        found.problems.append((f"{resources[logical_id].get('Type')} {logical_id} is not served: {exc}",
+                               line_of(resources, logical_id)))
 
 
 def _properties(evaluator: Evaluator, logical_id: str) -> Mapping:

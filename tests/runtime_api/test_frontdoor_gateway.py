@@ -204,3 +204,16 @@ async def test_a_saved_template_change_reroutes_its_api(tmp_path):
         assert (await reloader.wait_reload(1)).error is None
         assert (await status("/before"), await status("/after")) == (404, 200)
         nursery.cancel_scope.cancel()
+
+
+def test_config_file_routes_api_gateway_would_refuse(tmp_path):
+    import pytest
+
+    from runtime_api.config import ConfigError
+
+    for routes, why in (('[{ method = "GET", path = "/{proxy+}/x", function = "f" }]', "last segment"),
+                        ('[{ method = "FETCH", path = "/x", function = "f" }]', "not an HTTP method"),
+                        ('[{ method = "GET", path = "/x" }]', "reaches no function")):
+        (tmp_path / "lambdalet.toml").write_text(f'[[api]]\nname = "a"\nroutes = {routes}\n')
+        with pytest.raises(ConfigError, match=why):
+            load_config(tmp_path / "lambdalet.toml")
