@@ -226,8 +226,6 @@ def refusal(service: Service, why: Refusal) -> HttpResponse:
                                              413: "RequestTooLongException"}.get(status, "InternalServerErrorException")
                         if why is not Refusal.NO_ROUTE and why is not Refusal.WRONG_METHOD
                         else "MissingAuthenticationTokenException"))
-    if service is Service.HTTP_API and why is Refusal.UNAUTHORIZED:
-        headers.append(("www-authenticate", "Bearer"))
     return HttpResponse(status, headers, json.dumps(body, separators=(",", ":")).encode())
 
 

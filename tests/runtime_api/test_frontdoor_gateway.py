@@ -39,10 +39,11 @@ def _url_host(name: str, url: FunctionUrl) -> str:
     return f"{url_id(name, url)}.lambda-url.us-east-1.localhost"
 
 
-async def _send(port: int, host: str, target: str = "/") -> HttpClient:
+async def _send(port: int, host: str, target: str = "/", headers=()) -> HttpClient:
     client = HttpClient(await trio.open_tcp_stream("127.0.0.1", port))
     h11 = client.h11
-    await client.stream.send_all(client.conn.send(h11.Request(method="GET", target=target, headers=[("Host", host)])))
+    await client.stream.send_all(client.conn.send(h11.Request(method="GET", target=target,
+                                                              headers=[("Host", host), *headers])))
     await client.stream.send_all(client.conn.send(h11.EndOfMessage()))
     return client
 
@@ -217,3 +218,19 @@ def test_config_file_routes_api_gateway_would_refuse(tmp_path):
         (tmp_path / "lambdalet.toml").write_text(f'[[api]]\nname = "a"\nroutes = {routes}\n')
         with pytest.raises(ConfigError, match=why):
             load_config(tmp_path / "lambdalet.toml")
+
+
+async def test_rest_route_with_aws_iam_authorization(tmp_path):
+    code = write_function(tmp_path / "fn", "def handler(event, context):\n    return {'statusCode': 200, 'body': 'in'}\n")
+    function = FunctionConfig(name="fn", code=str(code), handler="app.handler", isolation="none")
+    api = Api(name="iam", kind="REST", stage="Prod",
+              routes=[Route(method="GET", path="/private", function="fn", authorizer="AWS_IAM")])
+    signed = ("AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20240101/us-east-1/execute-api/aws4_request, "
+              "SignedHeaders=host;x-amz-date, Signature=" + "0f" * 32)
+    async with Server(ServerConfig(port=0, front_door_port=0, function=[function], api=[api]),
+                      sink=CapturedLog()) as server:
+        host = "iam.execute-api.us-east-1.localhost"
+        for headers, status in (([], 401), ([("Authorization", signed), ("X-Amz-Date", "20240101T000000Z")], 200)):
+            client = await _send(server.gateway.port, host, "/Prod/private", headers)
+            assert (await client.response())[0] == status
+            await client.aclose()
