@@ -283,16 +283,16 @@ _SIGV4 = re.compile(r"AWS4-HMAC-SHA256 Credential=(?P<key>[A-Z0-9]{16,128})/(?P<
 
 
 def iam_decide(request: HttpRequest, account_id: str) -> Decision:
-    """A Function URL with AuthType AWS_IAM: a SigV4 Authorization header that is present and well
+    """AWS_IAM (a Function URL's AuthType, a route's authorization): a SigV4 Authorization header that is present and well
     formed, with the X-Amz-Date it signs. The signature is not verified: no IAM here knows the key."""
     authorization = request.header("authorization")
     if authorization is None:
-        return Refused(Refusal.FORBIDDEN, "no Authorization header (AuthType AWS_IAM)")
+        return Refused(Refusal.SIGNATURE, "no Authorization header (AWS_IAM)")
     found = _SIGV4.match(authorization.strip())
     if found is None:
-        return Refused(Refusal.FORBIDDEN, "the Authorization header is not a SigV4 signature")
+        return Refused(Refusal.SIGNATURE, "the Authorization header is not a SigV4 signature")
     if request.header("x-amz-date") is None and "x-amz-date" in found["signed"].split(";"):
-        return Refused(Refusal.FORBIDDEN, "the signature signs X-Amz-Date, which the request lacks")
+        return Refused(Refusal.SIGNATURE, "the signature signs X-Amz-Date, which the request lacks")
     key = found["key"]
     return Allowed({"iam": {
         "accessKey": key,

@@ -287,7 +287,7 @@ class Gateway:
         if route.authorizer == "AWS_IAM":
             decision = authorizers.iam_decide(incoming, found.door.account_id)
             if isinstance(decision, authorizers.Refused):
-                raise Refused(service, Refusal.UNAUTHORIZED, decision.reason)
+                raise Refused(service, decision.why, decision.reason)
             return None
         authorizer = api.authorizer(route.authorizer)
         if authorizer is None:

@@ -161,6 +161,7 @@ class Refusal(enum.Enum):
     TOO_LARGE = "the request is over the size limit"
     UNAUTHORIZED = "no identity, or one the authorizer refused"
     FORBIDDEN = "the authorizer denied it"
+    SIGNATURE = "AWS_IAM: no SigV4 signature, or one that is not well formed"
     AUTHORIZER_FAILED = "the authorizer failed, or answered what cannot be read"
     API_KEY = "no API key, or not one of the API's"
     FUNCTION_ERROR = "the function failed"
@@ -182,6 +183,7 @@ _REST = {
     Refusal.TOO_LARGE: (413, {"message": "Request Too Long"}),
     Refusal.UNAUTHORIZED: (401, {"message": "Unauthorized"}),
     Refusal.FORBIDDEN: (403, {"Message": "User is not authorized to access this resource with an explicit deny"}),
+    Refusal.SIGNATURE: (403, {"message": "Missing Authentication Token"}),
     Refusal.AUTHORIZER_FAILED: (500, {"message": None}),
     Refusal.API_KEY: (403, {"message": "Forbidden"}),
     Refusal.FUNCTION_ERROR: (502, {"message": "Internal server error"}),
@@ -195,6 +197,7 @@ _HTTP = {
     Refusal.TOO_LARGE: (413, {"message": "Request Entity Too Large"}),
     Refusal.UNAUTHORIZED: (401, {"message": "Unauthorized"}),
     Refusal.FORBIDDEN: (403, {"message": "Forbidden"}),
+    Refusal.SIGNATURE: (403, {"message": "Forbidden"}),
     Refusal.AUTHORIZER_FAILED: (500, {"message": "Internal Server Error"}),
     Refusal.API_KEY: (403, {"message": "Forbidden"}),
     Refusal.FUNCTION_ERROR: (500, {"message": "Internal Server Error"}),
@@ -208,6 +211,7 @@ _URL = {
     Refusal.TOO_LARGE: (413, {"Message": "Request must be smaller than 6291456 bytes for the InvokeFunction operation"}),
     Refusal.UNAUTHORIZED: (403, {"Message": "Forbidden"}),
     Refusal.FORBIDDEN: (403, {"Message": "Forbidden"}),
+    Refusal.SIGNATURE: (403, {"Message": "Forbidden"}),
     Refusal.AUTHORIZER_FAILED: (403, {"Message": "Forbidden"}),
     Refusal.API_KEY: (403, {"Message": "Forbidden"}),
     Refusal.FUNCTION_ERROR: (502, {"Message": "Internal Server Error"}),
@@ -224,7 +228,7 @@ def refusal(service: Service, why: Refusal) -> HttpResponse:
     if service is Service.REST_API:
         headers.append(("x-amzn-ErrorType", {401: "UnauthorizedException", 403: "ForbiddenException",
                                              413: "RequestTooLongException"}.get(status, "InternalServerErrorException")
-                        if why is not Refusal.NO_ROUTE and why is not Refusal.WRONG_METHOD
+                        if why not in (Refusal.NO_ROUTE, Refusal.WRONG_METHOD, Refusal.SIGNATURE)
                         else "MissingAuthenticationTokenException"))
     return HttpResponse(status, headers, json.dumps(body, separators=(",", ":")).encode())
 

@@ -185,9 +185,9 @@ def test_iam_needs_a_well_formed_sigv4_header():
                                      "123456789012")
     assert allowed.authorizer["iam"]["accessKey"] == "AKIAIOSFODNN7EXAMPLE"
     assert allowed.authorizer["iam"]["accountId"] == "123456789012"
-    assert authorizers.iam_decide(_request(), "1").why is Refusal.FORBIDDEN
-    assert authorizers.iam_decide(_request([("Authorization", "Bearer x")]), "1").why is Refusal.FORBIDDEN
-    assert authorizers.iam_decide(_request([("Authorization", SIGNED)]), "1").why is Refusal.FORBIDDEN  # no X-Amz-Date
+    assert authorizers.iam_decide(_request(), "1").why is Refusal.SIGNATURE
+    assert authorizers.iam_decide(_request([("Authorization", "Bearer x")]), "1").why is Refusal.SIGNATURE
+    assert authorizers.iam_decide(_request([("Authorization", SIGNED)]), "1").why is Refusal.SIGNATURE  # no X-Amz-Date
 
 
 def test_token_validation_expression():
