@@ -80,7 +80,19 @@ def overrides(args: argparse.Namespace) -> Overrides:
         debug_function=args.debug_function,
         functions=tuple(args.function),
         runtime=runtime_settings(args),
+        jwks=parse_jwks(getattr(args, "jwks", [])),
     )
+
+
+def parse_jwks(pairs: list[str]) -> dict[str, str]:
+    """`--jwks AUTHORIZER=FILE`, repeatable."""
+    found = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--jwks {pair!r}: expected AUTHORIZER=FILE")
+        found[name] = str(Path(path).resolve())
+    return found
 
 
 def template_source(args: argparse.Namespace, path: str, selected: Overrides) -> TemplateSource:
@@ -166,6 +178,9 @@ def serve_setup(args: argparse.Namespace) -> tuple[ServerConfig, StaticSource | 
         raise ConfigError("\n".join([*loaded.problems, "no function to serve"]))
     config.function = loaded.functions
     queue_settings(config, args)
+    config.api = loaded.apis
+    if getattr(args, "api_port", None) is not None:
+        config.front_door_port = args.api_port
     return config, source, loaded
 
 
@@ -210,6 +225,7 @@ def usage_hint(server: Server, problems: list[str] = ()) -> str:
     lines = [f"lambdalet: Invoke API on {server.endpoint}"]
     lines += [describe(function) for function in server.configs.values()]
     lines += [f"lambdalet: {problem}" for problem in problems]
+    lines += server.gateway.table()
     name = next(iter(server.configs))
     url = f"{server.endpoint}/2015-03-31/functions/{name}/invocations"
     lines += [
@@ -492,6 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "a server that stops loses its events to the others after this (default 10)")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
+    serve.add_argument("--jwks", action="append", default=[], metavar="AUTHORIZER=FILE",
+                       help="a local JWKS file a JWT authorizer checks tokens' signatures against (repeatable; "
+                            "without one, claims are checked and signatures are not)")
+    serve.add_argument("--api-port", type=int, metavar="PORT",
+                       help="where Function URLs and API Gateway APIs listen, by host name (and the APIs on the plain "
+                            "address, as sam local start-api serves them) (default 3000)")
     serve.add_argument("runtime", nargs=argparse.REMAINDER, help="-- RUNTIME COMMAND...")
 
     inv = commands.add_parser(

@@ -54,6 +54,16 @@ Server settings of the config file (the command line's flags win):
     queue = "postgresql://lambdalet@db/lambdalet"  # or a PostgreSQL queue shared by several servers
     async_time_scale = 0.01     # every asynchronous delay and age multiplied by this (local testing)
     service_endpoints = { sqs = "http://localhost:4566" }  # where records for AWS services go
+    url = { auth_type = "NONE", invoke_mode = "BUFFERED", cors = { allow_origins = ["*"] } }
+                                # optional: a Function URL (runtime_api/frontdoors/model.py FunctionUrl)
+
+    front_door_port = 3000      # where Function URLs and APIs listen (by host name)
+    jwks = { MyJwtAuthorizer = "keys.json" }  # a local JWKS file for a JWT authorizer (its signature check)
+
+    [[api]]                     # an API Gateway API in front of the functions (model.py Api)
+    name = "shop"
+    kind = "HTTP"               # HTTP (payload 2.0 or 1.0) | REST (payload 1.0, a stage in the path)
+    routes = [{ method = "GET", path = "/items/{id}", function = "hello" }]
 """
 
 from __future__ import annotations
@@ -75,6 +85,7 @@ from sandbox.runtimes import Family, Runtime, UnknownRuntime, lookup
 
 from .asynchronous.invoke_config import SERVICES, DeadLetterConfig, EventInvokeConfig, check_ranges, rebase
 from .invoke_api import ServiceError
+from .frontdoors.model import Api, FunctionUrl, JwtAuthorizer, with_jwks
 
 
 # Reserved by Lambda: a function's own `env` cannot override these.
@@ -133,6 +144,7 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Asynchronous invocation: retries, maximum age, destinations; the dead-letter queue.
     event_invoke_config: EventInvokeConfig | None = None
     dead_letter_config: DeadLetterConfig | None = None
+    url: FunctionUrl | None = None  # its Function URL (FunctionUrlConfig), if it has one
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > 64 or not all(c.isalnum() or c in "-_" for c in self.name):
@@ -272,6 +284,9 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8080
     function: list[FunctionConfig] = msgspec.field(default_factory=list)
+    api: list[Api] = msgspec.field(default_factory=list)  # API Gateway APIs in front of the functions
+    front_door_port: int = 3000  # Function URLs and APIs by host name (and APIs on the plain address)
+    jwks: dict[str, str] = msgspec.field(default_factory=dict)  # JWT authorizer name -> a local JWKS file
     # A template whose functions are served beside `function`, and what reading it takes.
     template: str | None = None
     parameter_overrides: dict[str, str] = msgspec.field(default_factory=dict)
@@ -315,6 +330,10 @@ def load_config(path: str | Path) -> ServerConfig:
     config.layer_map = {arn: str((path.parent / layer).resolve()) for arn, layer in config.layer_map.items()}
     if config.state_dir is not None and config.state_dir != ":memory:":
         config.state_dir = str((path.parent / Path(config.state_dir).expanduser()).resolve())
+    config.jwks = {name: str((path.parent / keys).resolve()) for name, keys in config.jwks.items()}
+    config.api = with_jwks(config.api, {authorizer.name: str((path.parent / authorizer.jwks).resolve())
+                                        for api in config.api for authorizer in api.authorizers
+                                        if isinstance(authorizer, JwtAuthorizer) and authorizer.jwks})
     for function in config.function:
         function.code = str((path.parent / function.code).resolve())
         function.layers = [str((path.parent / layer).resolve()) for layer in function.layers]

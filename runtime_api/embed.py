@@ -31,6 +31,7 @@ class LambdaletThread:
         self._scope: trio.CancelScope | None = None
         self._server: Server | None = None
         self._error: BaseException | None = None
+        self.front_doors: str | None = None  # the Function URLs' and APIs' plain address, if any
 
     def start(self) -> LambdaletThread:
         self._thread = threading.Thread(target=self._run, name="lambdalet", daemon=True)
@@ -53,6 +54,7 @@ class LambdaletThread:
         with trio.CancelScope() as self._scope:
             async with Server(self.config, sink=self._sink) as self._server:
                 self._token = trio.lowlevel.current_trio_token()
+                self.front_doors = self._server.gateway.endpoint
                 self._ready.set()
                 await trio.sleep_forever()
 

@@ -544,6 +544,16 @@ class Environment:
                 )
             self._report(invocation, status="timeout", error_type="Sandbox.Timedout")
 
+    async def collect_stream(self, invocation: Invocation) -> bytes:
+        """A streamed response whole, for callers that take it so (its error, if any, is on the invocation)."""
+        parts: list[bytes] = []
+
+        async def collect(chunk: bytes) -> None:
+            parts.append(chunk)
+
+        await self.relay_stream(invocation, collect)
+        return b"".join(parts)
+
     # -- the Runtime API side (runtime_routes.py) ---------------------------------------------------
 
     async def runtime_request(self, event: Event) -> Answer:

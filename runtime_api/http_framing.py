@@ -28,6 +28,8 @@ class Request:
     headers: Headers  # lower-case names, as h11 gives them
     http_version: bytes
     trailers: Headers = field(default_factory=list)
+    # The head as received (fast path) or h11's header items as received: for `original_headers`.
+    raw: bytes | Headers = b""
 
     def header(self, name: bytes) -> str | None:
         """The first value of a header (name in lower case), decoded as Latin-1 like HTTP."""
@@ -35,6 +37,13 @@ class Request:
             if key == name:
                 return value.decode("latin-1")
         return None
+
+    def original_headers(self) -> Headers:
+        """The headers with their names as the client wrote them (API Gateway's REST APIs pass them so)."""
+        if not isinstance(self.raw, bytes):
+            return list(self.raw)
+        lines = self.raw.split(b"\r\n")[1:]
+        return [(line.partition(b":")[0], value) for line, (_, value) in zip(lines, self.headers)]
 
     def trailer(self, name: bytes) -> str | None:
         for key, value in self.trailers:
@@ -77,13 +86,14 @@ class FastFraming:
             if self.closed:
                 return TO_H11 if self.buffer else None  # h11 says what is wrong with a partial head
             return TO_H11 if len(self.buffer) > http1.FAST_HEAD_LIMIT else NEED_DATA
-        head = http1.parse_simple_head(self.buffer[:end])
+        raw = self.buffer[:end]
+        head = http1.parse_simple_head(raw)
         if head is None:
             return TO_H11
         self.buffer = self.buffer[end + 4:]
         self._remaining = head.content_length
         path, _, query = head.target.decode("latin-1").partition("?")
-        return Request(head.method, path, query, head.headers, b"1.1")
+        return Request(head.method, path, query, head.headers, b"1.1", raw=raw)
 
     def next_body(self) -> bytes | Event:
         """The next piece of the request body, as it arrived; NEED_DATA; or END."""
@@ -157,7 +167,8 @@ class H11Framing:
             return None
         assert type(event) is h11.Request, event
         path, _, query = event.target.decode("latin-1").partition("?")
-        self._request = Request(event.method.decode("ascii"), path, query, list(event.headers), event.http_version)
+        self._request = Request(event.method.decode("ascii"), path, query, list(event.headers), event.http_version,
+                                raw=list(event.headers.raw_items()))
         return self._request
 
     def next_body(self) -> bytes | Event:

@@ -36,13 +36,12 @@ class Outcome:
     kind: OutcomeKind
     body: bytes = b""
     error_type: str | None = None
+    content_type: str | None = None  # a streamed response's, as the runtime sent it
 
     @property
     def is_error(self) -> bool:
         return self.kind not in (OutcomeKind.SUCCESS, OutcomeKind.STREAMING)
 
-
-STREAMING = Outcome(OutcomeKind.STREAMING)
 
 
 def error_json(error_type: str, message: str) -> bytes:

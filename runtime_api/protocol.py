@@ -119,6 +119,7 @@ class ResponseStarted:
 
     request_id: str
     response_mode: str | None  # the Lambda-Runtime-Function-Response-Mode header, if any
+    content_type: str | None = None  # its Content-Type (a streamed HTTP integration response names its own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,7 +566,8 @@ class EnvironmentProtocol:
             return [INVALID_RESPONSE_MODE]
         self._streaming = mode == wire.STREAMING
         if self._streaming:
-            return [ReadBody(True, STREAM_LIMIT_BYTES), self._settle(outcomes.STREAMING)]
+            return [ReadBody(True, STREAM_LIMIT_BYTES),
+                    self._settle(Outcome(OutcomeKind.STREAMING, content_type=event.content_type))]
         return [ReadBody(False)]
 
     def _on_response_finished(self, event: ResponseFinished, source: RuntimeState) -> list[Action]:

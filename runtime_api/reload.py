@@ -119,10 +119,12 @@ class Reloader:
             except ConfigError as exc:
                 error = str(exc)
         try:
-            changes = await self.server.apply(loaded.functions, code_changed=frozenset(self._pending))
+            changes = await self.server.apply(loaded.functions, code_changed=frozenset(self._pending),
+                                              apis=loaded.apis)
         except Exception as exc:  # two functions answer to one name, a new version cannot start: nothing swapped
             error, loaded = str(exc), self.loaded
-            changes = await self.server.apply(loaded.functions, code_changed=frozenset(self._pending))
+            changes = await self.server.apply(loaded.functions, code_changed=frozenset(self._pending),
+                                              apis=loaded.apis)
         if error is not None:
             log.warning("lambdalet: %s; still serving the functions as they were%s", error,
                         f" ({changes})" if changes else "")

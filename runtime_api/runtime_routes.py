@@ -131,7 +131,8 @@ class RuntimeAPI:
         """POST /runtime/invocation/{id}/response: accepted by the protocol, then its body read
         whole (buffered) or relayed to the caller as it arrives (streamed)."""
         answer = await self.env.runtime_request(
-            ResponseStarted(request_id, request.header(b"lambda-runtime-function-response-mode")))
+            ResponseStarted(request_id, request.header(b"lambda-runtime-function-response-mode"),
+                            request.header(b"content-type")))
         if not isinstance(answer, ReadBody):
             return answer
         if answer.streaming:

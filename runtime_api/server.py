@@ -54,6 +54,8 @@ from .config import (
 )
 from .debug import debug_environment
 from .environment import Environment, EnvironmentOptions
+from .frontdoors.gateway import Gateway
+from .frontdoors.model import Api
 from .function import Function, FunctionRetired, TooManyRequests
 from .invocation import Invocation, new_request_id
 from .launcher import ExecLauncher, Launcher, command_check
@@ -314,6 +316,8 @@ class Server:
         self.port: int | None = None
         self.events: EventQueue | None = None  # Event invocations: committed, retried, routed
         self._event_api: event_invoke_api.EventInvokeConfigApi | None = None
+        self.apis: list[Api] = list(config.api)
+        self.gateway = Gateway(self)  # Function URLs and APIs in front of the functions
 
     @property
     def endpoint(self) -> str:
@@ -355,10 +359,11 @@ class Server:
             self.port = listeners[0].socket.getsockname()[1]
             nursery.start_soon(trio.serve_listeners, partial(http.serve_connection, handler=self._handle), listeners)
 
-    async def apply(self, configs: list[FunctionConfig], *, code_changed: frozenset[str] = frozenset()) -> Changes:
-        """Serve `configs` from now on. A function is replaced when its configuration differs or its
-        name is in `code_changed`; unchanged ones keep their warm environments. ConfigError (and
-        nothing changed) when two functions would answer to one name."""
+    async def apply(self, configs: list[FunctionConfig], *, code_changed: frozenset[str] = frozenset(),
+                    apis: list[Api] | None = None) -> Changes:
+        """Serve `configs` (and `apis`, when given) from now on. A function is replaced when its
+        configuration differs or its name is in `code_changed`; unchanged ones keep their warm
+        environments. ConfigError (and nothing changed) when two functions would answer to one name."""
         assert self._nursery is not None, "Server.start was not called"
         names = function_names(configs)
         wanted = {config.name: config for config in configs}
@@ -389,6 +394,10 @@ class Server:
         self.functions.update(started)
         self._names = names
         await self._serve_events(added + replaced)
+        if apis is not None:
+            self.apis = list(apis)
+        if self.listen:
+            await self.gateway.update(self._nursery, list(self.configs.values()), self.apis)
         if self.warm and started:
             await self._warm(started)
         return Changes(added, removed, replaced)
@@ -435,6 +444,17 @@ class Server:
             tenant_id=request.tenant_id,
         )
 
+    async def call(self, function_name: str, payload: bytes, *, trace_id: str | None = None
+                   ) -> tuple[Invocation, Outcome, Environment | None]:
+        """One synchronous invocation as an AWS service makes it (a Function URL, API Gateway): the
+        invocation, its outcome and the environment relaying a streamed one; ServiceError as the
+        Invoke API would answer."""
+        request = InvokeRequest(function_name, None, "RequestResponse", None, None, trace_id, None)
+        _, config = self._function(function_name, None)
+        invocation = self._invocation(config, payload, request)
+        outcome, env = await self._run(request, invocation)
+        return invocation, outcome, env
+
     async def invoke(
         self,
         function_name: str,
@@ -460,15 +480,7 @@ class Server:
             await self._enqueue(config, request, invocation)
             return InvokeResult(202, request_id=invocation.request_id)
         outcome, env = await self._run(request, invocation)
-        body = outcome.body
-        if is_streaming(outcome):
-            parts: list[bytes] = []
-
-            async def collect(chunk: bytes) -> None:
-                parts.append(chunk)
-
-            await env.relay_stream(invocation, collect)
-            body = b"".join(parts)
+        body = await env.collect_stream(invocation) if is_streaming(outcome) else outcome.body
         return InvokeResult(
             200,
             body,

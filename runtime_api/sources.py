@@ -22,6 +22,7 @@ from sandbox.isolation import Isolation
 
 from .config import ConfigError, FunctionConfig, ServerConfig, load_config
 from .debug import debug_problem
+from .frontdoors.model import Api, with_jwks
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class Loaded:
     functions: list[FunctionConfig]
     problems: list[str] = dataclasses.field(default_factory=list)
     watched: tuple[str, ...] = ()
+    apis: list[Api] = dataclasses.field(default_factory=list)  # the API Gateway APIs in front of them
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class Overrides:
     functions: tuple[str, ...] = ()  # serve only these (by any of their names); () = all
     # The runtime flags (--runtime, --python-path, --allow-other-python, --sdk), as FunctionConfig settings.
     runtime: dict = dataclasses.field(default_factory=dict)
+    jwks: dict = dataclasses.field(default_factory=dict)  # --jwks: a JWT authorizer's local JWKS file, by its name
 
     def select(self, functions: list[FunctionConfig], where: str) -> list[FunctionConfig]:
         """The functions named by `functions` (all of them without); ConfigError for a name that is
@@ -105,11 +108,12 @@ class Overrides:
 class StaticSource:
     """Functions given as they are (the command line's flags, an embedding program)."""
 
-    def __init__(self, functions: list[FunctionConfig]) -> None:
+    def __init__(self, functions: list[FunctionConfig], apis: list[Api] = ()) -> None:
         self.functions = functions
+        self.apis = list(apis)
 
     def load(self) -> Loaded:
-        return Loaded(list(self.functions))
+        return Loaded(list(self.functions), apis=list(self.apis))
 
 
 class TemplateSource:
@@ -144,7 +148,8 @@ class TemplateSource:
                 raise ConfigError(str(problem))
         functions = self.overrides.apply_all(stack.functions, _relative(self.path))
         watched = (*stack.watched, *([self.env_vars] if self.env_vars is not None else []))
-        return Loaded(functions, [str(problem) for problem in stack.problems], tuple(watched))
+        return Loaded(functions, [str(problem) for problem in stack.problems], tuple(watched),
+                      with_jwks(stack.apis, self.overrides.jwks))
 
 
 class ConfigFileSource:
@@ -161,6 +166,7 @@ class ConfigFileSource:
         config = load_config(self.path)
         self.adjust(config)
         functions = list(config.function)
+        apis = list(config.api)
         problems: list[str] = []
         watched: tuple[str, ...] = (self.path,)
         if config.template is not None:
@@ -170,8 +176,10 @@ class ConfigFileSource:
             functions += loaded.functions
             problems += loaded.problems
             watched += loaded.watched
+            apis += loaded.apis
         self.config = config
-        return Loaded(self.overrides.apply_all(functions, _relative(self.path)), problems, watched)
+        return Loaded(self.overrides.apply_all(functions, _relative(self.path)), problems, watched,
+                      with_jwks(apis, {**config.jwks, **self.overrides.jwks}))
 
 
 def _relative(path: str) -> str:

@@ -271,17 +271,30 @@ class ServeProcess:
         self.stderr_lines: list[str] = []
         self.endpoint: str | None = None
         self._announced = threading.Event()
+        self._line = threading.Condition()
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
 
     def _read_stderr(self) -> None:
         for line in self.process.stderr:
-            self.stderr_lines.append(line)
+            with self._line:
+                self.stderr_lines.append(line)
+                self._line.notify_all()
             found = re.match(r"lambdalet: Invoke API on (http://\S+)", line)
             if found:
                 self.endpoint = found[1]
                 self._announced.set()
         self._announced.set()  # it exited: wake the waiter
+        with self._line:
+            self._line.notify_all()
+
+    def wait_line(self, pattern: str, limit: float = 30) -> re.Match:
+        """The first line of its stderr matching `pattern`, once it has printed it."""
+        with self._line:
+            found = self._line.wait_for(lambda: next((m for line in self.stderr_lines if (m := re.search(pattern, line))),
+                                                     None) or not self._reader.is_alive(), limit)
+        assert isinstance(found, re.Match), f"no line matching {pattern!r}:\n{self.stderr}"
+        return found
 
     def wait_announced(self, limit: float = 30) -> str:
         """The endpoint lambdalet prints once it is listening: readiness it reports itself."""

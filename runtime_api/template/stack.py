@@ -25,8 +25,9 @@ import msgspec
 
 from ..asynchronous.invoke_config import EventInvokeConfig, check_ranges
 from ..config import FunctionConfig
+from ..frontdoors.model import Api
 from ..invoke_api import ServiceError
-from . import document, functions, parameters, resources, sam, validate
+from . import apis, document, functions, parameters, resources, sam, validate
 from .document import Mapping, line_of
 from .errors import TemplateError, TemplateProblem, Unresolved
 from .inputs import env_overrides
@@ -35,7 +36,8 @@ from .parameters import Unavailable
 
 
 class Stack(msgspec.Struct, kw_only=True):
-    functions: list[FunctionConfig]  # every function that could be configured
+    functions: list[FunctionConfig]  # every function that could be configured (with its Function URL)
+    apis: list[Api]  # the API Gateway APIs in front of them (runtime_api/template/apis.py)
     problems: list[TemplateProblem]  # every function that could not, and warnings
     # Templates, code and layers: a change to any means "read it again" (a missing CodeUri is here
     # too, so that creating it is one).
@@ -60,7 +62,8 @@ def load_template(path: str | Path, *, parameter_overrides: dict[str, str] | Non
         why = (f"its conditions leave none of its functions ({', '.join(reading.skipped)})" if reading.skipped
                else "it declares no AWS::Serverless::Function or AWS::Lambda::Function")
         raise TemplateError(_shown(path), None, f"no function to serve: {why}")
-    return Stack(functions=reading.functions, problems=reading.problems, watched=list(reading.watched))
+    return Stack(functions=reading.functions, apis=reading.apis, problems=reading.problems,
+                 watched=list(reading.watched))
 
 
 def _shown(path: Path) -> str:
@@ -80,6 +83,7 @@ class _Reading:
         self.env_vars, self.layer_map = env_vars, layer_map
         self.region, self.account_id = region, account_id
         self.functions: list[FunctionConfig] = []
+        self.apis: list[Api] = []
         self.problems: list[TemplateProblem] = []
         self.watched: dict[str, None] = {}  # ordered, without repeats
         self.skipped: list[str] = []  # functions whose Condition is false
@@ -168,11 +172,29 @@ class _Reading:
                              warning=True)
         provisioned = _provisioned(evaluator, created)
         event_invoke = _event_invoke_configs(evaluator, created)
+        first = len(self.functions)
         for logical_id, resource in stack_resources.items():
             if resource.get("Type") == "AWS::Lambda::Function":
                 self._function(evaluator, logical_id, resource, created, provisioned, path, assets, nesting,
                                event_invoke.get(logical_id))
+        self._front_doors(evaluator, created, path, first)
         return _outputs(evaluator, template)
+
+    def _front_doors(self, evaluator: Evaluator, created: Callable[[str], bool], path: Path, first: int) -> None:
+        """The stack's APIs, and the Function URL of each of its functions."""
+        found = apis.read(evaluator, created, path.parent)
+        shown = evaluator.shown
+        for message, line in found.problems:
+            self.problem(shown, line, None, message, warning=True)
+        for message, line in found.warnings:
+            self.problem(shown, line, None, message, warning=True)
+        self.watched.update(dict.fromkeys(found.watched))
+        self.apis += found.apis
+        for index in range(first, len(self.functions)):
+            config = self.functions[index]
+            url = next((found.urls[name] for name in config.names if name in found.urls), None)
+            if url is not None:
+                self.functions[index] = msgspec.structs.replace(config, url=url)
 
     def _function(self, evaluator: Evaluator, logical_id: str, resource: Mapping, created: Callable[[str], bool],
                   provisioned: dict[str, int | Unresolved], path: Path, assets: dict[str, str],
