@@ -30,7 +30,7 @@ from ..store import DELIVER, FAILED, INVOKE, SUCCEEDED, Event, NewEvent, Store, 
 from . import invoke_config
 from .destinations import DeliveryFailed, deliver
 from .invoke_config import EventInvokeConfig, parse_target
-from .policy import THROTTLED, Finish, Policy, Response, Retry, follow_ups
+from .policy import Finish, Policy, Retry, follow_ups
 
 log = logging.getLogger("lambdalet")
 
