@@ -280,6 +280,54 @@ async def test_an_aws_service_destination_needs_its_endpoint(tmp_path):
         assert put["DestinationConfig"]["OnFailure"] == {"Destination": queue_arn}
 
 
+async def test_records_reach_an_sqs_queue_and_an_sns_topic_through_their_endpoint(tmp_path, monkeypatch):
+    """--service-endpoint: an on-failure record and a dead letter delivered to a real SQS/SNS
+    implementation (moto's server), read back with boto3 as a consumer would."""
+    from moto.server import ThreadedMotoServer
+
+    from helpers import free_port
+
+    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+        monkeypatch.setenv(key, value)
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    moto.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
+        failures = sqs.create_queue(QueueName="failures")["QueueUrl"]
+        dead = sqs.create_queue(QueueName="dead")["QueueUrl"]
+        sns = boto3.client("sns", endpoint_url=endpoint, region_name="us-east-1")
+        topic = sns.create_topic(Name="dead-topic")["TopicArn"]
+        dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=dead_arn, Attributes={"RawMessageDelivery": "true"})
+        config = EventInvokeConfig(maximum_retry_attempts=0, destination_config=DestinationConfig(
+            on_failure=OnDestination("arn:aws:sqs:us-east-1:123456789012:failures")))
+        worker = function(tmp_path, event_invoke_config=config,
+                          dead_letter_config=DeadLetterConfig(topic))
+        async with serving(worker, service_endpoints={"sqs": endpoint, "sns": endpoint}) as server:
+            answer = await call(client(server).invoke, FunctionName="worker", InvocationType="Event",
+                                Payload=b'{"fail": true}')
+            request_id = answer["ResponseMetadata"]["RequestId"]
+
+            async def received(url: str) -> dict:
+                while True:  # SQS's long poll: waits for the message, not for time
+                    got = await call(sqs.receive_message, QueueUrl=url, WaitTimeSeconds=5,
+                                     MessageAttributeNames=["All"])
+                    if got.get("Messages"):
+                        return got["Messages"][0]
+
+            with trio.fail_after(60):
+                record = json.loads((await received(failures))["Body"])
+                letter = await received(dead)
+        assert record["requestContext"]["requestId"] == request_id
+        assert record["requestContext"]["condition"] == "RetriesExhausted"
+        assert record["responsePayload"]["errorType"] == "ValueError"
+        assert json.loads(letter["Body"]) == {"fail": True}  # a dead letter is the event itself
+    finally:
+        moto.stop()
+
+
 async def test_a_destination_the_config_file_names_that_is_not_served_stops_start_up(tmp_path):
     from runtime_api.config import ConfigError
 
