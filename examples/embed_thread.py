@@ -22,9 +22,10 @@ with tempfile.TemporaryDirectory() as code:
     config = ServerConfig(port=0, function=[FunctionConfig(name="greeter", code=code, handler="app.handler")])
     with LambdaletThread(config) as lambdalet:
         ok = lambdalet.invoke("greeter", json.dumps({"name": "thread"}).encode())
-        print("payload:", ok.payload.decode(), flush=True)
+        # One string per print: the server's thread writes the platform's lines to the same stdout.
+        print(f"payload: {ok.payload.decode()}", flush=True)
         failed = lambdalet.invoke("greeter", b'{"fail": true}')
-        print("function error:", failed.function_error, json.loads(failed.payload)["errorType"], flush=True)
+        print(f"function error: {failed.function_error} {json.loads(failed.payload)['errorType']}", flush=True)
 
         try:
             import boto3
@@ -34,4 +35,4 @@ with tempfile.TemporaryDirectory() as code:
             client = boto3.client("lambda", endpoint_url=lambdalet.endpoint, region_name="us-east-1",
                                   aws_access_key_id="x", aws_secret_access_key="x")
             response = client.invoke(FunctionName="greeter", Payload=json.dumps({"name": "boto3"}))
-            print("boto3:", response["StatusCode"], response["Payload"].read().decode())
+            print(f"boto3: {response['StatusCode']} {response['Payload'].read().decode()}", flush=True)
