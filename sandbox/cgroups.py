@@ -275,6 +275,14 @@ class EnvironmentCgroup:
     def __repr__(self) -> str:
         return f"<EnvironmentCgroup {self.name}>"
 
+    def lift_memory_limit(self) -> None:
+        """No memory limit from now on (the swap-inclusive one first: it may never be below the
+        other). For a parked SnapStart template: see runtime_api/snapstart.py."""
+        if self.memory:
+            if self.support.memsw:
+                _write(os.path.join(self.memory, "memory.memsw.limit_in_bytes"), "-1")
+            _write(os.path.join(self.memory, "memory.limit_in_bytes"), "-1")
+
     def directories(self) -> list[str]:
         return [d for d in (self.memory, self.pids, self.cpu) if d]
 

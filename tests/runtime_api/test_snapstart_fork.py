@@ -262,6 +262,31 @@ async def test_a_failing_after_restore_hook_fails_the_restore_not_the_template(t
                           r"Error Type: Runtime.AfterRestoreError", log.text)) == 2
 
 
+ENDS_IN_RESTORE = '''
+import os
+from snapshot_restore_py import register_after_restore
+
+register_after_restore(lambda: os._exit(3))
+
+def handler(event, context):
+    return "never"
+'''
+
+
+async def test_a_copy_that_ends_before_its_restore_is_done_is_a_failed_restore(tmp_path):
+    """Issue 21: the caller of a copy that exits during its restore gets Lambda's SnapStartException
+    (not the Runtime.ExitError of a runtime that died mid-invocation); the log says how it ended."""
+    write_function(tmp_path, ENDS_IN_RESTORE)
+    log = CapturedLog()
+    async with running_server(snapstart_function(tmp_path), sink=log) as server:
+        with pytest.raises(ServiceError) as refused:
+            await server.invoke("snap")
+        assert template(server).environment.alive  # the template serves on
+    assert (refused.value.status, refused.value.error_type) == (400, "SnapStartException")
+    assert re.search(r"RESTORE_REPORT Restore Duration: \d+\.\d\d ms\tStatus: error\tError Type: Runtime.ExitError",
+                     log.text), log.text
+
+
 SLOW_RESTORE = '''
 import os, time
 from snapshot_restore_py import register_after_restore
@@ -392,3 +417,29 @@ async def test_at_isolation_strict_snapstart_keeps_to_the_contract(tmp_path, cap
     assert body["calls"][1:] == [f"before snapshot in {body['pid']}", f"after restore 1 in {body['pid']}",
                                  "after restore 2"]
     assert "at isolation strict a forked copy could not join its own network namespace" in caplog.text
+
+
+BURST = Gate.handler_snippet + '''
+def handler(event, context):
+    wait_at_gate(context)
+    return {"ok": True}
+'''
+
+
+@needs_isolation
+async def test_a_burst_of_hundreds_of_restores_is_served_by_one_template(tmp_path):
+    """Issue 21. Each spare is charged to its template's memory cgroup for the pages it touches
+    before it joins its environment, and those charges stay there: with the function's limit kept
+    on the parked template, a few hundred copies ended it (OOM-killed) in the middle of the burst,
+    and a restore then in flight could fail as Runtime.ExitError."""
+    code = write_function(tmp_path / "code", BURST)
+    async with trio.open_nursery() as nursery:
+        gate = await Gate().start(nursery)
+        config = snapstart_function(code, memory=128, timeout=120, concurrency=320, env={"GATE_PORT": str(gate.port)},
+                                    isolation="standard")
+        async with running_server(config) as server:
+            results = await invoke_at_once(server, 300, gate)
+            builds = template(server).builds
+        nursery.cancel_scope.cancel()
+    assert [json.loads(r.payload) for r in results if r.function_error] == []
+    assert builds == 1
