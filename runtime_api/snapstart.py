@@ -105,6 +105,7 @@ class Template:
         self.restores = 0  # by this template
         self.failure: LaunchFailed | None = None  # how the last build failed, until one succeeds
         self.builds = 0
+        self.resident_bytes = 0  # the parked template's resident set, which each copy starts with
         self._copies: weakref.WeakKeyDictionary[RuntimeProcess, int] = weakref.WeakKeyDictionary()  # -> build
 
     @property
@@ -138,6 +139,8 @@ class Template:
                 await self._ensure(walk=launch.staged)
                 if not launch.staged:  # a staged copy's restore starts when it is wanted
                     launch.restore_starting()
+                if cgroup is not None:  # the copy's memory as Lambda counts a restored snapshot's
+                    cgroup.inherit(self.resident_bytes)
                 request = RestoreRequest(environ=self._environ_for(launch.spec),
                                          cgroup_tasks=restore_steps.cgroup_tasks(cgroup))
                 try:
@@ -315,6 +318,7 @@ class Template:
             # the init, would end the template after a few hundred restores.
             if env.cgroup is not None:
                 env.cgroup.lift_memory_limit()
+            self.resident_bytes = _resident_bytes(env.pid)
             self.restores = 0
             self.failure = None
             env.template_ready()
@@ -347,6 +351,18 @@ class Template:
         env.template_failed(failed.error_type)
         log.warning("function %s: the SnapStart template failed its init: %s", self.function_name, failed.error_type)
         return failed
+
+
+def _resident_bytes(pid: int | None) -> int:
+    """A process's resident set (VmRSS), or 0 if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 class RestoreLauncher(Launcher):

@@ -236,6 +236,10 @@ def _reap_pidfd(fd: int) -> bool:
     return False
 
 
+# What a SnapStart copy keeps for itself whatever its template holds (see `inherit`).
+MIN_OWN_BYTES = 4 * 1024 * 1024
+
+
 class EnvironmentCgroup:
     """One environment's cgroups. Create it before the runtime is spawned, `terminate` it once the
     runtime is reaped, read its OOM counter and peak, then `remove` it."""
@@ -250,6 +254,8 @@ class EnvironmentCgroup:
         self.pids = os.path.join(support.pids, self.name) if support.pids else None
         self.cpu = os.path.join(support.cpu, self.name) if support.cpu and cpu_quota_us is not None else None
         self.runtime_pid: int | None = None  # reaped by its RuntimeProcess, never here
+        self.memory_bytes = memory_mb * 1024 * 1024
+        self.inherited_bytes = 0  # see `inherit`
         self._peak_bytes = 0
         self._oom_seen = 0
         self._tracked: dict[int, int] = {}  # pid -> pidfd of members seen, until they are gone
@@ -274,6 +280,20 @@ class EnvironmentCgroup:
 
     def __repr__(self) -> str:
         return f"<EnvironmentCgroup {self.name}>"
+
+    def inherit(self, resident_bytes: int) -> None:
+        """For a SnapStart copy, before it joins: the pages it shares with its template are charged
+        to the template's cgroup, not to this one, yet on Lambda a restored snapshot's memory counts
+        against the function's memory size. So the limit here becomes the memory size less
+        `resident_bytes` (the template's resident set when it parked), and the peak reported adds
+        them back: Max Memory Used is the copy's whole footprint, and the copy can allocate only up
+        to its memory size in all."""
+        self.inherited_bytes = max(0, min(resident_bytes, self.memory_bytes - MIN_OWN_BYTES))
+        if self.memory:
+            limit = str(self.memory_bytes - self.inherited_bytes)
+            _write(os.path.join(self.memory, "memory.limit_in_bytes"), limit)  # lowered before the
+            if self.support.memsw:  # swap-inclusive one, which may never be below it
+                _write(os.path.join(self.memory, "memory.memsw.limit_in_bytes"), limit)
 
     def lift_memory_limit(self) -> None:
         """No memory limit from now on (the swap-inclusive one first: it may never be below the
@@ -324,7 +344,7 @@ class EnvironmentCgroup:
             self._peak_bytes = max(self._peak_bytes, int(_read(os.path.join(self.memory, "memory.max_usage_in_bytes"))))
         except (OSError, ValueError):
             pass
-        return -(-self._peak_bytes // (1024 * 1024)) if self._peak_bytes else None
+        return -(-(self.inherited_bytes + self._peak_bytes) // (1024 * 1024)) if self._peak_bytes else None
 
     # -- orphans -----------------------------------------------------------------------------------
 

@@ -443,3 +443,37 @@ async def test_a_burst_of_hundreds_of_restores_is_served_by_one_template(tmp_pat
         nursery.cancel_scope.cancel()
     assert [json.loads(r.payload) for r in results if r.function_error] == []
     assert builds == 1
+
+
+BALLAST = '''
+import os
+ballast = b"x" * (40 << 20)  # resident in the template, shared with every copy
+
+def handler(event, context):
+    extra = b"y" * (event["mb"] << 20)
+    return {"pid": os.getpid(), "extra": len(extra) >> 20}
+'''
+
+
+@needs_isolation
+async def test_a_copy_counts_its_templates_memory_as_lambda_counts_a_restored_snapshot(tmp_path):
+    """Issue 19: Max Memory Used of a restored copy is its whole footprint (its template's resident
+    set included, though those pages are charged to the template's cgroup), and the copy can
+    allocate only up to its memory size in all: just under it succeeds, just over is
+    Runtime.OutOfMemory."""
+    code = write_function(tmp_path / "code", BALLAST)
+    log = CapturedLog()
+    config = snapstart_function(code, memory=128, timeout=30, isolation="standard")
+    async with running_server(config, sink=log) as server:
+        small = await server.invoke("snap", b'{"mb": 0}', log_type="Tail")
+        resident_mb = template(server).resident_bytes >> 20
+        under = await server.invoke("snap", json.dumps({"mb": 100 - resident_mb - 10}).encode())
+        server.functions["snap"].shutdown()  # a fresh copy for the next
+        over = await server.invoke("snap", json.dumps({"mb": 128 - resident_mb + 10}).encode())
+        after = await server.invoke("snap", b'{"mb": 0}')
+    assert resident_mb >= 40
+    used = int(re.search(r"Max Memory Used: (\d+) MB", small.log_tail).group(1))
+    assert used >= resident_mb
+    assert under.function_error is None, under.payload
+    assert over.function_error == "Unhandled" and json.loads(over.payload)["errorType"] == "Runtime.OutOfMemory"
+    assert after.function_error is None  # the server serves on
