@@ -36,6 +36,7 @@ import trio
 
 from sandbox import reaper
 from sandbox.cgroups import EnvironmentCgroup
+from sandbox.hostlimits import HostLimitReached
 from sandbox.layers import ExtensionFile
 from sandbox import netns
 from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec, reap
@@ -499,6 +500,9 @@ class Environment:
                 await self.launch()
             except LaunchFailed as failed:
                 return self._settle_now(invocation, failed.outcome_for(invocation.request_id))
+            except HostLimitReached:  # refused, not run: the caller gets 429 (sandbox/hostlimits.py)
+                self.shutdown()
+                raise
         with trio.CancelScope(deadline=self._first_deadline(invocation)) as scope:
             invocation.deadline_scope = scope
             self._apply(self.proto.handle(InvocationArrived(invocation)))

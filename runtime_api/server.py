@@ -31,6 +31,7 @@ from sandbox import layers as opt
 from sandbox.cgroups import CgroupSupport
 from sandbox.confinement import Confinement
 from sandbox.doctor import entrypoint_problem
+from sandbox.hostlimits import HostLimitReached, raise_open_files_limit
 from sandbox.isolation import Isolation, PrivateFilesystem, script_interpreter
 from sandbox.managed import ManagedRuntime
 from sandbox.package_doctor import diagnose_package
@@ -352,6 +353,7 @@ class Server:
     async def start(self, nursery: trio.Nursery) -> None:
         """Start the event queue, the functions and the Invoke API listener in `nursery`."""
         self._nursery = nursery
+        raise_open_files_limit()  # room for many environments (sandbox/hostlimits.py)
         await self._start_events(nursery)
         await self.apply(self.config.function)
         if self.listen:
@@ -497,6 +499,9 @@ class Server:
                 outcome, env = await function.invoke(invocation, wait=False)
                 break
             except TooManyRequests:
+                raise too_many_requests() from None
+            except HostLimitReached as reached:
+                log.warning("function %s: invocation refused (429): %s", request.function_name, reached)
                 raise too_many_requests() from None
             except FunctionRetired:
                 invocation.timeout = config.timeout  # its successor's, found again by name (or gone: 404)

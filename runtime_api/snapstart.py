@@ -34,6 +34,7 @@ from bootstrap import mountplan
 from sandbox import restore as restore_steps
 from sandbox.cgroups import EnvironmentCgroup
 from sandbox.confinement import Confinement, Limits
+from sandbox.hostlimits import host_limit
 from sandbox.process import RuntimeProcess, RuntimeSpec
 
 from .codewatch import CodeWatch, code_stamp, content_hash
@@ -179,7 +180,10 @@ class Template:
         control = self._control
         if control is None:
             raise OSError("no template")
-        report, copy_end = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            report, copy_end = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError as exc:  # the host's limit, not the template's end (sandbox/hostlimits.py)
+            raise host_limit(exc) or exc from None
         reported = answer = b""
         try:
             fds = array.array("i", [output_fd, copy_end.fileno()])
