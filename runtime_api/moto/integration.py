@@ -1,0 +1,279 @@
+"""moto's Lambda invocations run through embedded lambdalet servers instead of Docker.
+
+moto runs a function in one method, `LambdaFunction._invoke_lambda(event) -> (payload, errored,
+log tail)`, which every invocation it makes reaches: `invoke` (RequestResponse, Event, LogType
+Tail), S3, SNS and SQS notifications, event source mappings, EventBridge targets. `install()`
+stands behind that method for every function lambdalet has a runtime for; container images and the
+other runtimes keep moto's own path. Around it, three of moto's methods are wrapped:
+`LambdaFunction.invoke` (a DryRun runs nothing, as on Lambda; a function error is `Unhandled`, as
+Lambda reports it today, not moto's `Handled`), `LambdaFunction.__init__` and
+`update_configuration` (moto does not keep SnapStart; the wrappers record it), and
+`LambdaBackend.send_sqs_batch` (one invocation per batch, as Lambda's SQS event source mapping
+delivers it, instead of moto's one per message).
+
+One `LambdaletThread` serves each account, region and version (moto's functions of one region
+share names with no other), started at its first invocation; every invocation reads the function's
+deployment again (runtime_api/moto/deployment.py) and applies it when it changed.
+
+Where the function's AWS SDK calls go: the moto server that is handling the request that invoked
+it (moto's server mode: `moto_server`, `ThreadedMotoServer`), found from the request being served;
+otherwise (the in-process `mock_aws`) a `ThreadedMotoServer` this module starts on a free port of
+127.0.0.1, which acts on the same state as the in-process mock, as moto's documentation on server
+mode says; or the `endpoint` given to `install()`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import threading
+
+from ..config import ConfigError, FunctionConfig, ServerConfig
+from ..embed import LambdaletThread
+from ..invoke_api import ServiceError
+from .deployment import NotDeployable, Options, function_config, served_by_lambdalet
+
+log = logging.getLogger("lambdalet.moto")
+
+
+class Integration:
+    """The lambdalet servers behind moto's Lambda, and the moto server their functions call."""
+
+    def __init__(self, options: Options, endpoint: str | None = None) -> None:
+        self.options = options
+        self._endpoint = endpoint
+        self._lock = threading.Lock()  # starting servers and applying configurations, one at a time
+        self._servers: dict[tuple[str, str, str], LambdaletThread] = {}
+        self._configs: dict[tuple[str, str, str], dict[str, FunctionConfig]] = {}
+        self._moto_server = None  # a ThreadedMotoServer of our own, for the in-process mock
+
+    # -- invoking -----------------------------------------------------------------------------
+
+    def invoke(self, function, event) -> tuple[str, bool, str]:
+        """What `LambdaFunction._invoke_lambda` answers: the payload, whether it is a function error,
+        and the log's tail (which moto also writes to its CloudWatch Logs, as its Docker path does)."""
+        try:
+            lambdalet, config = self._serving(function)
+            result = lambdalet.invoke(config.name, _payload(event), log_type="Tail")
+        except (ConfigError, NotDeployable) as exc:
+            return _refusal(function, "InvalidParameterValueException", str(exc))
+        except ServiceError as exc:
+            return _refusal(function, exc.error_type, exc.message)
+        tail = result.log_tail or ""
+        function.logs_backend.ensure_log_group(function.logs_group_name)
+        function.save_logs(tail)
+        return result.payload.decode(errors="replace"), result.function_error is not None, tail
+
+    def _serving(self, function) -> tuple[LambdaletThread, FunctionConfig]:
+        backend = _lambda_backend(function.account_id, function.region)
+        layers = [backend.layers_versions_by_arn(layer["Arn"]) for layer in function.layers]
+        config = function_config(function, [layer for layer in layers if layer is not None], self.endpoint(),
+                                 self.options)
+        key = (config.account_id, config.region, config.version)
+        with self._lock:
+            lambdalet = self._servers.get(key)
+            if lambdalet is None:
+                lambdalet = LambdaletThread(ServerConfig(port=0, front_door_port=0)).start()
+                self._servers[key] = lambdalet
+                self._configs[key] = {}
+            served = self._configs[key]
+            if served.get(config.name) != config:
+                lambdalet.apply([*(c for name, c in served.items() if name != config.name), config])
+                served[config.name] = config
+        return lambdalet, config
+
+    # -- moto's endpoint ------------------------------------------------------------------------
+
+    def endpoint(self) -> str:
+        """Where the function's SDK reaches moto."""
+        if self._endpoint is not None:
+            return self._endpoint
+        serving = _serving_request()
+        if serving is not None:
+            return serving
+        with self._lock:
+            if self._moto_server is None:
+                from moto.server import ThreadedMotoServer
+
+                server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+                server.start()
+                self._moto_server = server
+            host, port = self._moto_server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop every lambdalet server (every environment shut down, its runtime reaped) and the moto
+        server started for the in-process mock."""
+        with self._lock:
+            servers, self._servers, self._configs = list(self._servers.values()), {}, {}
+            moto_server, self._moto_server = self._moto_server, None
+        for lambdalet in servers:
+            lambdalet.close()
+        if moto_server is not None:
+            moto_server.stop()
+
+
+def _payload(event) -> bytes:
+    """The event moto passes (the request's JSON, parsed) as the bytes the function receives. moto
+    stands in the text "{}" for an empty request body, which Lambda gives the function as {}."""
+    if event is None or event == "{}":
+        return b"{}"
+    return json.dumps(event).encode()
+
+
+def _refusal(function, error_type: str, message: str) -> tuple[str, bool, str]:
+    """What cannot be run is a function error saying why (moto's own path answers a Docker error the
+    same way), and a warning in the log of the test run."""
+    log.warning("lambdalet: function %s not run: %s", function.function_name, message)
+    return json.dumps({"errorType": error_type, "errorMessage": message}), True, ""
+
+
+def _lambda_backend(account_id: str, region: str):
+    from moto.awslambda.utils import get_backend
+
+    return get_backend(account_id, region)
+
+
+def _serving_request() -> str | None:
+    """The address of the moto server handling the request being served in this thread, if any:
+    moto's server mode serves each request in a Flask request context."""
+    try:
+        import flask
+    except ImportError:
+        return None
+    if not flask.has_request_context():
+        return None
+    environ = flask.request.environ
+    host, port = environ.get("SERVER_NAME", "127.0.0.1"), environ.get("SERVER_PORT", "5000")
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"  # bound to every interface: this machine's loopback reaches it
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+# -- installing into moto --------------------------------------------------------------------------
+
+_installed: Integration | None = None
+_originals: dict[str, object] = {}
+
+
+def install(*, snapstart: bool = False, endpoint: str | None = None, allow_other_python: bool = True,
+            isolation: str | None = None, idle_timeout: float = 300.0) -> Integration:
+    """Run moto's Lambda functions through lambdalet from now on (until `uninstall()`, or the end of
+    the process). `snapstart`: every function restored from a SnapStart template, whether configured
+    or not. `endpoint`: where the functions' SDK calls go, instead of the moto server found. Calling
+    it again replaces the settings (the servers started so far are stopped)."""
+    global _installed
+    from moto.awslambda.models import LambdaBackend, LambdaFunction
+
+    uninstall()
+    integration = Integration(Options(snapstart=snapstart, allow_other_python=allow_other_python,
+                                      isolation=isolation, idle_timeout=idle_timeout), endpoint)
+    _originals.update({
+        "_invoke_lambda": LambdaFunction._invoke_lambda, "invoke": LambdaFunction.invoke,
+        "__init__": LambdaFunction.__init__, "update_configuration": LambdaFunction.update_configuration,
+        "send_sqs_batch": LambdaBackend.send_sqs_batch,
+    })
+    LambdaFunction._invoke_lambda = _invoke_lambda
+    LambdaFunction.invoke = _invoke
+    LambdaFunction.__init__ = _init
+    LambdaFunction.update_configuration = _update_configuration
+    LambdaBackend.send_sqs_batch = _send_sqs_batch
+    _installed = integration
+    return integration
+
+
+def uninstall() -> None:
+    """moto's own behaviour again; every lambdalet server (and the moto server it started) stopped."""
+    global _installed
+    from moto.awslambda.models import LambdaBackend, LambdaFunction
+
+    integration, _installed = _installed, None
+    if _originals:
+        for name in ("_invoke_lambda", "invoke", "__init__", "update_configuration"):
+            setattr(LambdaFunction, name, _originals[name])
+        LambdaBackend.send_sqs_batch = _originals["send_sqs_batch"]
+        _originals.clear()
+    if integration is not None:
+        integration.close()
+
+
+def installed() -> Integration | None:
+    return _installed
+
+
+atexit.register(uninstall)  # a daemon thread's runtimes would outlive the process otherwise
+
+
+def _invoke_lambda(self, event=None):
+    integration = _installed
+    if integration is None or not served_by_lambdalet(self):
+        return _originals["_invoke_lambda"](self, event)
+    return integration.invoke(self, event)
+
+
+def _invoke(self, body, request_headers, response_headers):
+    if _installed is None or not served_by_lambdalet(self):
+        return _originals["invoke"](self, body, request_headers, response_headers)
+    if _header(request_headers, "x-amz-invocation-type") == "DryRun":
+        return b""  # Lambda checks the request and runs nothing
+    payload = _originals["invoke"](self, body, request_headers, response_headers)
+    if "x-amz-function-error" in response_headers:
+        response_headers["x-amz-function-error"] = "Unhandled"
+    return payload
+
+
+def _header(headers, name: str) -> str | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _init(self, account_id, spec, region, version=1):
+    _originals["__init__"](self, account_id, spec, region, version)
+    self.lambdalet_snapstart = spec.get("SnapStart")
+
+
+def _update_configuration(self, config_updates):
+    if "SnapStart" in config_updates:
+        self.lambdalet_snapstart = config_updates["SnapStart"]
+    return _originals["update_configuration"](self, config_updates)
+
+
+def _send_sqs_batch(self, function_arn: str, messages, queue_arn: str) -> bool:
+    """One invocation with every message of the batch as a record, as Lambda's SQS event source
+    mapping invokes (the record as the Lambda Developer Guide's "Using Lambda with Amazon SQS" shows
+    it); the batch fails or succeeds as a whole."""
+    if not messages:
+        return True
+    records = [_sqs_record(message, queue_arn, self.region_name) for message in messages]
+    response_headers: dict[str, str] = {}
+    self.invoke(function_name=function_arn, qualifier=None, body=json.dumps({"Records": records}), headers={},
+                response_headers=response_headers)
+    return "x-amz-function-error" not in response_headers
+
+
+def _sqs_record(message, queue_arn: str, region: str) -> dict:
+    attributes = {
+        "ApproximateReceiveCount": str(max(message.approximate_receive_count, 1)),
+        "SentTimestamp": str(message.sent_timestamp or 0),
+        "SenderId": str(message.sender_id),
+        "ApproximateFirstReceiveTimestamp": str(message.approximate_first_receive_timestamp or 0),
+    }
+    if queue_arn.endswith(".fifo"):
+        attributes.update(MessageGroupId=message.group_id, MessageDeduplicationId=message.deduplication_id)
+    return {
+        "messageId": message.id,
+        "receiptHandle": message.receipt_handle,
+        "body": message.body,
+        "attributes": attributes,
+        "messageAttributes": {},
+        "md5OfBody": hashlib.md5(message.body.encode()).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
