@@ -84,6 +84,11 @@ class Integration:
                 served[config.name] = config
         return lambdalet, config
 
+    def served(self) -> list[FunctionConfig]:
+        """The functions lambdalet serves for moto now, as last applied."""
+        with self._lock:
+            return [config for configs in self._configs.values() for config in configs.values()]
+
     # -- moto's endpoint ------------------------------------------------------------------------
 
     def endpoint(self) -> str:
