@@ -30,6 +30,7 @@ import json
 import logging
 import threading
 
+from .. import logs
 from ..config import ConfigError, FunctionConfig, ServerConfig
 from ..embed import LambdaletThread
 from ..invoke_api import ServiceError
@@ -41,9 +42,10 @@ log = logging.getLogger("lambdalet.moto")
 class Integration:
     """The lambdalet servers behind moto's Lambda, and the moto server their functions call."""
 
-    def __init__(self, options: Options, endpoint: str | None = None) -> None:
+    def __init__(self, options: Options, endpoint: str | None = None, sink: logs.LogSink | None = None) -> None:
         self.options = options
         self._endpoint = endpoint
+        self._sink = sink
         self._lock = threading.Lock()  # starting servers and applying configurations, one at a time
         self._servers: dict[tuple[str, str, str], LambdaletThread] = {}
         self._configs: dict[tuple[str, str, str], dict[str, FunctionConfig]] = {}
@@ -75,7 +77,7 @@ class Integration:
         with self._lock:
             lambdalet = self._servers.get(key)
             if lambdalet is None:
-                lambdalet = LambdaletThread(ServerConfig(port=0, front_door_port=0)).start()
+                lambdalet = LambdaletThread(ServerConfig(port=0, front_door_port=0), sink=self._sink).start()
                 self._servers[key] = lambdalet
                 self._configs[key] = {}
             served = self._configs[key]
@@ -166,17 +168,19 @@ _originals: dict[str, object] = {}
 
 
 def install(*, snapstart: bool = False, endpoint: str | None = None, allow_other_python: bool = True,
-            isolation: str | None = None, idle_timeout: float = 300.0) -> Integration:
+            isolation: str | None = None, idle_timeout: float = 300.0,
+            sink: logs.LogSink | None = None) -> Integration:
     """Run moto's Lambda functions through lambdalet from now on (until `uninstall()`, or the end of
     the process). `snapstart`: every function restored from a SnapStart template, whether configured
-    or not. `endpoint`: where the functions' SDK calls go, instead of the moto server found. Calling
+    or not. `endpoint`: where the functions' SDK calls go, instead of the moto server found. `sink`:
+    where the functions' log lines go (default: stdout, as `lambdalet serve` writes them). Calling
     it again replaces the settings (the servers started so far are stopped)."""
     global _installed
     from moto.awslambda.models import LambdaBackend, LambdaFunction
 
     uninstall()
     integration = Integration(Options(snapstart=snapstart, allow_other_python=allow_other_python,
-                                      isolation=isolation, idle_timeout=idle_timeout), endpoint)
+                                      isolation=isolation, idle_timeout=idle_timeout), endpoint, sink)
     _originals.update({
         "_invoke_lambda": LambdaFunction._invoke_lambda, "invoke": LambdaFunction.invoke,
         "__init__": LambdaFunction.__init__, "update_configuration": LambdaFunction.update_configuration,
