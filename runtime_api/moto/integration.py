@@ -6,8 +6,9 @@ Tail), S3, SNS and SQS notifications, event source mappings, EventBridge targets
 stands behind that method for every function lambdalet has a runtime for; container images and the
 other runtimes keep moto's own path. Around it, three of moto's methods are wrapped:
 `LambdaFunction.invoke` (a DryRun runs nothing, as on Lambda; a function error is `Unhandled`, as
-Lambda reports it today, not moto's `Handled`), `LambdaFunction.__init__` and
-`update_configuration` (moto does not keep SnapStart; the wrappers record it), and
+Lambda reports it today, not moto's `Handled`), `LambdaFunction.__init__`,
+`update_configuration` and `get_configuration` (moto neither keeps nor reports SnapStart; the
+wrappers record it and report it as Lambda does), and
 `LambdaBackend.send_sqs_batch` (one invocation per batch, as Lambda's SQS event source mapping
 delivers it, instead of moto's one per message).
 
@@ -19,7 +20,9 @@ Where the function's AWS SDK calls go: the moto server that is handling the requ
 it (moto's server mode: `moto_server`, `ThreadedMotoServer`), found from the request being served;
 otherwise (the in-process `mock_aws`) a `ThreadedMotoServer` this module starts on a free port of
 127.0.0.1, which acts on the same state as the in-process mock, as moto's documentation on server
-mode says; or the `endpoint` given to `install()`.
+mode says; or the `endpoint` given to `install()`. The function's credentials are test ones, which
+moto takes for its default account (or MOTO_ACCOUNT_ID's): a function of another account reaches
+that account's resources only where MOTO_ACCOUNT_ID names it.
 """
 
 from __future__ import annotations
@@ -167,6 +170,25 @@ _installed: Integration | None = None
 _originals: dict[str, object] = {}
 
 
+def _function_class():
+    from moto.awslambda.models import LambdaFunction
+
+    return LambdaFunction
+
+
+def _backend_class():
+    from moto.awslambda.models import LambdaBackend
+
+    return LambdaBackend
+
+
+# moto's methods the integration stands behind or wraps (their owner, their name).
+_WRAPPED = ((_function_class, "_invoke_lambda"), (_function_class, "invoke"), (_function_class, "__init__"),
+            (_function_class, "update_configuration"), (_function_class, "get_configuration"),
+            (_backend_class, "send_sqs_batch"))
+_REPLACEMENTS = {}  # name -> this module's function, filled below the functions
+
+
 def install(*, snapstart: bool = False, endpoint: str | None = None, allow_other_python: bool = True,
             isolation: str | None = None, idle_timeout: float = 300.0,
             sink: logs.LogSink | None = None) -> Integration:
@@ -176,21 +198,18 @@ def install(*, snapstart: bool = False, endpoint: str | None = None, allow_other
     where the functions' log lines go (default: stdout, as `lambdalet serve` writes them). Calling
     it again replaces the settings (the servers started so far are stopped)."""
     global _installed
-    from moto.awslambda.models import LambdaBackend, LambdaFunction
+    missing = [name for owner, name in _WRAPPED if not callable(getattr(owner(), name, None))]
+    if missing:
+        from moto import __version__
 
+        raise RuntimeError(f"moto {__version__} has no {', '.join(missing)}: lambdalet's moto integration is made "
+                           "for moto 5.2 (pip install 'lambdalet[moto]')")
     uninstall()
     integration = Integration(Options(snapstart=snapstart, allow_other_python=allow_other_python,
                                       isolation=isolation, idle_timeout=idle_timeout), endpoint, sink)
-    _originals.update({
-        "_invoke_lambda": LambdaFunction._invoke_lambda, "invoke": LambdaFunction.invoke,
-        "__init__": LambdaFunction.__init__, "update_configuration": LambdaFunction.update_configuration,
-        "send_sqs_batch": LambdaBackend.send_sqs_batch,
-    })
-    LambdaFunction._invoke_lambda = _invoke_lambda
-    LambdaFunction.invoke = _invoke
-    LambdaFunction.__init__ = _init
-    LambdaFunction.update_configuration = _update_configuration
-    LambdaBackend.send_sqs_batch = _send_sqs_batch
+    for owner, name in _WRAPPED:
+        _originals[name] = getattr(owner(), name)
+        setattr(owner(), name, _REPLACEMENTS[name])
     _installed = integration
     return integration
 
@@ -198,14 +217,10 @@ def install(*, snapstart: bool = False, endpoint: str | None = None, allow_other
 def uninstall() -> None:
     """moto's own behaviour again; every lambdalet server (and the moto server it started) stopped."""
     global _installed
-    from moto.awslambda.models import LambdaBackend, LambdaFunction
-
     integration, _installed = _installed, None
     if _originals:
-        for name in ("_invoke_lambda", "invoke", "__init__", "update_configuration"):
-            setattr(LambdaFunction, name, _originals[name])
-        LambdaBackend.send_sqs_batch = _originals["send_sqs_batch"]
-        _originals.clear()
+        for owner, name in _WRAPPED:
+            setattr(owner(), name, _originals.pop(name))
     if integration is not None:
         integration.close()
 
@@ -253,6 +268,16 @@ def _update_configuration(self, config_updates):
     return _originals["update_configuration"](self, config_updates)
 
 
+def _get_configuration(self, on_create: bool = False):
+    configuration = _originals["get_configuration"](self, on_create)
+    setting = getattr(self, "lambdalet_snapstart", None)
+    if setting:  # as Lambda reports it (moto reports SnapStart off whatever it was given)
+        on = setting.get("ApplyOn") == "PublishedVersions"
+        configuration["SnapStart"] = {"ApplyOn": setting.get("ApplyOn", "None"),
+                                      "OptimizationStatus": "On" if on else "Off"}
+    return configuration
+
+
 def _send_sqs_batch(self, function_arn: str, messages, queue_arn: str) -> bool:
     """One invocation with every message of the batch as a record, as Lambda's SQS event source
     mapping invokes (the record as the Lambda Developer Guide's "Using Lambda with Amazon SQS" shows
@@ -286,3 +311,10 @@ def _sqs_record(message, queue_arn: str, region: str) -> dict:
         "eventSourceARN": queue_arn,
         "awsRegion": region,
     }
+
+
+_REPLACEMENTS.update({
+    "_invoke_lambda": _invoke_lambda, "invoke": _invoke, "__init__": _init,
+    "update_configuration": _update_configuration, "get_configuration": _get_configuration,
+    "send_sqs_batch": _send_sqs_batch,
+})

@@ -330,6 +330,8 @@ def test_snapstart_where_configured_restores_the_function(aws):
 
     assert snappy["init"] == "snap-start"
     assert plain["init"] == "on-demand"
+    configuration = aws.client("lambda").get_function_configuration(FunctionName="snappy")
+    assert configuration["SnapStart"] == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "On"}
 
 
 # -- what stays moto's, and bad input -----------------------------------------------------------
