@@ -280,6 +280,20 @@ def test_update_function_code_and_configuration_take_effect_on_the_next_invocati
     assert after_configuration["version"] == "two" and after_configuration["greeting"] == "hey"
 
 
+def test_a_published_version_keeps_its_code_while_latest_changes(aws):
+    aws.create_function("versioned")
+    client = aws.client("lambda")
+    version = client.publish_version(FunctionName="versioned")["Version"]
+
+    client.update_function_code(FunctionName="versioned", ZipFile=zipped({"app.py": HANDLER.replace('"one"', '"two"')}))
+    _, latest = aws.invoke("versioned", {})
+    # the qualified name: moto 5.2's invoke does not read the Qualifier parameter
+    _, published = aws.invoke(f"versioned:{version}", {})
+
+    assert latest["version"] == "two"
+    assert published["version"] == "one"
+
+
 LAYER_USER = """
 import shared
 
