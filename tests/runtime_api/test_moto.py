@@ -46,7 +46,8 @@ def handler(event, context):
     if event.get("write"):
         boto3.client("s3").put_object(Bucket=event["write"], Key="from-lambda", Body=event.get("say", "").encode())
     return {"version": "one", "event": event, "endpoint": os.environ["AWS_ENDPOINT_URL"],
-            "greeting": os.environ.get("GREETING"), "init": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"]}
+            "greeting": os.environ.get("GREETING"), "init": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"],
+            "memory": context.memory_limit_in_mb, "name": context.function_name}
 """
 
 
@@ -131,13 +132,14 @@ def aws(request, moto_server):
 # -- invoke -------------------------------------------------------------------------------------
 
 def test_invoke_returns_the_handlers_result_and_an_exception_is_an_unhandled_function_error(aws):
-    aws.create_function("greeter", Environment={"Variables": {"GREETING": "hi"}})
+    aws.create_function("greeter", Environment={"Variables": {"GREETING": "hi"}}, MemorySize=256)
 
     response, result = aws.invoke("greeter", {"say": "hello"})
     failed, error = aws.invoke("greeter", {"fail": True})
 
     assert response["StatusCode"] == 200 and "FunctionError" not in response
     assert result["event"] == {"say": "hello"} and result["greeting"] == "hi"
+    assert result["memory"] == "256" and result["name"] == "greeter"
     assert result["endpoint"].startswith("http://127.0.0.1:")  # moto, never AWS
     assert failed["FunctionError"] == "Unhandled"
     assert error["errorType"] == "ValueError" and error["errorMessage"] == "asked to fail"
@@ -361,6 +363,19 @@ def test_a_container_image_function_keeps_motos_own_path():
             aws.client("lambda").invoke(FunctionName="image", Payload=b"{}")
 
     assert "image" not in [config.name for config in runtime_api.moto.installed().served()]
+
+
+def test_a_runtime_lambdalet_has_none_for_keeps_motos_own_path():
+    with mock_aws():
+        aws = Aws(None)
+        aws.create_function("java", Runtime="java21", Handler="example.Handler::handleRequest")
+
+        response = aws.client("lambda").invoke(FunctionName="java", Payload=b"{}")
+
+    # moto's Docker path, which cannot run here: its own answer (not JSON, its own "Handled"), not lambdalet's
+    assert response["FunctionError"] == "Handled"
+    assert response["Payload"].read().decode().startswith("error running docker")
+    assert "java" not in [config.name for config in runtime_api.moto.installed().served()]
 
 
 def test_a_package_that_is_not_a_zip_is_a_function_error_saying_so():

@@ -74,6 +74,21 @@ def test_a_server_of_the_tests_own(lambdalet):
     body = json.loads(lambdalet.invoke("own", b'{"name": "marker"}').payload)
     record(body["pid"])
     assert body["greeting"] == "own marker"
+
+
+@pytest.mark.lambdalet(config="lambdalet.toml")
+def test_a_toml_config_file(lambdalet):
+    body = json.loads(lambdalet.invoke("configured", b'{"name": "toml"}').payload)
+    record(body["pid"])
+    assert body["greeting"] == "configured toml"
+"""
+
+CONFIG = """
+[[function]]
+name = "configured"
+code = "hello"
+handler = "app.handler"
+env = { GREETING = "configured" }
 """
 
 FAILING = """
@@ -152,13 +167,13 @@ def running(pid: int) -> bool:
 
 
 def test_a_project_with_a_template_passes_through_the_fixture(tmp_path):
-    root = write_project(tmp_path, {"test_app.py": TESTS})
+    root = write_project(tmp_path, {"test_app.py": TESTS, "lambdalet.toml": CONFIG})
 
     done, pids = run_pytest(root, "--lambdalet-template", "template.yaml")
 
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 passed" in done.stdout
-    assert len(pids) == 3 and not [pid for pid in pids if running(pid)]
+    assert "4 passed" in done.stdout
+    assert len(pids) == 4 and not [pid for pid in pids if running(pid)]
 
 
 def test_a_failing_test_leaves_no_process_behind(tmp_path):
