@@ -85,8 +85,12 @@ class Integration:
                 self._configs[key] = {}
             served = self._configs[key]
             if served.get(config.name) != config:
-                lambdalet.apply([*(c for name, c in served.items() if name != config.name), config])
-                served[config.name] = config
+                # Functions moto no longer has (deleted, or reset as mock_aws ends) stop with this
+                # change, so that a long suite's environments do not pile up.
+                kept = {name: c for name, c in served.items()
+                        if name != config.name and _exists(backend, name, function.version)}
+                lambdalet.apply([*kept.values(), config])
+                self._configs[key] = {**kept, config.name: config}
         return lambdalet, config
 
     def served(self) -> list[FunctionConfig]:
@@ -146,6 +150,14 @@ def _lambda_backend(account_id: str, region: str):
     from moto.awslambda.utils import get_backend
 
     return get_backend(account_id, region)
+
+
+def _exists(backend, name: str, version) -> bool:
+    try:
+        backend.get_function(name, None if version == "$LATEST" else str(version))
+    except Exception:  # moto's UnknownFunctionException, or its ResourceNotFound for a version
+        return False
+    return True
 
 
 def _serving_request() -> str | None:

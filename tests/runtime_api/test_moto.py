@@ -282,6 +282,18 @@ def test_update_function_code_and_configuration_take_effect_on_the_next_invocati
     assert after_configuration["version"] == "two" and after_configuration["greeting"] == "hey"
 
 
+def test_a_function_moto_no_longer_has_stops_with_the_next_change(aws):
+    aws.create_function("gone")
+    aws.invoke("gone", {})
+    aws.client("lambda").delete_function(FunctionName="gone")
+
+    aws.create_function("next")
+    aws.invoke("next", {})
+
+    assert [config.name for config in runtime_api.moto.installed().served()
+            if config.region == REGION and config.version == "$LATEST"] == ["next"]
+
+
 def test_a_published_version_keeps_its_code_while_latest_changes(aws):
     aws.create_function("versioned")
     client = aws.client("lambda")
