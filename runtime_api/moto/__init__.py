@@ -7,9 +7,10 @@ In a test suite's conftest.py (or with the pytest plugin's `--lambdalet-moto`)::
     runtime_api.moto.install()
 
 and moto's server with it: `python -m runtime_api.moto [moto_server's arguments]`. What it does and
-what it leaves to moto: runtime_api/moto/integration.py.
+what it leaves to moto: runtime_api/moto/patches.py and integration.py.
 """
 
-from .integration import Integration, install, installed, uninstall
+from .integration import Integration
+from .patches import install, installed, uninstall
 
 __all__ = ["Integration", "install", "installed", "uninstall"]

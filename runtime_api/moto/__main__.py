@@ -3,7 +3,7 @@ through lambdalet."""
 
 import sys
 
-from .integration import install
+from .patches import install
 
 
 def main(argv: list[str] | None = None) -> int:
