@@ -146,9 +146,9 @@ def plugin_name() -> str:
     return "runtime_api.pytest_plugin"
 
 
-def run_pytest(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, list[int]]:
+def run_pytest(root: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, list[int]]:
     pids = root / "pids.txt"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PIDS_FILE": str(pids), "AWS_DEFAULT_REGION": "us-east-1",
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(REPO), "PIDS_FILE": str(pids), "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     env.pop("PYTEST_ADDOPTS", None)
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", plugin_name(), "-p", "no:cacheprovider",
@@ -205,11 +205,23 @@ def test_a_template_that_does_not_exist_is_a_usage_error(tmp_path):
     assert "missing.yaml" in done.stdout + done.stderr
 
 
-def test_one_option_runs_a_moto_suites_lambda_code(tmp_path):
+@pytest.mark.parametrize("enabled", [{"args": ["--lambdalet-moto"]}, {"env": {"LAMBDALET_MOTO": "1"}}],
+                         ids=["option", "environment"])
+def test_one_option_runs_a_moto_suites_lambda_code(tmp_path, enabled):
     pytest.importorskip("moto.server", reason="moto[server] (the test extra) is needed")
     root = write_project(tmp_path, {"test_moto_suite.py": MOTO})
 
-    done, _ = run_pytest(root, "--lambdalet-moto")
+    done, _ = run_pytest(root, *enabled.get("args", []), env=enabled.get("env"))
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
+
+
+def test_without_it_moto_cannot_run_the_code_here(tmp_path):
+    """The same suite on moto's own path: no Docker engine here, so moto answers its Docker error."""
+    pytest.importorskip("moto.server", reason="moto[server] (the test extra) is needed")
+    root = write_project(tmp_path, {"test_moto_suite.py": MOTO})
+
+    done, _ = run_pytest(root)
+
+    assert done.returncode == 1 and "1 failed" in done.stdout
