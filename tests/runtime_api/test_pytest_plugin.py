@@ -113,7 +113,7 @@ def test_own_server_then_failure(lambdalet):
 """
 
 MOTO = """
-import io, json, zipfile
+import io, json, os, zipfile
 import boto3
 from moto import mock_aws
 
@@ -121,14 +121,23 @@ from moto import mock_aws
 def test_moto_runs_the_real_code():
     package = io.BytesIO()
     with zipfile.ZipFile(package, "w") as bundle:
-        bundle.writestr("app.py", "def handler(event, context):\\n    return {'doubled': event['n'] * 2}\\n")
+        bundle.writestr("app.py", "import os\\ndef handler(event, context):\\n"
+                                  "    return {'doubled': event['n'] * 2, 'pid': os.getpid()}\\n")
     with mock_aws():
         role = boto3.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         client = boto3.client("lambda")
         client.create_function(FunctionName="double", Runtime="python3.12", Role=role, Handler="app.handler",
                                Code={"ZipFile": package.getvalue()})
-        response = client.invoke(FunctionName="double", Payload=b'{"n": 21}')
-        assert json.loads(response["Payload"].read()) == {"doubled": 42}
+        result = json.loads(client.invoke(FunctionName="double", Payload=b'{"n": 21}')["Payload"].read())
+        with open(os.environ["PIDS_FILE"], "a") as pids:
+            pids.write(f"{result['pid']}\\n")
+        assert result["doubled"] == 42
+"""
+
+# The README's conftest.py: the integration installed for the whole run, stopped as the process ends.
+CONFTEST = """
+import runtime_api.moto
+runtime_api.moto.install()
 """
 
 
@@ -215,6 +224,16 @@ def test_one_option_runs_a_moto_suites_lambda_code(tmp_path, enabled):
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
+
+
+def test_the_readmes_conftest_runs_a_moto_suite_and_leaves_nothing_running(tmp_path):
+    pytest.importorskip("moto.server", reason="moto[server] (the test extra) is needed")
+    root = write_project(tmp_path, {"test_moto_suite.py": MOTO, "conftest.py": CONFTEST})
+
+    done, pids = run_pytest(root)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(pids) == 1 and not running(pids[0])
 
 
 def test_without_it_moto_cannot_run_the_code_here(tmp_path):
