@@ -38,6 +38,7 @@ import logging
 import os
 import re
 import shlex
+from collections.abc import Container
 import signal
 from dataclasses import dataclass
 
@@ -184,13 +185,15 @@ def _members(directory: str) -> list[int]:
         return []
 
 
-def _member_pidfds(directory: str) -> dict[int, int]:
-    """pid -> pidfd for the cgroup's members. A pid listed may have been reused by the time its
-    pidfd is opened: it counts only if, with the pidfd open (so the pid is pinned while it lives),
-    the process is still a member."""
+def _member_pidfds(directory: str, known: Container[int] = ()) -> dict[int, int]:
+    """pid -> pidfd for the cgroup's members, but those in `known`. A pid listed may have been
+    reused by the time its pidfd is opened: it counts only if, with the pidfd open (so the pid is
+    pinned while it lives), the process is still a member."""
     fds = {}
     name = os.path.basename(directory)
     for pid in _members(directory):
+        if pid in known:
+            continue
         try:
             fd = os.pidfd_open(pid)
         except OSError:
@@ -354,14 +357,16 @@ class EnvironmentCgroup:
     def track(self) -> None:
         """Note the environment's processes (other than the runtime) and reap the ones noted before
         that have exited and were orphaned to us: a daemon a handler left behind is reaped when it
-        ends, not kept as a zombie until its environment ends. Cheap: one read of cgroup.procs."""
+        ends, not kept as a zombie until its environment ends. Cheap: one read of cgroup.procs
+        (the runtime and the processes already noted are not looked at again)."""
         directory = self._directory()
         if directory is not None:
-            for pid, fd in _member_pidfds(directory).items():
-                if pid != self.runtime_pid and pid not in self._tracked:
-                    self._tracked[pid] = fd
-                else:
-                    os.close(fd)
+            known = self._tracked.keys() | {self.runtime_pid}
+            self._tracked.update(_member_pidfds(directory, known))
+        self.reap_tracked()
+
+    def reap_tracked(self) -> None:
+        """Reap the noted processes that have exited (nothing to read while none was noted)."""
         for pid, fd in list(self._tracked.items()):
             if _reap_pidfd(fd):
                 os.close(fd)
