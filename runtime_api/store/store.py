@@ -13,6 +13,9 @@ What it holds today:
   of the same table, claimed and leased the same way.
 * **event invoke configs**: each function's `EventInvokeConfig` by qualifier, as the Lambda API
   sets it, so that every host sharing the store applies the same.
+* **durable executions**: each execution of a durable function as one document (its operations,
+  history and timers, runtime_api/durable/execution.py), written after every change and before
+  the change is answered, with its function, name, status and times beside it for listing.
 
 An event's life: `queued` (waiting until `due`), `running` (claimed by `worker` until `lease`, its
 attempt counted when claimed), then back to `queued` (a retry, or a throttle that gives its attempt
@@ -46,6 +49,7 @@ import trio
 
 EVENTS = "lambdalet_events"
 CONFIGS = "lambdalet_event_invoke_configs"
+DURABLE = "lambdalet_durable_executions"
 META = "lambdalet_meta"
 SCHEMA_VERSION = "1"
 NOTIFY_CHANNEL = "lambdalet_events"  # PostgreSQL: what is said when events become due
@@ -84,6 +88,19 @@ class Engine(Protocol):
     def notify(self, connection: Any, functions: Iterable[str]) -> None:
         """Within a transaction: tell the other hosts that these functions have events due."""
 
+    # -- durable executions ---------------------------------------------------------------------
+
+    async def put_execution(self, execution: DurableRecord) -> None:
+        await self.engine.transact(self._sql.put_execution, execution)
+
+    async def get_execution(self, arn: str) -> DurableRecord | None:
+        return await self.engine.transact(self._sql.get_execution, arn)
+
+    async def list_executions(self, *, function: str | None = None, name: str | None = None,
+                              statuses: Iterable[str] = (), limit: int = 1000) -> list[DurableRecord]:
+        """Oldest first; `document` left empty (GetDurableExecution reads one whole)."""
+        return await self.engine.transact(self._sql.list_executions, function, name, tuple(statuses), limit)
+
     async def listen(self) -> None:
         """Hear what other hosts say from now on."""
 
@@ -121,6 +138,18 @@ class Event(msgspec.Struct, frozen=True):
     worker: str | None = None
     finished: float | None = None
     result: str | None = None  # how its last attempt went (an error type), or why it finished
+
+
+class DurableRecord(msgspec.Struct, frozen=True):
+    """A durable execution as the store holds it: a document, and what lists and finds it."""
+
+    arn: str
+    function: str
+    name: str
+    status: str
+    started: float
+    ended: float | None
+    document: bytes = b""
 
 
 _COLUMNS = "id, kind, function, target, payload, request, state, attempts, enqueued, due, lease, worker, finished, result"
@@ -281,6 +310,19 @@ class Store:
     async def list_configs(self, function: str) -> list[tuple[str, bytes, float]]:
         return await self.engine.transact(self._sql.list_configs, function)
 
+    # -- durable executions ---------------------------------------------------------------------
+
+    async def put_execution(self, execution: DurableRecord) -> None:
+        await self.engine.transact(self._sql.put_execution, execution)
+
+    async def get_execution(self, arn: str) -> DurableRecord | None:
+        return await self.engine.transact(self._sql.get_execution, arn)
+
+    async def list_executions(self, *, function: str | None = None, name: str | None = None,
+                              statuses: Iterable[str] = (), limit: int = 1000) -> list[DurableRecord]:
+        """Oldest first; `document` left empty (GetDurableExecution reads one whole)."""
+        return await self.engine.transact(self._sql.list_executions, function, name, tuple(statuses), limit)
+
     async def listen(self) -> None:
         """Hear what other hosts say from now on (before looking at the queue, so nothing said in
         between is missed)."""
@@ -324,6 +366,10 @@ class _Statements:
         db.execute(f"""CREATE TABLE IF NOT EXISTS {CONFIGS} (
             function TEXT NOT NULL, qualifier TEXT NOT NULL, config TEXT NOT NULL, modified {d.real} NOT NULL,
             PRIMARY KEY (function, qualifier))""")
+        db.execute(f"""CREATE TABLE IF NOT EXISTS {DURABLE} (
+            arn TEXT PRIMARY KEY, function TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
+            started {d.real} NOT NULL, ended {d.real}, document {d.blob} NOT NULL)""")
+        db.execute(f"CREATE INDEX IF NOT EXISTS {DURABLE}_function ON {DURABLE} (function, started)")
         row = db.execute(self.q(f"SELECT value FROM {META} WHERE key = ?"), ("schema",)).fetchone()
         if row is None:
             db.execute(self.q(f"INSERT INTO {META} (key, value) VALUES (?, ?)"), ("schema", SCHEMA_VERSION))
@@ -448,6 +494,34 @@ class _Statements:
         rows = db.execute(self.q(f"SELECT qualifier, config, modified FROM {CONFIGS} WHERE function = ? "
                                  "ORDER BY qualifier"), (function,)).fetchall()
         return [(qualifier, config.encode(), modified) for qualifier, config, modified in rows]
+
+
+    def put_execution(self, db, record: DurableRecord) -> None:
+        db.execute(self.q(f"DELETE FROM {DURABLE} WHERE arn = ?"), (record.arn,))
+        db.execute(self.q(f"INSERT INTO {DURABLE} (arn, function, name, status, started, ended, document) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                   (record.arn, record.function, record.name, record.status, record.started, record.ended,
+                    record.document))
+
+    def get_execution(self, db, arn: str) -> DurableRecord | None:
+        row = db.execute(self.q(f"SELECT arn, function, name, status, started, ended, document FROM {DURABLE} "
+                                "WHERE arn = ?"), (arn,)).fetchone()
+        return DurableRecord(*row[:6], bytes(row[6])) if row else None
+
+    def list_executions(self, db, function: str | None, name: str | None, statuses: tuple[str, ...],
+                        limit: int) -> list[DurableRecord]:
+        clauses, params = [], []
+        for column, value in (("function", function), ("name", name)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if statuses:
+            clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params += statuses
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        rows = db.execute(self.q(f"SELECT arn, function, name, status, started, ended FROM {DURABLE}{where} "
+                                 "ORDER BY started LIMIT ?"), (*params, limit)).fetchall()
+        return [DurableRecord(*row) for row in rows]
 
 
 def now() -> float:
