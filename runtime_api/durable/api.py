@@ -40,10 +40,6 @@ _ROUTES = {(EXECUTIONS, "POST", "/checkpoint"): "checkpoint", (EXECUTIONS, "GET"
            (CALLBACKS, "POST", "heartbeat"): "heartbeat"}
 
 
-class ErrorBody(msgspec.Struct, rename="pascal"):
-    error: ErrorObject | None = None
-
-
 def match(path: str) -> re.Match | None:
     for pattern in PATHS:
         found = pattern.match(path)
@@ -168,7 +164,10 @@ class DurableApi:
 
 
 def _error_body(body: bytes) -> ErrorObject | None:
+    """The ErrorObject that is the whole body (the service model's payload member `Error`)."""
+    if not body.strip():
+        return None
     try:
-        return msgspec.json.decode(body or b"{}", type=ErrorBody).error
+        return msgspec.json.decode(body, type=ErrorObject)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ServiceError(400, "InvalidParameterValueException", f"Invalid request body: {exc}") from None

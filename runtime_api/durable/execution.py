@@ -203,8 +203,10 @@ class Execution(msgspec.Struct, kw_only=True):
                 client_token, token):
             return self.cached.response
         self._check_token(token, exact=True)
+        batch: set[str] = set()
         for update in updates:  # all checked before any is applied: a bad batch changes nothing
-            self._check(update)
+            self._check(update, batch)
+            batch.add(update.id)
         for update in updates:
             self._apply(update, now)
         self.fire(now)
@@ -245,7 +247,9 @@ class Execution(msgspec.Struct, kw_only=True):
                 or (number != self.token if exact else number > self.token)):
             raise invalid_token()
 
-    def _check(self, update: OperationUpdate) -> None:
+    def _check(self, update: OperationUpdate, batch: set[str]) -> None:
+        """An update Lambda would refuse: InvalidParameterValueException. `batch`: the operations
+        the same checkpoint's earlier updates name (a context and its first child come together)."""
         if update.type not in OPERATION_TYPES:
             raise invalid(f"Invalid operation type {update.type!r}")
         if update.action not in ACTIONS or update.action not in ALLOWED[update.type]:
@@ -264,7 +268,7 @@ class Execution(msgspec.Struct, kw_only=True):
         if update.action == START and current is not None and not (
                 current.type == STEP and current.status == READY):
             raise invalid(f"Operation {update.id} has already started")
-        if update.parent_id is not None and update.parent_id not in self.operations:
+        if update.parent_id is not None and update.parent_id not in self.operations and update.parent_id not in batch:
             raise invalid(f"Parent operation {update.parent_id} does not exist")
         if update.type == CHAINED_INVOKE and not (update.chained_invoke_options
                                                   and update.chained_invoke_options.function_name):

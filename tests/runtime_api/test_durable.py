@@ -97,3 +97,174 @@ async def test_steps_and_a_wait_complete_with_their_history_event_by_event(tmp_p
     assert details(events, "WaitStarted", "pause")["Duration"] == 30
     assert details(events, "WaitSucceeded", "pause")["Duration"] == 30
     assert details(events, "ExecutionSucceeded")["Result"]["Payload"] == '{"result": 4}'
+
+
+async def run_and_show(tmp_path, handler: str, payload: dict, *extra: FunctionConfig):
+    async with serving(function(tmp_path, handler, handler), *extra) as server:
+        lam = client(server)
+        answer = await call(lam.invoke, FunctionName=handler, Payload=json.dumps(payload).encode())
+        events = await history(lam, answer["DurableExecutionArn"])
+        return answer, json.loads(answer["Payload"].read()), events
+
+
+def per_operation(events: list[dict]) -> dict[str, list[str]]:
+    """Each operation's events in order (operations that run side by side interleave freely)."""
+    found: dict[str, list[str]] = {}
+    for event in events:
+        if event.get("Name") is not None:
+            found.setdefault(event["Name"], []).append(event["EventType"])
+    return found
+
+
+async def test_a_step_is_retried_after_its_delay_until_it_succeeds(tmp_path):
+    answer, result, events = await run_and_show(tmp_path, "retries", {})
+    assert result == 3 and "FunctionError" not in answer
+    assert outline(events) == [
+        ("ExecutionStarted", None),
+        ("StepStarted", "flaky"), ("StepFailed", "flaky"), ("InvocationCompleted", None),
+        ("StepStarted", "flaky"), ("StepFailed", "flaky"), ("InvocationCompleted", None),
+        ("StepStarted", "flaky"), ("StepSucceeded", "flaky"), ("InvocationCompleted", None),
+        ("ExecutionSucceeded", None),
+    ]
+    failed = [event["StepFailedDetails"] for event in events if event["EventType"] == "StepFailed"]
+    assert [f["RetryDetails"] for f in failed] == [{"CurrentAttempt": 1, "NextAttemptDelaySeconds": 10},
+                                                  {"CurrentAttempt": 2, "NextAttemptDelaySeconds": 10}]
+    assert failed[0]["Error"]["Payload"] == {"ErrorType": "RuntimeError", "ErrorMessage": "attempt 1 fails"}
+    assert details(events, "StepSucceeded", "flaky")["RetryDetails"] == {"CurrentAttempt": 3}
+
+
+async def test_a_failing_execution_fails_the_invoke_and_says_why(tmp_path):
+    answer, result, events = await run_and_show(tmp_path, "failing", {})
+    assert answer["FunctionError"] == "Unhandled"
+    assert result == {"errorType": "ValueError", "errorMessage": "failing on purpose"}
+    assert outline(events) == [("ExecutionStarted", None), ("StepStarted", "before"), ("StepSucceeded", "before"),
+                               ("InvocationCompleted", None), ("ExecutionFailed", None)]
+    assert details(events, "ExecutionFailed")["Error"]["Payload"] == {"ErrorType": "ValueError",
+                                                                      "ErrorMessage": "failing on purpose"}
+
+
+async def test_parallel_and_map_run_their_branches_in_child_contexts(tmp_path):
+    answer, result, events = await run_and_show(tmp_path, "parallel_and_map", {})
+    assert result == {"squares": [1, 4, 9], "pair": ["left", "right"]}
+    operations = per_operation(events)
+    for context in ("squares", "map-item-0", "map-item-1", "map-item-2", "pair", "parallel-branch-0",
+                    "parallel-branch-1"):
+        assert operations[context] == ["ContextStarted", "ContextSucceeded"], context
+    for step in ("square-0", "square-1", "square-2", "left", "right"):
+        assert operations[step] == ["StepStarted", "StepSucceeded"], step
+    by_name = {event.get("Name"): event for event in events if event["EventType"] == "ContextStarted"}
+    assert {by_name[f"map-item-{i}"]["SubType"] for i in range(3)} == {"MapIteration"}
+    assert by_name["squares"]["SubType"] == "Map" and by_name["pair"]["SubType"] == "Parallel"
+    assert {by_name[f"map-item-{i}"]["ParentId"] for i in range(3)} == {by_name["squares"]["Id"]}
+    assert outline(events)[0] == ("ExecutionStarted", None) and outline(events)[-1] == ("ExecutionSucceeded", None)
+
+
+async def test_a_child_context_suspends_on_its_wait_and_resumes(tmp_path):
+    answer, result, events = await run_and_show(tmp_path, "child_context", {})
+    assert result == 21
+    assert outline(events) == [
+        ("ExecutionStarted", None), ("ContextStarted", "child"), ("StepStarted", "inner-step"),
+        ("StepSucceeded", "inner-step"), ("WaitStarted", "inner-wait"), ("InvocationCompleted", None),
+        ("WaitSucceeded", "inner-wait"), ("ContextSucceeded", "child"), ("InvocationCompleted", None),
+        ("ExecutionSucceeded", None)]
+    child = next(event for event in events if event["EventType"] == "ContextStarted")
+    assert {event["ParentId"] for event in events if event.get("Name", "").startswith("inner")} == {child["Id"]}
+    assert details(events, "ContextSucceeded", "child")["Result"]["Payload"] == "21"
+
+
+async def test_wait_for_condition_polls_until_its_strategy_stops(tmp_path):
+    answer, result, events = await run_and_show(tmp_path, "wait_for_condition", {})
+    assert result == 3
+    assert outline(events) == [
+        ("ExecutionStarted", None),
+        ("StepStarted", "poll"), ("StepSucceeded", "poll"), ("InvocationCompleted", None),
+        ("StepStarted", "poll"), ("StepSucceeded", "poll"), ("InvocationCompleted", None),
+        ("StepStarted", "poll"), ("StepSucceeded", "poll"), ("InvocationCompleted", None),
+        ("ExecutionSucceeded", None)]
+    polls = [event["StepSucceededDetails"] for event in events if event["EventType"] == "StepSucceeded"]
+    assert [poll["Result"]["Payload"] for poll in polls] == ["1", "2", "3"]
+    assert [poll["RetryDetails"] for poll in polls] == [{"CurrentAttempt": 1, "NextAttemptDelaySeconds": 5},
+                                                       {"CurrentAttempt": 2, "NextAttemptDelaySeconds": 5},
+                                                       {"CurrentAttempt": 3}]
+
+
+async def test_a_chained_invoke_of_a_plain_and_of_a_durable_function(tmp_path):
+    answer, result, events = await run_and_show(tmp_path, "chained", {"n": 5},
+                                                function(tmp_path, "plain", "plain", durable=False),
+                                                function(tmp_path, "steps", "steps_and_wait"))
+    assert result == {"plain": {"doubled": 10}, "durable": {"result": 12}}
+    assert per_operation(events) == {"call-plain": ["ChainedInvokeStarted", "ChainedInvokeSucceeded"],
+                                      "call-steps": ["ChainedInvokeStarted", "ChainedInvokeSucceeded"]}
+    assert details(events, "ChainedInvokeStarted", "call-plain") == {
+        "FunctionName": "plain", "Input": {"Payload": '{"n": 5}', "Truncated": False}}
+    assert details(events, "ChainedInvokeSucceeded", "call-steps")["Result"]["Payload"] == '{"result": 12}'
+    assert outline(events)[-1] == ("ExecutionSucceeded", None)
+
+
+async def until_in_history(lam, arn: str, wanted: tuple[str, str | None]) -> list[dict]:
+    """The history once it holds `wanted` (an execution's progress, as a client sees it)."""
+    while wanted not in outline(events := await history(lam, arn)):
+        await trio.sleep(0.02)
+    return events
+
+
+async def until_ended(lam, arn: str) -> dict:
+    while (found := await call(lam.get_durable_execution, DurableExecutionArn=arn))["Status"] == "RUNNING":
+        await trio.sleep(0.02)
+    return found
+
+
+async def test_a_callback_completed_by_boto3(tmp_path):
+    async with serving(function(tmp_path, "callback", "callback")) as server:
+        lam = client(server)
+        arn = (await call(lam.invoke, FunctionName="callback", InvocationType="Event",
+                          Payload=b'{"timeout": 3600}'))["DurableExecutionArn"]
+        await until_in_history(lam, arn, ("InvocationCompleted", None))  # suspended, waiting for it
+        callback_id = json.loads(await file_appears(tmp_path / "callback"))
+        await call(lam.send_durable_execution_callback_heartbeat, CallbackId=callback_id)
+        await call(lam.send_durable_execution_callback_success, CallbackId=callback_id, Result=b"approved by ops")
+        with pytest.raises(lam.exceptions.InvalidParameterValueException):  # it has completed
+            await call(lam.send_durable_execution_callback_success, CallbackId=callback_id, Result=b"again")
+        ended = await until_ended(lam, arn)
+        # The SDK hands a callback's result over as sent (its default serdes for callbacks passes it through).
+        assert json.loads(ended["Result"]) == {"approved": "approved by ops"}
+        events = await history(lam, arn)
+    assert outline(events) == [("ExecutionStarted", None), ("CallbackStarted", "approval"),
+                               ("InvocationCompleted", None), ("CallbackSucceeded", "approval"),
+                               ("InvocationCompleted", None), ("ExecutionSucceeded", None)]
+    assert details(events, "CallbackStarted", "approval") == {"CallbackId": callback_id, "Timeout": 3600,
+                                                              "HeartbeatTimeout": 0}
+    assert details(events, "CallbackSucceeded", "approval")["Result"]["Payload"] == "approved by ops"
+
+
+async def test_a_callback_that_times_out(tmp_path):
+    answer, result, events = await run_and_show(tmp_path, "callback", {"timeout": 30})
+    assert result == {"callback": "CallbackTimeoutError"}
+    assert outline(events) == [("ExecutionStarted", None), ("CallbackStarted", "approval"),
+                               ("InvocationCompleted", None), ("CallbackTimedOut", "approval"),
+                               ("InvocationCompleted", None), ("ExecutionSucceeded", None)]
+    assert details(events, "CallbackTimedOut", "approval")["Error"]["Payload"]["ErrorType"] == "CallbackTimeout"
+
+
+async def test_a_stopped_execution(tmp_path):
+    async with serving(function(tmp_path, "long", "long_wait")) as server:
+        lam = client(server)
+        started = await call(lam.invoke, FunctionName="long", InvocationType="Event", Payload=b"{}")
+        assert started["StatusCode"] == 202
+        arn = started["DurableExecutionArn"]
+        await until_in_history(lam, arn, ("InvocationCompleted", None))  # suspended in its wait
+        running = await call(lam.get_durable_execution, DurableExecutionArn=arn)
+        assert running["Status"] == "RUNNING" and "EndTimestamp" not in running
+        await call(lam.stop_durable_execution, DurableExecutionArn=arn,
+                   Error={"ErrorType": "Operator", "ErrorMessage": "no longer needed"})
+        stopped = await call(lam.get_durable_execution, DurableExecutionArn=arn)
+        assert stopped["Status"] == "STOPPED"
+        assert stopped["Error"] == {"ErrorType": "Operator", "ErrorMessage": "no longer needed"}
+        listed = await call(lam.list_durable_executions_by_function, FunctionName="long")
+        assert [(e["DurableExecutionArn"], e["Status"]) for e in listed["DurableExecutions"]] == [(arn, "STOPPED")]
+        events = await history(lam, arn)
+        with pytest.raises(lam.exceptions.InvalidParameterValueException):
+            await call(lam.stop_durable_execution, DurableExecutionArn=arn)
+    assert outline(events) == [("ExecutionStarted", None), ("WaitStarted", "long"), ("InvocationCompleted", None),
+                               ("ExecutionStopped", None)]
+    assert details(events, "ExecutionStopped")["Error"]["Payload"]["ErrorMessage"] == "no longer needed"

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from aws_durable_execution_sdk_python import DurableContext, StepContext, durable_execution
-from aws_durable_execution_sdk_python.config import CallbackConfig, Duration, StepConfig
+from aws_durable_execution_sdk_python.config import CallbackConfig, Duration, JitterStrategy, StepConfig
 from aws_durable_execution_sdk_python.exceptions import CallbackError
 from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create_retry_strategy
 from aws_durable_execution_sdk_python.waits import WaitForConditionConfig, WaitForConditionDecision
@@ -40,7 +40,7 @@ def flaky(step: StepContext):
 @durable_execution
 def retries(event, context: DurableContext):
     strategy = create_retry_strategy(RetryStrategyConfig(max_attempts=3, initial_delay=Duration.from_seconds(10),
-                                                         backoff_rate=1, jitter_strategy="NONE"))
+                                                         backoff_rate=1, jitter_strategy=JitterStrategy.NONE))
     return context.step(flaky, name="flaky", config=StepConfig(retry_strategy=strategy))
 
 
