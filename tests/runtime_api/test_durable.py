@@ -268,3 +268,62 @@ async def test_a_stopped_execution(tmp_path):
     assert outline(events) == [("ExecutionStarted", None), ("WaitStarted", "long"), ("InvocationCompleted", None),
                                ("ExecutionStopped", None)]
     assert details(events, "ExecutionStopped")["Error"]["Payload"]["ErrorMessage"] == "no longer needed"
+
+
+async def test_lambdas_errors_for_bad_tokens_unknown_executions_and_callbacks_and_bad_input(tmp_path):
+    async with serving(function(tmp_path, "callback", "callback"), function(tmp_path, "plain", "plain", durable=False)
+                       ) as server:
+        lam = client(server)
+        arn = (await call(lam.invoke, FunctionName="callback", InvocationType="Event",
+                          Payload=b'{"timeout": 3600}'))["DurableExecutionArn"]
+        await until_in_history(lam, arn, ("InvocationCompleted", None))
+        errors = lam.exceptions
+        # A checkpoint token of no running invocation (this one is suspended), or not a token at all.
+        for token in ("not-a-token", "YXJu\nMQ=="):
+            with pytest.raises(errors.InvalidParameterValueException, match="Invalid checkpoint token"):
+                await call(lam.checkpoint_durable_execution, DurableExecutionArn=arn, CheckpointToken=token, Updates=[])
+            with pytest.raises(errors.InvalidParameterValueException, match="Invalid checkpoint token"):
+                await call(lam.get_durable_execution_state, DurableExecutionArn=arn, CheckpointToken=token)
+        unknown = arn.rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000"
+        for operation in (lam.get_durable_execution, lam.get_durable_execution_history, lam.stop_durable_execution):
+            with pytest.raises(errors.ResourceNotFoundException):
+                await call(operation, DurableExecutionArn=unknown)
+        with pytest.raises(errors.ResourceNotFoundException):
+            await call(lam.send_durable_execution_callback_success, CallbackId="bm90LWEtY2FsbGJhY2s", Result=b"x")
+        with pytest.raises(errors.ResourceNotFoundException):
+            await call(lam.list_durable_executions_by_function, FunctionName="nowhere")
+        with pytest.raises(errors.InvalidParameterValueException):
+            await call(lam.list_durable_executions_by_function, FunctionName="callback", Statuses=["SLEEPING"])
+        # The execution went on serving through all of that.
+        callback_id = json.loads(await file_appears(tmp_path / "callback"))
+        await call(lam.send_durable_execution_callback_failure, CallbackId=callback_id,
+                   Error={"ErrorType": "Rejected", "ErrorMessage": "no"})
+        ended = await until_ended(lam, arn)
+        assert json.loads(ended["Result"]) == {"callback": "CallbackExternalError"}
+        with pytest.raises(errors.InvalidParameterValueException):
+            await call(lam.send_durable_execution_callback_heartbeat, CallbackId=callback_id)
+        events = await history(lam, arn)
+        assert details(events, "CallbackFailed", "approval")["Error"]["Payload"] == {"ErrorType": "Rejected",
+                                                                                    "ErrorMessage": "no"}
+
+
+async def test_malformed_requests_get_clear_errors_and_the_server_keeps_serving(tmp_path):
+    import requests
+
+    async with serving(function(tmp_path, "steps", "steps_and_wait")) as server:
+        base = f"{server.endpoint}/2025-12-01/durable-executions/x"
+        for method, url, body in [("POST", f"{base}/checkpoint", b"{not json"),
+                                  ("POST", f"{base}/checkpoint", b'{"Updates": []}'),
+                                  ("POST", f"{base}/checkpoint", b'{"CheckpointToken": "t", "Updates": [{"Id": 1}]}'),
+                                  ("GET", f"{base}/state", b""),
+                                  ("GET", f"{base}/history?MaxItems=zero", b""),
+                                  ("DELETE", f"{base}/history", b"")]:
+            answer = await call(requests.request, method, url, data=body)
+            assert answer.status_code in (400, 404, 405), (method, url, answer.text)
+            assert answer.headers["x-amzn-ErrorType"] in ("InvalidParameterValueException", "ResourceNotFoundException",
+                                                          "UnknownOperationException")
+        too_large = await call(requests.post, f"{base}/checkpoint", data=b" " * (6 * 1024 * 1024 + 1))
+        assert too_large.status_code == 413
+        lam = client(server)
+        answer = await call(lam.invoke, FunctionName="steps", Payload=b'{"x": 2}')
+        assert json.loads(answer["Payload"].read()) == {"result": 6}
