@@ -74,8 +74,9 @@ class DurableService:
             for record in await self.store.list_executions(statuses=(RUNNING,), limit=1_000_000):
                 found = await self.store.get_execution(record.arn)
                 execution = msgspec.json.decode(found.document, type=Execution)
-                execution.invocation = None  # whatever ran it is gone: its tokens with it
-                execution.runnable = True
+                if execution.invocation is not None:  # it was running: run it again, as Lambda
+                    execution.invocation = None         # retries an invocation whose host failed
+                    execution.runnable = True
                 for operation_id, chained in execution.children.items():  # at least once, as Lambda's
                     if execution.operations[operation_id].status not in TERMINAL:
                         chained.started = False

@@ -105,3 +105,10 @@ def wait_for_condition(event, context: DurableContext):
 
     return context.wait_for_condition(check, WaitForConditionConfig(wait_strategy=decide, initial_state=0),
                                       name="poll")
+
+
+@durable_execution
+def restartable(event, context: DurableContext):
+    first = context.step(lambda _: "before", name="before")
+    context.wait(Duration.from_minutes(5), name="through-the-restart")
+    return [first, context.step(lambda _: "after", name="after")]
