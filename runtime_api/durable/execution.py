@@ -118,7 +118,7 @@ class Execution(msgspec.Struct, kw_only=True):
                         execution_timeout=execution_timeout, retention_days=retention_days, scale=scale)
         execution._put(Operation(id=execution.execution_id, type=EXECUTION, status=STARTED, name=name,
                                  start_timestamp=now, execution_details=ExecutionDetails(input_payload=payload)))
-        execution._record("ExecutionStarted", now, None, {
+        execution._record("ExecutionStarted", now, execution.operations[execution.execution_id], {
             "Input": {"Payload": payload, "Truncated": False}, "ExecutionTimeout": execution_timeout})
         return execution
 
@@ -189,7 +189,7 @@ class Execution(msgspec.Struct, kw_only=True):
         op.status, op.end_timestamp = status, now
         event = {SUCCEEDED: "ExecutionSucceeded", FAILED: "ExecutionFailed", TIMED_OUT: "ExecutionTimedOut",
                  STOPPED: "ExecutionStopped"}[status]
-        self._record(event, now, None, {"Result": {"Payload": result or "", "Truncated": False}}
+        self._record(event, now, op, {"Result": {"Payload": result or "", "Truncated": False}}
                      if status == SUCCEEDED else {"Error": {"Payload": _error(error), "Truncated": False}})
         self._touch(op)
 
@@ -306,11 +306,11 @@ class Execution(msgspec.Struct, kw_only=True):
             else:
                 op.status, op.end_timestamp = (SUCCEEDED if action == SUCCEED else FAILED), now
                 details.result, details.error = update.payload, update.error
-                retry = {"RetryDetails": {"CurrentAttempt": attempt}}
-                if action == SUCCEED:
-                    self._event("StepSucceeded", op, now, {"Result": _payload(update.payload), **retry})
+                if action == SUCCEED:  # RetryDetails only where an attempt failed (as AWS's local runner writes them)
+                    self._event("StepSucceeded", op, now, {"Result": _payload(update.payload)})
                 else:
-                    self._event("StepFailed", op, now, {"Error": _event_error(update.error), **retry})
+                    self._event("StepFailed", op, now, {"Error": _event_error(update.error),
+                                                        "RetryDetails": {"CurrentAttempt": attempt}})
             op.step_details = details
         elif kind == WAIT:
             if action == START:

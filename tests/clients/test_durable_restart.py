@@ -49,7 +49,8 @@ def client(port: int):
 
 def outline(lam, arn: str) -> list[tuple[str, str | None]]:
     events = lam.get_durable_execution_history(DurableExecutionArn=arn)["Events"]
-    return [(event["EventType"], event.get("Name")) for event in events]
+    return [(event["EventType"], None if event["EventType"].startswith("Execution") else event.get("Name"))
+            for event in events]
 
 
 def wait_until(condition, what: str, limit: float = 60) -> None:
