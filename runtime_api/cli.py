@@ -560,6 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .asynchronous.events import add_events_parser  # its own module: `lambdalet events`
 
     add_events_parser(commands)
+    from .durable.cli import add_durable_parser  # `lambdalet durable`
+
+    add_durable_parser(commands)
 
     bench = commands.add_parser(
         "bench", help="cold start vs SnapStart restore vs warm, beside RIE + awslambdaric (benchmarks/coldstart.py)",
@@ -581,6 +584,10 @@ def main(argv: list[str] | None = None) -> int:
         from .asynchronous.events import events
 
         return events(args)
+    if args.command == "durable":
+        from .durable.cli import durable
+
+        return durable(args)
     if args.runtime and args.runtime[0] == "--":
         args.runtime = args.runtime[1:]
     try:
