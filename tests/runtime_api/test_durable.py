@@ -330,3 +330,23 @@ async def test_malformed_requests_get_clear_errors_and_the_server_keeps_serving(
         lam = client(server)
         answer = await call(lam.invoke, FunctionName="steps", Payload=b'{"x": 2}')
         assert json.loads(answer["Payload"].read()) == {"result": 6}
+
+
+def test_the_config_file_s_durable_settings_and_their_bounds(tmp_path):
+    from runtime_api.config import ConfigError, load_config
+
+    path = tmp_path / "lambdalet.toml"
+    path.write_text('durable_time_scale = 0.5\n[[function]]\nname = "flow"\n'
+                    'durable = { execution_timeout = 600, retention_days = 3 }\n')
+    config = load_config(path)
+    assert config.durable_time_scale == 0.5
+    assert (config.function[0].durable.execution_timeout, config.function[0].durable.retention_days) == (600, 3)
+    for settings, problem in [("execution_timeout = 0", "execution_timeout 0 s is outside Lambda's 1-31622400 s"),
+                              ("retention_days = 91", "retention_days 91 is outside Lambda's 1-90 days"),
+                              ("timeout = 5", "unknown field")]:
+        path.write_text(f'[[function]]\nname = "flow"\ndurable = {{ {settings} }}\n')
+        with pytest.raises(ConfigError, match=problem):
+            load_config(path)
+    path.write_text('durable_time_scale = 0\n[[function]]\nname = "flow"\n')
+    with pytest.raises(ConfigError, match="durable_time_scale 0: it must be more than 0"):
+        load_config(path)
