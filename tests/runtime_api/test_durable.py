@@ -348,5 +348,5 @@ def test_the_config_file_s_durable_settings_and_their_bounds(tmp_path):
         with pytest.raises(ConfigError, match=problem):
             load_config(path)
     path.write_text('durable_time_scale = 0\n[[function]]\nname = "flow"\n')
-    with pytest.raises(ConfigError, match="durable_time_scale 0: it must be more than 0"):
+    with pytest.raises(ConfigError, match="durable_time_scale 0.0: it must be more than 0"):
         load_config(path)
