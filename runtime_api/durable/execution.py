@@ -27,6 +27,10 @@ from .wire import (
 )
 
 PAGE = 1000  # operations in one page of state, the SDK's own MaxItems
+# An invocation that fails (the handler crashed, timed out or could not start) is tried again, as
+# AWS's local runner does: after a backoff, up to this many failures in a row, then the execution fails.
+INVOCATION_ATTEMPTS = 5
+INVOCATION_BACKOFF = 5.0  # seconds (time-scaled)
 # What each operation type may be asked to do (the service model's OperationAction per type, as
 # the SDK sends them).
 ALLOWED = {
@@ -107,6 +111,8 @@ class Execution(msgspec.Struct, kw_only=True):
     deadlines: dict[str, list[float]] = {}  # callback operation -> [timeout, heartbeat timeout] (0: none)
     children: dict[str, ChainedInvoke] = {}  # chained invoke operations, by id
     history: list[HistoryEvent] = []
+    failed_invocations: int = 0  # in a row
+    retry_at: float | None = None  # when a failed invocation is tried again
 
     # -- starting and invoking ------------------------------------------------------------------
 
@@ -167,6 +173,14 @@ class Execution(msgspec.Struct, kw_only=True):
             self._record("InvocationCompleted", now, None, details)
         if self.done:
             return
+        if function_error is not None:
+            self.failed_invocations += 1
+            if self.failed_invocations >= INVOCATION_ATTEMPTS:
+                self.finish(FAILED, now, error=error)
+            else:
+                self.retry_at = now + INVOCATION_BACKOFF * self.scale
+            return
+        self.failed_invocations = 0
         if error is not None:
             self.finish(FAILED, now, error=error)
         elif answer.status == SUCCEEDED:
@@ -361,7 +375,7 @@ class Execution(msgspec.Struct, kw_only=True):
         """When a timer of this execution next fires (None: none is set)."""
         if self.done:
             return None
-        times = [self.start + self.timeout]
+        times = [self.start + self.timeout, self.retry_at]
         for op in self.operations.values():
             if op.type == WAIT and op.status == STARTED and op.wait_details:
                 times.append(op.wait_details.scheduled_end_timestamp)
@@ -381,6 +395,8 @@ class Execution(msgspec.Struct, kw_only=True):
                                                           error_message="The execution timed out"))
             return True
         fired = False
+        if self.retry_at is not None and self.retry_at <= now:
+            self.retry_at, self.runnable, fired = None, True, True
         for op in list(self.operations.values()):
             if op.type == WAIT and op.status == STARTED and op.wait_details and \
                     op.wait_details.scheduled_end_timestamp <= now:

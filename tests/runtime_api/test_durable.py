@@ -350,3 +350,22 @@ def test_the_config_file_s_durable_settings_and_their_bounds(tmp_path):
     path.write_text('durable_time_scale = 0\n[[function]]\nname = "flow"\n')
     with pytest.raises(ConfigError, match="durable_time_scale 0.0: it must be more than 0"):
         load_config(path)
+
+
+async def test_a_failed_invocation_is_tried_again_and_five_in_a_row_fail_the_execution(tmp_path):
+    async with serving(function(tmp_path, "crash_once", "crash_once"),
+                       function(tmp_path, "always_crash", "always_crash")) as server:
+        lam = client(server)
+        answer = await call(lam.invoke, FunctionName="crash_once", Payload=b"{}")
+        assert json.loads(answer["Payload"].read()) == "survived"
+        events = await history(lam, answer["DurableExecutionArn"])
+        assert outline(events) == [("ExecutionStarted", None), ("InvocationCompleted", None),
+                                   ("StepStarted", "after-crash"), ("StepSucceeded", "after-crash"),
+                                   ("InvocationCompleted", None), ("ExecutionSucceeded", None)]
+        assert details(events, "InvocationCompleted")["Error"]["Payload"]["ErrorType"] == "Runtime.ExitError"
+        failed = await call(lam.invoke, FunctionName="always_crash", Payload=b"{}")
+        assert failed["FunctionError"] == "Unhandled"
+        assert json.loads(failed["Payload"].read())["errorType"] == "Runtime.ExitError"
+        events = await history(lam, failed["DurableExecutionArn"])
+        assert outline(events) == [("ExecutionStarted", None), *[("InvocationCompleted", None)] * 5,
+                                   ("ExecutionFailed", None)]

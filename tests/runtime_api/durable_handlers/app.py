@@ -112,3 +112,21 @@ def restartable(event, context: DurableContext):
     first = context.step(lambda _: "before", name="before")
     context.wait(Duration.from_minutes(5), name="through-the-restart")
     return [first, context.step(lambda _: "after", name="after")]
+
+
+@durable_execution
+def _after_a_crash(event, context: DurableContext):
+    return context.step(lambda _: "survived", name="after-crash")
+
+
+def crash_once(event, context):
+    """The first invocation's runtime dies before the SDK answers; the next one replays."""
+    marker = OUT / "crashed"
+    if not marker.exists():
+        marker.write_text("once")
+        os._exit(1)
+    return _after_a_crash(event, context)
+
+
+def always_crash(event, context):
+    os._exit(3)
