@@ -111,6 +111,8 @@ class Execution(msgspec.Struct, kw_only=True):
     deadlines: dict[str, list[float]] = {}  # callback operation -> [timeout, heartbeat timeout] (0: none)
     children: dict[str, ChainedInvoke] = {}  # chained invoke operations, by id
     history: list[HistoryEvent] = []
+    saved: int = 0  # the last change written to the store (service.py writes only what came after)
+    saved_events: int = 0  # history events written
     failed_invocations: int = 0  # in a row
     retry_at: float | None = None  # when a failed invocation is tried again
 

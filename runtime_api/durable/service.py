@@ -21,7 +21,8 @@ import trio
 from ..invoke_api import ServiceError
 from ..store import DurableRecord, Store, now
 from .execution import Execution, parse_callback_id
-from .wire import EXECUTION_STATUSES, FAILED, RUNNING, SUCCEEDED, TERMINAL, ErrorObject, OperationUpdate
+from .wire import (EXECUTION_STATUSES, FAILED, RUNNING, SUCCEEDED, TERMINAL, ErrorObject, HistoryEvent, Operation,
+                   OperationUpdate)
 
 log = logging.getLogger("lambdalet")
 
@@ -72,8 +73,7 @@ class DurableService:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             for record in await self.store.list_executions(statuses=(RUNNING,), limit=1_000_000):
-                found = await self.store.get_execution(record.arn)
-                execution = msgspec.json.decode(found.document, type=Execution)
+                execution = from_record(await self.store.get_execution(record.arn))
                 if execution.invocation is not None:  # it was running: run it again, as Lambda
                     execution.invocation = None         # retries an invocation whose host failed
                     execution.runnable = True
@@ -218,7 +218,7 @@ class DurableService:
         record = await self.store.get_execution(arn)
         if record is None:
             raise ServiceError(404, "ResourceNotFoundException", f"Durable execution not found: {arn}")
-        return msgspec.json.decode(record.document, type=Execution)
+        return from_record(record)
 
     async def list(self, function: str, *, name: str | None, statuses: tuple[str, ...],
                    limit: int) -> list[DurableRecord]:
@@ -258,9 +258,31 @@ class DurableService:
     # -- the store ------------------------------------------------------------------------------
 
     async def _save(self, execution: Execution) -> None:
-        await self.store.put_execution(DurableRecord(
-            execution.arn, execution.function, execution.name, execution.status, execution.start, execution.end,
-            msgspec.json.encode(execution)))
+        """Write what changed since the last write (the caller holds the execution's lock)."""
+        changes, events = execution.changes, len(execution.history)
+        await self.store.put_execution(to_record(execution))
+        execution.saved, execution.saved_events = changes, events
+
+
+def to_record(execution: Execution) -> DurableRecord:
+    """The execution's row, with the operations it changed and the events it added since it was
+    last written."""
+    header = msgspec.structs.replace(execution, operations={}, history=[])
+    return DurableRecord(
+        execution.arn, execution.function, execution.name, execution.status, execution.start, execution.end,
+        msgspec.json.encode(header),
+        [(op.id, position, msgspec.json.encode(op)) for position, op in enumerate(execution.operations.values())
+         if execution.touched.get(op.id, 0) > execution.saved],
+        [(event.event_id, msgspec.json.encode(event)) for event in execution.history[execution.saved_events:]])
+
+
+def from_record(record: DurableRecord) -> Execution:
+    execution = msgspec.json.decode(record.document, type=Execution)
+    operations = [msgspec.json.decode(document, type=Operation) for _, _, document in record.operations]
+    execution.operations = {op.id: op for op in operations}
+    execution.history = [msgspec.json.decode(document, type=HistoryEvent) for _, document in record.events]
+    execution.saved, execution.saved_events = execution.changes, len(execution.history)
+    return execution
 
 
 def result_of(execution: Execution) -> tuple[str, str | None, ErrorObject | None]:

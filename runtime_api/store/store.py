@@ -13,9 +13,11 @@ What it holds today:
   of the same table, claimed and leased the same way.
 * **event invoke configs**: each function's `EventInvokeConfig` by qualifier, as the Lambda API
   sets it, so that every host sharing the store applies the same.
-* **durable executions**: each execution of a durable function as one document (its operations,
-  history and timers, runtime_api/durable/execution.py), written after every change and before
-  the change is answered, with its function, name, status and times beside it for listing.
+* **durable executions**: each execution of a durable function (runtime_api/durable/execution.py)
+  as a row (its state less its operations and history, with its function, name, status and times
+  for listing), a row per operation and a row per history event. A change writes the execution's
+  row, the operations it changed and the events it added, in one transaction, before it is
+  answered: a checkpoint costs what it changed, not the size of the execution.
 
 An event's life: `queued` (waiting until `due`), `running` (claimed by `worker` until `lease`, its
 attempt counted when claimed), then back to `queued` (a retry, or a throttle that gives its attempt
@@ -50,6 +52,8 @@ import trio
 EVENTS = "lambdalet_events"
 CONFIGS = "lambdalet_event_invoke_configs"
 DURABLE = "lambdalet_durable_executions"
+DURABLE_OPERATIONS = "lambdalet_durable_operations"
+DURABLE_EVENTS = "lambdalet_durable_events"
 META = "lambdalet_meta"
 SCHEMA_VERSION = "1"
 NOTIFY_CHANNEL = "lambdalet_events"  # PostgreSQL: what is said when events become due
@@ -141,7 +145,9 @@ class Event(msgspec.Struct, frozen=True):
 
 
 class DurableRecord(msgspec.Struct, frozen=True):
-    """A durable execution as the store holds it: a document, and what lists and finds it."""
+    """A durable execution as the store holds it: a document, and what lists and finds it; with
+    its operations (id, position, document) and history events (number, document): those changed
+    (to write), or all of them, in order (read)."""
 
     arn: str
     function: str
@@ -150,6 +156,8 @@ class DurableRecord(msgspec.Struct, frozen=True):
     started: float
     ended: float | None
     document: bytes = b""
+    operations: list[tuple[str, int, bytes]] = []
+    events: list[tuple[int, bytes]] = []
 
 
 _COLUMNS = "id, kind, function, target, payload, request, state, attempts, enqueued, due, lease, worker, finished, result"
@@ -370,6 +378,11 @@ class _Statements:
             arn TEXT PRIMARY KEY, function TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
             started {d.real} NOT NULL, ended {d.real}, document {d.blob} NOT NULL)""")
         db.execute(f"CREATE INDEX IF NOT EXISTS {DURABLE}_function ON {DURABLE} (function, started)")
+        db.execute(f"""CREATE TABLE IF NOT EXISTS {DURABLE_OPERATIONS} (
+            arn TEXT NOT NULL, id TEXT NOT NULL, position INTEGER NOT NULL, document {d.blob} NOT NULL,
+            PRIMARY KEY (arn, id))""")
+        db.execute(f"""CREATE TABLE IF NOT EXISTS {DURABLE_EVENTS} (
+            arn TEXT NOT NULL, number INTEGER NOT NULL, document {d.blob} NOT NULL, PRIMARY KEY (arn, number))""")
         row = db.execute(self.q(f"SELECT value FROM {META} WHERE key = ?"), ("schema",)).fetchone()
         if row is None:
             db.execute(self.q(f"INSERT INTO {META} (key, value) VALUES (?, ?)"), ("schema", SCHEMA_VERSION))
@@ -497,16 +510,32 @@ class _Statements:
 
 
     def put_execution(self, db, record: DurableRecord) -> None:
-        db.execute(self.q(f"DELETE FROM {DURABLE} WHERE arn = ?"), (record.arn,))
-        db.execute(self.q(f"INSERT INTO {DURABLE} (arn, function, name, status, started, ended, document) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?)"),
-                   (record.arn, record.function, record.name, record.status, record.started, record.ended,
-                    record.document))
+        db.execute(self.q(
+            f"INSERT INTO {DURABLE} (arn, function, name, status, started, ended, document) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (arn) DO UPDATE SET status = excluded.status, ended = excluded.ended, "
+            "document = excluded.document"),
+            (record.arn, record.function, record.name, record.status, record.started, record.ended, record.document))
+        if record.operations:
+            db.executemany(self.q(
+                f"INSERT INTO {DURABLE_OPERATIONS} (arn, id, position, document) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (arn, id) DO UPDATE SET document = excluded.document"),
+                [(record.arn, id, position, document) for id, position, document in record.operations])
+        if record.events:
+            db.executemany(self.q(f"INSERT INTO {DURABLE_EVENTS} (arn, number, document) VALUES (?, ?, ?)"),
+                           [(record.arn, number, document) for number, document in record.events])
 
     def get_execution(self, db, arn: str) -> DurableRecord | None:
         row = db.execute(self.q(f"SELECT arn, function, name, status, started, ended, document FROM {DURABLE} "
                                 "WHERE arn = ?"), (arn,)).fetchone()
-        return DurableRecord(*row[:6], bytes(row[6])) if row else None
+        if row is None:
+            return None
+        operations = db.execute(self.q(f"SELECT id, position, document FROM {DURABLE_OPERATIONS} WHERE arn = ? "
+                                       "ORDER BY position"), (arn,)).fetchall()
+        events = db.execute(self.q(f"SELECT number, document FROM {DURABLE_EVENTS} WHERE arn = ? ORDER BY number"),
+                            (arn,)).fetchall()
+        return DurableRecord(*row[:6], bytes(row[6]), [(id, position, bytes(document)) for id, position, document
+                                                        in operations],
+                             [(number, bytes(document)) for number, document in events])
 
     def list_executions(self, db, function: str | None, name: str | None, statuses: tuple[str, ...],
                         limit: int) -> list[DurableRecord]:

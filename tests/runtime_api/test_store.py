@@ -38,6 +38,8 @@ async def store(request, tmp_path, nursery):
         with psycopg.connect(url, autocommit=True) as connection:  # the cluster is shared by this module's tests
             connection.execute("DELETE FROM lambdalet_events")
             connection.execute("DELETE FROM lambdalet_event_invoke_configs")
+            for table in ("lambdalet_durable_executions", "lambdalet_durable_operations", "lambdalet_durable_events"):
+                connection.execute(f"DELETE FROM {table}")
     await nursery.start(opened.write_enqueued)
     yield opened
     await opened.aclose()
@@ -118,6 +120,27 @@ async def test_event_invoke_configs_are_kept_by_function_and_qualifier(store):
     assert await store.delete_config("worker", "live")
     assert not await store.delete_config("worker", "live")
     assert await store.get_config("other", "$LATEST") is None
+
+
+async def test_durable_executions_are_written_by_what_changed_and_read_whole(store):
+    from runtime_api.store import DurableRecord
+
+    first = DurableRecord("arn:1", "flow", "one", "RUNNING", 10.0, None, b'{"h": 1}',
+                          [("execution", 0, b"op0"), ("s1", 1, b"op1")], [(1, b"e1"), (2, b"e2")])
+    await store.put_execution(first)
+    await store.put_execution(DurableRecord("arn:2", "flow", "two", "RUNNING", 11.0, None, b"{}"))
+    # A later write: the row, one operation changed, one added, one event added.
+    await store.put_execution(DurableRecord("arn:1", "flow", "one", "SUCCEEDED", 10.0, 12.0, b'{"h": 2}',
+                                            [("s1", 1, b"op1'"), ("s2", 2, b"op2")], [(3, b"e3")]))
+    found = await store.get_execution("arn:1")
+    assert (found.status, found.ended, found.document) == ("SUCCEEDED", 12.0, b'{"h": 2}')
+    assert found.operations == [("execution", 0, b"op0"), ("s1", 1, b"op1'"), ("s2", 2, b"op2")]
+    assert found.events == [(1, b"e1"), (2, b"e2"), (3, b"e3")]
+    assert await store.get_execution("arn:3") is None
+    listed = await store.list_executions(function="flow")
+    assert [(r.arn, r.status, r.document) for r in listed] == [("arn:1", "SUCCEEDED", b""), ("arn:2", "RUNNING", b"")]
+    assert [r.arn for r in await store.list_executions(function="flow", statuses=("RUNNING",))] == ["arn:2"]
+    assert [r.arn for r in await store.list_executions(function="flow", name="one")] == ["arn:1"]
 
 
 async def test_a_second_server_on_a_state_directory_is_refused_naming_the_first(tmp_path):
