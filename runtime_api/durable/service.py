@@ -267,7 +267,7 @@ class DurableService:
 def to_record(execution: Execution) -> DurableRecord:
     """The execution's row, with the operations it changed and the events it added since it was
     last written."""
-    header = msgspec.structs.replace(execution, operations={}, history=[])
+    header = msgspec.structs.replace(execution, operations={}, history=[], touched={})
     return DurableRecord(
         execution.arn, execution.function, execution.name, execution.status, execution.start, execution.end,
         msgspec.json.encode(header),
@@ -280,6 +280,7 @@ def from_record(record: DurableRecord) -> Execution:
     execution = msgspec.json.decode(record.document, type=Execution)
     operations = [msgspec.json.decode(document, type=Operation) for _, _, document in record.operations]
     execution.operations = {op.id: op for op in operations}
+    execution.touched = {op.id: 0 for op in operations}  # every change is written: none is newer than `saved`
     execution.history = [msgspec.json.decode(document, type=HistoryEvent) for _, document in record.events]
     execution.saved, execution.saved_events = execution.changes, len(execution.history)
     return execution
