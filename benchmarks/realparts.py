@@ -94,6 +94,29 @@ def otel_extension_layer() -> Path:
     return target
 
 
+DURABLE_JS = "@aws/durable-execution-sdk-js"
+DURABLE_JS_VERSION = "2.4.0"
+
+
+def durable_js_sdk() -> Path:
+    """A directory holding node_modules/@aws/durable-execution-sdk-js (AWS's durable execution SDK
+    for JavaScript, with the AWS SDK's Lambda client it calls), installed once from npm and cached."""
+    target = cache_dir() / f"durable-execution-sdk-js-{DURABLE_JS_VERSION}"
+    if target.exists():
+        return target
+    with locked("durable-js"):
+        if target.exists():
+            return target
+        partial = target.with_suffix(".part")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        # Its package asks for Node.js 22; the machine's may be older, and the SDK runs on it.
+        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--engine-strict=false",
+                        f"{DURABLE_JS}@{DURABLE_JS_VERSION}"], cwd=partial, check=True, stdout=subprocess.DEVNULL)
+        partial.rename(target)
+    return target
+
+
 def node_ric() -> Path:
     """Directory holding node_modules/aws-lambda-ric (built once, then reused)."""
     return node_runtime_client()

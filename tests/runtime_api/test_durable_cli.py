@@ -10,7 +10,7 @@ import sys
 
 import trio
 
-from test_durable import call, client, file_appears, function, serving, until_ended, until_in_history
+from durable_helpers import call, client, file_appears, function, serving, until_ended, until_in_history
 
 from helpers import REPO
 

@@ -24,7 +24,7 @@ import sys
 import pytest
 import trio
 
-from test_durable import HANDLERS, function, run_and_show
+from durable_helpers import HANDLERS, function, run_and_show
 
 pytest.importorskip("aws_durable_execution_sdk_python_testing", reason="AWS's local runner is in the test extra")
 
