@@ -114,6 +114,9 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink, service_env: dic
                     "environment, and no timeout ends an invocation while debugging", config.name, config.debug_port)
     # Decided once per function at start-up; what the host cannot give is said there, once.
     level, private = host.isolation(config.isolation, function=config.name)
+    if config.durable is not None and level is Isolation.STRICT:
+        log.warning("function %s: durable, at isolation strict: its own network namespace cannot reach lambdalet's "
+                    "Lambda API, so its SDK's checkpoints fail (isolation standard or none can)", config.name)
     config.check_layers()
     layers = tuple(str(Path(layer).resolve()) for layer in config.layers)
     if layers and not private:
