@@ -280,3 +280,37 @@ async def test_a_failed_invocation_is_tried_again_and_five_in_a_row_fail_the_exe
         events = await history(lam, failed["DurableExecutionArn"])
         assert outline(events) == [("ExecutionStarted", None), *[("InvocationCompleted", None)] * 5,
                                    ("ExecutionFailed", None)]
+
+
+async def test_a_durable_execution_name_makes_the_invoke_idempotent(tmp_path):
+    async with serving(function(tmp_path, "long", "long_wait")) as server:
+        lam = client(server)
+        first = await call(lam.invoke, FunctionName="long", InvocationType="Event", Payload=b'{"n": 1}',
+                           DurableExecutionName="order-42")
+        again = await call(lam.invoke, FunctionName="long", InvocationType="Event", Payload=b'{"n": 1}',
+                           DurableExecutionName="order-42")
+        assert first["DurableExecutionArn"] == again["DurableExecutionArn"]
+        assert "/durable-execution/order-42/" in first["DurableExecutionArn"]
+        with pytest.raises(lam.exceptions.DurableExecutionAlreadyStartedException):
+            await call(lam.invoke, FunctionName="long", InvocationType="Event", Payload=b'{"n": 2}',
+                       DurableExecutionName="order-42")
+        with pytest.raises(lam.exceptions.InvalidParameterValueException):
+            await call(lam.invoke, FunctionName="long", InvocationType="Event", Payload=b"{}",
+                       DurableExecutionName="no spaces")
+        listed = await call(lam.list_durable_executions_by_function, FunctionName="long",
+                            DurableExecutionName="order-42")
+        assert [e["DurableExecutionName"] for e in listed["DurableExecutions"]] == ["order-42"]
+
+
+async def test_the_execution_timeout_ends_a_waiting_execution(tmp_path):
+    async with serving(function(tmp_path, "long", "long_wait", execution_timeout=60)) as server:
+        lam = client(server)
+        answer = await call(lam.invoke, FunctionName="long", Payload=b"{}")  # 60 s on the time scale: 0.6 s
+        assert answer["FunctionError"] == "Unhandled"
+        assert json.loads(answer["Payload"].read())["errorType"] == "ExecutionTimedOut"
+        arn = answer["DurableExecutionArn"]
+        got = await call(lam.get_durable_execution, DurableExecutionArn=arn)
+        assert got["Status"] == "TIMED_OUT" and got["DurableConfig"]["ExecutionTimeout"] == 60
+        events = await history(lam, arn)
+    assert outline(events) == [("ExecutionStarted", None), ("WaitStarted", "long"), ("InvocationCompleted", None),
+                               ("ExecutionTimedOut", None)]
