@@ -644,7 +644,8 @@ class Server:
         """Durable executions, in the store the event queue uses; those a stopped server left
         running start again."""
         assert self.events is not None
-        self.durable = DurableService(self.events.store, scale=self.config.durable_time_scale)
+        self.durable = DurableService(self.events.store, scale=self.config.durable_time_scale,
+                                      lease_seconds=self.config.queue_lease)
         self.durable.find, self.durable.invoke, self.durable.chain = (
             self._durable_function, self._durable_invocation, self._chained_invoke)
         resumed = await nursery.start(self.durable.run)

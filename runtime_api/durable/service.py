@@ -19,7 +19,7 @@ import msgspec
 import trio
 
 from ..invoke_api import ServiceError
-from ..store import DurableRecord, Store, now
+from ..store import DurableRecord, Store, StoreError, now
 from .execution import Execution, parse_callback_id
 from .wire import (EXECUTION_STATUSES, FAILED, RUNNING, SUCCEEDED, TERMINAL, ErrorObject, HistoryEvent, Operation,
                    OperationUpdate)
@@ -56,9 +56,14 @@ Chain = Callable[[str, bytes, "str | None"], Awaitable[tuple[str, "str | None", 
 
 
 class DurableService:
-    def __init__(self, store: Store, *, scale: float = 1.0) -> None:
+    def __init__(self, store: Store, *, scale: float = 1.0, lease_seconds: float = 10.0) -> None:
         self.store = store
         self.scale = scale
+        # The executions this host runs are its own in the store until its lease runs out; it
+        # renews them. With a shared store (PostgreSQL) another host takes over those of a host that
+        # stopped renewing; an embedded one has no other host, so all that are running are this one's.
+        self.worker = str(uuid.uuid4())
+        self.lease_seconds = lease_seconds
         self.find: Find = lambda name: None
         self.invoke: Invoke | None = None
         self.chain: Chain | None = None
@@ -72,17 +77,38 @@ class DurableService:
         """Serve until cancelled, first starting again what a stopped server left running."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            for record in await self.store.list_executions(statuses=(RUNNING,), limit=1_000_000):
-                execution = from_record(await self.store.get_execution(record.arn))
-                if execution.invocation is not None:  # it was running: run it again, as Lambda
-                    execution.invocation = None         # retries an invocation whose host failed
-                    execution.runnable = True
-                for operation_id, chained in execution.children.items():  # at least once, as Lambda's
-                    if execution.operations[operation_id].status not in TERMINAL:
-                        chained.started = False
-                self._adopt(execution)
-            task_status.started(len(self._running))
-            await trio.sleep_forever()
+            resumed = await self._take_over(float("inf") if not self.store.shared else now())
+            task_status.started(resumed)
+            if not self.store.shared:
+                await trio.sleep_forever()
+            while True:
+                await trio.sleep(self.lease_seconds / 3)
+                try:
+                    await self.store.renew_executions(self.worker, now() + self.lease_seconds)
+                    taken = await self._take_over(now())
+                except StoreError as exc:
+                    log.warning("lambdalet: durable executions: cannot renew or take over leases: %s", exc)
+                    continue
+                if taken:
+                    log.warning("lambdalet: %d durable execution(s) of a server that stopped go on here", taken)
+
+    async def _take_over(self, expired_before: float) -> int:
+        """Run the executions no host holds any more (an invocation that was running when its host
+        stopped runs again, as Lambda retries an invocation whose host failed)."""
+        count = 0
+        for arn in await self.store.claim_executions(self.worker, now() + self.lease_seconds, expired_before):
+            if arn in self._running:
+                continue
+            execution = from_record(await self.store.get_execution(arn))
+            if execution.invocation is not None:
+                execution.invocation = None
+                execution.runnable = True
+            for operation_id, chained in execution.children.items():  # at least once, as Lambda's
+                if execution.operations[operation_id].status not in TERMINAL:
+                    chained.started = False
+            self._adopt(execution)
+            count += 1
+        return count
 
     # -- starting -------------------------------------------------------------------------------
 
@@ -260,17 +286,17 @@ class DurableService:
     async def _save(self, execution: Execution) -> None:
         """Write what changed since the last write (the caller holds the execution's lock)."""
         changes, events = execution.changes, len(execution.history)
-        await self.store.put_execution(to_record(execution))
+        await self.store.put_execution(to_record(execution, self.worker, now() + self.lease_seconds))
         execution.saved, execution.saved_events = changes, events
 
 
-def to_record(execution: Execution) -> DurableRecord:
-    """The execution's row, with the operations it changed and the events it added since it was
-    last written."""
+def to_record(execution: Execution, worker: str, lease: float) -> DurableRecord:
+    """The execution's row (held by `worker` until `lease` when it is new), with the operations it
+    changed and the events it added since it was last written."""
     header = msgspec.structs.replace(execution, operations={}, history=[], touched={})
     return DurableRecord(
         execution.arn, execution.function, execution.name, execution.status, execution.start, execution.end,
-        msgspec.json.encode(header),
+        msgspec.json.encode(header), worker, lease,
         [(op.id, position, msgspec.json.encode(op)) for position, op in enumerate(execution.operations.values())
          if execution.touched.get(op.id, 0) > execution.saved],
         [(event.event_id, msgspec.json.encode(event)) for event in execution.history[execution.saved_events:]])

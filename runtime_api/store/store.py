@@ -100,6 +100,14 @@ class Engine(Protocol):
     async def get_execution(self, arn: str) -> DurableRecord | None:
         return await self.engine.transact(self._sql.get_execution, arn)
 
+    async def claim_executions(self, worker: str, lease: float, now: float) -> list[str]:
+        """The running executions no host holds (a new one held by its starter, or one whose host's
+        lease ran out before `now`), now held by `worker` until `lease`: their ARNs."""
+        return await self.engine.transact(self._sql.claim_executions, worker, lease, now)
+
+    async def renew_executions(self, worker: str, lease: float) -> None:
+        await self.engine.transact(self._sql.renew_executions, worker, lease)
+
     async def list_executions(self, *, function: str | None = None, name: str | None = None,
                               statuses: Iterable[str] = (), limit: int = 1000) -> list[DurableRecord]:
         """Oldest first; `document` left empty (GetDurableExecution reads one whole)."""
@@ -156,6 +164,8 @@ class DurableRecord(msgspec.Struct, frozen=True):
     started: float
     ended: float | None
     document: bytes = b""
+    worker: str | None = None  # the host that runs it (a new execution's starter), until `lease`
+    lease: float | None = None
     operations: list[tuple[str, int, bytes]] = []
     events: list[tuple[int, bytes]] = []
 
@@ -326,6 +336,14 @@ class Store:
     async def get_execution(self, arn: str) -> DurableRecord | None:
         return await self.engine.transact(self._sql.get_execution, arn)
 
+    async def claim_executions(self, worker: str, lease: float, now: float) -> list[str]:
+        """The running executions no host holds (a new one held by its starter, or one whose host's
+        lease ran out before `now`), now held by `worker` until `lease`: their ARNs."""
+        return await self.engine.transact(self._sql.claim_executions, worker, lease, now)
+
+    async def renew_executions(self, worker: str, lease: float) -> None:
+        await self.engine.transact(self._sql.renew_executions, worker, lease)
+
     async def list_executions(self, *, function: str | None = None, name: str | None = None,
                               statuses: Iterable[str] = (), limit: int = 1000) -> list[DurableRecord]:
         """Oldest first; `document` left empty (GetDurableExecution reads one whole)."""
@@ -376,8 +394,9 @@ class _Statements:
             PRIMARY KEY (function, qualifier))""")
         db.execute(f"""CREATE TABLE IF NOT EXISTS {DURABLE} (
             arn TEXT PRIMARY KEY, function TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
-            started {d.real} NOT NULL, ended {d.real}, document {d.blob} NOT NULL)""")
+            started {d.real} NOT NULL, ended {d.real}, document {d.blob} NOT NULL, worker TEXT, lease {d.real})""")
         db.execute(f"CREATE INDEX IF NOT EXISTS {DURABLE}_function ON {DURABLE} (function, started)")
+        db.execute(f"CREATE INDEX IF NOT EXISTS {DURABLE}_status ON {DURABLE} (status, lease)")
         db.execute(f"""CREATE TABLE IF NOT EXISTS {DURABLE_OPERATIONS} (
             arn TEXT NOT NULL, id TEXT NOT NULL, position INTEGER NOT NULL, document {d.blob} NOT NULL,
             PRIMARY KEY (arn, id))""")
@@ -511,10 +530,11 @@ class _Statements:
 
     def put_execution(self, db, record: DurableRecord) -> None:
         db.execute(self.q(
-            f"INSERT INTO {DURABLE} (arn, function, name, status, started, ended, document) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (arn) DO UPDATE SET status = excluded.status, ended = excluded.ended, "
-            "document = excluded.document"),
-            (record.arn, record.function, record.name, record.status, record.started, record.ended, record.document))
+            f"INSERT INTO {DURABLE} (arn, function, name, status, started, ended, document, worker, lease) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (arn) DO UPDATE SET status = excluded.status, "
+            "ended = excluded.ended, document = excluded.document"),
+            (record.arn, record.function, record.name, record.status, record.started, record.ended, record.document,
+             record.worker, record.lease))
         if record.operations:
             db.executemany(self.q(
                 f"INSERT INTO {DURABLE_OPERATIONS} (arn, id, position, document) VALUES (?, ?, ?, ?) "
@@ -533,9 +553,19 @@ class _Statements:
                                        "ORDER BY position"), (arn,)).fetchall()
         events = db.execute(self.q(f"SELECT number, document FROM {DURABLE_EVENTS} WHERE arn = ? ORDER BY number"),
                             (arn,)).fetchall()
-        return DurableRecord(*row[:6], bytes(row[6]), [(id, position, bytes(document)) for id, position, document
-                                                        in operations],
-                             [(number, bytes(document)) for number, document in events])
+        return DurableRecord(*row[:6], bytes(row[6]),
+                             operations=[(id, position, bytes(document)) for id, position, document in operations],
+                             events=[(number, bytes(document)) for number, document in events])
+
+    def claim_executions(self, db, worker: str, lease: float, now: float) -> list[str]:
+        rows = db.execute(self.q(
+            f"UPDATE {DURABLE} SET worker = ?, lease = ? WHERE arn IN (SELECT arn FROM {DURABLE} "
+            f"WHERE status = 'RUNNING' AND (lease IS NULL OR lease < ?){self.dialect.skip_locked}) RETURNING arn"),
+            (worker, lease, now)).fetchall()
+        return [row[0] for row in rows]
+
+    def renew_executions(self, db, worker: str, lease: float) -> None:
+        db.execute(self.q(f"UPDATE {DURABLE} SET lease = ? WHERE worker = ? AND status = 'RUNNING'"), (lease, worker))
 
     def list_executions(self, db, function: str | None, name: str | None, statuses: tuple[str, ...],
                         limit: int) -> list[DurableRecord]:

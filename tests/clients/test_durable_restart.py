@@ -17,13 +17,14 @@ import botocore.config
 import pytest
 
 from benchmarks.common import Server, free_port, kill_tree
+from benchmarks.postgres import PostgresMissing, running_postgres
 
 pytest.importorskip("aws_durable_execution_sdk_python", reason="the durable execution SDK is in the test extra")
 
 HANDLERS = Path(__file__).resolve().parent.parent / "runtime_api" / "durable_handlers"
 
 
-def serve(tmp_path: Path, name: str, port: int) -> Server:
+def serve(tmp_path: Path, name: str, port: int, *where: str) -> Server:
     config = tmp_path / "lambdalet.toml"
     config.write_text(f"""
 [[function]]
@@ -37,7 +38,7 @@ env = {{ OUT = {json.dumps(str(tmp_path))} }}
 durable = {{ execution_timeout = 3600, retention_days = 1 }}
 """)
     argv = [sys.executable, "-m", "runtime_api.cli", "serve", "--config", str(config), "--port", str(port),
-            "--state-dir", str(tmp_path / "state"), "--durable-time-scale", "0.01"]
+            *(where or ("--state-dir", str(tmp_path / "state"))), "--durable-time-scale", "0.01"]
     return Server(name, argv, tmp_path, port, log_dir=tmp_path)
 
 
@@ -61,9 +62,14 @@ def wait_until(condition, what: str, limit: float = 60) -> None:
         time.sleep(0.02)
 
 
-def test_an_execution_waiting_when_the_server_is_killed_completes_after_a_restart(tmp_path):
-    port = free_port()
-    first = serve(tmp_path, "first", port).start()
+WHOLE = [("ExecutionStarted", None), ("StepStarted", "before"), ("StepSucceeded", "before"),
+         ("WaitStarted", "through-the-restart"), ("InvocationCompleted", None),
+         ("WaitSucceeded", "through-the-restart"), ("StepStarted", "after"), ("StepSucceeded", "after"),
+         ("InvocationCompleted", None), ("ExecutionSucceeded", None)]
+
+
+def start_then_kill(first: Server, port: int) -> str:
+    """An execution started on `first`, which is killed with SIGKILL once it waits: its ARN."""
     try:
         lam = client(port)
         arn = lam.invoke(FunctionName="restartable", InvocationType="Event", Payload=b"{}")["DurableExecutionArn"]
@@ -74,14 +80,36 @@ def test_an_execution_waiting_when_the_server_is_killed_completes_after_a_restar
         kill_tree(list(first.known.values()))
     finally:
         first.stop()
+    return arn
+
+
+def completes(lam, arn: str) -> None:
+    wait_until(lambda: lam.get_durable_execution(DurableExecutionArn=arn)["Status"] != "RUNNING", "the execution to end")
+    ended = lam.get_durable_execution(DurableExecutionArn=arn)
+    assert ended["Status"] == "SUCCEEDED" and json.loads(ended["Result"]) == ["before", "after"]
+    assert outline(lam, arn) == WHOLE
+
+
+def test_an_execution_waiting_when_the_server_is_killed_completes_after_a_restart(tmp_path):
+    port = free_port()
+    arn = start_then_kill(serve(tmp_path, "first", port).start(), port)
     with serve(tmp_path, "second", port) as second:
-        wait_until(lambda: lam.get_durable_execution(DurableExecutionArn=arn)["Status"] != "RUNNING",
-                   "the execution to end")
-        ended = lam.get_durable_execution(DurableExecutionArn=arn)
-        assert ended["Status"] == "SUCCEEDED" and json.loads(ended["Result"]) == ["before", "after"]
-        assert outline(lam, arn) == [
-            ("ExecutionStarted", None), ("StepStarted", "before"), ("StepSucceeded", "before"),
-            ("WaitStarted", "through-the-restart"), ("InvocationCompleted", None),
-            ("WaitSucceeded", "through-the-restart"), ("StepStarted", "after"), ("StepSucceeded", "after"),
-            ("InvocationCompleted", None), ("ExecutionSucceeded", None)]
+        completes(client(port), arn)
         assert "1 durable execution(s) left running by a server that stopped: they go on" in second.stderr_tail(10_000)
+
+
+def test_with_a_shared_postgresql_queue_another_server_takes_the_execution_over(tmp_path):
+    try:
+        postgres = running_postgres()
+        url = postgres.__enter__()
+    except PostgresMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        where = ("--queue", url, "--queue-lease", "2")
+        port, other_port = free_port(), free_port()
+        with serve(tmp_path, "other", other_port, *where) as other:
+            arn = start_then_kill(serve(tmp_path, "first", port, *where).start(), port)
+            completes(client(other_port), arn)  # once the killed server's lease has run out
+            assert "1 durable execution(s) of a server that stopped go on here" in other.stderr_tail(10_000)
+    finally:
+        postgres.__exit__(None, None, None)

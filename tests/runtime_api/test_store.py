@@ -126,12 +126,12 @@ async def test_durable_executions_are_written_by_what_changed_and_read_whole(sto
     from runtime_api.store import DurableRecord
 
     first = DurableRecord("arn:1", "flow", "one", "RUNNING", 10.0, None, b'{"h": 1}',
-                          [("execution", 0, b"op0"), ("s1", 1, b"op1")], [(1, b"e1"), (2, b"e2")])
+                          operations=[("execution", 0, b"op0"), ("s1", 1, b"op1")], events=[(1, b"e1"), (2, b"e2")])
     await store.put_execution(first)
     await store.put_execution(DurableRecord("arn:2", "flow", "two", "RUNNING", 11.0, None, b"{}"))
     # A later write: the row, one operation changed, one added, one event added.
     await store.put_execution(DurableRecord("arn:1", "flow", "one", "SUCCEEDED", 10.0, 12.0, b'{"h": 2}',
-                                            [("s1", 1, b"op1'"), ("s2", 2, b"op2")], [(3, b"e3")]))
+                                            operations=[("s1", 1, b"op1'"), ("s2", 2, b"op2")], events=[(3, b"e3")]))
     found = await store.get_execution("arn:1")
     assert (found.status, found.ended, found.document) == ("SUCCEEDED", 12.0, b'{"h": 2}')
     assert found.operations == [("execution", 0, b"op0"), ("s1", 1, b"op1'"), ("s2", 2, b"op2")]
@@ -141,6 +141,20 @@ async def test_durable_executions_are_written_by_what_changed_and_read_whole(sto
     assert [(r.arn, r.status, r.document) for r in listed] == [("arn:1", "SUCCEEDED", b""), ("arn:2", "RUNNING", b"")]
     assert [r.arn for r in await store.list_executions(function="flow", statuses=("RUNNING",))] == ["arn:2"]
     assert [r.arn for r in await store.list_executions(function="flow", name="one")] == ["arn:1"]
+
+
+async def test_running_durable_executions_are_held_by_one_host_until_its_lease_runs_out(store):
+    from runtime_api.store import DurableRecord
+
+    await store.put_execution(DurableRecord("arn:a", "flow", "a", "RUNNING", 1.0, None, b"{}", worker="host-1",
+                                            lease=100.0))
+    await store.put_execution(DurableRecord("arn:b", "flow", "b", "RUNNING", 1.0, None, b"{}"))
+    await store.put_execution(DurableRecord("arn:c", "flow", "c", "SUCCEEDED", 1.0, 2.0, b"{}"))
+    assert await store.claim_executions("host-2", lease=150.0, now=50.0) == ["arn:b"]  # a: host-1's lease holds
+    await store.renew_executions("host-1", lease=200.0)
+    assert await store.claim_executions("host-2", lease=250.0, now=150.0) == []
+    await store.renew_executions("host-2", lease=400.0)
+    assert await store.claim_executions("host-2", lease=300.0, now=210.0) == ["arn:a"]  # host-1 stopped renewing
 
 
 async def test_a_second_server_on_a_state_directory_is_refused_naming_the_first(tmp_path):
