@@ -256,7 +256,8 @@ class DurableService:
     async def stop(self, arn: str, error: ErrorObject | None) -> float:
         execution = self._running.get(arn)
         if execution is None:
-            await self.execution(arn)  # ResourceNotFoundException when there is none
+            if not (await self.execution(arn)).done:  # ResourceNotFoundException when there is none
+                raise elsewhere_error(arn)
             raise ServiceError(400, "InvalidParameterValueException", f"Durable execution {arn} is not running")
         async with self._locks[arn]:
             stopped = now()
@@ -270,10 +271,13 @@ class DurableService:
         arn, operation_id = parse_callback_id(callback_id)
         execution = self._running.get(arn)
         if execution is None:
-            finished = await self.execution(arn) if await self.store.get_execution(arn) else None
-            if finished is None or operation_id not in finished.operations:
+            stored = await self.store.get_execution(arn)
+            elsewhere = from_record(stored) if stored is not None else None
+            if elsewhere is None or operation_id not in elsewhere.operations:
                 raise ServiceError(404, "ResourceNotFoundException", f"Callback {callback_id} not found")
-            finished.callback(operation_id, now(), result=result, error=error, heartbeat=heartbeat)  # says why
+            if not elsewhere.done:
+                raise elsewhere_error(arn)
+            elsewhere.callback(operation_id, now(), result=result, error=error, heartbeat=heartbeat)  # says why
             raise ServiceError(400, "InvalidParameterValueException", "The callback has already completed")
         async with self._locks[arn]:
             execution.callback(operation_id, now(), result=result, error=error, heartbeat=heartbeat)
@@ -288,6 +292,13 @@ class DurableService:
         changes, events = execution.changes, len(execution.history)
         await self.store.put_execution(to_record(execution, self.worker, now() + self.lease_seconds))
         execution.saved, execution.saved_events = changes, events
+
+
+def elsewhere_error(arn: str) -> ServiceError:
+    """A running execution another server sharing the store runs: only that server changes it."""
+    return ServiceError(409, "ResourceConflictException",
+                        f"Durable execution {arn} runs on another lambdalet server sharing this store: send this "
+                        "to that server")
 
 
 def to_record(execution: Execution, worker: str, lease: float) -> DurableRecord:
