@@ -25,6 +25,8 @@ from .wire import (EXECUTION_STATUSES, FAILED, RUNNING, SUCCEEDED, TERMINAL, Err
                    OperationUpdate)
 
 log = logging.getLogger("lambdalet")
+DAY = 86400.0
+EXPIRY_SECONDS = 3600.0  # how often ended executions past their retention are deleted
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,6 +80,7 @@ class DurableService:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             resumed = await self._take_over(float("inf") if not self.store.shared else now())
+            nursery.start_soon(self._expire)
             task_status.started(resumed)
             if not self.store.shared:
                 await trio.sleep_forever()
@@ -91,6 +94,15 @@ class DurableService:
                     continue
                 if taken:
                     log.warning("lambdalet: %d durable execution(s) of a server that stopped go on here", taken)
+
+    async def _expire(self) -> None:
+        """Retention: ended executions are deleted `retention_days` after they ended."""
+        while True:
+            try:
+                await self.store.expire_executions(now())
+            except StoreError as exc:
+                log.warning("lambdalet: durable executions past their retention could not be deleted: %s", exc)
+            await trio.sleep(EXPIRY_SECONDS)
 
     async def _take_over(self, expired_before: float) -> int:
         """Run the executions no host holds any more (an invocation that was running when its host
@@ -308,6 +320,7 @@ def to_record(execution: Execution, worker: str, lease: float) -> DurableRecord:
     return DurableRecord(
         execution.arn, execution.function, execution.name, execution.status, execution.start, execution.end,
         msgspec.json.encode(header), worker, lease,
+        execution.end + execution.retention_days * DAY if execution.end is not None else None,
         [(op.id, position, msgspec.json.encode(op)) for position, op in enumerate(execution.operations.values())
          if execution.touched.get(op.id, 0) > execution.saved],
         [(event.event_id, msgspec.json.encode(event)) for event in execution.history[execution.saved_events:]])

@@ -105,6 +105,11 @@ class Engine(Protocol):
         lease ran out before `now`), now held by `worker` until `lease`: their ARNs."""
         return await self.engine.transact(self._sql.claim_executions, worker, lease, now)
 
+    async def expire_executions(self, now: float) -> int:
+        """Delete the ended executions whose retention ran out before `now` (with their operations
+        and history); how many."""
+        return await self.engine.transact(self._sql.expire_executions, now)
+
     async def renew_executions(self, worker: str, lease: float) -> None:
         await self.engine.transact(self._sql.renew_executions, worker, lease)
 
@@ -166,6 +171,7 @@ class DurableRecord(msgspec.Struct, frozen=True):
     document: bytes = b""
     worker: str | None = None  # the host that runs it (a new execution's starter), until `lease`
     lease: float | None = None
+    expires: float | None = None  # an ended execution's end of retention
     operations: list[tuple[str, int, bytes]] = []
     events: list[tuple[int, bytes]] = []
 
@@ -341,6 +347,11 @@ class Store:
         lease ran out before `now`), now held by `worker` until `lease`: their ARNs."""
         return await self.engine.transact(self._sql.claim_executions, worker, lease, now)
 
+    async def expire_executions(self, now: float) -> int:
+        """Delete the ended executions whose retention ran out before `now` (with their operations
+        and history); how many."""
+        return await self.engine.transact(self._sql.expire_executions, now)
+
     async def renew_executions(self, worker: str, lease: float) -> None:
         await self.engine.transact(self._sql.renew_executions, worker, lease)
 
@@ -394,7 +405,8 @@ class _Statements:
             PRIMARY KEY (function, qualifier))""")
         db.execute(f"""CREATE TABLE IF NOT EXISTS {DURABLE} (
             arn TEXT PRIMARY KEY, function TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
-            started {d.real} NOT NULL, ended {d.real}, document {d.blob} NOT NULL, worker TEXT, lease {d.real})""")
+            started {d.real} NOT NULL, ended {d.real}, document {d.blob} NOT NULL, worker TEXT, lease {d.real},
+            expires {d.real})""")
         db.execute(f"CREATE INDEX IF NOT EXISTS {DURABLE}_function ON {DURABLE} (function, started)")
         db.execute(f"CREATE INDEX IF NOT EXISTS {DURABLE}_status ON {DURABLE} (status, lease)")
         db.execute(f"""CREATE TABLE IF NOT EXISTS {DURABLE_OPERATIONS} (
@@ -530,11 +542,11 @@ class _Statements:
 
     def put_execution(self, db, record: DurableRecord) -> None:
         db.execute(self.q(
-            f"INSERT INTO {DURABLE} (arn, function, name, status, started, ended, document, worker, lease) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (arn) DO UPDATE SET status = excluded.status, "
-            "ended = excluded.ended, document = excluded.document"),
+            f"INSERT INTO {DURABLE} (arn, function, name, status, started, ended, document, worker, lease, expires) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (arn) DO UPDATE SET status = excluded.status, "
+            "ended = excluded.ended, document = excluded.document, expires = excluded.expires"),
             (record.arn, record.function, record.name, record.status, record.started, record.ended, record.document,
-             record.worker, record.lease))
+             record.worker, record.lease, record.expires))
         if record.operations:
             db.executemany(self.q(
                 f"INSERT INTO {DURABLE_OPERATIONS} (arn, id, position, document) VALUES (?, ?, ?, ?) "
@@ -563,6 +575,12 @@ class _Statements:
             f"WHERE status = 'RUNNING' AND (lease IS NULL OR lease < ?){self.dialect.skip_locked}) RETURNING arn"),
             (worker, lease, now)).fetchall()
         return [row[0] for row in rows]
+
+    def expire_executions(self, db, now: float) -> int:
+        arns = [row[0] for row in db.execute(self.q(f"SELECT arn FROM {DURABLE} WHERE expires < ?"), (now,)).fetchall()]
+        for table in (DURABLE_OPERATIONS, DURABLE_EVENTS, DURABLE):
+            db.executemany(self.q(f"DELETE FROM {table} WHERE arn = ?"), [(arn,) for arn in arns])
+        return len(arns)
 
     def renew_executions(self, db, worker: str, lease: float) -> None:
         db.execute(self.q(f"UPDATE {DURABLE} SET lease = ? WHERE worker = ? AND status = 'RUNNING'"), (lease, worker))

@@ -157,6 +157,18 @@ async def test_running_durable_executions_are_held_by_one_host_until_its_lease_r
     assert await store.claim_executions("host-2", lease=300.0, now=210.0) == ["arn:a"]  # host-1 stopped renewing
 
 
+async def test_ended_durable_executions_are_deleted_when_their_retention_runs_out(store):
+    from runtime_api.store import DurableRecord
+
+    await store.put_execution(DurableRecord("arn:old", "flow", "old", "SUCCEEDED", 1.0, 2.0, b"{}", expires=100.0,
+                                            operations=[("s", 0, b"op")], events=[(1, b"e")]))
+    await store.put_execution(DurableRecord("arn:kept", "flow", "kept", "SUCCEEDED", 1.0, 2.0, b"{}", expires=300.0))
+    await store.put_execution(DurableRecord("arn:running", "flow", "running", "RUNNING", 1.0, None, b"{}"))
+    assert await store.expire_executions(now=200.0) == 1
+    assert await store.get_execution("arn:old") is None
+    assert [r.arn for r in await store.list_executions(function="flow")] == ["arn:kept", "arn:running"]
+
+
 async def test_a_second_server_on_a_state_directory_is_refused_naming_the_first(tmp_path):
     first = await open_store(state_dir=str(tmp_path))
     try:
