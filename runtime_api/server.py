@@ -700,6 +700,10 @@ class Server:
         """Invoke a durable function: start its execution (or find the one of that name) and,
         synchronously, wait for its end. (body, headers, function error)."""
         assert self.durable is not None
+        if self.port is None:  # its SDK would reach AWS's own Lambda API instead
+            raise ServiceError(400, "InvalidParameterValueException",
+                               f"{config.name} is a durable function: its SDK needs lambdalet's Lambda API, which a "
+                               "server without a port does not serve (use lambdalet serve)")
         function = self._durable_function(config.name)
         if name is not None and not (0 < len(name) <= 64 and all(c.isalnum() or c in "-_" for c in name)):
             raise ServiceError(400, "InvalidParameterValueException",

@@ -314,3 +314,14 @@ async def test_the_execution_timeout_ends_a_waiting_execution(tmp_path):
         events = await history(lam, arn)
     assert outline(events) == [("ExecutionStarted", None), ("WaitStarted", "long"), ("InvocationCompleted", None),
                                ("ExecutionTimedOut", None)]
+
+
+async def test_a_server_without_a_port_refuses_a_durable_function_rather_than_let_its_sdk_reach_aws(tmp_path):
+    from runtime_api import ServerConfig
+    from runtime_api.invoke_api import ServiceError
+    from runtime_api.server import Server
+
+    config = ServerConfig(port=0, function=[function(tmp_path, "steps", "steps_and_wait")])
+    async with Server(config, listen=False) as server:
+        with pytest.raises(ServiceError, match="durable function: its SDK needs lambdalet's Lambda API"):
+            await server.invoke("steps", b'{"x": 1}')
