@@ -27,6 +27,7 @@ from .wire import (
 )
 
 PAGE = 1000  # operations in one page of state, the SDK's own MaxItems
+PAGE_BYTES = 5 * 1024 * 1024  # the invocation input's operations at most (Lambda's payload limit is 6 MB)
 # An invocation that fails (the handler crashed, timed out or could not start) is tried again, as
 # AWS's local runner does: after a backoff, up to this many failures in a row, then the execution fails.
 INVOCATION_ATTEMPTS = 5
@@ -147,10 +148,16 @@ class Execution(msgspec.Struct, kw_only=True):
         self.runnable = False
         self.cached = None
         updated, self.updated = self.updated, []
-        operations = list(self.operations.values())
-        state: dict = {"Operations": [_millis(op) for op in operations[:PAGE]]}
-        if len(operations) > PAGE:
-            state["NextMarker"] = str(PAGE)
+        page, size = [], 0
+        for op in self.operations.values():  # a first page, the rest through GetDurableExecutionState
+            body = _millis(op)
+            size += len(msgspec.json.encode(body))
+            if len(page) == PAGE or (page and size > PAGE_BYTES):
+                break
+            page.append(body)
+        state: dict = {"Operations": page}
+        if len(page) < len(self.operations):
+            state["NextMarker"] = str(len(page))
         return {"DurableExecutionArn": self.arn, "CheckpointToken": self._token(), "InitialExecutionState": state,
                 "UpdatedOperationIds": updated}
 

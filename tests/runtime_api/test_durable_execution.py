@@ -146,3 +146,15 @@ def test_a_chained_invoke_is_left_for_the_shell_to_start():
     execution.chained_invoke_ended("ci", 102.0, "FAILED", error=ErrorObject(error_type="Boom"))
     assert execution.operations["ci"].status == "FAILED" and execution.updated == ["ci"]
     assert execution.history[-1].event_type == "ChainedInvokeFailed"
+
+
+def test_the_invocation_input_carries_a_first_page_and_names_where_the_rest_begins():
+    execution, token = begin()
+    big = "x" * (1024 * 1024)
+    execution.checkpoint(token, [step(f"s{i}", "SUCCEED", payload=f'"{big}"') for i in range(7)], None, 101.0)
+    first = execution.begin_invocation("invocation-2", 102.0)
+    shown = first["InitialExecutionState"]
+    assert [op["Id"] for op in shown["Operations"]] == ["id-1", "s0", "s1", "s2", "s3"]  # under 5 MB
+    assert shown["NextMarker"] == "5"
+    rest = execution.state(first["CheckpointToken"], shown["NextMarker"], None)
+    assert [op["Id"] for op in rest["Operations"]] == ["s4", "s5", "s6"] and "NextMarker" not in rest
