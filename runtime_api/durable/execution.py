@@ -27,6 +27,7 @@ from .wire import (
 )
 
 PAGE = 1000  # operations in one page of state, the SDK's own MaxItems
+PAYLOAD_LIMIT = 256 * 1024  # an operation's payload at most (the SDK's CHECKPOINT_SIZE_LIMIT_BYTES)
 PAGE_BYTES = 5 * 1024 * 1024  # the invocation input's operations at most (Lambda's payload limit is 6 MB)
 # An invocation that fails (the handler crashed, timed out or could not start) is tried again, as
 # AWS's local runner does: after a backoff, up to this many failures in a row, then the execution fails.
@@ -275,6 +276,8 @@ class Execution(msgspec.Struct, kw_only=True):
         the same checkpoint's earlier updates name (a context and its first child come together)."""
         if update.type not in OPERATION_TYPES:
             raise invalid(f"Invalid operation type {update.type!r}")
+        if update.type != EXECUTION and update.payload is not None and len(update.payload.encode()) > PAYLOAD_LIMIT:
+            raise invalid(f"The payload of operation {update.id} is larger than {PAYLOAD_LIMIT} bytes")
         if update.action not in ACTIONS or update.action not in ALLOWED[update.type]:
             raise invalid(f"Invalid action {update.action} for {update.type} operation.")
         current = self.operations.get(update.id)
@@ -446,6 +449,8 @@ class Execution(msgspec.Struct, kw_only=True):
             if deadlines and deadlines[2]:
                 deadlines[1] = now + deadlines[2]
             return
+        if result is not None and len(result.encode()) > PAYLOAD_LIMIT:
+            raise invalid(f"The callback's result is larger than {PAYLOAD_LIMIT} bytes")
         if error is None:
             op.status, op.end_timestamp = SUCCEEDED, now
             op.callback_details.result = result

@@ -149,12 +149,30 @@ def test_a_chained_invoke_is_left_for_the_shell_to_start():
 
 
 def test_the_invocation_input_carries_a_first_page_and_names_where_the_rest_begins():
+    import msgspec
+
     execution, token = begin()
-    big = "x" * (1024 * 1024)
-    execution.checkpoint(token, [step(f"s{i}", "SUCCEED", payload=f'"{big}"') for i in range(7)], None, 101.0)
+    big = "x" * 250_000
+    execution.checkpoint(token, [step(f"s{i}", "SUCCEED", payload=f'"{big}"') for i in range(25)], None, 101.0)
     first = execution.begin_invocation("invocation-2", 102.0)
     shown = first["InitialExecutionState"]
-    assert [op["Id"] for op in shown["Operations"]] == ["id-1", "s0", "s1", "s2", "s3"]  # under 5 MB
-    assert shown["NextMarker"] == "5"
+    assert 1 < len(shown["Operations"]) < 26 and shown["NextMarker"] == str(len(shown["Operations"]))
+    assert len(msgspec.json.encode(shown["Operations"])) <= 5 * 1024 * 1024
     rest = execution.state(first["CheckpointToken"], shown["NextMarker"], None)
-    assert [op["Id"] for op in rest["Operations"]] == ["s4", "s5", "s6"] and "NextMarker" not in rest
+    assert [op["Id"] for op in shown["Operations"] + rest["Operations"]] == ["id-1", *[f"s{i}" for i in range(25)]]
+    assert "NextMarker" not in rest
+
+
+def test_an_operation_payload_or_a_callback_result_over_256_kb_is_refused():
+    execution, token = begin()
+    too_big = "x" * (256 * 1024 + 1)
+    with pytest.raises(ServiceError, match="larger than 262144 bytes") as refused:
+        execution.checkpoint(token, [step("s1", "SUCCEED", payload=too_big)], None, 101.0)
+    assert refused.value.error_type == "InvalidParameterValueException" and "s1" not in execution.operations
+    token = execution.checkpoint(token, [OperationUpdate(id="cb", type="CALLBACK", action="START")], None,
+                                 101.0)["CheckpointToken"]
+    with pytest.raises(ServiceError, match="larger than 262144 bytes"):
+        execution.callback("cb", 102.0, result=too_big)
+    assert execution.operations["cb"].status == "STARTED"
+    execution.checkpoint(token, [OperationUpdate(id="id-1", type="EXECUTION", action="SUCCEED",
+                                                 payload=too_big)], None, 103.0)  # a large result goes this way
