@@ -325,3 +325,37 @@ async def test_a_server_without_a_port_refuses_a_durable_function_rather_than_le
     async with Server(config, listen=False) as server:
         with pytest.raises(ServiceError, match="durable function: its SDK needs lambdalet's Lambda API"):
             await server.invoke("steps", b'{"x": 1}')
+
+
+async def test_history_and_listing_page_and_reverse_and_leave_data_out_when_asked(tmp_path):
+    async with serving(function(tmp_path, "steps", "steps_and_wait")) as server:
+        lam = client(server)
+        arns = [(await call(lam.invoke, FunctionName="steps", Payload=json.dumps({"x": n}).encode()))
+                ["DurableExecutionArn"] for n in range(3)]
+        whole = await history(lam, arns[0])
+        pages, marker = [], None
+        while True:
+            page = await call(lam.get_durable_execution_history, DurableExecutionArn=arns[0], MaxItems=4,
+                              **({"Marker": marker} if marker else {}))
+            pages.append(page["Events"])
+            marker = page.get("NextMarker")
+            if not marker:
+                break
+        assert [len(page) for page in pages] == [4, 4, 2]
+        assert [event["EventId"] for page in pages for event in page] == [event["EventId"] for event in whole]
+        backwards = await call(lam.get_durable_execution_history, DurableExecutionArn=arns[0], ReverseOrder=True)
+        assert [event["EventId"] for event in backwards["Events"]] == list(range(10, 0, -1))
+        bare = await call(lam.get_durable_execution_history, DurableExecutionArn=arns[0], IncludeExecutionData=False)
+        assert "Result" not in bare["Events"][2]["StepSucceededDetails"]
+        assert "Input" not in bare["Events"][0]["ExecutionStartedDetails"]
+        got = await call(lam.get_durable_execution, DurableExecutionArn=arns[0], IncludeExecutionData=False)
+        assert "InputPayload" not in got and "Result" not in got and got["Status"] == "SUCCEEDED"
+        listed, marker = [], None
+        while True:
+            page = await call(lam.list_durable_executions_by_function, FunctionName="steps", MaxItems=2,
+                              **({"Marker": marker} if marker else {}))
+            listed += [e["DurableExecutionArn"] for e in page["DurableExecutions"]]
+            marker = page.get("NextMarker")
+            if not marker:
+                break
+        assert listed == arns
