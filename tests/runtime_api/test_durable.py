@@ -303,14 +303,15 @@ async def test_a_durable_execution_name_makes_the_invoke_idempotent(tmp_path):
 
 
 async def test_the_execution_timeout_ends_a_waiting_execution(tmp_path):
-    async with serving(function(tmp_path, "long", "long_wait", execution_timeout=60)) as server:
+    # 300 s on the time scale: 3 s, room for the first invocation to start its wait on a busy machine.
+    async with serving(function(tmp_path, "long", "long_wait", execution_timeout=300)) as server:
         lam = client(server)
-        answer = await call(lam.invoke, FunctionName="long", Payload=b"{}")  # 60 s on the time scale: 0.6 s
+        answer = await call(lam.invoke, FunctionName="long", Payload=b"{}")
         assert answer["FunctionError"] == "Unhandled"
         assert json.loads(answer["Payload"].read())["errorType"] == "ExecutionTimedOut"
         arn = answer["DurableExecutionArn"]
         got = await call(lam.get_durable_execution, DurableExecutionArn=arn)
-        assert got["Status"] == "TIMED_OUT" and got["DurableConfig"]["ExecutionTimeout"] == 60
+        assert got["Status"] == "TIMED_OUT" and got["DurableConfig"]["ExecutionTimeout"] == 300
         events = await history(lam, arn)
     assert outline(events) == [("ExecutionStarted", None), ("WaitStarted", "long"), ("InvocationCompleted", None),
                                ("ExecutionTimedOut", None)]
