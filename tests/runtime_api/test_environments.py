@@ -197,6 +197,15 @@ async def test_an_init_that_overruns_its_limit_times_out(code):
     assert json.loads(result.payload)["errorType"] == "Sandbox.Timedout"
 
 
+async def test_an_init_past_its_limit_goes_on_under_the_functions_timeout(tmp_path):
+    """Lambda starts an init that outran its 10 s again inside the first invocation, under the
+    function's timeout: an init slower than its limit but within the timeout ends in a result."""
+    write_function(tmp_path, "import time\ntime.sleep(1.5)\n\ndef handler(event, context):\n    return 'ready'\n")
+    async with running_server(awslambdaric_function("fn", tmp_path, timeout=30, init_timeout=0.5)) as server:
+        result = await server.invoke("fn")
+    assert (result.function_error, json.loads(result.payload)) == (None, "ready")
+
+
 async def test_a_runtime_that_cannot_start_is_an_invalid_entrypoint(tmp_path):
     missing = str(tmp_path / "no-such-bootstrap")
     async with running_server(FunctionConfig(name="fn", code=str(tmp_path), runtime=[missing])) as server:
