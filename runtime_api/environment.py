@@ -651,8 +651,10 @@ class Environment:
                 case RestoreDone():
                     self._write(self.platform.restore_done(trio.current_time()))
                 case CycleDone():
-                    if self.cgroup is not None:
-                        self.cgroup.track()  # notes what the invocation left running, to reap it once it ends
+                    # What the invocation left running was noted at its settling; what extensions did
+                    # after the response is noted now, to be reaped once it ends.
+                    if self.cgroup is not None and self.extension_processes:
+                        self.cgroup.track()
                     if self._deferred_report is not None:
                         (invocation, ended), self._deferred_report = self._deferred_report, None
                         self._report(invocation, ended=ended, post_runtime_ms=self._post_runtime_ms())
