@@ -466,7 +466,9 @@ class Environment:
         """Stop the environment; `run` returns once the runtime's tree is killed and reaped. One
         with external extensions gets its Shutdown phase first (`spindown`)."""
         self.closing = True
-        if self.extension_processes and self._nursery is not None and not self._stopping:
+        if self._stopping:
+            return  # its Shutdown phase is under way: its extensions have until the deadline
+        if self.extension_processes and self._nursery is not None:
             self._nursery.start_soon(self._stop, "spindown")
             return
         self._cancel_scope.cancel()
@@ -652,8 +654,9 @@ class Environment:
                     self._cycle_done = trio.Event()
                     self._flush_report()
                     self._current = None
-                    self._idle_scope.deadline = trio.current_time() + self.options.idle_timeout
-                    self._on_idle(self)
+                    if not self.closing:  # an extension done with its INVOKE in the Shutdown phase
+                        self._idle_scope.deadline = trio.current_time() + self.options.idle_timeout
+                        self._on_idle(self)
                 case DeadlineSuspended(seconds=seconds):
                     log.warning("function %s: invocation %s is past its %.2f s timeout and goes on: deadlines are "
                                 "suspended while debugging", self.options.function_name,

@@ -12,7 +12,7 @@ import trio
 
 from helpers import CapturedLog, awslambdaric_function, free_port, running_server, write_function
 from runtime_api import telemetry as t
-from test_external_extensions import extension_layer
+from helpers import extension_layer
 
 HTTP = {"protocol": "HTTP", "URI": "http://sandbox.localdomain:4243/telemetry"}
 
