@@ -13,11 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 from helpers import CapturedLog, Gate, awslambdaric_function, extension_layer, running_server, write_function
 
 HANDLER = Gate.handler_snippet + '''
 import os
+import signal
+
+if os.environ.get("IGNORE_SIGTERM"):  # a runtime that shuts down gracefully lives until the deadline
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 def handler(event, context):
     if event.get("gate"):
@@ -98,6 +104,29 @@ async def test_work_after_the_response_holds_the_environment_but_not_the_caller(
         report = next(line for line in log.text.splitlines() if line.startswith(f"REPORT RequestId: {request}"))
         assert re.search(r"\tPostRuntimeExtensionsDuration: \d+\.\d\d ms\t", report)
         assert len(server.functions["fn"].environments) == 1
+
+
+async def test_an_extension_still_working_as_the_server_stops_gets_shutdown_once_it_asks(tmp_path, nursery):
+    gate = await Gate().start(nursery)
+    log = CapturedLog()
+    config = function(tmp_path, extension_layer(tmp_path),
+                      env={"EXT_MODE": "gate", "GATE_PORT": str(gate.port), "EXT_GATE_SHUTDOWN": "1",
+                           "IGNORE_SIGTERM": "1"})
+    async with running_server(config, sink=log) as server:
+        request = json.loads((await server.invoke("fn")).payload)["request"]
+        assert await gate.wait_arrivals(1) == [f"recorder {request}"]
+        # The runtime outlives the SIGTERM, so the extension's next request ends the invocation's
+        # cycle inside the Shutdown phase: that must not end the environment before SHUTDOWN.
+        async with trio.open_nursery() as stopping:
+            stopping.start_soon(server.functions["fn"].stop)
+            await trio.testing.wait_all_tasks_blocked()  # its Shutdown phase has begun
+            await gate.release_all()  # the extension is done with the INVOKE, and asks again
+            # It works on its SHUTDOWN, still running in its environment, and then finishes.
+            assert await gate.wait_arrivals(1) == ["recorder SHUTDOWN"]
+            await gate.release_all()
+    invoke, shutdown = events(log)
+    assert invoke["requestId"] == request and shutdown["shutdownReason"] == "spindown"
+    assert said(log, "recorder", "finished") == ["shutdown"]
 
 
 async def test_an_extension_that_crashes_during_an_invocation_fails_it_and_the_environment_is_replaced(

@@ -3,7 +3,8 @@ under its file name, says each event it gets on its output (`<name> event <json>
 EXT_MODE says:
 
   normal         SHUTDOWN ends it
-  gate           at each INVOKE, waits at the test's Gate (GATE_PORT) before asking again
+  gate           at each INVOKE, waits at the test's Gate (GATE_PORT) before asking again; with
+                 EXT_GATE_SHUTDOWN set, at SHUTDOWN too, and then says `<name> finished shutdown`
   crash          exits with status 3 as it gets INVOKE
   exit-error     posts exit/error (Extension.Failed) as it gets INVOKE, then exits
   init-error     posts init/error (Extension.ConfigInvalid) instead of asking for its first event
@@ -42,6 +43,12 @@ def call(method, path, body=None, headers=()):
         return error.code, dict(error.headers), error.read()
 
 
+def wait_at_gate(what):
+    with socket.create_connection(("127.0.0.1", int(os.environ["GATE_PORT"]))) as gate:
+        gate.sendall(f"{NAME} {what}\n".encode())
+        gate.recv(64)
+
+
 if MODE == "no-register":
     sys.exit(2)
 if MODE == "never-register":
@@ -69,6 +76,9 @@ while True:
     event = json.loads(body)
     say("event", json.dumps(event, sort_keys=True))
     if event["eventType"] == "SHUTDOWN":
+        if MODE == "gate" and os.environ.get("EXT_GATE_SHUTDOWN"):
+            wait_at_gate("SHUTDOWN")
+            say("finished", "shutdown")
         if MODE == "slow-shutdown":
             while True:
                 time.sleep(3600)
@@ -80,6 +90,4 @@ while True:
              {**ident, "Lambda-Extension-Function-Error-Type": "Extension.Failed"})
         sys.exit(1)
     if MODE == "gate":
-        with socket.create_connection(("127.0.0.1", int(os.environ["GATE_PORT"]))) as gate:
-            gate.sendall(f"{NAME} {event['requestId']}\n".encode())
-            gate.recv(64)
+        wait_at_gate(event["requestId"])
