@@ -200,11 +200,15 @@ async def test_shutdown_carries_its_reason(tmp_path, cause, reason):
     async with running_server(config, sink=log) as server:
         (fn,) = server.functions.values()
         payload = {"timeout": b'{"sleep": 30}', "exit": b'{"exit": true}', "idle": b"{}"}[cause]
+        invoked = int(time.time() * 1000)
         await server.invoke("fn", payload)
         while fn.environments:  # the environment ends: timed out, crashed, or reaped when idle
             await next(iter(fn.environments)).closed.wait()
+        ended = int(time.time() * 1000)
     shutdown = events(log)[-1]
     assert shutdown["eventType"] == "SHUTDOWN" and shutdown["shutdownReason"] == reason
+    # 2,000 ms after the Shutdown phase began, which was after the invocation and before the end
+    assert invoked + 2000 <= shutdown["deadlineMs"] <= ended + 2000
 
 
 async def test_a_slow_extension_is_killed_at_the_shutdown_deadline(tmp_path):

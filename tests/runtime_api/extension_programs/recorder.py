@@ -13,7 +13,8 @@ EXT_MODE says:
   slow-shutdown  ignores SIGTERM, and at SHUTDOWN waits forever
 
 EXT_SUBSCRIBE: a Telemetry API subscription to make as it starts (`{"api": "telemetry"|"logs",
-"body": {...}}`); the answer is said as `<name> subscribed <status> <body>`.
+"body": {...}}`); the answer is said as `<name> subscribed <status> <body>`. EXT_SUBSCRIBE_<NAME>
+(its name in capitals, `-` as `_`), if set, is its own instead.
 """
 
 import json
@@ -62,8 +63,9 @@ status, headers, body = call("POST", "/2020-01-01/extension/register", json.dump
 identifier = headers.get("Lambda-Extension-Identifier")
 say("registered", status, body.decode().strip())
 ident = {"Lambda-Extension-Identifier": identifier}
-if os.environ.get("EXT_SUBSCRIBE"):
-    subscription = json.loads(os.environ["EXT_SUBSCRIBE"])
+SUBSCRIBE = os.environ.get("EXT_SUBSCRIBE_" + NAME.upper().replace("-", "_")) or os.environ.get("EXT_SUBSCRIBE")
+if SUBSCRIBE:
+    subscription = json.loads(SUBSCRIBE)
     path = "/2022-07-01/telemetry" if subscription["api"] == "telemetry" else "/2020-08-15/logs"
     status, _, body = call("PUT", path, json.dumps(subscription["body"]).encode(), ident)
     say("subscribed", status, body.decode().strip())
