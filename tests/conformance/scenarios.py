@@ -997,11 +997,13 @@ SCENARIOS: list[Scenario] = [
     Scenario("external-extension-work-after-response",
              "an extension that works on after the runtime's response holds the environment",
              ext_work_after_response, args=ric("app.echo"), files="ric", env={"EXT_MODE": "gate"},
+             timeout_s=10,  # the extension is held for GRACE_S: well within the function's timeout
              extension=("recorder", "recorder.py"), deviations={"release-on-response": {
                  "caller answered while the extension works": {"note": True}}}),
     Scenario("external-extension-stopped-while-working",
              "the server stops while an extension works on an invocation: SHUTDOWN once it asks again",
              ext_stopped_while_working, args=ric("app.echo"), files="ric", env={"EXT_MODE": "gate"},
+             timeout_s=10,  # the extension is held for GRACE_S: well within the function's timeout
              extension=("recorder", "recorder.py"), deviations={"release-on-response": {
                  "caller answered while the extension works": {"note": True},
                  # RIE drops the caller it had not answered; its END and REPORT never come
