@@ -273,6 +273,7 @@ class Server:
         self.exit_code: int | None = None
         self.started_at = time.time()
         self.stopping_at: float | None = None  # when stop() began: a SHUTDOWN's deadline is counted from it
+        self.left_running: int | None = None  # how many of the processes it started outlived it
 
     # readiness: the invoke listener accepts (bounded connect-retry; the kernel tells us, no
     # guessing). RIE also opens the Runtime API listener at startup; we give it a short while,
@@ -339,6 +340,7 @@ class Server:
             self.stopping_at = time.time()
         try:
             self.exit_code = stop_process(self.proc, 5)
+            self.left_running = len(marked(self.run_id))
         finally:
             if self.proc.poll() is None:  # should not happen; never leave it behind
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -353,10 +355,10 @@ class Server:
                 pass
 
 
-def kill_marked(run_id: str) -> None:
-    """SIGKILL the process group of every process whose environment carries our run marker."""
+def marked(run_id: str) -> list[int]:
+    """The live processes whose environment carries our run marker (zombies are not alive)."""
     needle = f"{MARKER}={run_id}".encode()
-    own = os.getpgrp()
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -364,9 +366,15 @@ def kill_marked(run_id: str) -> None:
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if needle not in environ.split(b"\0"):
-            continue
-        pid = int(entry.name)
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_marked(run_id: str) -> None:
+    """SIGKILL the process group of every process whose environment carries our run marker."""
+    own = os.getpgrp()
+    for pid in marked(run_id):
         try:
             pgid = os.getpgid(pid)
             if pgid != own:

@@ -759,6 +759,14 @@ def ext_stopped_while_working(s: Session):
     inv.result()
 
 
+def ext_slow_shutdown(s: Session):
+    """The extension ignores SIGTERM and never finishes its SHUTDOWN: the server stops anyway, and
+    nothing it started outlives it."""
+    s.invoke(b'{"n":1}', label="invoke")
+    s.server.stop()
+    s.note("processes left running after the server exited", s.server.left_running)
+
+
 def extension_init_error(message: str) -> dict:
     """The deviation extension-init-error-body for both invokes of `ext_init_fails`."""
     body = f'{{"errorType":"Extension.InitError","errorMessage":"Extension recorder failed to initialize: {message}"}}'
@@ -1013,6 +1021,10 @@ SCENARIOS: list[Scenario] = [
                      "START RequestId: <id1> Version: $LATEST", "END RequestId: <id1>",
                      "REPORT RequestId: <id1>\tInit Duration: <ms> ms\tDuration: <ms> ms\tBilled Duration: <ms> ms"
                      "\tMemory Size: 3008 MB\tMax Memory Used: <measured> MB\t"]}}}),
+    Scenario("external-extension-slow-shutdown",
+             "an extension that never finishes its SHUTDOWN is killed at the deadline",
+             ext_slow_shutdown, args=ric("app.echo"), files="ric", env={"EXT_MODE": "slow-shutdown"},
+             extension=("recorder", "recorder.py")),
     Scenario("external-extension-crash", "an extension that exits as it gets INVOKE",
              ext_fails_mid_invoke, env={"EXT_MODE": "crash"}, extension=("recorder", "recorder.py"),
              deviations={FE: {"invoke": {}}, "extension-failure-message": {"invoke": {"body": (
