@@ -779,8 +779,8 @@ class Environment:
     def _runtime_done(self, invocation: Invocation, kind: OutcomeKind, error_type: str | None,
                       produced_bytes: int | None) -> None:
         """platform.runtimeDone: how the runtime finished the invocation, and its response's spans."""
-        if invocation.delivered_at is None:
-            return
+        if invocation.delivered_at is None or not self.telemetry.listening:
+            return  # (its spans' timestamps cost a little on every invocation: not for nobody)
         now = trio.current_time()
         status = {OutcomeKind.SUCCESS: "success", OutcomeKind.STREAMING: "success",
                   OutcomeKind.FUNCTION_ERROR: "failure", OutcomeKind.TIMEOUT: "timeout"}.get(kind, "error")
