@@ -359,6 +359,28 @@ def shown_to_others(paths: list[str], stage: Path) -> tuple[list[str], dict[str,
     return [unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", script, "lambdalet-shown"], shown
 
 
+def private_opt(opt: Path) -> list[str]:
+    """A command prefix that runs the command in a private mount namespace with `opt` bound at
+    /opt, so that a server reading the fixed /opt/extensions (AWS's RIE, lambdalet-rie) finds this
+    run's extensions and nothing else; the host's /opt is untouched. Needs root (see
+    `private_opt_unavailable`)."""
+    script = 'mount --no-mtab --bind "$0" /opt && exec "$@"'
+    return [shutil.which("unshare") or "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,
+            str(opt)]
+
+
+def private_opt_unavailable() -> str | None:
+    """Why `private_opt` cannot work here, or None."""
+    if os.geteuid() != 0:
+        return "a private /opt (a mount namespace with a bind mount) needs root"
+    if shutil.which("unshare") is None:
+        return "util-linux's unshare is not installed"
+    probe = subprocess.run(private_opt(Path("/opt")) + ["true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"no private mount namespace here: {probe.stderr.strip()}"
+    return None
+
+
 # --- statistics -----------------------------------------------------------------------------
 
 def percentile(sorted_values: list[float], q: float) -> float:

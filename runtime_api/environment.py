@@ -467,7 +467,9 @@ class Environment:
         """Stop the environment; `run` returns once the runtime's tree is killed and reaped. One
         with external extensions gets its Shutdown phase first (`spindown`)."""
         self.closing = True
-        if self.extension_processes and self._nursery is not None and not self._stopping:
+        if self._stopping:
+            return  # its Shutdown phase is under way: its extensions have until the deadline
+        if self.extension_processes and self._nursery is not None:
             self._nursery.start_soon(self._stop, "spindown")
             return
         self._cancel_scope.cancel()
@@ -662,8 +664,9 @@ class Environment:
                     self._cycle_done = trio.Event()
                     self._flush_report()
                     self._current = None
-                    self._idle_scope.deadline = trio.current_time() + self.options.idle_timeout
-                    self._on_idle(self)
+                    if not self.closing:  # an extension done with its INVOKE in the Shutdown phase
+                        self._idle_scope.deadline = trio.current_time() + self.options.idle_timeout
+                        self._on_idle(self)
                 case DeadlineSuspended(seconds=seconds):
                     log.warning("function %s: invocation %s is past its %.2f s timeout and goes on: deadlines are "
                                 "suspended while debugging", self.options.function_name,
@@ -787,8 +790,8 @@ class Environment:
     def _runtime_done(self, invocation: Invocation, kind: OutcomeKind, error_type: str | None,
                       produced_bytes: int | None) -> None:
         """platform.runtimeDone: how the runtime finished the invocation, and its response's spans."""
-        if invocation.delivered_at is None:
-            return
+        if invocation.delivered_at is None or not self.telemetry.listening:
+            return  # (its spans' timestamps cost a little on every invocation: not for nobody)
         now = trio.current_time()
         status = {OutcomeKind.SUCCESS: "success", OutcomeKind.STREAMING: "success",
                   OutcomeKind.FUNCTION_ERROR: "failure", OutcomeKind.TIMEOUT: "timeout"}.get(kind, "error")

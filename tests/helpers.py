@@ -33,6 +33,22 @@ def write_function(directory: Path, source: str, module: str = "app") -> Path:
     return directory
 
 
+EXTENSION_PROGRAMS = Path(__file__).parent / "runtime_api" / "extension_programs"
+
+
+def extension_layer(root: Path, name: str = "recorder", program: str = "recorder.py") -> Path:
+    """A layer whose extensions/ holds one of tests/runtime_api/extension_programs/, as `name`."""
+    layer = root / f"layer-{name}"
+    target = layer / "extensions" / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = (EXTENSION_PROGRAMS / program).read_text()
+    if program.endswith(".py"):
+        source = f"#!{BASE_PYTHON}\n" + source
+    target.write_text(source)
+    target.chmod(0o755)
+    return layer
+
+
 def lambdalet_runtime(directory: Path) -> Path:
     """A custom runtime made of lambdalet's runtime client as bootstrap/README.md describes it for
     provided.al2023: `directory`/bootstrap (the shell script) and a copy of the package in

@@ -15,6 +15,7 @@ duration on` (for the platform log: these request ids' REPORT lines carry an Ini
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -40,6 +41,34 @@ def _trace_id_on_every_next(transcript):
             entry["headers"].setdefault("Lambda-Runtime-Trace-Id", "<generated trace id>")
             entry["headers"] = dict(sorted(entry["headers"].items(), key=lambda kv: kv[0].lower()))
     return transcript
+
+
+def _extension_events(rewrite):
+    """An `everywhere` rewrite of the events each external extension said (`<name> said` notes)."""
+    def apply(transcript):
+        for entry in transcript:
+            if (entry.get("label") or "").endswith(" said") and isinstance(entry.get("note"), list):
+                entry["note"] = [_rewrite_event(line, rewrite) for line in entry["note"]]
+        return transcript
+    return apply
+
+
+def _rewrite_event(line: str, rewrite) -> str:
+    if not line.startswith("event "):
+        return line
+    event = json.loads(line[len("event "):])
+    rewrite(event)
+    return "event " + json.dumps(event, sort_keys=True)
+
+
+def _tracing_always(event: dict) -> None:
+    if event["eventType"] == "INVOKE":
+        event.setdefault("tracing", {"type": "X-Amzn-Trace-Id", "value": "<generated trace id>"})
+
+
+def _spindown(event: dict) -> None:
+    if event.get("shutdownReason") == "SandboxTerminated":
+        event["shutdownReason"] = "spindown"
 
 
 def _measured_report(transcript):
@@ -173,6 +202,28 @@ DEVIATIONS: dict[str, Deviation] = {
         "the Logs and Telemetry APIs are real (RIE's are stubs answering 202 Telemetry.NotSupported, which "
         "observability extensions read as 'not supported'): a subscription must come from a registered "
         "extension, during init, within Lambda's bounds, and is then delivered (runtime_api/telemetry.py)"),
+    "tracing-in-invoke-event": Deviation(
+        "An external extension's INVOKE event from RIE has no `tracing` when the invoke carried no "
+        "X-Amzn-Trace-Id (its tracer context is empty, as for trace-id-on-next). lambdalet-rie's always "
+        "carries the trace id the runtime gets on /next: the invoke's, else a generated one.",
+        everywhere=_extension_events(_tracing_always)),
+    "shutdown-reason-spindown": Deviation(
+        "RIE's SHUTDOWN event as it is stopped says shutdownReason `SandboxTerminated`, which is not one of "
+        "the reasons the Extensions API documents (`spindown`, `timeout`, `failure`); lambdalet-rie says "
+        "`spindown`, as Lambda does when it spins an environment down.",
+        everywhere=_extension_events(_spindown)),
+    "extension-failure-message": Deviation(
+        "An external extension that ends mid-invocation (Extension.Crash) or posts exit/error "
+        "(Extension.ExitError): RIE's errorMessage gives only the exit status (`RequestId: <id> Error: "
+        "exit status 3`, and for exit/error the status it exits with afterwards). lambdalet-rie names the "
+        "extension and what it did (`extension recorder crashed: exit status 3`, `extension recorder exited "
+        "with error Extension.Failed`), failing the invocation as exit/error is posted; both answer 502 "
+        "with the same errorType."),
+    "extension-init-error-body": Deviation(
+        "An external extension that posts init/error or exits before it registers: RIE answers an empty "
+        "502 (as for init-exit-body). lambdalet-rie answers 502 with Lambda's Extension.InitError, naming "
+        "the extension and why (`Extension recorder failed to initialize: it reported "
+        "Extension.ConfigInvalid`)."),
     "framing": Deviation(
         "Framing is not behaviour: Go switches to chunked encoding above 2048 bytes where "
         "lambdalet may send Content-Length, and keep-alive handling may differ. Content-Length, "

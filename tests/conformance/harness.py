@@ -30,7 +30,7 @@ from pathlib import Path
 
 import h11
 
-from benchmarks.common import free_port, stop_process
+from benchmarks.common import free_port, private_opt, stop_process
 
 HERE = Path(__file__).resolve().parent
 RUNTIMES = HERE / "runtimes"
@@ -233,7 +233,8 @@ class Pending:
 class Server:
     """A started target. Use `launch()`; it guarantees `stop()`."""
 
-    def __init__(self, target: Target, workdir: Path, args: list[str], env: dict[str, str]):
+    def __init__(self, target: Target, workdir: Path, args: list[str], env: dict[str, str],
+                 prefix: list[str] = ()):
         self.target = target
         self.dir = workdir
         self.inv = ("127.0.0.1", free_port())
@@ -258,6 +259,7 @@ class Server:
             **env,
         }
         argv = [
+            *prefix,
             *target.argv0,
             "--runtime-interface-emulator-address", f"{self.inv[0]}:{self.inv[1]}",
             "--runtime-api-address", f"{self.rapi[0]}:{self.rapi[1]}",
@@ -269,6 +271,9 @@ class Server:
             self.proc = subprocess.Popen(argv, cwd=workdir, env=full_env, stdin=subprocess.DEVNULL,
                                          stdout=out, stderr=err, start_new_session=True)
         self.exit_code: int | None = None
+        self.started_at = time.time()
+        self.stopping_at: float | None = None  # when stop() began: a SHUTDOWN's deadline is counted from it
+        self.left_running: int | None = None  # how many of the processes it started outlived it
 
     # readiness: the invoke listener accepts (bounded connect-retry; the kernel tells us, no
     # guessing). RIE also opens the Runtime API listener at startup; we give it a short while,
@@ -294,6 +299,15 @@ class Server:
                 if time.monotonic() > deadline:
                     return False
                 time.sleep(0.005)
+
+    def wait_stderr(self, text: str) -> bool:
+        """Whether the server wrote `text` to its stderr (waited for, up to the safety timeout)."""
+        deadline = time.monotonic() + SAFETY_S
+        while text not in self.stderr_path.read_text(errors="replace"):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
 
     def wait_exit(self, timeout: float = STARTUP_S) -> int | None:
         try:
@@ -322,8 +336,11 @@ class Server:
             pass
 
     def stop(self) -> None:
+        if self.stopping_at is None:
+            self.stopping_at = time.time()
         try:
             self.exit_code = stop_process(self.proc, 5)
+            self.left_running = len(marked(self.run_id))
         finally:
             if self.proc.poll() is None:  # should not happen; never leave it behind
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -338,10 +355,10 @@ class Server:
                 pass
 
 
-def kill_marked(run_id: str) -> None:
-    """SIGKILL the process group of every process whose environment carries our run marker."""
+def marked(run_id: str) -> list[int]:
+    """The live processes whose environment carries our run marker (zombies are not alive)."""
     needle = f"{MARKER}={run_id}".encode()
-    own = os.getpgrp()
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -349,9 +366,15 @@ def kill_marked(run_id: str) -> None:
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if needle not in environ.split(b"\0"):
-            continue
-        pid = int(entry.name)
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_marked(run_id: str) -> None:
+    """SIGKILL the process group of every process whose environment carries our run marker."""
+    own = os.getpgrp()
+    for pid in marked(run_id):
         try:
             pgid = os.getpgid(pid)
             if pgid != own:
@@ -363,14 +386,16 @@ def kill_marked(run_id: str) -> None:
 
 @contextmanager
 def launch(target: Target, workdir: Path, args: list[str], env: dict[str, str], *,
-           files: dict[str, str] = (), expect_exit: bool = False):
+           files: dict[str, str] = (), expect_exit: bool = False, opt: Path | None = None):
     """Start `target` with RIE's argv `args` in `workdir` (populated with `files` copied from
-    runtimes/), yield the Server, and always stop it and everything it started."""
+    runtimes/), yield the Server, and always stop it and everything it started. Given `opt`, the
+    target sees that directory at /opt (and so its extensions/), in a mount namespace of its own."""
+    prefix = private_opt(opt) if opt is not None else []
     for dst, src in dict(files).items():
         shutil.copy(RUNTIMES / src, workdir / dst)
         (workdir / dst).chmod(0o755)
     for attempt in range(3):
-        server = Server(target, workdir, args, env)
+        server = Server(target, workdir, args, env, prefix)
         try:
             server.wait_listening(expect_exit=expect_exit)
             break
@@ -394,12 +419,51 @@ def launch(target: Target, workdir: Path, args: list[str], env: dict[str, str], 
 # What scenarios use
 
 
+class ExtensionGate:
+    """Where an external extension in EXT_MODE=gate (tests/runtime_api/extension_programs/
+    recorder.py) waits at each INVOKE: it connects to `port`, says `<name> <request id>`, and
+    blocks until `release()`."""
+
+    def __init__(self):
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._waiting: list[socket.socket] = []
+
+    def arrival(self) -> str:
+        """The next extension to arrive: what it said (bounded by the safety timeout)."""
+        self._listener.settimeout(SAFETY_S)
+        conn, _ = self._listener.accept()
+        conn.settimeout(SAFETY_S)
+        said = b""
+        while not said.endswith(b"\n"):
+            chunk = conn.recv(256)
+            if not chunk:
+                break
+            said += chunk
+        self._waiting.append(conn)
+        return said.decode().strip()
+
+    def release(self) -> None:
+        for conn in self._waiting:
+            try:
+                conn.sendall(b"go")
+            except OSError:
+                pass
+            conn.close()
+        self._waiting.clear()
+
+    def close(self) -> None:
+        self.release()
+        self._listener.close()
+
+
 class Session:
     """The verbs of a scenario. Every exchange it makes is appended to `record`."""
 
-    def __init__(self, server: Server, timeout_s: int):
+    def __init__(self, server: Server, timeout_s: int, gate: ExtensionGate | None = None):
         self.server = server
         self.timeout_s = timeout_s
+        self.gate = gate
         self.record: list[dict] = []
 
     # ---- recording

@@ -14,11 +14,16 @@ What is replaced, and why (both targets get exactly the same treatment):
 * Framing is never compared (deviation "framing"): `Content-Length`, `Transfer-Encoding`,
   `Connection`, `Keep-Alive` and `Date` headers are dropped; bodies are compared de-framed.
 * Bodies up to 2048 bytes of UTF-8 are kept as text; others as `{bytes, sha256}`.
+* What an external extension said on its output (`<name> <what> <rest>`, extension_programs/),
+  one note per extension: its events as sorted JSON, an INVOKE's `deadlineMs` as `<deadline>` when
+  it is the function's timeout after a moment of the run, a SHUTDOWN's as `<stop + 2000 ms>` when
+  it is 2,000 ms after a moment of the stop.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 
@@ -35,8 +40,9 @@ BILLED = re.compile(r"Billed Duration: (\d+) ms")
 
 class Normaliser:
     def __init__(self, *, fndir: str, inv: tuple, rapi: tuple, timeout_s: int,
-                 sent_trace_ids: tuple[str, ...] = ()):
+                 sent_trace_ids: tuple[str, ...] = (), run: tuple[float, float, float] = (0, 0, 0)):
         self.ids: dict[str, int] = {}
+        self.run = run  # when the server started, when its stop began, when it had stopped (time.time())
         self.sent_trace_ids = sent_trace_ids
         self.literals = [(fndir, "<fndir>"), (f"{inv[0]}:{inv[1]}", "<inv>"),
                          (f"{rapi[0]}:{rapi[1]}", "<rapi>")]
@@ -123,7 +129,30 @@ class Normaliser:
         return line
 
 
-def transcript(record: list[dict], logs: str, exit_code, norm: Normaliser) -> list[dict]:
+    def extension_line(self, rest: str):
+        what, _, text = rest.partition(" ")
+        if what != "event":
+            return f"{what} {self.text(text)}"
+        event = json.loads(text)
+        started, stopping, stopped = (1000 * t for t in self.run)
+        if event.get("eventType") == "SHUTDOWN":
+            window, placeholder = (stopping + 2000, stopped + 2000), "<stop + 2000 ms>"
+        else:
+            window, placeholder = (started + self.timeout_ms, stopped + self.timeout_ms), "<deadline>"
+        deadline = event.get("deadlineMs")
+        # one millisecond either way: the targets round their clocks to whole milliseconds
+        if isinstance(deadline, int) and window[0] - 1 <= deadline <= window[1] + 1:
+            event["deadlineMs"] = placeholder
+        else:
+            event["deadlineMs"] = f"<deadline off: {deadline!r}, not within {window}>"
+        trace = event.get("tracing", {}).get("value")
+        if trace and trace not in self.sent_trace_ids and GENERATED_TRACE.match(trace):
+            event["tracing"]["value"] = "<generated trace id>"
+        return f"event {json.dumps(self.value(event), sort_keys=True)}"
+
+
+def transcript(record: list[dict], logs: str, exit_code, norm: Normaliser,
+               extensions: tuple[str, ...] = ()) -> list[dict]:
     platform = [l for l in logs.splitlines() if PLATFORM_LINE.match(l)]
     for line in platform:
         if line.startswith("START"):
@@ -135,5 +164,8 @@ def transcript(record: list[dict], logs: str, exit_code, norm: Normaliser) -> li
         else:
             out.append(norm.exchange(entry))
     out.append({"label": "platform log", "note": [norm.platform_line(l) for l in platform]})
+    for name in extensions:
+        said = [line[len(name) + 1:] for line in logs.splitlines() if line.startswith(f"{name} ")]
+        out.append({"label": f"{name} said", "note": [norm.extension_line(rest) for rest in said]})
     out.append({"label": "server exit code", "note": exit_code})
     return out

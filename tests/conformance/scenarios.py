@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .harness import INVOKE_PATH, RAPI, Background, Pending, Session, http
+from .harness import INVOKE_PATH, RAPI, SAFETY_S, Background, Pending, Session, http
 
 MAX = 6_291_556  # bytes; the Runtime API's payload limit both ways
 TRACE = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
@@ -53,6 +53,9 @@ class Scenario:
     # deviation name (deviations.py) -> {label of a recorded entry: what lambdalet does instead}
     deviations: dict[str, dict[str, dict]] = field(default_factory=dict)
     expect_exit: bool = False  # the target exits by itself at startup
+    # (file name, program of tests/runtime_api/extension_programs/): an external extension in the
+    # run's own /opt/extensions; what it says is recorded as `<name> said`
+    extension: tuple[str, str] | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -710,6 +713,75 @@ def extensions(s: Session):
 
 
 # --------------------------------------------------------------------------------------------
+# external extensions: an executable of /opt/extensions, started by the target (each run has a
+# private /opt). The server's stop after the steps is what delivers SHUTDOWN.
+
+
+def ext_invokes(s: Session):
+    s.invoke(b'{"n":1}', headers=[("X-Amzn-Trace-Id", TRACE)], label="invoke with a trace id")
+    s.invoke(b'{"n":2}', label="invoke without one")
+
+
+def ext_work_after_response(s: Session):
+    """The extension (EXT_MODE=gate) holds each INVOKE at the test's gate until released."""
+    inv = s.invoke_bg(b'{"n":1}', label="invoke")
+    s.note("the extension works on", s.gate.arrival())
+    s.note("caller answered while the extension works", inv.answered_within(GRACE_S))
+    s.gate.release()
+    inv.result()
+    again = s.invoke_bg(b'{"n":2}', label="next invoke")
+    s.note("the extension works on the next", s.gate.arrival())
+    s.gate.release()
+    again.result()
+
+
+def ext_fails_mid_invoke(s: Session):
+    """The extension ends (crash, exit/error) as it gets INVOKE while the runtime holds the event."""
+    hand = Hand(s)
+    inv = s.invoke_bg(b'{"n":1}', label="invoke")
+    ev = hand.event("runtime next")
+    s.note("caller answered before the runtime responds", inv.answered_within(GRACE_S))
+    s.respond(ev.request_id, b'"late"', label="runtime responds after the extension ended")
+    inv.result()
+    s.server_exit()
+
+
+def ext_stopped_while_working(s: Session):
+    """The server is told to stop while the extension holds an INVOKE at the gate; released once
+    the server says it is shutting down, it asks for its next event and gets SHUTDOWN."""
+    inv = s.invoke_bg(b'{"n":1}', label="invoke")
+    s.note("the extension works on", s.gate.arrival())
+    s.note("caller answered while the extension works", inv.answered_within(GRACE_S))
+    stopping = Pending(lambda first_data: s.server.stop())
+    s.note("the server says it shuts down", s.server.wait_stderr("Shutting down"))
+    s.gate.release()
+    stopping.wait(SAFETY_S)
+    inv.result()
+
+
+def ext_slow_shutdown(s: Session):
+    """The extension ignores SIGTERM and never finishes its SHUTDOWN: the server stops anyway, and
+    nothing it started outlives it."""
+    s.invoke(b'{"n":1}', label="invoke")
+    s.server.stop()
+    s.note("processes left running after the server exited", s.server.left_running)
+
+
+def extension_init_error(message: str) -> dict:
+    """The deviation extension-init-error-body for both invokes of `ext_init_fails`."""
+    body = f'{{"errorType":"Extension.InitError","errorMessage":"Extension recorder failed to initialize: {message}"}}'
+    change = {"headers": {"Content-Type": "text/plain; charset=utf-8", "X-Amz-Function-Error": "Unhandled"},
+              "body": body}
+    return {"invoke": change, "invoke again": change}
+
+
+def ext_init_fails(s: Session):
+    s.invoke(b'{"n":1}', label="invoke")
+    s.invoke(b'{"n":2}', label="invoke again")
+    s.server_exit()
+
+
+# --------------------------------------------------------------------------------------------
 # real runtimes: awslambdaric, the bash + curl bootstrap
 
 
@@ -923,6 +995,54 @@ SCENARIOS: list[Scenario] = [
              extensions, deviations={"release-on-response": {
                  "caller answered before the extension polls again": {"note": True}},
                  "trace-id-on-next": {"runtime next": {"headers": {"Lambda-Runtime-Trace-Id": TRACE}}}}),
+    # external extensions
+    Scenario("external-extension-python", "a Python extension in /opt/extensions registers, gets "
+             "INVOKE per invocation (request id, deadline, ARN, tracing) and SHUTDOWN as the server stops",
+             ext_invokes, args=ric("app.echo"), files="ric", extension=("recorder", "recorder.py")),
+    Scenario("external-extension-curl", "the same with a shell script extension using curl",
+             ext_invokes, args=ric("app.echo"), files="ric",
+             extension=("curl-extension", "curl-extension.sh")),
+    Scenario("external-extension-work-after-response",
+             "an extension that works on after the runtime's response holds the environment",
+             ext_work_after_response, args=ric("app.echo"), files="ric", env={"EXT_MODE": "gate"},
+             timeout_s=10,  # the extension is held for GRACE_S: well within the function's timeout
+             extension=("recorder", "recorder.py"), deviations={"release-on-response": {
+                 "caller answered while the extension works": {"note": True}}}),
+    Scenario("external-extension-stopped-while-working",
+             "the server stops while an extension works on an invocation: SHUTDOWN once it asks again",
+             ext_stopped_while_working, args=ric("app.echo"), files="ric", env={"EXT_MODE": "gate"},
+             timeout_s=10,  # the extension is held for GRACE_S: well within the function's timeout
+             extension=("recorder", "recorder.py"), deviations={"release-on-response": {
+                 "caller answered while the extension works": {"note": True},
+                 # RIE drops the caller it had not answered; its END and REPORT never come
+                 "invoke": {"outcome": "response", "status": 200, "body": '{"n": 1}',
+                            "headers": {"Content-Type": "text/plain; charset=utf-8"}},
+                 "platform log": {"note": [
+                     "START RequestId: <id1> Version: $LATEST", "END RequestId: <id1>",
+                     "REPORT RequestId: <id1>\tInit Duration: <ms> ms\tDuration: <ms> ms\tBilled Duration: <ms> ms"
+                     "\tMemory Size: 3008 MB\tMax Memory Used: <measured> MB\t"]}}}),
+    Scenario("external-extension-slow-shutdown",
+             "an extension that never finishes its SHUTDOWN is killed at the deadline",
+             ext_slow_shutdown, args=ric("app.echo"), files="ric", env={"EXT_MODE": "slow-shutdown"},
+             extension=("recorder", "recorder.py")),
+    Scenario("external-extension-crash", "an extension that exits as it gets INVOKE",
+             ext_fails_mid_invoke, env={"EXT_MODE": "crash"}, extension=("recorder", "recorder.py"),
+             deviations={FE: {"invoke": {}}, "extension-failure-message": {"invoke": {"body": (
+                 '{"errorType":"Extension.Crash","errorMessage":"RequestId: <id1> Error: extension recorder '
+                 'crashed: exit status 3"}')}}}),
+    Scenario("external-extension-exit-error", "an extension that posts exit/error as it gets INVOKE",
+             ext_fails_mid_invoke, env={"EXT_MODE": "exit-error"}, extension=("recorder", "recorder.py"),
+             deviations={FE: {"invoke": {}}, "extension-failure-message": {"invoke": {"body": (
+                 '{"errorType":"Extension.ExitError","errorMessage":"RequestId: <id1> Error: extension recorder '
+                 'exited with error Extension.Failed"}')}}}),
+    Scenario("external-extension-init-error", "an extension that posts init/error",
+             ext_init_fails, args=ric("app.echo"), files="ric", env={"EXT_MODE": "init-error"},
+             extension=("recorder", "recorder.py"),
+             deviations={"extension-init-error-body": extension_init_error("it reported Extension.ConfigInvalid")}),
+    Scenario("external-extension-no-register", "an extension that exits before it registers",
+             ext_init_fails, args=ric("app.echo"), files="ric", env={"EXT_MODE": "no-register"},
+             extension=("recorder", "recorder.py"), deviations={"extension-init-error-body": extension_init_error(
+                 "it exited before it registered (exit status 2)")}),
     # real runtimes
     Scenario("awslambdaric-echo", "awslambdaric success, warm second invoke",
              ric_echo, args=ric("app.echo"), files="ric"),

@@ -13,11 +13,15 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import time
 
 import pytest
+from helpers import extension_layer
+
+from benchmarks.common import private_opt_unavailable
 
 from .deviations import expected_for_lambdalet, observed_for_lambdalet
-from .harness import Session, launch
+from .harness import ExtensionGate, Session, launch
 from .normalise import Normaliser, transcript
 from .scenarios import FILES, SCENARIOS, TRACE
 
@@ -26,14 +30,28 @@ DATA = os.path.join(os.path.dirname(__file__), "data")
 
 def run(scenario, target, workdir) -> list[dict]:
     env = {"AWS_LAMBDA_FUNCTION_TIMEOUT": str(scenario.timeout_s), **scenario.env}
-    with launch(target, workdir, list(scenario.args), env, files=FILES[scenario.files],
-                expect_exit=scenario.expect_exit) as server:
-        session = Session(server, scenario.timeout_s)
-        scenario.steps(session)
+    opt, names, gate = None, (), None
+    if scenario.extension:
+        # Both targets read the fixed /opt/extensions: each run gets a private /opt holding the
+        # scenario's extension (one of tests/runtime_api/extension_programs/).
+        reason = private_opt_unavailable()
+        if reason:
+            pytest.skip(f"an external extension needs a private /opt: {reason}")
+        name, program = scenario.extension
+        opt, names, gate = extension_layer(workdir / "opt", name, program), (name,), ExtensionGate()
+        env["GATE_PORT"] = str(gate.port)
+    try:
+        with launch(target, workdir, list(scenario.args), env, files=FILES[scenario.files],
+                    expect_exit=scenario.expect_exit, opt=opt) as server:
+            session = Session(server, scenario.timeout_s, gate)
+            scenario.steps(session)
+    finally:
+        if gate is not None:
+            gate.close()
     norm = Normaliser(fndir=str(workdir), inv=server.inv, rapi=server.rapi, timeout_s=scenario.timeout_s,
-                      sent_trace_ids=(TRACE,))
+                      sent_trace_ids=(TRACE,), run=(server.started_at, server.stopping_at, time.time()))
     return transcript(session.record, server.stdout_path.read_text(errors="replace"),
-                      server.exit_code, norm)
+                      server.exit_code, norm, names)
 
 
 def dump(t) -> list[str]:

@@ -14,13 +14,16 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
-from helpers import BASE_PYTHON, CapturedLog, Gate, awslambdaric_function, running_server, write_function
-
-PROGRAMS = Path(__file__).parent / "extension_programs"
+from helpers import CapturedLog, Gate, awslambdaric_function, extension_layer, running_server, write_function
 
 HANDLER = Gate.handler_snippet + '''
 import os
+import signal
+
+if os.environ.get("IGNORE_SIGTERM"):  # a runtime that shuts down gracefully lives until the deadline
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 def handler(event, context):
     if event.get("gate"):
@@ -32,19 +35,6 @@ def handler(event, context):
         time.sleep(event["sleep"])
     return {"request": context.aws_request_id}
 '''
-
-
-def extension_layer(root: Path, name: str = "recorder", program: str = "recorder.py") -> Path:
-    """A layer whose extensions/ holds one of extension_programs/, as `name`."""
-    layer = root / f"layer-{name}"
-    target = layer / "extensions" / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    source = (PROGRAMS / program).read_text()
-    if program.endswith(".py"):
-        source = f"#!{BASE_PYTHON}\n" + source
-    target.write_text(source)
-    target.chmod(0o755)
-    return layer
 
 
 def function(tmp_path: Path, *layers: Path, **settings):
@@ -116,6 +106,29 @@ async def test_work_after_the_response_holds_the_environment_but_not_the_caller(
         assert len(server.functions["fn"].environments) == 1
 
 
+async def test_an_extension_still_working_as_the_server_stops_gets_shutdown_once_it_asks(tmp_path, nursery):
+    gate = await Gate().start(nursery)
+    log = CapturedLog()
+    config = function(tmp_path, extension_layer(tmp_path),
+                      env={"EXT_MODE": "gate", "GATE_PORT": str(gate.port), "EXT_GATE_SHUTDOWN": "1",
+                           "IGNORE_SIGTERM": "1"})
+    async with running_server(config, sink=log) as server:
+        request = json.loads((await server.invoke("fn")).payload)["request"]
+        assert await gate.wait_arrivals(1) == [f"recorder {request}"]
+        # The runtime outlives the SIGTERM, so the extension's next request ends the invocation's
+        # cycle inside the Shutdown phase: that must not end the environment before SHUTDOWN.
+        async with trio.open_nursery() as stopping:
+            stopping.start_soon(server.functions["fn"].stop)
+            await trio.testing.wait_all_tasks_blocked()  # its Shutdown phase has begun
+            await gate.release_all()  # the extension is done with the INVOKE, and asks again
+            # It works on its SHUTDOWN, still running in its environment, and then finishes.
+            assert await gate.wait_arrivals(1) == ["recorder SHUTDOWN"]
+            await gate.release_all()
+    invoke, shutdown = events(log)
+    assert invoke["requestId"] == request and shutdown["shutdownReason"] == "spindown"
+    assert said(log, "recorder", "finished") == ["shutdown"]
+
+
 async def test_an_extension_that_crashes_during_an_invocation_fails_it_and_the_environment_is_replaced(
         tmp_path, nursery):
     gate = await Gate().start(nursery)
@@ -131,21 +144,13 @@ async def test_an_extension_that_crashes_during_an_invocation_fails_it_and_the_e
 
 
 async def invoke_while_the_handler_waits(server, gate: Gate):
-    """An invocation whose handler waits at `gate` until the caller has its answer (which the
-    extension's failure gives it), then is released."""
-    answered = trio.Event()
-    results = []
-
-    async def call():
-        results.append(await server.invoke("fn", b'{"gate": true}'))
-        answered.set()
-
-    async with trio.open_nursery() as calls:
-        calls.start_soon(call)
-        await gate.wait_arrivals(1)
-        await answered.wait()
-        await gate.release_all()
-    return results[0]
+    """An invocation whose handler cannot answer it: it waits at `gate`, released only once the
+    caller has its answer (which the extension's failure gives it). The handler's arrival is not
+    awaited: the extension fails as it gets INVOKE, and the environment it ends may be stopped
+    before the handler reaches the gate, or even starts."""
+    result = await server.invoke("fn", b'{"gate": true}')
+    await gate.release_all()
+    return result
 
 
 async def test_an_extension_init_error_fails_init(tmp_path):
@@ -195,11 +200,15 @@ async def test_shutdown_carries_its_reason(tmp_path, cause, reason):
     async with running_server(config, sink=log) as server:
         (fn,) = server.functions.values()
         payload = {"timeout": b'{"sleep": 30}', "exit": b'{"exit": true}', "idle": b"{}"}[cause]
+        invoked = int(time.time() * 1000)
         await server.invoke("fn", payload)
         while fn.environments:  # the environment ends: timed out, crashed, or reaped when idle
             await next(iter(fn.environments)).closed.wait()
+        ended = int(time.time() * 1000)
     shutdown = events(log)[-1]
     assert shutdown["eventType"] == "SHUTDOWN" and shutdown["shutdownReason"] == reason
+    # 2,000 ms after the Shutdown phase began, which was after the invocation and before the end
+    assert invoked + 2000 <= shutdown["deadlineMs"] <= ended + 2000
 
 
 async def test_a_slow_extension_is_killed_at_the_shutdown_deadline(tmp_path):

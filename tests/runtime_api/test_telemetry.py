@@ -12,7 +12,7 @@ import trio
 
 from helpers import CapturedLog, awslambdaric_function, free_port, running_server, write_function
 from runtime_api import telemetry as t
-from test_external_extensions import extension_layer
+from helpers import extension_layer
 
 HTTP = {"protocol": "HTTP", "URI": "http://sandbox.localdomain:4243/telemetry"}
 
@@ -320,6 +320,27 @@ async def test_the_logs_api_sends_the_older_records(tmp_path, nursery):
     assert types_of(destination.events) == ["platform.extension", "platform.logsSubscription", "platform.start",
                                             "platform.runtimeDone", "platform.report"]
     assert destination.events[3]["record"] == {"requestId": request, "status": "success"}
+
+
+async def test_the_logs_api_and_the_telemetry_api_carry_the_same_function_lines(tmp_path, nursery):
+    """Both APIs are fed from one stream: an extension on each gets the function's lines alike."""
+    destinations = {"logs": Destination(free_port()), "telemetry": Destination(free_port())}
+    env = {}
+    for api, destination in destinations.items():
+        await destination.serve(nursery)
+        env[f"EXT_SUBSCRIBE_{api.upper()}_AGENT"] = json.dumps({"api": api, "body": {
+            "schemaVersion": "2021-03-18" if api == "logs" else "2022-12-13", "types": ["platform", "function"],
+            "buffering": {"timeoutMs": 25}, "destination": {"protocol": "HTTP", "URI": f"http://sandbox:{destination.port}"}}})
+    layers = [str(extension_layer(tmp_path, f"{api}-agent")) for api in destinations]
+    config = awslambdaric_function("fn", write_function(tmp_path / "code", FUNCTION), layers=layers, isolation="none",
+                                   env=env)
+    async with running_server(config) as server:
+        await server.invoke("fn", b'{"lines": 3}')
+        for destination in destinations.values():
+            await destination.wait_for(lambda events: "platform.report" in types_of(events))
+    logs, telemetry = ([e["record"] for e in destination.events if e["type"] == "function"]
+                       for destination in destinations.values())
+    assert logs == telemetry == [f"hello from the function {n}" for n in range(3)]
 
 
 async def test_a_malformed_subscription_from_an_extension_is_refused_and_init_goes_on(tmp_path):

@@ -3,7 +3,8 @@ under its file name, says each event it gets on its output (`<name> event <json>
 EXT_MODE says:
 
   normal         SHUTDOWN ends it
-  gate           at each INVOKE, waits at the test's Gate (GATE_PORT) before asking again
+  gate           at each INVOKE, waits at the test's Gate (GATE_PORT) before asking again; with
+                 EXT_GATE_SHUTDOWN set, at SHUTDOWN too, and then says `<name> finished shutdown`
   crash          exits with status 3 as it gets INVOKE
   exit-error     posts exit/error (Extension.Failed) as it gets INVOKE, then exits
   init-error     posts init/error (Extension.ConfigInvalid) instead of asking for its first event
@@ -12,7 +13,8 @@ EXT_MODE says:
   slow-shutdown  ignores SIGTERM, and at SHUTDOWN waits forever
 
 EXT_SUBSCRIBE: a Telemetry API subscription to make as it starts (`{"api": "telemetry"|"logs",
-"body": {...}}`); the answer is said as `<name> subscribed <status> <body>`.
+"body": {...}}`); the answer is said as `<name> subscribed <status> <body>`. EXT_SUBSCRIBE_<NAME>
+(its name in capitals, `-` as `_`), if set, is its own instead.
 """
 
 import json
@@ -42,6 +44,12 @@ def call(method, path, body=None, headers=()):
         return error.code, dict(error.headers), error.read()
 
 
+def wait_at_gate(what):
+    with socket.create_connection(("127.0.0.1", int(os.environ["GATE_PORT"]))) as gate:
+        gate.sendall(f"{NAME} {what}\n".encode())
+        gate.recv(64)
+
+
 if MODE == "no-register":
     sys.exit(2)
 if MODE == "never-register":
@@ -55,8 +63,9 @@ status, headers, body = call("POST", "/2020-01-01/extension/register", json.dump
 identifier = headers.get("Lambda-Extension-Identifier")
 say("registered", status, body.decode().strip())
 ident = {"Lambda-Extension-Identifier": identifier}
-if os.environ.get("EXT_SUBSCRIBE"):
-    subscription = json.loads(os.environ["EXT_SUBSCRIBE"])
+SUBSCRIBE = os.environ.get("EXT_SUBSCRIBE_" + NAME.upper().replace("-", "_")) or os.environ.get("EXT_SUBSCRIBE")
+if SUBSCRIBE:
+    subscription = json.loads(SUBSCRIBE)
     path = "/2022-07-01/telemetry" if subscription["api"] == "telemetry" else "/2020-08-15/logs"
     status, _, body = call("PUT", path, json.dumps(subscription["body"]).encode(), ident)
     say("subscribed", status, body.decode().strip())
@@ -69,6 +78,9 @@ while True:
     event = json.loads(body)
     say("event", json.dumps(event, sort_keys=True))
     if event["eventType"] == "SHUTDOWN":
+        if MODE == "gate" and os.environ.get("EXT_GATE_SHUTDOWN"):
+            wait_at_gate("SHUTDOWN")
+            say("finished", "shutdown")
         if MODE == "slow-shutdown":
             while True:
                 time.sleep(3600)
@@ -80,6 +92,4 @@ while True:
              {**ident, "Lambda-Extension-Function-Error-Type": "Extension.Failed"})
         sys.exit(1)
     if MODE == "gate":
-        with socket.create_connection(("127.0.0.1", int(os.environ["GATE_PORT"]))) as gate:
-            gate.sendall(f"{NAME} {event['requestId']}\n".encode())
-            gate.recv(64)
+        wait_at_gate(event["requestId"])
