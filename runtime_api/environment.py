@@ -741,8 +741,10 @@ class Environment:
         if invocation.delivered_at is not None:
             return  # a repeated `next` gets the same event
         if self.cgroup is None or self.cgroup.memory is None:
-            if self.process is not None:  # without a memory cgroup's own peak: a sample, in case
-                self.process.peak_memory_mb()  # the runtime dies mid-invocation
+            # Without a memory cgroup keeping its peak: the runtime's high-water mark, in case it dies
+            # mid-invocation. Once sampled (each REPORT samples it), the last sample serves.
+            if self.process is not None and not self.process.peak_sampled:
+                self.process.peak_memory_mb()
         if self.cgroup is not None:
             self.cgroup.reap_tracked()  # what earlier invocations orphaned and has ended since
         invocation.deliver()

@@ -22,7 +22,8 @@ def new_request_id() -> str:
 
 def new_trace_id() -> str:
     """An X-Ray trace header as Lambda generates one when the caller sent none."""
-    return f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()};Parent={os.urandom(8).hex()};Sampled=0"
+    random = os.urandom(20).hex()  # the root's 96 bits and the parent's 64
+    return f"Root=1-{int(time.time()):08x}-{random[:24]};Parent={random[24:]};Sampled=0"
 
 
 class Invocation:

@@ -167,6 +167,10 @@ class RuntimeProcess:
             except ProcessLookupError:
                 pass
 
+    @property
+    def peak_sampled(self) -> bool:
+        return self._peak_kb > 0
+
     def peak_memory_mb(self) -> int | None:
         """The peak resident memory seen so far, in MB rounded up; None if never seen."""
         if self._status_fd is not None:
