@@ -1,0 +1,450 @@
+"""The cgroup v2 scenarios, run as root inside the guest (tests/vm/test_cgroup_v2.py boots it) against
+the real `lambdalet serve` of this checkout. Standard library only: it runs on the host's Python,
+seen read-only in the guest.
+
+Usage: python guest_scenarios.py RESULTS_DIR
+
+Each scenario writes one line to RESULTS_DIR/scenarios.txt as soon as it is decided:
+
+    LAMBDALET-VM-SCENARIO <name> PASS|FAIL <one JSON object: what was seen>
+
+and the script ends with `LAMBDALET-VM-DONE <number of scenarios>`. The test accepts nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import traceback
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CGROUP = "/sys/fs/cgroup"
+NOBODY = 65534
+BOUND = 240.0  # seconds: only so that a broken server fails its scenario instead of hanging the guest
+DELEGATED = os.path.join(CGROUP, "delegated")
+
+HANDLERS = '''
+import json, os, socket, subprocess, time
+
+def whoami(event, context):
+    return {"pid": os.getpid(), "cgroup": open("/proc/self/cgroup").read().strip()}
+
+def hog(event, context):
+    chunks = []
+    for _ in range(event.get("mb", 512) // 8):
+        chunks.append(b"x" * (8 << 20))  # written, so charged
+    return {"allocated_mb": 8 * len(chunks)}
+
+def allocate(event, context):
+    data = b"x" * (event["mb"] << 20)
+    return {"allocated_mb": len(data) >> 20}
+
+def fork_bomb(event, context):
+    children, refused = [], None
+    while len(children) < 5000:
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            refused = exc.errno
+            break
+        if pid == 0:
+            os.execv("/bin/sleep", ["sleep", "1000"])  # small, so 1024 of them fit in the guest
+        children.append(pid)
+    for pid in children:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    return {"forked": len(children), "refused": refused}
+
+def tree_and_hang(event, context):
+    child = subprocess.Popen(["sleep", "1000"])
+    read_end, write_end = os.pipe()
+    first = os.fork()
+    if first == 0:
+        os.setsid()  # out of the runtime's process group and session
+        second = os.fork()
+        if second == 0:
+            os.execvp("sleep", ["sleep", "1000"])
+        os.write(write_end, str(second).encode())
+        os._exit(0)
+    os.waitpid(first, 0)
+    daemon = int(os.read(read_end, 32))
+    pids = {"runtime": os.getpid(), "child": child.pid, "daemon": daemon}
+    with socket.create_connection(("127.0.0.1", int(os.environ["REPORT_PORT"]))) as report:
+        report.sendall(json.dumps(pids).encode())
+    while True:
+        time.sleep(1000)
+
+def spin(event, context):
+    start = time.perf_counter()
+    n = 0
+    for _ in range(event["n"]):
+        n += 1
+    return {"seconds": time.perf_counter() - start}
+
+def hold(event, context):
+    time.sleep(event.get("hold", 0))
+    return {"pid": os.getpid(), "cgroup": open("/proc/self/cgroup").read().strip()}
+'''
+
+
+class Results:
+    def __init__(self, directory: str) -> None:
+        self.file = open(os.path.join(directory, "scenarios.txt"), "w")
+        self.count = 0
+
+    def say(self, name: str, passed: bool, seen: dict) -> None:
+        self.count += 1
+        line = f"LAMBDALET-VM-SCENARIO {name} {'PASS' if passed else 'FAIL'} {json.dumps(seen, sort_keys=True)}"
+        print(line, flush=True)
+        self.file.write(line + "\n")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def run(self, name: str, scenario, *args) -> None:
+        try:
+            passed, seen = scenario(*args)
+        except Exception as exc:  # one scenario's failure is its line; the others still run
+            passed, seen = False, {"exception": repr(exc), "trace": traceback.format_exc()[-1500:]}
+        self.say(name, passed, seen)
+
+    def done(self) -> None:
+        self.file.write(f"LAMBDALET-VM-DONE {self.count}\n")
+        self.file.close()
+
+
+def function(name: str, handler: str, **settings) -> str:
+    lines = [f'name = "{name}"', 'code = "fn"', f'handler = "app.{handler}"', 'sdk = "none"',
+             'isolation = "standard"']
+    for key, value in settings.items():
+        lines.append(f"{key} = {json.dumps(value) if not isinstance(value, dict) else _table(value)}")
+    return "[[function]]\n" + "\n".join(lines) + "\n\n"
+
+
+def _table(values: dict) -> str:
+    return "{ " + ", ".join(f"{key} = {json.dumps(value)}" for key, value in values.items()) + " }"
+
+
+class Server:
+    """`lambdalet serve --config` (as root, or wrapped by `prefix`), its start-up lines and Invoke API."""
+
+    def __init__(self, root: str, config: str, prefix: list[str] | None = None, owner: int | None = None) -> None:
+        home = os.path.join(root, "home")
+        os.makedirs(home, exist_ok=True)
+        libraries = os.environ.get("LAMBDALET_VM_LIBRARIES")
+        if libraries:  # what the managed runtime includes, fetched by the host: the guest is offline
+            shutil.copytree(libraries, os.path.join(home, "cache", "lambdalet", "libraries",
+                                                    os.path.basename(libraries)))
+        if owner is not None:
+            for directory, _, files in os.walk(root):
+                for path in (directory, *(os.path.join(directory, name) for name in files)):
+                    os.chown(path, owner, owner)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": home, "PYTHONPATH": REPO,
+               "LANG": "C.UTF-8", "XDG_CACHE_HOME": os.path.join(home, "cache"),
+               "XDG_STATE_HOME": os.path.join(home, "state"), "PYTHONDONTWRITEBYTECODE": "1"}
+        argv = [*(prefix or []), sys.executable, "-m", "runtime_api.cli", "serve", "--config", config, "--port", "0"]
+        self.proc = subprocess.Popen(argv, env=env, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        self.lines: list[str] = []
+        self.port = self._wait_listening()
+        self._drain = threading.Thread(target=self._read_rest, daemon=True)
+        self._drain.start()
+        self.last_log = ""
+
+    def _wait_listening(self) -> int:
+        deadline = time.monotonic() + BOUND
+        pending = b""
+        while True:
+            ready, _, _ = select.select([self.proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                self.stop()
+                raise TimeoutError(f"no Invoke API after {BOUND:.0f} s: {self.lines}")
+            data = os.read(self.proc.stderr.fileno(), 65536)
+            if not data:
+                raise RuntimeError(f"the server exited ({self.proc.wait()}) before listening: {self.lines}")
+            pending += data
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                self.lines.append(line.decode(errors="replace"))
+                found = re.match(r"lambdalet: Invoke API on http://127\.0\.0\.1:(\d+)$", self.lines[-1])
+                if found:
+                    return int(found[1])
+
+    def _read_rest(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line.decode(errors="replace").rstrip("\n"))
+
+    @property
+    def warnings(self) -> list[str]:
+        return [line for line in self.lines if line.startswith("lambdalet: WARNING: ")]
+
+    def invoke(self, name: str, payload: dict | None = None) -> tuple[str | None, dict]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=BOUND)
+        try:
+            conn.request("POST", f"/2015-03-31/functions/{name}/invocations", body=json.dumps(payload or {}),
+                         headers={"X-Amz-Log-Type": "Tail"})
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise RuntimeError(f"{name}: HTTP {response.status}: {body[:300]!r}")
+        self.last_log = base64.b64decode(response.getheader("X-Amz-Log-Result") or "").decode(errors="replace")
+        return response.getheader("X-Amz-Function-Error"), json.loads(body)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(BOUND)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def max_memory_used(tail: str) -> int:
+    return int(re.search(r"Max Memory Used: (\d+) MB", tail)[1])
+
+
+def our_cgroups(top: str = CGROUP) -> list[str]:
+    found = []
+    for directory, subdirectories, _ in os.walk(top):
+        found += [os.path.join(directory, name) for name in subdirectories if name.startswith("lambdalet-")]
+    return found
+
+
+def cgroup_of(cgroup_line: str) -> str:
+    """The directory of a `0::/path` line of /proc/<pid>/cgroup."""
+    return CGROUP + cgroup_line.rpartition("::")[2]
+
+
+def wait_gone(pids: dict[str, int], timeout: float) -> dict[str, bool]:
+    """Wait (on pidfds, not by polling) until each process has ended; which have."""
+    fds = {}
+    for name, pid in pids.items():
+        try:
+            fds[name] = os.pidfd_open(pid)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    try:
+        for fd in fds.values():
+            select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        gone = {}
+        for name, pid in pids.items():
+            gone[name] = name not in fds or bool(select.select([fds[name]], [], [], 0)[0])
+        return gone
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+# -- the scenarios ---------------------------------------------------------------------------------
+
+def stale_cgroup() -> tuple[str, int]:
+    """A cgroup of a lambdalet that no longer runs, with a process still in it."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    directory = os.path.join(CGROUP, f"lambdalet-{dead.pid}-7")
+    os.mkdir(directory)
+    sleeper = subprocess.Popen(["/bin/sh", "-c", f"echo 0 > {directory}/cgroup.procs && exec sleep 1000"])
+    return directory, sleeper
+
+
+def out_of_memory(server: Server) -> tuple[bool, dict]:
+    before = server.invoke("ok")
+    error, answer = server.invoke("hog", {"mb": 512})
+    tail = server.last_log
+    after_error, after = server.invoke("ok")
+    seen = {"function_error": error, "errorType": answer.get("errorType"),
+            "report_has_oom": "Error Type: Runtime.OutOfMemory" in tail,
+            "max_memory_used": max_memory_used(tail), "serves_on": after_error is None and after["pid"] == before[1]["pid"]}
+    return (error == "Unhandled" and answer.get("errorType") == "Runtime.OutOfMemory" and seen["report_has_oom"]
+            and seen["max_memory_used"] == 128 and seen["serves_on"]), seen
+
+
+def max_memory(server: Server) -> tuple[bool, dict]:
+    server.invoke("alloc", {"mb": 0})
+    baseline = max_memory_used(server.last_log)
+    _, answer = server.invoke("alloc", {"mb": 100})
+    peak = max_memory_used(server.last_log)
+    seen = {"baseline_mb": baseline, "peak_mb": peak, "allocated_mb": answer.get("allocated_mb"),
+            "grown_mb": peak - baseline}
+    return answer.get("allocated_mb") == 100 and 95 <= peak - baseline <= 125, seen
+
+
+def fork_bomb(server: Server) -> tuple[bool, dict]:
+    error, answer = server.invoke("bomb")
+    other_error, _ = server.invoke("ok")
+    seen = {"function_error": error, **answer, "others_serve": other_error is None}
+    return error is None and answer["forked"] < 1024 and answer["refused"] == 11 and other_error is None, seen
+
+
+def timeout_kills_daemon(server: Server, listener: socket.socket) -> tuple[bool, dict]:
+    result: dict = {}
+    caller = threading.Thread(target=lambda: result.update(answer=server.invoke("hang")))
+    caller.start()
+    listener.settimeout(BOUND)
+    connection, _ = listener.accept()
+    with connection:
+        pids = json.loads(connection.recv(4096))
+    pidfds = {name: os.pidfd_open(pid) for name, pid in pids.items()}  # pinned before the kill
+    try:
+        caller.join(BOUND)
+        error, answer = result["answer"]
+        gone = wait_gone(pids, 60.0)
+    finally:
+        for fd in pidfds.values():
+            os.close(fd)
+    seen = {"errorType": answer.get("errorType"), "gone": gone}
+    return answer.get("errorType") == "Sandbox.Timedout" and all(gone.values()), seen
+
+
+def cpu_model(server: Server) -> tuple[bool, dict]:
+    n = 300_000
+    server.invoke("cpu_host", {"n": 1000})  # the environments are up before anything is timed
+    server.invoke("cpu_lambda", {"n": 1000})
+    unlimited = server.invoke("cpu_host", {"n": n})[1]["seconds"]
+    limited = server.invoke("cpu_lambda", {"n": n})[1]["seconds"]
+    _, where = server.invoke("cpu_lambda_where")
+    cpu_max = open(os.path.join(cgroup_of(where["cgroup"]), "cpu.max")).read().strip()
+    ratio = limited / unlimited
+    seen = {"unlimited_s": round(unlimited, 3), "lambda_s": round(limited, 3), "ratio": round(ratio, 1),
+            "expected_ratio": round(1769 / 128, 1), "cpu.max": cpu_max}
+    return ratio > 4 and cpu_max == "7236 100000", seen
+
+
+def snapstart_copies(server: Server) -> tuple[bool, dict]:
+    answers: list = []
+    callers = [threading.Thread(target=lambda: answers.append(server.invoke("snap", {"hold": 4})[1])) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(BOUND)
+    groups = [cgroup_of(answer["cgroup"]) for answer in answers]
+    limits = [open(os.path.join(group, "memory.max")).read().strip() for group in groups]
+    members = [answer["pid"] in [int(pid) for pid in open(os.path.join(group, "cgroup.procs")).read().split()]
+               for answer, group in zip(answers, groups)]
+    copies = "fork templates" in " ".join(server.lines)
+    seen = {"cgroups": groups, "memory.max": limits, "members": members, "fork_template": copies}
+    return (copies and len(set(groups)) == 2 and all(os.path.basename(g).startswith("lambdalet-") for g in groups)
+            and limits == [str(128 << 20)] * 2 and all(members)), seen
+
+
+def nothing_left(server: Server, pids: dict[str, int], stale: str) -> tuple[bool, dict]:
+    status = server.stop()
+    left = our_cgroups()
+    gone = wait_gone(pids, 30.0)
+    seen = {"exit_status": status, "cgroups_left": left, "gone": gone, "stale_removed": not os.path.exists(stale)}
+    return not left and all(gone.values()) and seen["stale_removed"], seen
+
+
+def delegated(root: str) -> tuple[bool, dict]:
+    """As nobody, in a subtree delegated as systemd's Delegate=yes does it: the cgroup and its
+    cgroup.procs, cgroup.subtree_control and cgroup.threads owned by the user."""
+    os.makedirs(DELEGATED, exist_ok=True)
+    for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+        os.chown(os.path.join(DELEGATED, name), NOBODY, NOBODY)
+    join = f'echo $$ > {DELEGATED}/cgroup.procs && exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups "$@"'
+    server = Server(root, os.path.join(root, "functions.toml"), ["/bin/sh", "-c", join, "sh"], owner=NOBODY)
+    try:
+        error, answer = server.invoke("hog", {"mb": 512})
+        _, where = server.invoke("ok")
+        environment = cgroup_of(where["cgroup"])
+        host_cgroup = open(f"/proc/{server.proc.pid}/cgroup").read().strip()
+    finally:
+        status = server.stop()
+    seen = {"errorType": answer.get("errorType"), "environment_cgroup": environment, "server_cgroup": host_cgroup,
+            "warnings": server.warnings, "exit_status": status, "left": sorted(os.listdir(DELEGATED))}
+    leftovers = [name for name in seen["left"] if not name.startswith(("cgroup.", "memory.", "pids.", "cpu.", "io.",
+                                                                         "cpuset.", "hugetlb.", "rdma.", "misc."))]
+    seen["subdirectories_left"] = leftovers
+    return (answer.get("errorType") == "Runtime.OutOfMemory" and environment.startswith(DELEGATED + "/lambdalet-")
+            and host_cgroup.endswith("-host") and not any("cgroup" in w for w in server.warnings)
+            and not leftovers), seen
+
+
+def undelegated(root: str) -> tuple[bool, dict]:
+    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    server = Server(root, os.path.join(root, "functions.toml"), drop, owner=NOBODY)
+    try:
+        error, answer = server.invoke("ok")
+    finally:
+        server.stop()
+    about = [w for w in server.warnings if "cgroup" in w or "memory limit" in w or "process limit" in w]
+    seen = {"cgroup_warnings": about, "serves": error is None}
+    return (len(about) == 1 and "no cgroup is writable" in about[0] and "Delegate=yes" in about[0]
+            and error is None and not our_cgroups()), seen
+
+
+def unprivileged_root(name: str) -> str:
+    root = tempfile.mkdtemp(prefix=f"lambdalet-vm-{name}-")
+    os.chmod(root, 0o755)
+    code = os.path.join(root, "fn")
+    os.mkdir(code)
+    with open(os.path.join(code, "app.py"), "w") as f:
+        f.write(textwrap.dedent(HANDLERS))
+    with open(os.path.join(root, "functions.toml"), "w") as f:
+        f.write(function("ok", "whoami") + function("hog", "hog", memory=128, timeout=120.0))
+    return root
+
+
+def main(results_dir: str) -> None:
+    results = Results(results_dir)
+    root = tempfile.mkdtemp(prefix="lambdalet-vm-")
+    code = os.path.join(root, "fn")
+    os.mkdir(code)
+    with open(os.path.join(code, "app.py"), "w") as f:
+        f.write(textwrap.dedent(HANDLERS))
+    listener = socket.create_server(("127.0.0.1", 0))
+    functions = (function("ok", "whoami")
+                 + function("hog", "hog", memory=128, timeout=120.0)
+                 + function("alloc", "allocate", memory=256, timeout=120.0, concurrency=1)
+                 + function("bomb", "fork_bomb", memory=512, timeout=240.0)
+                 + function("hang", "tree_and_hang", timeout=5.0, env={"REPORT_PORT": str(listener.getsockname()[1])})
+                 + function("cpu_host", "spin", memory=128, timeout=240.0, concurrency=1)
+                 + function("cpu_lambda", "spin", memory=128, timeout=240.0, concurrency=1, cpu_model="lambda")
+                 + function("cpu_lambda_where", "whoami", memory=128, cpu_model="lambda")
+                 + function("snap", "hold", memory=128, timeout=60.0, snapstart=True, concurrency=2))
+    config = os.path.join(root, "functions.toml")
+    with open(config, "w") as f:
+        f.write(functions)
+    stale, sleeper = stale_cgroup()
+    server = None
+    try:
+        server = Server(root, config)
+        results.say("root_starts", not any("cgroup" in w for w in server.warnings), {"warnings": server.warnings})
+        results.run("out_of_memory", out_of_memory, server)
+        results.run("max_memory_used", max_memory, server)
+        results.run("fork_bomb", fork_bomb, server)
+        results.run("timeout_kills_daemon", timeout_kills_daemon, server, listener)
+        results.run("cpu_model_lambda", cpu_model, server)
+        results.run("snapstart_copies", snapstart_copies, server)
+        results.run("nothing_left_after_stop", nothing_left, server, {"stale_member": sleeper.pid}, stale)
+        sleeper.wait()
+    except Exception as exc:
+        results.say("root_server", False, {"exception": repr(exc), "lines": server.lines[-30:] if server else []})
+        if server is not None:
+            server.stop()
+    results.run("delegated_user", delegated, unprivileged_root("delegated"))
+    results.run("undelegated_user", undelegated, unprivileged_root("undelegated"))
+    listener.close()
+    shutil.rmtree(root, ignore_errors=True)
+    results.done()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
