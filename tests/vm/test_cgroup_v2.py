@@ -64,17 +64,20 @@ def parse(text: str) -> tuple[dict[str, tuple[bool, dict]], int | None]:
     return found, done
 
 
-def offline_libraries() -> str:
+def offline_libraries(results: Path) -> str:
     """The guest has no network: the libraries lambdalet's managed Python runtime includes are
-    fetched here (once, into the cache), and the guest's servers get a copy (`VAR=value ` or "")."""
+    fetched here (once, into the cache) and copied into the results share, where the guest's
+    servers take them from (`VAR=value ` for the guest's command, or "")."""
     from sandbox import interpreters, runtime_cache, runtimes
     runtime, interpreter = runtimes.for_python(sys.version_info[:2]), interpreters.ask_python(sys.executable)
     if runtime is None or interpreter is None:
         return ""
     try:
-        return f"LAMBDALET_VM_LIBRARIES={runtime_cache.runtime_libraries(runtime, interpreter, sdk=False)} "
+        cached = runtime_cache.runtime_libraries(runtime, interpreter, sdk=False)
     except runtime_cache.LibrariesUnavailable:
         return ""
+    shutil.copytree(cached, results / cached.name)
+    return f"LAMBDALET_VM_LIBRARIES={vm_image.RESULTS}/{cached.name} "
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +89,7 @@ def guest(tmp_path_factory):
     results = tmp_path_factory.mktemp("vm-results")
     os.chmod(results, 0o777)
     script = REPO / "tests" / "vm" / "guest_scenarios.py"
-    command = f"cd {REPO} && {offline_libraries()}exec {sys.executable} {script} {vm_image.RESULTS}"
+    command = f"cd {REPO} && {offline_libraries(results)}exec {sys.executable} {script} {vm_image.RESULTS}"
     run = vm_driver.run(image, command, results, timeout=GUEST_TIMEOUT,
                         show=vm_driver.closed_ancestor(sys.executable))
     file = results / "scenarios.txt"
