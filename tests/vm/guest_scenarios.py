@@ -371,9 +371,8 @@ def delegated(root: str) -> tuple[bool, dict]:
     finally:
         status = server.stop()
     seen = {"errorType": answer.get("errorType"), "environment_cgroup": environment, "server_cgroup": host_cgroup,
-            "warnings": server.warnings, "exit_status": status, "left": sorted(os.listdir(DELEGATED))}
-    leftovers = [name for name in seen["left"] if not name.startswith(("cgroup.", "memory.", "pids.", "cpu.", "io.",
-                                                                         "cpuset.", "hugetlb.", "rdma.", "misc."))]
+            "warnings": server.warnings, "exit_status": status}
+    leftovers = [entry.name for entry in os.scandir(DELEGATED) if entry.is_dir()]
     seen["subdirectories_left"] = leftovers
     return (answer.get("errorType") == "Runtime.OutOfMemory" and environment.startswith(DELEGATED + "/lambdalet-")
             and host_cgroup.endswith("-host") and not any("cgroup" in w for w in server.warnings)
@@ -391,6 +390,28 @@ def undelegated(root: str) -> tuple[bool, dict]:
     seen = {"cgroup_warnings": about, "serves": error is None}
     return (len(about) == 1 and "no cgroup is writable" in about[0] and "Delegate=yes" in about[0]
             and error is None and not our_cgroups()), seen
+
+
+def doctor_host() -> tuple[bool, dict]:
+    """`lambdalet doctor --host` as root (every controller usable on v2) and as nobody (none)."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": REPO, "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}
+    reports = {}
+    for who, prefix in (("root", []), ("nobody", ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"])):
+        run = subprocess.run([*prefix, sys.executable, "-m", "runtime_api.cli", "doctor", "--host", "--json"],
+                             env=env, cwd="/", capture_output=True, text=True, timeout=BOUND)
+        if run.returncode != 0:
+            return False, {who: run.stderr[-1500:]}
+        report = json.loads(run.stdout)
+        reports[who] = {"mode": report["cgroup_mode"],
+                        "controllers": {c["name"]: [c["hierarchy"], c["usable"], c["problem"]]
+                                        for c in report["controllers"]},
+                        "standard_gets": [level for level in report["levels"] if level["isolation"] == "standard"][0]["gets"]}
+    root, nobody = reports["root"], reports["nobody"]
+    return (root["mode"] == nobody["mode"] == "v2"
+            and all(c[:2] == ["cgroup v2", True] for c in root["controllers"].values())
+            and all(c[:2] == ["cgroup v2", False] and "not writable" in c[2] for c in nobody["controllers"].values())
+            and any(item.startswith("memory limit through cgroup v2") for item in root["standard_gets"])
+            and our_cgroups() == []), reports
 
 
 def unprivileged_root(name: str) -> str:
@@ -445,6 +466,7 @@ def main(results_dir: str) -> None:
             server.stop()
     results.run("delegated_user", delegated, unprivileged_root("delegated"))
     results.run("undelegated_user", undelegated, unprivileged_root("undelegated"))
+    results.run("doctor_host", doctor_host)
     listener.close()
     shutil.rmtree(root, ignore_errors=True)
     results.done()
