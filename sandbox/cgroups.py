@@ -336,14 +336,6 @@ class EnvironmentCgroup:
             self._tracked.clear()
         self.peak_memory_mb()
 
-    def populated(self) -> bool:
-        """Whether any process, a dying one included, is still in the environment (v2's
-        `cgroup.events`; on v1, whether any is listed)."""
-        if self.unified in self.created:
-            return cgroupv2.populated(self.unified)
-        directory = self._directory()
-        return directory is not None and bool(cgroupfs.members(directory))
-
     def remove(self, *, warn: bool = True) -> None:
         """Remove the (empty) cgroups; idempotent. The peak is read first."""
         if self.memory in self.created:

@@ -70,43 +70,31 @@ def diagnose() -> HostReport:
 
 
 def _levels(support: cgroups.CgroupSupport) -> list[Level]:
-    standard: list[str] = []
-    lacks: list[str] = []
-    if support.memory:
-        standard.append(f"memory limit through {support.hierarchy('memory')} (Runtime.OutOfMemory, a measured "
-                        "Max Memory Used)")
-    else:
-        lacks.append("memory cgroup: RLIMIT_DATA is the memory guard (MemoryError, not Runtime.OutOfMemory)")
-    if support.pids:
-        standard.append(f"pids limit {DEFAULT_PIDS_MAX} through {support.hierarchy('pids')}")
-    else:
-        lacks.append("process limit: a fork bomb is not contained")
-    if support.any:
-        standard.append("a timeout kills every process of the environment's cgroup")
-    else:
-        lacks.append("cgroup: a timeout kills the runtime's process group (a setsid daemon outlives it)")
-    if support.cpu:
-        standard.append(f"--cpu-model lambda through {support.hierarchy('cpu')}")
-    else:
-        lacks.append("--cpu-model lambda: no writable cpu controller")
     problem = host.mount_namespace_problem()
-    if problem is None:
-        standard.append("a private /tmp, the code read-only at /var/task")
-    else:
-        lacks.append(f"private /tmp and /var/task: {problem}")
     strict = host.strict_support()
-    extra, extra_lacks = [], []
-    if strict.netns:
-        extra.append("a network namespace of its own, the Runtime API at 127.0.0.1:9001")
-    else:
-        extra_lacks.append(f"network namespace: {strict.netns_problem or 'no exec helper runs here'}")
-    if strict.seccomp_problem is None:
-        extra.append("the seccomp deny-list, no_new_privs")
-    else:
-        extra_lacks.append(f"seccomp deny-list: {strict.seccomp_problem}")
+    # (has it, what it gets, what it lacks otherwise), for standard and then what strict adds.
+    standard = [
+        (bool(support.memory), f"memory limit through {support.hierarchy('memory')} (Runtime.OutOfMemory, a measured "
+         "Max Memory Used)", "memory cgroup: RLIMIT_DATA is the memory guard (MemoryError, not Runtime.OutOfMemory)"),
+        (bool(support.pids), f"pids limit {DEFAULT_PIDS_MAX} through {support.hierarchy('pids')}",
+         "process limit: a fork bomb is not contained"),
+        (support.any, "a timeout kills every process of the environment's cgroup",
+         "cgroup: a timeout kills the runtime's process group (a setsid daemon outlives it)"),
+        (bool(support.cpu), f"--cpu-model lambda through {support.hierarchy('cpu')}",
+         "--cpu-model lambda: no writable cpu controller"),
+        (problem is None, "a private /tmp, the code read-only at /var/task", f"private /tmp and /var/task: {problem}"),
+    ]
+    added = [
+        (strict.netns, "a network namespace of its own, the Runtime API at 127.0.0.1:9001",
+         f"network namespace: {strict.netns_problem or 'no exec helper runs here'}"),
+        (strict.seccomp_problem is None, "the seccomp deny-list, no_new_privs",
+         f"seccomp deny-list: {strict.seccomp_problem}"),
+    ]
+    lacks = [lacking for has, _, lacking in standard if not has]
     return [Level("none", ["plain processes, each runtime in a process group of its own"], ["limits", "private /tmp"]),
-            Level("standard", standard, lacks),
-            Level("strict", ["what standard gets", *extra], [*lacks, *extra_lacks])]
+            Level("standard", [gets for has, gets, _ in standard if has], lacks),
+            Level("strict", ["what standard gets", *(gets for has, gets, _ in added if has)],
+                  [*lacks, *(lacking for has, _, lacking in added if not has)])]
 
 
 def render(report: HostReport) -> str:

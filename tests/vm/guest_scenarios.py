@@ -13,14 +13,11 @@ and the script ends with `LAMBDALET-VM-DONE <number of scenarios>`. The test acc
 
 from __future__ import annotations
 
-import base64
-import http.client
 import json
 import os
 import re
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +28,9 @@ import time
 import traceback
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from serve_process import ServeProcess  # noqa: E402  (tests/ is not a package)
+
 CGROUP = "/sys/fs/cgroup"
 NOBODY = 65534
 BOUND = 240.0  # seconds: only so that a broken server fails its scenario instead of hanging the guest
@@ -139,8 +139,8 @@ def _table(values: dict) -> str:
     return "{ " + ", ".join(f"{key} = {json.dumps(value)}" for key, value in values.items()) + " }"
 
 
-class Server:
-    """`lambdalet serve --config` (as root, or wrapped by `prefix`), its start-up lines and Invoke API."""
+class Server(ServeProcess):
+    """`lambdalet serve --config` as root, or wrapped by `prefix` (setpriv: as `owner`)."""
 
     def __init__(self, root: str, config: str, prefix: list[str] | None = None, owner: int | None = None) -> None:
         home = os.path.join(root, "home")
@@ -157,64 +157,7 @@ class Server:
                "LANG": "C.UTF-8", "XDG_CACHE_HOME": os.path.join(home, "cache"),
                "XDG_STATE_HOME": os.path.join(home, "state"), "PYTHONDONTWRITEBYTECODE": "1"}
         argv = [*(prefix or []), sys.executable, "-m", "runtime_api.cli", "serve", "--config", config, "--port", "0"]
-        self.proc = subprocess.Popen(argv, env=env, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True)
-        self.lines: list[str] = []
-        self.port = self._wait_listening()
-        self._drain = threading.Thread(target=self._read_rest, daemon=True)
-        self._drain.start()
-        self.last_log = ""
-
-    def _wait_listening(self) -> int:
-        deadline = time.monotonic() + BOUND
-        pending = b""
-        while True:
-            ready, _, _ = select.select([self.proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                self.stop()
-                raise TimeoutError(f"no Invoke API after {BOUND:.0f} s: {self.lines}")
-            data = os.read(self.proc.stderr.fileno(), 65536)
-            if not data:
-                raise RuntimeError(f"the server exited ({self.proc.wait()}) before listening: {self.lines}")
-            pending += data
-            *complete, pending = pending.split(b"\n")
-            for line in complete:
-                self.lines.append(line.decode(errors="replace"))
-                found = re.match(r"lambdalet: Invoke API on http://127\.0\.0\.1:(\d+)$", self.lines[-1])
-                if found:
-                    return int(found[1])
-
-    def _read_rest(self) -> None:
-        for line in self.proc.stderr:
-            self.lines.append(line.decode(errors="replace").rstrip("\n"))
-
-    @property
-    def warnings(self) -> list[str]:
-        return [line for line in self.lines if line.startswith("lambdalet: WARNING: ")]
-
-    def invoke(self, name: str, payload: dict | None = None) -> tuple[str | None, dict]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=BOUND)
-        try:
-            conn.request("POST", f"/2015-03-31/functions/{name}/invocations", body=json.dumps(payload or {}),
-                         headers={"X-Amz-Log-Type": "Tail"})
-            response = conn.getresponse()
-            body = response.read()
-        finally:
-            conn.close()
-        if response.status != 200:
-            raise RuntimeError(f"{name}: HTTP {response.status}: {body[:300]!r}")
-        self.last_log = base64.b64decode(response.getheader("X-Amz-Log-Result") or "").decode(errors="replace")
-        return response.getheader("X-Amz-Function-Error"), json.loads(body)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(BOUND)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.returncode
+        super().__init__(argv, env, root, subprocess.DEVNULL, BOUND)
 
 
 def max_memory_used(tail: str) -> int:
@@ -233,25 +176,29 @@ def cgroup_of(cgroup_line: str) -> str:
     return CGROUP + cgroup_line.rpartition("::")[2]
 
 
-def wait_gone(pids: dict[str, int], timeout: float) -> dict[str, bool]:
-    """Wait (on pidfds, not by polling) until each process has ended; which have."""
-    fds = {}
+def pidfds(pids: dict[str, int]) -> dict[str, int | None]:
+    """A pidfd per process (None: already gone), so that waiting on them cannot meet a reused pid."""
+    fds: dict[str, int | None] = {}
     for name, pid in pids.items():
         try:
             fds[name] = os.pidfd_open(pid)
-        except ProcessLookupError:
-            pass
+        except OSError:  # ESRCH, or EINVAL once reaped
+            fds[name] = None
+    return fds
+
+
+def wait_gone(fds: dict[str, int | None], timeout: float) -> dict[str, bool]:
+    """Wait (on the pidfds, not by polling) until each process has ended; which have. Closes them."""
     deadline = time.monotonic() + timeout
     try:
         for fd in fds.values():
-            select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        gone = {}
-        for name, pid in pids.items():
-            gone[name] = name not in fds or bool(select.select([fds[name]], [], [], 0)[0])
-        return gone
+            if fd is not None:
+                select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        return {name: fd is None or bool(select.select([fd], [], [], 0)[0]) for name, fd in fds.items()}
     finally:
         for fd in fds.values():
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
 
 
 # -- the scenarios ---------------------------------------------------------------------------------
@@ -303,14 +250,10 @@ def timeout_kills_daemon(server: Server, listener: socket.socket) -> tuple[bool,
     connection, _ = listener.accept()
     with connection:
         pids = json.loads(connection.recv(4096))
-    pidfds = {name: os.pidfd_open(pid) for name, pid in pids.items()}  # pinned before the kill
-    try:
-        caller.join(BOUND)
-        error, answer = result["answer"]
-        gone = wait_gone(pids, 60.0)
-    finally:
-        for fd in pidfds.values():
-            os.close(fd)
+    pinned = pidfds(pids)  # before the kill: no pid can be reused under the wait
+    caller.join(BOUND)
+    error, answer = result["answer"]
+    gone = wait_gone(pinned, 60.0)
     seen = {"errorType": answer.get("errorType"), "gone": gone}
     return answer.get("errorType") == "Sandbox.Timedout" and all(gone.values()), seen
 
@@ -350,7 +293,7 @@ def snapstart_copies(server: Server) -> tuple[bool, dict]:
 def nothing_left(server: Server, pids: dict[str, int], stale: str) -> tuple[bool, dict]:
     status = server.stop()
     left = our_cgroups()
-    gone = wait_gone(pids, 30.0)
+    gone = wait_gone(pidfds(pids), 30.0)
     seen = {"exit_status": status, "cgroups_left": left, "gone": gone, "stale_removed": not os.path.exists(stale)}
     return not left and all(gone.values()) and seen["stale_removed"], seen
 
