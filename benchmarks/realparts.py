@@ -70,27 +70,61 @@ def otel_extension_layer() -> Path:
     layer's zip (`extensions/otel-extension`, a Node.js program that registers, subscribes to the
     Logs API at http://sandbox:4243 and takes INVOKE and SHUTDOWN). Unpacked once, as Lambda
     extracts a layer (modes kept), and cached."""
-    target = cache_dir() / f"serverless-otel-extension-{OTEL_EXTENSION_VERSION}"
-    if target.exists():
-        return target
-    with locked("otel-extension"):
-        if target.exists():
-            return target
+    def make(partial: Path) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run(["npm", "pack", "--silent", f"{OTEL_EXTENSION}@{OTEL_EXTENSION_VERSION}"], cwd=tmp,
                            check=True, stdout=subprocess.DEVNULL)
             (tarball,) = Path(tmp).glob("*.tgz")
             with tarfile.open(tarball) as archive:
                 archive.extractall(tmp, filter="data")
-            partial = target.with_suffix(".part")
-            shutil.rmtree(partial, ignore_errors=True)
             with zipfile.ZipFile(Path(tmp) / "package" / "extension.zip") as layer:
                 for member in layer.infolist():
                     path = Path(layer.extract(member, partial))
                     mode = member.external_attr >> 16 & 0o777
                     if mode:
                         path.chmod(mode)
-            partial.rename(target)
+
+    return _made_once(cache_dir() / f"serverless-otel-extension-{OTEL_EXTENSION_VERSION}", "otel-extension", make)
+
+
+DURABLE_JS = "@aws/durable-execution-sdk-js"
+DURABLE_JS_VERSION = "2.4.0"
+
+
+def durable_js_sdk() -> Path:
+    """A directory holding node_modules/@aws/durable-execution-sdk-js (AWS's durable execution SDK
+    for JavaScript, with the AWS SDK's Lambda client it calls), installed once from npm and cached."""
+    def make(partial: Path) -> None:
+        # Its package asks for Node.js 22; the machine's may be older, and the SDK runs on it.
+        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--engine-strict=false",
+                        f"{DURABLE_JS}@{DURABLE_JS_VERSION}"], cwd=partial, check=True, stdout=subprocess.DEVNULL)
+
+    return _made_once(cache_dir() / f"durable-execution-sdk-js-{DURABLE_JS_VERSION}", "durable-js", make)
+
+
+def _made_once(target: Path, lock: str, make) -> Path:
+    """`target`, made by `make(partial directory)` the first time (one process at a time) and cached."""
+    if target.exists():
+        return target
+    with locked(lock):
+        if target.exists():
+            return target
+        partial = target.with_suffix(".part")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        make(partial)
+        partial.rename(target)
+    return target
+    with locked("durable-js"):
+        if target.exists():
+            return target
+        partial = target.with_suffix(".part")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        # Its package asks for Node.js 22; the machine's may be older, and the SDK runs on it.
+        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--engine-strict=false",
+                        f"{DURABLE_JS}@{DURABLE_JS_VERSION}"], cwd=partial, check=True, stdout=subprocess.DEVNULL)
+        partial.rename(target)
     return target
 
 

@@ -14,10 +14,16 @@ The wire (SOCK_SEQPACKET, one message each way per restore; the server's side is
 runtime_api/snapstart.py):
   template -> server  b"READY"
   server -> template  a JSON object, `environ` (the variables that differ in the new environment)
-                      and `cgroup_tasks` (cgroup `tasks` files to join), with the copy's output
-                      pipe as SCM_RIGHTS
-  template -> server  b"<pid>" of the copy once it has joined its environment (the spare says
-                      b"JOINED" on its own channel), or b"error: <why>"
+                      and `cgroup_tasks` (cgroup `tasks` files to join), with two descriptors as
+                      SCM_RIGHTS: the copy's output pipe and its report channel to the server
+  copy -> server      b"<pid>" on the report channel, once it has joined its environment and
+                      before it does anything there
+  template -> server  b"<pid>" of the copy once it has joined (the spare says b"JOINED" on its own
+                      channel), or b"error: <why>"
+
+The copy reports itself, not only through the template: a template that ends between a copy's
+joining and its answer (killed, say) must not leave the server believing no copy was made, or it
+would make a second one for the same environment, and two runtimes would share one Runtime API.
 
 A copy is forked ahead of demand (a spare, as Android's zygote keeps unspecialised processes), so
 a restore costs no fork: the spare already has its private /tmp (bootstrap/namespaces.py), its own
@@ -202,11 +208,12 @@ def _become_copy(spare_end, template_sockets, private_tmp, max_fd):
             os._exit(0)
         request = json.loads(message)
         os.setsid()  # out of the template's session
-        output = fds[0]  # stdout and stderr onto the environment's pipe
-        os.dup2(output, 1)
+        output, report = fds[0], fds[1]
+        os.dup2(output, 1)  # stdout and stderr onto the environment's pipe
         os.dup2(output, 2)
         for fd in fds:
-            os.close(fd)
+            if fd != report:
+                os.close(fd)
         for tasks in request.get("cgroup_tasks", ()):  # the environment's cgroups
             fd = os.open(tasks, os.O_WRONLY)
             try:
@@ -214,6 +221,10 @@ def _become_copy(spare_end, template_sockets, private_tmp, max_fd):
             finally:
                 os.close(fd)
         os.environ.update(request.get("environ", {}))  # its Runtime API, its log stream
+        try:
+            os.write(report, str(os.getpid()).encode())
+        finally:
+            os.close(report)
         spare_end.send(b"JOINED")
         spare_end.close()
     except BaseException as exc:

@@ -197,6 +197,8 @@ def queue_settings(config: ServerConfig, args: argparse.Namespace) -> None:
         config.async_time_scale = args.async_time_scale
     if args.queue_lease is not None:
         config.queue_lease = args.queue_lease
+    if args.durable_time_scale is not None:
+        config.durable_time_scale = args.durable_time_scale
     for pair in args.service_endpoint:
         service, sep, url = pair.partition("=")
         if not sep or not url:
@@ -522,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--queue-lease", type=float, metavar="SECONDS",
                         help="with --queue: how long an event a server runs stays its own without being renewed; "
                              "a server that stops loses its events to the others after this (default 10)")
+    serve.add_argument("--durable-time-scale", type=float, metavar="FACTOR",
+                       help="multiply every durable function's waits, step retry delays, callback timeouts and "
+                            "execution timeout by FACTOR, e.g. 0.01 for tests (default 1)")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
     serve.add_argument("--jwks", action="append", default=[], metavar="AUTHORIZER=FILE",
@@ -574,6 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .asynchronous.events import add_events_parser  # its own module: `lambdalet events`
 
     add_events_parser(commands)
+    from .durable.cli import add_durable_parser  # `lambdalet durable`
+
+    add_durable_parser(commands)
 
     bench = commands.add_parser(
         "bench", help="cold start vs SnapStart restore vs warm, beside RIE + awslambdaric (benchmarks/coldstart.py)",
@@ -595,6 +603,10 @@ def main(argv: list[str] | None = None) -> int:
         from .asynchronous.events import events
 
         return events(args)
+    if args.command == "durable":
+        from .durable.cli import durable
+
+        return durable(args)
     if args.runtime and args.runtime[0] == "--":
         args.runtime = args.runtime[1:]
     try:

@@ -102,6 +102,20 @@ class ConfigError(ValueError):
     """A configuration a user wrote is not valid; the message says what and where."""
 
 
+class DurableSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A durable function's settings (DurableConfig in templates and the Lambda API)."""
+
+    execution_timeout: int = 86400  # seconds an execution may run, waits included (Lambda: 1 s to 1 year)
+    retention_days: int = 14  # days an ended execution's history is kept (Lambda: 1-90)
+
+    def problem(self) -> str | None:
+        if not 1 <= self.execution_timeout <= 31_622_400:
+            return f"execution_timeout {self.execution_timeout} s is outside Lambda's 1-31622400 s"
+        if not 1 <= self.retention_days <= 90:
+            return f"retention_days {self.retention_days} is outside Lambda's 1-90 days"
+        return None
+
+
 class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     handler: str = "app.handler"
@@ -145,6 +159,7 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     event_invoke_config: EventInvokeConfig | None = None
     dead_letter_config: DeadLetterConfig | None = None
     url: FunctionUrl | None = None  # its Function URL (FunctionUrlConfig), if it has one
+    durable: DurableSettings | None = None  # a durable function (runtime_api/durable/)
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > 64 or not all(c.isalnum() or c in "-_" for c in self.name):
@@ -187,6 +202,8 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 check_ranges(self.event_invoke_config)
             except ServiceError as exc:
                 raise ConfigError(f"function {self.name}: event_invoke_config: {exc.message}") from None
+        if self.durable is not None and (problem := self.durable.problem()) is not None:
+            raise ConfigError(f"function {self.name}: durable: {problem}")
         if self.runtime_id is not None:
             try:
                 lookup(self.runtime_id, self.name)
@@ -300,8 +317,11 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     async_time_scale: float = 1.0  # every delay and age of asynchronous invocation multiplied by this
     queue_lease: float = 10.0  # seconds a host holds an event it runs without renewing (shared queue)
     service_endpoints: dict[str, str] = msgspec.field(default_factory=dict)  # sqs|sns|events|s3 -> URL
+    durable_time_scale: float = 1.0  # every durable wait, retry delay and timeout multiplied by this
 
     def __post_init__(self) -> None:
+        if not self.durable_time_scale > 0:
+            raise ConfigError(f"durable_time_scale {self.durable_time_scale}: it must be more than 0")
         if not self.async_time_scale > 0:
             raise ConfigError(f"async_time_scale {self.async_time_scale}: it must be more than 0")
         if not self.queue_lease > 0:

@@ -17,8 +17,8 @@ from functools import partial
 import trio
 
 from . import logs
-from .config import ServerConfig
-from .server import InvokeResult, Server
+from .config import FunctionConfig, ServerConfig
+from .server import Changes, InvokeResult, Server
 
 
 class LambdaletThread:
@@ -70,6 +70,10 @@ class LambdaletThread:
     def invoke(self, function_name: str, payload: bytes = b"{}", **options) -> InvokeResult:
         """As `Server.invoke`, called from any thread but lambdalet's own."""
         return trio.from_thread.run(partial(self.server.invoke, function_name, payload, **options), trio_token=self._token)
+
+    def apply(self, configs: list[FunctionConfig]) -> Changes:
+        """As `Server.apply`: serve `configs` from now on (an emulator's functions as they change)."""
+        return trio.from_thread.run(partial(self.server.apply, configs), trio_token=self._token)
 
     def close(self) -> None:
         """Stop the server: every environment is shut down and its runtime reaped before it returns."""

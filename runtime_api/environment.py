@@ -36,6 +36,7 @@ import trio
 
 from sandbox import reaper
 from sandbox.cgroups import EnvironmentCgroup
+from sandbox.hostlimits import HostLimitReached
 from sandbox.layers import ExtensionFile
 from sandbox import netns
 from sandbox.process import OutputPipe, RuntimeProcess, RuntimeSpec, reap
@@ -499,6 +500,9 @@ class Environment:
                 await self.launch()
             except LaunchFailed as failed:
                 return self._settle_now(invocation, failed.outcome_for(invocation.request_id))
+            except HostLimitReached:  # refused, not run: the caller gets 429 (sandbox/hostlimits.py)
+                self.shutdown()
+                raise
         with trio.CancelScope(deadline=self._first_deadline(invocation)) as scope:
             invocation.deadline_scope = scope
             self._apply(self.proto.handle(InvocationArrived(invocation)))
@@ -727,10 +731,11 @@ class Environment:
     def _deliver(self, invocation: Invocation) -> None:
         if invocation.delivered_at is not None:
             return  # a repeated `next` gets the same event
-        if self.process is not None:
-            self.process.peak_memory_mb()  # a sample, in case the runtime dies mid-invocation
+        if self.cgroup is None or self.cgroup.memory is None:
+            if self.process is not None:  # without a memory cgroup's own peak: a sample, in case
+                self.process.peak_memory_mb()  # the runtime dies mid-invocation
         if self.cgroup is not None:
-            self.cgroup.track()  # reaps what earlier invocations orphaned and has ended since
+            self.cgroup.reap_tracked()  # what earlier invocations orphaned and has ended since
         invocation.deliver()
         self._current = invocation
         line, shown = self.platform.delivered(invocation.request_id, now=invocation.delivered_at,

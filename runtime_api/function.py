@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import trio
 
+from sandbox.hostlimits import HostLimitReached, check_open_files, host_limit
 from sandbox.process import RuntimeSpec
 
 from . import logs
@@ -245,9 +246,13 @@ class Function:
         # The fixed Runtime API address (lambdalet-rie's 127.0.0.1:9001) is the standby's; more
         # environments at once get ports of their own.
         options = dataclasses.replace(self.options, port=0) if self.standby else self.options
+        check_open_files()
         env = Environment(self._make_spec, options, self._sink, self.launcher, on_idle=self._environment_idle,
                           staged=staged)
-        return await self._nursery.start(self._environment_task, env)
+        try:
+            return await self._nursery.start(self._environment_task, env)
+        except OSError as exc:  # its Runtime API listener could not be opened
+            raise host_limit(exc) or exc from None
 
     def _take_staged(self) -> Environment | None:
         env, self._staged = self._staged, None
@@ -271,10 +276,13 @@ class Function:
             return
         self._staging = True
         try:
-            env = await self._start_environment(staged=True)
+            try:
+                env = await self._start_environment(staged=True)
+            except HostLimitReached:
+                return  # none staged: an invocation that needs an environment is refused, and says why
             try:
                 await env.launch()
-            except LaunchFailed:
+            except (LaunchFailed, HostLimitReached):
                 env.shutdown()  # the invocation that needs an environment builds one, and says why
                 return
             self._staged = env
@@ -362,10 +370,13 @@ class Function:
             with trio.move_on_after(self.options.init_timeout or float("inf")):
                 return await self.wait_staged()
             return None
-        env = await self._start_environment()
+        try:
+            env = await self._start_environment()
+        except HostLimitReached:
+            return None
         try:
             await env.launch()
-        except LaunchFailed:
+        except (LaunchFailed, HostLimitReached):
             env.shutdown()
             return None
         if not self.options.debugging:

@@ -25,6 +25,7 @@ import trio
 from sandbox import layers as opt
 from sandbox import netns
 from sandbox.confinement import Confinement, Limits
+from sandbox.hostlimits import host_limit
 from sandbox.isolation import Isolation, sandbox_hosts, script_interpreter
 from sandbox import reaper
 from sandbox.process import (
@@ -204,7 +205,7 @@ class ExecLauncher(Launcher):
                 filesystem=confinement.private_filesystem, strict=self.strict_exec(launch.listening),
                 user=confinement.user)
         except OSError as exc:
-            raise exec_failed(exc) from None
+            raise host_limit(exc) or exec_failed(exc) from None
 
     async def place(self, launch: Launch, programs: tuple[str, ...]) -> Place:
         spec = launch.spec

@@ -22,7 +22,8 @@ class OutcomeKind(enum.Enum):
     TIMEOUT = "timeout"
     EXIT_ERROR = "exit_error"  # the runtime exited (or could not start) before answering
     INIT_ERROR = "init_error"  # the runtime posted /init/error and exited
-    # SnapStart: the runtime posted restore/error and exited, or its restore outran its limit.
+    # SnapStart: the runtime posted restore/error, or ended before its restore was done, or its
+    # restore outran its limit.
     # Lambda's Invoke API answers these with its SnapStart service errors (runtime_api.invoke_api).
     RESTORE_ERROR = "restore_error"
     RESTORE_TIMEOUT = "restore_timeout"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -813,7 +814,10 @@ class EnvironmentProtocol:
             return Outcome(kind, body, error_type)
         if event is None:  # the environment was stopped before its runtime ran
             return outcomes.exit_outcome(self.invocation.request_id, -9)
-        return outcomes.exit_outcome(self.invocation.request_id, event.status, oom=event.oom)
+        exited = outcomes.exit_outcome(self.invocation.request_id, event.status, oom=event.oom)
+        if self.restoring:  # a copy that ended before its restore was done: Lambda's failed restore
+            return dataclasses.replace(exited, kind=OutcomeKind.RESTORE_ERROR)
+        return exited
 
     def _settle(self, outcome: Outcome) -> Settle:
         if self._settled:

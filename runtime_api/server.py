@@ -31,6 +31,7 @@ from sandbox import layers as opt
 from sandbox.cgroups import CgroupSupport
 from sandbox.confinement import Confinement
 from sandbox.doctor import entrypoint_problem
+from sandbox.hostlimits import HostLimitReached, raise_open_files_limit
 from sandbox.isolation import Isolation, PrivateFilesystem, script_interpreter
 from sandbox.managed import ManagedRuntime
 from sandbox.package_doctor import diagnose_package
@@ -53,6 +54,9 @@ from .config import (
     snapstart_configuration,
 )
 from .debug import debug_environment
+from .durable import api as durable_api
+from .durable.service import Answer, Durable, DurableService
+from .durable.wire import SUCCEEDED as DURABLE_SUCCEEDED, ErrorObject
 from .environment import Environment, EnvironmentOptions
 from .frontdoors.gateway import Gateway
 from .frontdoors.model import Api
@@ -95,10 +99,12 @@ class InvokeResult:
     log_tail: str | None = None  # the last 4 KB of the invocation's log, when asked for
     request_id: str = ""
     executed_version: str = LATEST
+    durable_execution_arn: str | None = None  # a durable function's execution
 
 
-def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
-    """A function run the way Lambda runs it (as opposed to RIE's way, see `rie.py`)."""
+def lambda_function(config: FunctionConfig, sink: logs.LogSink, service_env: dict[str, str] | None = None) -> Function:
+    """A function run the way Lambda runs it (as opposed to RIE's way, see `rie.py`). `service_env`:
+    what the server adds to its runtime's environment (a durable function's Lambda endpoint)."""
 
     metadata_token = str(uuid.uuid4())
     debugging = config.debug_port is not None
@@ -109,6 +115,9 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
                     "environment, and no timeout ends an invocation while debugging", config.name, config.debug_port)
     # Decided once per function at start-up; what the host cannot give is said there, once.
     level, private = host.isolation(config.isolation, function=config.name)
+    if config.durable is not None and level is Isolation.STRICT:
+        log.warning("function %s: durable, at isolation strict: its own network namespace cannot reach lambdalet's "
+                    "Lambda API, so its SDK's checkpoints fail (isolation standard or none can)", config.name)
     config.check_layers()
     layers = tuple(str(Path(layer).resolve()) for layer in config.layers)
     if layers and not private:
@@ -139,6 +148,7 @@ def lambda_function(config: FunctionConfig, sink: logs.LogSink) -> Function:
             env = runtime_environment(config, runtime_api, metadata_token=metadata_token,
                                       initialization_type=initialization_type, layers_at_opt=private,
                                       managed=managed)
+            env.update(service_env or {})
             return RuntimeSpec(argv, env, env["LAMBDA_TASK_ROOT"])
         return make_spec
 
@@ -316,6 +326,8 @@ class Server:
         self.port: int | None = None
         self.events: EventQueue | None = None  # Event invocations: committed, retried, routed
         self._event_api: event_invoke_api.EventInvokeConfigApi | None = None
+        self.durable: DurableService | None = None  # durable executions (runtime_api/durable/)
+        self._durable_api: durable_api.DurableApi | None = None
         self.apis: list[Api] = list(config.api)
         self.gateway = Gateway(self)  # Function URLs and APIs in front of the functions
 
@@ -352,11 +364,15 @@ class Server:
     async def start(self, nursery: trio.Nursery) -> None:
         """Start the event queue, the functions and the Invoke API listener in `nursery`."""
         self._nursery = nursery
-        await self._start_events(nursery)
-        await self.apply(self.config.function)
-        if self.listen:
+        raise_open_files_limit()  # room for many environments (sandbox/hostlimits.py)
+        listeners = []
+        if self.listen:  # first, so that a durable function's environment can name the port
             listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
             self.port = listeners[0].socket.getsockname()[1]
+        await self._start_events(nursery)
+        await self._start_durable(nursery)
+        await self.apply(self.config.function)
+        if self.listen:
             nursery.start_soon(trio.serve_listeners, partial(http.serve_connection, handler=self._handle), listeners)
 
     async def apply(self, configs: list[FunctionConfig], *, code_changed: frozenset[str] = frozenset(),
@@ -379,7 +395,8 @@ class Server:
         try:
             for name in added + replaced:
                 if wanted[name].package_type != "Image":
-                    started[name] = await self._nursery.start(lambda_function(wanted[name], self.sink).run)
+                    started[name] = await self._nursery.start(
+                        lambda_function(wanted[name], self.sink, self._service_env(wanted[name])).run)
         except BaseException:
             for function in started.values():
                 function.retire()
@@ -476,6 +493,12 @@ class Server:
         invocation = self._invocation(config, payload, request)
         if invocation_type == "DryRun":
             return InvokeResult(204, request_id=invocation.request_id)
+        if config.durable is not None:
+            body, headers, failed = await self._start_durable_execution(config, payload, None,
+                                                                        invocation_type != "Event")
+            return InvokeResult(202 if invocation_type == "Event" else 200, body, "Unhandled" if failed else None,
+                                request_id=invocation.request_id, executed_version=config.version,
+                                durable_execution_arn=headers[0][1])
         if invocation_type == "Event":
             await self._enqueue(config, request, invocation)
             return InvokeResult(202, request_id=invocation.request_id)
@@ -497,6 +520,9 @@ class Server:
                 outcome, env = await function.invoke(invocation, wait=False)
                 break
             except TooManyRequests:
+                raise too_many_requests() from None
+            except HostLimitReached as reached:
+                log.warning("function %s: invocation refused (429): %s", request.function_name, reached)
                 raise too_many_requests() from None
             except FunctionRetired:
                 invocation.timeout = config.timeout  # its successor's, found again by name (or gone: 404)
@@ -607,6 +633,106 @@ class Server:
                         error_type=outcome.error_type or (invocation.stream_error.error_type if invocation.stream_error
                                                           else None))
 
+    # -- durable executions ------------------------------------------------------------------------
+
+    def _service_env(self, config: FunctionConfig) -> dict[str, str]:
+        """A durable function's SDK reaches the Lambda API here (its boto3 client reads
+        AWS_ENDPOINT_URL_LAMBDA), with credentials to sign with when the host has none."""
+        if config.durable is None or self.port is None:
+            return {}
+        env = {"AWS_ENDPOINT_URL_LAMBDA": f"http://{self.config.host}:{self.port}"}
+        if not os.environ.get("AWS_ACCESS_KEY_ID"):
+            env.update(AWS_ACCESS_KEY_ID="lambdalet", AWS_SECRET_ACCESS_KEY="lambdalet")
+        return env
+
+    async def _start_durable(self, nursery: trio.Nursery) -> None:
+        """Durable executions, in the store the event queue uses; those a stopped server left
+        running start again."""
+        assert self.events is not None
+        self.durable = DurableService(self.events.store, scale=self.config.durable_time_scale,
+                                      lease_seconds=self.config.queue_lease)
+        self.durable.find, self.durable.invoke, self.durable.chain = (
+            self._durable_function, self._durable_invocation, self._chained_invoke)
+        resumed = await nursery.start(self.durable.run)
+        self._durable_api = durable_api.DurableApi(self.durable, self._durable_function)
+        if resumed:
+            log.warning("lambdalet: %d durable execution(s) left running by a server that stopped: they go on", resumed)
+        if self.config.durable_time_scale != 1.0:
+            log.warning("lambdalet: durable functions on a time scale of %g: a wait of one minute lasts %.3g s, and "
+                        "so do step retry delays, callback timeouts and execution timeouts",
+                        self.config.durable_time_scale, 60 * self.config.durable_time_scale)
+
+    def _durable_function(self, name: str) -> Durable | None:
+        config = self.configs.get(self._names.get(name.split(":")[-1] if name.startswith("arn:") else name, ""))
+        if config is None or config.durable is None:
+            return None
+        return Durable(config.name, config.arn, config.version, config.durable.execution_timeout,
+                       config.durable.retention_days)
+
+    async def _durable_invocation(self, function_name: str, payload: bytes, request_id: str) -> Answer:
+        """One invocation of a durable handler with its durable input. Throttled, it waits for an
+        environment (Lambda retries a durable invocation it could not run)."""
+        request = InvokeRequest(function_name, None, "Event", None, None, None, None)
+        while True:
+            try:
+                _, config = self._function(function_name, None)
+                invocation = self._invocation(config, payload, request)
+                invocation.request_id = request_id
+                outcome, env = await self._run(request, invocation)
+                break
+            except ServiceError as exc:
+                if exc.status != 429:
+                    return Answer(request_id, None, ErrorObject(error_type=exc.error_type, error_message=exc.message))
+                await trio.sleep(0.05)
+        body = await env.collect_stream(invocation) if is_streaming(outcome) else outcome.body
+        if outcome.is_error:
+            return Answer(invocation.request_id, None, _function_error(body, outcome.error_type))
+        return Answer(invocation.request_id, body, None)
+
+    async def _chained_invoke(self, function_name: str, payload: bytes, tenant_id: str | None
+                              ) -> tuple[str, str | None, ErrorObject | None]:
+        """A chained invoke of a function that is not durable: its response, or its error."""
+        try:
+            result = await self.invoke(function_name, payload, tenant_id=tenant_id)
+        except ServiceError as exc:
+            return "FAILED", None, ErrorObject(error_type=exc.error_type, error_message=exc.message)
+        if result.function_error:
+            return "FAILED", None, _function_error(result.payload, None)
+        return DURABLE_SUCCEEDED, result.payload.decode(errors="replace"), None
+
+    async def _start_durable_execution(self, config: FunctionConfig, payload: bytes, name: str | None,
+                                       wait: bool) -> tuple[bytes, list[tuple[str, str]], bool]:
+        """Invoke a durable function: start its execution (or find the one of that name) and,
+        synchronously, wait for its end. (body, headers, function error)."""
+        assert self.durable is not None
+        if self.port is None:  # its SDK would reach AWS's own Lambda API instead
+            raise ServiceError(400, "InvalidParameterValueException",
+                               f"{config.name} is a durable function: its SDK needs lambdalet's Lambda API, which a "
+                               "server without a port does not serve (use lambdalet serve)")
+        function = self._durable_function(config.name)
+        if name is not None and not (0 < len(name) <= 64 and all(c.isalnum() or c in "-_" for c in name)):
+            raise ServiceError(400, "InvalidParameterValueException",
+                               "DurableExecutionName must be 1-64 letters, digits, '-' or '_'")
+        execution, _ = await self.durable.start(function, payload, name)
+        headers = [("X-Amz-Durable-Execution-Arn", execution.arn)]
+        if not wait:
+            return b"", headers, False
+        ended = await self.durable.wait(execution.arn)
+        if ended.status == DURABLE_SUCCEEDED:
+            return (ended.result or "null").encode(), headers, False
+        error = ended.error or ErrorObject()
+        return json.dumps({"errorType": error.error_type or ended.status, "errorMessage": error.error_message or "",
+                           **({"stackTrace": error.stack_trace} if error.stack_trace else {})}).encode(), headers, True
+
+    async def _answer_durable(self, conn: http.Connection, request: http.Request, path, request_id: str) -> None:
+        """The durable execution operations of the Lambda API (durable/api.py)."""
+        assert self._durable_api is not None
+        body, too_large = await conn.read_body(REQUEST_LIMIT)
+        if too_large:
+            raise ServiceError(413, "RequestTooLargeException", f"Request must be smaller than {REQUEST_LIMIT} bytes")
+        status, answer = await self._durable_api.handle(request.method, path, request.query, body)
+        await conn.respond(status, answer, [("Content-Type", "application/json"), ("X-Amzn-RequestId", request_id)])
+
     # -- the HTTP surface --------------------------------------------------------------------------
 
     async def _handle(self, conn: http.Connection, request: http.Request) -> None:
@@ -615,6 +741,9 @@ class Server:
             found = INVOKE_PATH.match(request.path) or STREAM_INVOKE_PATH.match(request.path)
             if found is None and (config_path := event_invoke_api.PATH.match(request.path)) is not None:
                 await self._answer_event_invoke_config(conn, request, config_path, request_id)
+                return
+            if found is None and (durable_path := durable_api.match(request.path)) is not None:
+                await self._answer_durable(conn, request, durable_path, request_id)
                 return
             if found is None or request.method != "POST":
                 raise ServiceError(404, "UnknownOperationException", f"Unknown operation {request.method} {request.path}")
@@ -631,6 +760,17 @@ class Server:
             invocation.request_id = request_id
             if invoke.invocation_type == "DryRun":
                 await conn.respond(204, b"", [("X-Amzn-RequestId", request_id)], content_length=False)
+                return
+            if config.durable is not None and not streams:
+                body, headers, failed = await self._start_durable_execution(
+                    config, payload, request.header(b"x-amz-durable-execution-name"),
+                    invoke.invocation_type != "Event")
+                headers.append(("X-Amzn-RequestId", request_id))
+                if invoke.invocation_type == "Event":
+                    await conn.respond(202, b"", headers)
+                else:
+                    headers += [("Content-Type", "application/json"), ("X-Amz-Executed-Version", config.version)]
+                    await conn.respond(200, body, headers + ([("X-Amz-Function-Error", "Unhandled")] if failed else []))
                 return
             if invoke.invocation_type == "Event":
                 await self._enqueue(config, invoke, invocation)
@@ -690,6 +830,20 @@ class Server:
             complete["LogResult"] = base64.b64encode(invocation.tail()).decode()
         await conn.send_data(eventstream.event_message("InvokeComplete", json.dumps(complete).encode(), "application/json"))
         await conn.end_stream()
+
+
+def _function_error(body: bytes, error_type: str | None) -> ErrorObject:
+    """A function's error body ({"errorType", "errorMessage", "stackTrace"}) as an ErrorObject."""
+    try:
+        found = json.loads(body)
+    except ValueError:
+        found = None
+    if not isinstance(found, dict):
+        return ErrorObject(error_type=error_type or "Unhandled", error_message=body.decode(errors="replace"))
+    trace = found.get("stackTrace")
+    return ErrorObject(error_type=str(found.get("errorType") or error_type or "Unhandled"),
+                       error_message=str(found.get("errorMessage", "")),
+                       stack_trace=[str(line) for line in trace] if isinstance(trace, list) else None)
 
 
 async def serve(config: ServerConfig, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -34,6 +34,7 @@ from bootstrap import mountplan
 from sandbox import restore as restore_steps
 from sandbox.cgroups import EnvironmentCgroup
 from sandbox.confinement import Confinement, Limits
+from sandbox.hostlimits import host_limit
 from sandbox.process import RuntimeProcess, RuntimeSpec
 
 from .codewatch import CodeWatch, code_stamp, content_hash
@@ -105,6 +106,7 @@ class Template:
         self.restores = 0  # by this template
         self.failure: LaunchFailed | None = None  # how the last build failed, until one succeeds
         self.builds = 0
+        self.resident_bytes = 0  # the parked template's resident set, which each copy starts with
         self._copies: weakref.WeakKeyDictionary[RuntimeProcess, int] = weakref.WeakKeyDictionary()  # -> build
 
     @property
@@ -138,6 +140,8 @@ class Template:
                 await self._ensure(walk=launch.staged)
                 if not launch.staged:  # a staged copy's restore starts when it is wanted
                     launch.restore_starting()
+                if cgroup is not None:  # the copy's memory as Lambda counts a restored snapshot's
+                    cgroup.inherit(self.resident_bytes)
                 request = RestoreRequest(environ=self._environ_for(launch.spec),
                                          cgroup_tasks=restore_steps.cgroup_tasks(cgroup))
                 try:
@@ -170,22 +174,43 @@ class Template:
         return {key: value for key, value in env.items() if self._spec_env.get(key) != value}
 
     async def _fork(self, request: RestoreRequest, output_fd: int) -> int:
+        """The pid of a copy that has joined its environment. The copy reports it on a channel of
+        its own before it does anything there, so a template that ends before it answers cannot
+        lead to a second copy for the same environment (bootstrap/template.py)."""
         control = self._control
         if control is None:
             raise OSError("no template")
-        fds = array.array("i", [output_fd])
-        # Shielded: once the request is sent a copy exists, and only its pid lets the server reap
-        # it, even if its environment is being stopped meanwhile.
-        with trio.CancelScope(shield=True), trio.move_on_after(FORK_ANSWER_TIMEOUT) as late:
-            await control.sendmsg([msgspec.json.encode(request)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
-            reply = await control.recv(256)
+        try:
+            report, copy_end = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError as exc:  # the host's limit, not the template's end (sandbox/hostlimits.py)
+            raise host_limit(exc) or exc from None
+        reported = answer = b""
+        try:
+            fds = array.array("i", [output_fd, copy_end.fileno()])
+            # Shielded: once the request is sent a copy may exist, and only its pid lets the server
+            # reap it, even if its environment is being stopped meanwhile.
+            with trio.CancelScope(shield=True), trio.move_on_after(FORK_ANSWER_TIMEOUT) as late:
+                await control.sendmsg([msgspec.json.encode(request)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                copy_end.close()  # from now on, only the template and its spare hold it
+                reported = await report.recv(32)  # b"" once they have let go of it without a copy
+                answer = await control.recv(256)
+        finally:
+            report.close()
+            copy_end.close()
+        if reported.isdigit():
+            if answer != reported:
+                log.warning("function %s: the SnapStart template ended after a restore (%s); the next restore "
+                            "builds a new one", self.function_name,
+                            "it did not answer" if late.cancelled_caught else "it closed its control socket")
+                self._discard()
+            return int(reported)
         if late.cancelled_caught:
             raise OSError(f"the template did not answer within {FORK_ANSWER_TIMEOUT:.0f} s")
-        if not reply:
+        if not answer:
             raise OSError("the template closed its control socket")
-        if not reply.isdigit():
-            raise OSError(reply.decode(errors="replace"))
-        return int(reply)
+        if not answer.isdigit():
+            raise OSError(answer.decode(errors="replace"))
+        raise OSError("the copy ended before reporting itself")
 
     # -- building ------------------------------------------------------------------------------------
 
@@ -291,6 +316,13 @@ class Template:
                 control.close()
                 raise self._report_failure(env, self._failed_init(env))
             self._control = control
+            # Parked, the template's cgroup is charged for every page its spares touch before they
+            # join their environments (a page stays charged to the cgroup that first touched it; the
+            # memory controller does not move charges with a process), so its limit, which guarded
+            # the init, would end the template after a few hundred restores.
+            if env.cgroup is not None:
+                env.cgroup.lift_memory_limit()
+            self.resident_bytes = _resident_bytes(env.pid)
             self.restores = 0
             self.failure = None
             env.template_ready()
@@ -323,6 +355,18 @@ class Template:
         env.template_failed(failed.error_type)
         log.warning("function %s: the SnapStart template failed its init: %s", self.function_name, failed.error_type)
         return failed
+
+
+def _resident_bytes(pid: int | None) -> int:
+    """A process's resident set (VmRSS), or 0 if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 class RestoreLauncher(Launcher):

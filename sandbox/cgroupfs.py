@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 
@@ -19,6 +20,14 @@ def read(path: str) -> str:
 def write(path: str, value: str) -> None:
     with open(path, "w") as f:
         f.write(value)
+
+
+def read_or_empty(path: str) -> str:
+    """A kernel table (/proc/self/cgroup, mountinfo), or "" where it cannot be read."""
+    try:
+        return read(path)
+    except OSError:
+        return ""
 
 
 def keyed(text: str) -> dict[str, int]:
@@ -122,13 +131,15 @@ def members(directory: str) -> list[int]:
         return []
 
 
-def member_pidfds(directory: str) -> dict[int, int]:
-    """pid -> pidfd for the cgroup's members. A pid listed may have been reused by the time its
-    pidfd is opened: it counts only if, with the pidfd open (so the pid is pinned while it lives),
-    the process is still a member."""
+def member_pidfds(directory: str, known: Container[int] = ()) -> dict[int, int]:
+    """pid -> pidfd for the cgroup's members, but those in `known`. A pid listed may have been
+    reused by the time its pidfd is opened: it counts only if, with the pidfd open (so the pid is
+    pinned while it lives), the process is still a member."""
     fds = {}
     name = os.path.basename(directory)
     for pid in members(directory):
+        if pid in known:
+            continue
         try:
             fd = os.pidfd_open(pid)
         except OSError:

@@ -138,20 +138,13 @@ def _probe(directory: str, required: str) -> bool:
             pass
 
 
-def _read_or_empty(path: str) -> str:
-    try:
-        return cgroupfs.read(path)
-    except OSError:
-        return ""
-
-
 def detect() -> CgroupSupport:
     """Probe, once at start-up, which hierarchy gives each controller and where this process may
     create cgroups with it: v1 where the controller's v1 hierarchy is mounted, else v2 (a
     controller is in one or the other, never both). On v2 this may move the process into a leaf
     of its own (sandbox.cgroupv2.place)."""
-    mounts = cgroupfs.mounts(_read_or_empty("/proc/self/mountinfo"))
-    own = cgroupfs.own_paths(_read_or_empty("/proc/self/cgroup"))
+    mounts = cgroupfs.mounts(cgroupfs.read_or_empty("/proc/self/mountinfo"))
+    own = cgroupfs.own_paths(cgroupfs.read_or_empty("/proc/self/cgroup"))
     found: dict[str, str | None] = {}
     for key in cgroupv2.WANTED:
         directory = mounts.directory(key, own[key]) if key in mounts.v1 and key in own else None
@@ -178,6 +171,10 @@ def detect() -> CgroupSupport:
     return CgroupSupport(found["memory"], found["pids"], memsw, found["cpu"], unified, on_v2, problem)
 
 
+# What a SnapStart copy keeps for itself whatever its template holds (see `inherit`).
+MIN_OWN_BYTES = 4 * 1024 * 1024
+
+
 class EnvironmentCgroup:
     """One environment's cgroups. Create it before the runtime is spawned, `terminate` it once the
     runtime is reaped, read its OOM counter and peak, then `remove` it."""
@@ -194,6 +191,8 @@ class EnvironmentCgroup:
         # The v2 directory (every controller on v2 shares it), else None.
         self.unified = os.path.join(support.unified, self.name) if support.unified else None
         self.runtime_pid: int | None = None  # reaped by its RuntimeProcess, never here
+        self.memory_bytes = memory_mb * 1024 * 1024
+        self.inherited_bytes = 0  # see `inherit`
         self._peak_bytes = 0
         self._oom_seen = 0
         self._tracked: dict[int, int] = {}  # pid -> pidfd of members seen, until they are gone
@@ -218,6 +217,23 @@ class EnvironmentCgroup:
     def _files(self, directory: str):
         """The module that knows the files of `directory`'s hierarchy."""
         return cgroupv2 if directory == self.unified else cgroupv1
+
+    def inherit(self, resident_bytes: int) -> None:
+        """For a SnapStart copy, before it joins: the pages it shares with its template are charged
+        to the template's cgroup, not to this one, yet on Lambda a restored snapshot's memory counts
+        against the function's memory size. So the limit here becomes the memory size less
+        `resident_bytes` (the template's resident set when it parked), and the peak reported adds
+        them back: Max Memory Used is the copy's whole footprint, and the copy can allocate only up
+        to its memory size in all."""
+        self.inherited_bytes = max(0, min(resident_bytes, self.memory_bytes - MIN_OWN_BYTES))
+        if self.memory:
+            self._files(self.memory).lower_memory_limit(self.memory, self.memory_bytes - self.inherited_bytes,
+                                                        self.support.memsw)
+
+    def lift_memory_limit(self) -> None:
+        """No memory limit from now on. For a parked SnapStart template: see runtime_api/snapstart.py."""
+        if self.memory:
+            self._files(self.memory).lift_memory_limit(self.memory, self.support.memsw)
 
     def directories(self) -> list[str]:
         """Each cgroup once (on v2 one directory holds every controller)."""
@@ -250,7 +266,7 @@ class EnvironmentCgroup:
             return None
         if self.memory in self.created:
             self._peak_bytes = max(self._peak_bytes, self._files(self.memory).peak_bytes(self.memory))
-        return -(-self._peak_bytes // (1024 * 1024)) if self._peak_bytes else None
+        return -(-(self.inherited_bytes + self._peak_bytes) // (1024 * 1024)) if self._peak_bytes else None
 
     # -- orphans -----------------------------------------------------------------------------------
 
@@ -261,16 +277,18 @@ class EnvironmentCgroup:
         """Note the environment's processes (other than the runtime) and reap the ones noted before
         that have exited and were orphaned to us: a daemon a handler left behind is reaped when it
         ends, not kept as a zombie until its environment ends. Cheap: one read of cgroup.procs
-        (and on a v2 kernel before 5.19, a sample of the memory in use, for the peak)."""
+        (the runtime and the processes already noted are not looked at again; on a v2 kernel before
+        5.19, a sample of the memory in use, for the peak)."""
         directory = self._directory()
         if directory is not None:
-            for pid, fd in member_pidfds(directory).items():
-                if pid != self.runtime_pid and pid not in self._tracked:
-                    self._tracked[pid] = fd
-                else:
-                    os.close(fd)
+            known = self._tracked.keys() | {self.runtime_pid}
+            self._tracked.update(member_pidfds(directory, known))
             if self.memory == self.unified:
                 self.peak_memory_mb()
+        self.reap_tracked()
+
+    def reap_tracked(self) -> None:
+        """Reap the noted processes that have exited (nothing to read while none was noted)."""
         for pid, fd in list(self._tracked.items()):
             if reap_pidfd(fd):
                 os.close(fd)

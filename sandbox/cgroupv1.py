@@ -33,6 +33,18 @@ def limit_memory(directory: str, limit_bytes: int, swap: bool) -> None:
         write(os.path.join(directory, "memory.memsw.limit_in_bytes"), str(limit_bytes))
 
 
+def lower_memory_limit(directory: str, limit_bytes: int, swap: bool) -> None:
+    """The memory limit lowered: before the swap-inclusive one, which may never be below it."""
+    limit_memory(directory, limit_bytes, swap)
+
+
+def lift_memory_limit(directory: str, swap: bool) -> None:
+    """No memory limit (the swap-inclusive one first, for the same reason)."""
+    if swap:
+        write(os.path.join(directory, "memory.memsw.limit_in_bytes"), "-1")
+    write(os.path.join(directory, "memory.limit_in_bytes"), "-1")
+
+
 def limit_pids(directory: str, pids_max: int) -> None:
     write(os.path.join(directory, "pids.max"), str(pids_max))
 

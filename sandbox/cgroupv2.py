@@ -121,6 +121,14 @@ def limit_memory(directory: str, limit_bytes: int, swap: bool) -> None:
         write(os.path.join(directory, "memory.swap.max"), "0")
 
 
+def lower_memory_limit(directory: str, limit_bytes: int, swap: bool) -> None:
+    write(os.path.join(directory, "memory.max"), str(limit_bytes))  # memory.swap.max stays 0
+
+
+def lift_memory_limit(directory: str, swap: bool) -> None:
+    write(os.path.join(directory, "memory.max"), "max")
+
+
 def limit_pids(directory: str, pids_max: int) -> None:
     write(os.path.join(directory, "pids.max"), str(pids_max))
 

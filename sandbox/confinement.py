@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from .hostlimits import host_limit
 from .cgroups import DEFAULT_PIDS_MAX, CgroupSupport, CpuModel, EnvironmentCgroup, lambda_cpu_quota_us
 from .isolation import Isolation, PrivateFilesystem
 from .runtime_user import RuntimeUser
@@ -66,6 +67,9 @@ class Confinement:
                 cgroup = EnvironmentCgroup(self.cgroups, memory_mb=self.memory_mb, pids_max=self.pids_max,
                                            cpu_quota_us=cpu_quota_us)
             except OSError as exc:
+                reached = host_limit(exc)
+                if reached is not None:  # not a reason to run unconfined: refused (sandbox/hostlimits.py)
+                    raise reached from None
                 log.warning("environment %s runs without cgroups: %s", label, exc)
         if cgroup is None or cgroup.memory is None:
             return Limits(cgroup, self.memory_mb)

@@ -72,6 +72,8 @@ import msgspec
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
+from .hostlimits import host_limit
+
 IMAGE = "provided.al2023"
 AL2023_GLIBC = (2, 34)
 AL2023_GLIBCXX = (3, 4, 29)  # GCC 11's libstdc++
@@ -243,6 +245,9 @@ def entrypoint_problem(argv0: str, *, cwd: str | None = None, path: str | None =
     except IsADirectoryError:
         return f"{argv0}: is a directory, not a program"
     except OSError as exc:
+        reached = host_limit(exc)
+        if reached is not None:  # the host's state, not the file's (sandbox/hostlimits.py)
+            raise reached from None
         return f"{argv0}: cannot read it ({exc.strerror or exc})"
     for finding in diagnosis.errors:
         if finding.check == "machine":

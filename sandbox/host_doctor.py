@@ -53,7 +53,7 @@ def cgroup_mode(mounts: cgroupfs.Mounts) -> str:
 
 
 def diagnose() -> HostReport:
-    mounts = cgroupfs.mounts(cgroups._read_or_empty("/proc/self/mountinfo"))
+    mounts = cgroupfs.mounts(cgroupfs.read_or_empty("/proc/self/mountinfo"))
     support = host.support()
     on_v2 = cgroupfs.controllers(mounts.v2[0]) if mounts.v2 is not None else frozenset()
     found = []

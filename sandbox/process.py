@@ -12,6 +12,7 @@ import errno
 import functools
 import math
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -23,6 +24,7 @@ import trio
 
 from . import userns
 from .cgroups import EnvironmentCgroup
+from .hostlimits import RUNTIME_OPEN_FILES
 from .isolation import TASK_ROOT, PrivateFilesystem, unshare_argv
 from .runtime_user import RuntimeUser
 from .strict import StrictExec, program_path
@@ -387,6 +389,13 @@ async def spawn(confined: Confined, cwd: str | None, output: OutputPipe, cgroup:
         if confined.stdin is not None:
             os.close(stdin)
     output.close_write_end()
+    # Lambda's limit, not the server's raised one (sandbox/hostlimits.py); never above the server's
+    # own hard limit, which only CAP_SYS_RESOURCE could exceed.
+    limit = min(RUNTIME_OPEN_FILES, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    try:
+        resource.prlimit(popen.pid, resource.RLIMIT_NOFILE, (limit, limit))
+    except (ProcessLookupError, PermissionError, ValueError):
+        pass  # gone already
     return RuntimeProcess(popen.pid, cgroup, popen, tree=tree)
 
 

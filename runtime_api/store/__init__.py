@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .store import (DELIVER, FAILED, INVOKE, QUEUED, RUNNING, STATES, SUCCEEDED, Event, NewEvent, Store,
+from .store import (DELIVER, DurableRecord, FAILED, INVOKE, QUEUED, RUNNING, STATES, SUCCEEDED, Event, NewEvent, Store,
                     StoreError, now)
 
-__all__ = ["DELIVER", "FAILED", "INVOKE", "QUEUED", "RUNNING", "STATES", "SUCCEEDED", "Event", "NewEvent", "Store",
+__all__ = ["DELIVER", "DurableRecord", "FAILED", "INVOKE", "QUEUED", "RUNNING", "STATES", "SUCCEEDED", "Event", "NewEvent", "Store",
            "StoreError", "default_state_dir", "now", "open_store"]
 
 MEMORY = ":memory:"

@@ -13,6 +13,11 @@ What it holds today:
   of the same table, claimed and leased the same way.
 * **event invoke configs**: each function's `EventInvokeConfig` by qualifier, as the Lambda API
   sets it, so that every host sharing the store applies the same.
+* **durable executions**: each execution of a durable function (runtime_api/durable/execution.py)
+  as a row (its state less its operations and history, with its function, name, status and times
+  for listing), a row per operation and a row per history event. A change writes the execution's
+  row, the operations it changed and the events it added, in one transaction, before it is
+  answered: a checkpoint costs what it changed, not the size of the execution.
 
 An event's life: `queued` (waiting until `due`), `running` (claimed by `worker` until `lease`, its
 attempt counted when claimed), then back to `queued` (a retry, or a throttle that gives its attempt
@@ -46,6 +51,9 @@ import trio
 
 EVENTS = "lambdalet_events"
 CONFIGS = "lambdalet_event_invoke_configs"
+DURABLE = "lambdalet_durable_executions"
+DURABLE_OPERATIONS = "lambdalet_durable_operations"
+DURABLE_EVENTS = "lambdalet_durable_events"
 META = "lambdalet_meta"
 SCHEMA_VERSION = "1"
 NOTIFY_CHANNEL = "lambdalet_events"  # PostgreSQL: what is said when events become due
@@ -84,6 +92,32 @@ class Engine(Protocol):
     def notify(self, connection: Any, functions: Iterable[str]) -> None:
         """Within a transaction: tell the other hosts that these functions have events due."""
 
+    # -- durable executions ---------------------------------------------------------------------
+
+    async def put_execution(self, execution: DurableRecord) -> None:
+        await self.engine.transact(self._sql.put_execution, execution)
+
+    async def get_execution(self, arn: str) -> DurableRecord | None:
+        return await self.engine.transact(self._sql.get_execution, arn)
+
+    async def claim_executions(self, worker: str, lease: float, now: float) -> list[str]:
+        """The running executions no host holds (a new one held by its starter, or one whose host's
+        lease ran out before `now`), now held by `worker` until `lease`: their ARNs."""
+        return await self.engine.transact(self._sql.claim_executions, worker, lease, now)
+
+    async def expire_executions(self, now: float) -> int:
+        """Delete the ended executions whose retention ran out before `now` (with their operations
+        and history); how many."""
+        return await self.engine.transact(self._sql.expire_executions, now)
+
+    async def renew_executions(self, worker: str, lease: float) -> None:
+        await self.engine.transact(self._sql.renew_executions, worker, lease)
+
+    async def list_executions(self, *, function: str | None = None, name: str | None = None,
+                              statuses: Iterable[str] = (), limit: int = 1000) -> list[DurableRecord]:
+        """Oldest first; `document` left empty (GetDurableExecution reads one whole)."""
+        return await self.engine.transact(self._sql.list_executions, function, name, tuple(statuses), limit)
+
     async def listen(self) -> None:
         """Hear what other hosts say from now on."""
 
@@ -121,6 +155,25 @@ class Event(msgspec.Struct, frozen=True):
     worker: str | None = None
     finished: float | None = None
     result: str | None = None  # how its last attempt went (an error type), or why it finished
+
+
+class DurableRecord(msgspec.Struct, frozen=True):
+    """A durable execution as the store holds it: a document, and what lists and finds it; with
+    its operations (id, position, document) and history events (number, document): those changed
+    (to write), or all of them, in order (read)."""
+
+    arn: str
+    function: str
+    name: str
+    status: str
+    started: float
+    ended: float | None
+    document: bytes = b""
+    worker: str | None = None  # the host that runs it (a new execution's starter), until `lease`
+    lease: float | None = None
+    expires: float | None = None  # an ended execution's end of retention
+    operations: list[tuple[str, int, bytes]] = []
+    events: list[tuple[int, bytes]] = []
 
 
 _COLUMNS = "id, kind, function, target, payload, request, state, attempts, enqueued, due, lease, worker, finished, result"
@@ -281,6 +334,32 @@ class Store:
     async def list_configs(self, function: str) -> list[tuple[str, bytes, float]]:
         return await self.engine.transact(self._sql.list_configs, function)
 
+    # -- durable executions ---------------------------------------------------------------------
+
+    async def put_execution(self, execution: DurableRecord) -> None:
+        await self.engine.transact(self._sql.put_execution, execution)
+
+    async def get_execution(self, arn: str) -> DurableRecord | None:
+        return await self.engine.transact(self._sql.get_execution, arn)
+
+    async def claim_executions(self, worker: str, lease: float, now: float) -> list[str]:
+        """The running executions no host holds (a new one held by its starter, or one whose host's
+        lease ran out before `now`), now held by `worker` until `lease`: their ARNs."""
+        return await self.engine.transact(self._sql.claim_executions, worker, lease, now)
+
+    async def expire_executions(self, now: float) -> int:
+        """Delete the ended executions whose retention ran out before `now` (with their operations
+        and history); how many."""
+        return await self.engine.transact(self._sql.expire_executions, now)
+
+    async def renew_executions(self, worker: str, lease: float) -> None:
+        await self.engine.transact(self._sql.renew_executions, worker, lease)
+
+    async def list_executions(self, *, function: str | None = None, name: str | None = None,
+                              statuses: Iterable[str] = (), limit: int = 1000) -> list[DurableRecord]:
+        """Oldest first; `document` left empty (GetDurableExecution reads one whole)."""
+        return await self.engine.transact(self._sql.list_executions, function, name, tuple(statuses), limit)
+
     async def listen(self) -> None:
         """Hear what other hosts say from now on (before looking at the queue, so nothing said in
         between is missed)."""
@@ -324,6 +403,17 @@ class _Statements:
         db.execute(f"""CREATE TABLE IF NOT EXISTS {CONFIGS} (
             function TEXT NOT NULL, qualifier TEXT NOT NULL, config TEXT NOT NULL, modified {d.real} NOT NULL,
             PRIMARY KEY (function, qualifier))""")
+        db.execute(f"""CREATE TABLE IF NOT EXISTS {DURABLE} (
+            arn TEXT PRIMARY KEY, function TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
+            started {d.real} NOT NULL, ended {d.real}, document {d.blob} NOT NULL, worker TEXT, lease {d.real},
+            expires {d.real})""")
+        db.execute(f"CREATE INDEX IF NOT EXISTS {DURABLE}_function ON {DURABLE} (function, started)")
+        db.execute(f"CREATE INDEX IF NOT EXISTS {DURABLE}_status ON {DURABLE} (status, lease)")
+        db.execute(f"""CREATE TABLE IF NOT EXISTS {DURABLE_OPERATIONS} (
+            arn TEXT NOT NULL, id TEXT NOT NULL, position INTEGER NOT NULL, document {d.blob} NOT NULL,
+            PRIMARY KEY (arn, id))""")
+        db.execute(f"""CREATE TABLE IF NOT EXISTS {DURABLE_EVENTS} (
+            arn TEXT NOT NULL, number INTEGER NOT NULL, document {d.blob} NOT NULL, PRIMARY KEY (arn, number))""")
         row = db.execute(self.q(f"SELECT value FROM {META} WHERE key = ?"), ("schema",)).fetchone()
         if row is None:
             db.execute(self.q(f"INSERT INTO {META} (key, value) VALUES (?, ?)"), ("schema", SCHEMA_VERSION))
@@ -448,6 +538,67 @@ class _Statements:
         rows = db.execute(self.q(f"SELECT qualifier, config, modified FROM {CONFIGS} WHERE function = ? "
                                  "ORDER BY qualifier"), (function,)).fetchall()
         return [(qualifier, config.encode(), modified) for qualifier, config, modified in rows]
+
+
+    def put_execution(self, db, record: DurableRecord) -> None:
+        db.execute(self.q(
+            f"INSERT INTO {DURABLE} (arn, function, name, status, started, ended, document, worker, lease, expires) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (arn) DO UPDATE SET status = excluded.status, "
+            "ended = excluded.ended, document = excluded.document, expires = excluded.expires"),
+            (record.arn, record.function, record.name, record.status, record.started, record.ended, record.document,
+             record.worker, record.lease, record.expires))
+        if record.operations:
+            db.executemany(self.q(
+                f"INSERT INTO {DURABLE_OPERATIONS} (arn, id, position, document) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (arn, id) DO UPDATE SET document = excluded.document"),
+                [(record.arn, id, position, document) for id, position, document in record.operations])
+        if record.events:
+            db.executemany(self.q(f"INSERT INTO {DURABLE_EVENTS} (arn, number, document) VALUES (?, ?, ?)"),
+                           [(record.arn, number, document) for number, document in record.events])
+
+    def get_execution(self, db, arn: str) -> DurableRecord | None:
+        row = db.execute(self.q(f"SELECT arn, function, name, status, started, ended, document FROM {DURABLE} "
+                                "WHERE arn = ?"), (arn,)).fetchone()
+        if row is None:
+            return None
+        operations = db.execute(self.q(f"SELECT id, position, document FROM {DURABLE_OPERATIONS} WHERE arn = ? "
+                                       "ORDER BY position"), (arn,)).fetchall()
+        events = db.execute(self.q(f"SELECT number, document FROM {DURABLE_EVENTS} WHERE arn = ? ORDER BY number"),
+                            (arn,)).fetchall()
+        return DurableRecord(*row[:6], bytes(row[6]),
+                             operations=[(id, position, bytes(document)) for id, position, document in operations],
+                             events=[(number, bytes(document)) for number, document in events])
+
+    def claim_executions(self, db, worker: str, lease: float, now: float) -> list[str]:
+        rows = db.execute(self.q(
+            f"UPDATE {DURABLE} SET worker = ?, lease = ? WHERE arn IN (SELECT arn FROM {DURABLE} "
+            f"WHERE status = 'RUNNING' AND (lease IS NULL OR lease < ?){self.dialect.skip_locked}) RETURNING arn"),
+            (worker, lease, now)).fetchall()
+        return [row[0] for row in rows]
+
+    def expire_executions(self, db, now: float) -> int:
+        arns = [row[0] for row in db.execute(self.q(f"SELECT arn FROM {DURABLE} WHERE expires < ?"), (now,)).fetchall()]
+        for table in (DURABLE_OPERATIONS, DURABLE_EVENTS, DURABLE):
+            db.executemany(self.q(f"DELETE FROM {table} WHERE arn = ?"), [(arn,) for arn in arns])
+        return len(arns)
+
+    def renew_executions(self, db, worker: str, lease: float) -> None:
+        db.execute(self.q(f"UPDATE {DURABLE} SET lease = ? WHERE worker = ? AND status = 'RUNNING'"), (lease, worker))
+
+    def list_executions(self, db, function: str | None, name: str | None, statuses: tuple[str, ...],
+                        limit: int) -> list[DurableRecord]:
+        clauses, params = [], []
+        for column, value in (("function", function), ("name", name)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if statuses:
+            clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params += statuses
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        rows = db.execute(self.q(f"SELECT arn, function, name, status, started, ended FROM {DURABLE}{where} "
+                                 "ORDER BY started LIMIT ?"), (*params, limit)).fetchall()
+        return [DurableRecord(*row) for row in rows]
 
 
 def now() -> float:

@@ -15,6 +15,7 @@ code), so a wrong `Handler` is said when the template is read and not only at th
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import stat
@@ -54,6 +55,17 @@ def extracted(archive: Path, what: str, line: int | None) -> Path:
             return _publish(target, lambda staging: _extract(bundle, staging))
     except (OSError, zipfile.BadZipFile) as exc:
         raise Unresolved(f"{what} cannot be extracted ({archive}): {exc}", line) from None
+
+
+def unpacked(data: bytes, digest: str) -> Path:
+    """A zip held in memory (the deployment package an emulator such as moto keeps), extracted once
+    into the same cache as an archive on disk, by its SHA-256 `digest` (hex); BadZipFile or OSError
+    when it cannot be."""
+    target = cache_dir() / "code" / digest
+    if target.is_dir():
+        return target
+    with zipfile.ZipFile(io.BytesIO(data)) as bundle:
+        return _publish(target, lambda staging: _extract(bundle, staging))
 
 
 def inline(source: str, runtime_id: str | None, line: int | None) -> Path:

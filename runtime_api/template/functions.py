@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 
 from ..asynchronous.invoke_config import DeadLetterConfig, EventInvokeConfig, rebase
-from ..config import ConfigError, FunctionConfig
+from ..config import ConfigError, DurableSettings, FunctionConfig
 from . import code
 from .document import Mapping, line_of
 from .errors import Unresolved
@@ -40,7 +40,7 @@ RUNTIMES = frozenset({
 })
 # Properties lambdalet reads, or knows need nothing here (a role, tags, tracing, networking, keys).
 _KNOWN = frozenset({
-    "Architectures", "Code", "CodeSigningConfigArn", "DeadLetterConfig", "Description", "Environment", "EphemeralStorage",
+    "Architectures", "Code", "CodeSigningConfigArn", "DeadLetterConfig", "Description", "DurableConfig", "Environment", "EphemeralStorage",
     "FunctionName", "Handler", "ImageConfig", "KmsKeyArn", "Layers", "LoggingConfig", "MemorySize", "PackageType",
     "RecursiveLoop", "ReservedConcurrentExecutions", "Role", "Runtime", "RuntimeManagementConfig", "SnapStart",
     "Tags", "TenancyConfig", "Timeout", "TracingConfig", "VpcConfig",
@@ -50,7 +50,6 @@ _NOT_HONOURED = {
     "FileSystemConfigs": "EFS file systems are not mounted here",
     "CapacityProviderConfig": "Lambda Managed Instances are not emulated: each environment takes one invocation "
                               "at a time",
-    "DurableConfig": "durable functions are not run as durable executions here",
 }
 
 
@@ -153,6 +152,14 @@ def read(logical_id: str, resource: Mapping, context: Context, source: str) -> F
     settings["event_invoke_config"], settings["dead_letter_config"] = rebase(
         context.event_invoke, DeadLetterConfig(_text(dead_letter, "DeadLetterConfig.TargetArn", at("DeadLetterConfig")))
         if dead_letter else None, context.base)
+    durable = get("DurableConfig")
+    if durable is not None:
+        written = _mapping(durable, "DurableConfig", at("DurableConfig"))
+        settings["durable"] = DurableSettings(
+            execution_timeout=_integer(written.get("ExecutionTimeout", 86400), "DurableConfig.ExecutionTimeout",
+                                       at("DurableConfig")),
+            retention_days=_integer(written.get("RetentionPeriodInDays", 14), "DurableConfig.RetentionPeriodInDays",
+                                    at("DurableConfig")))
     reserved = get("ReservedConcurrentExecutions")
     if reserved is not None:
         settings["concurrency"] = _integer(reserved, "ReservedConcurrentExecutions", at("ReservedConcurrentExecutions"))

@@ -262,6 +262,31 @@ async def test_a_failing_after_restore_hook_fails_the_restore_not_the_template(t
                           r"Error Type: Runtime.AfterRestoreError", log.text)) == 2
 
 
+ENDS_IN_RESTORE = '''
+import os
+from snapshot_restore_py import register_after_restore
+
+register_after_restore(lambda: os._exit(3))
+
+def handler(event, context):
+    return "never"
+'''
+
+
+async def test_a_copy_that_ends_before_its_restore_is_done_is_a_failed_restore(tmp_path):
+    """Issue 21: the caller of a copy that exits during its restore gets Lambda's SnapStartException
+    (not the Runtime.ExitError of a runtime that died mid-invocation); the log says how it ended."""
+    write_function(tmp_path, ENDS_IN_RESTORE)
+    log = CapturedLog()
+    async with running_server(snapstart_function(tmp_path), sink=log) as server:
+        with pytest.raises(ServiceError) as refused:
+            await server.invoke("snap")
+        assert template(server).environment.alive  # the template serves on
+    assert (refused.value.status, refused.value.error_type) == (400, "SnapStartException")
+    assert re.search(r"RESTORE_REPORT Restore Duration: \d+\.\d\d ms\tStatus: error\tError Type: Runtime.ExitError",
+                     log.text), log.text
+
+
 SLOW_RESTORE = '''
 import os, time
 from snapshot_restore_py import register_after_restore
@@ -392,3 +417,63 @@ async def test_at_isolation_strict_snapstart_keeps_to_the_contract(tmp_path, cap
     assert body["calls"][1:] == [f"before snapshot in {body['pid']}", f"after restore 1 in {body['pid']}",
                                  "after restore 2"]
     assert "at isolation strict a forked copy could not join its own network namespace" in caplog.text
+
+
+BURST = Gate.handler_snippet + '''
+def handler(event, context):
+    wait_at_gate(context)
+    return {"ok": True}
+'''
+
+
+@needs_isolation
+async def test_a_burst_of_hundreds_of_restores_is_served_by_one_template(tmp_path):
+    """Issue 21. Each spare is charged to its template's memory cgroup for the pages it touches
+    before it joins its environment, and those charges stay there: with the function's limit kept
+    on the parked template, a few hundred copies ended it (OOM-killed) in the middle of the burst,
+    and a restore then in flight could fail as Runtime.ExitError."""
+    code = write_function(tmp_path / "code", BURST)
+    async with trio.open_nursery() as nursery:
+        gate = await Gate().start(nursery)
+        config = snapstart_function(code, memory=128, timeout=120, concurrency=320, env={"GATE_PORT": str(gate.port)},
+                                    isolation="standard")
+        async with running_server(config) as server:
+            results = await invoke_at_once(server, 300, gate)
+            builds = template(server).builds
+        nursery.cancel_scope.cancel()
+    assert [json.loads(r.payload) for r in results if r.function_error] == []
+    assert builds == 1
+
+
+BALLAST = '''
+import os
+ballast = b"x" * (40 << 20)  # resident in the template, shared with every copy
+
+def handler(event, context):
+    extra = b"y" * (event["mb"] << 20)
+    return {"pid": os.getpid(), "extra": len(extra) >> 20}
+'''
+
+
+@needs_isolation
+async def test_a_copy_counts_its_templates_memory_as_lambda_counts_a_restored_snapshot(tmp_path):
+    """Issue 19: Max Memory Used of a restored copy is its whole footprint (its template's resident
+    set included, though those pages are charged to the template's cgroup), and the copy can
+    allocate only up to its memory size in all: just under it succeeds, just over is
+    Runtime.OutOfMemory."""
+    code = write_function(tmp_path / "code", BALLAST)
+    log = CapturedLog()
+    config = snapstart_function(code, memory=128, timeout=30, isolation="standard")
+    async with running_server(config, sink=log) as server:
+        small = await server.invoke("snap", b'{"mb": 0}', log_type="Tail")
+        resident_mb = template(server).resident_bytes >> 20
+        under = await server.invoke("snap", json.dumps({"mb": 100 - resident_mb - 10}).encode())
+        server.functions["snap"].shutdown()  # a fresh copy for the next
+        over = await server.invoke("snap", json.dumps({"mb": 128 - resident_mb + 10}).encode())
+        after = await server.invoke("snap", b'{"mb": 0}')
+    assert resident_mb >= 40
+    used = int(re.search(r"Max Memory Used: (\d+) MB", small.log_tail).group(1))
+    assert used >= resident_mb
+    assert under.function_error is None, under.payload
+    assert over.function_error == "Unhandled" and json.loads(over.payload)["errorType"] == "Runtime.OutOfMemory"
+    assert after.function_error is None  # the server serves on

@@ -38,6 +38,8 @@ async def store(request, tmp_path, nursery):
         with psycopg.connect(url, autocommit=True) as connection:  # the cluster is shared by this module's tests
             connection.execute("DELETE FROM lambdalet_events")
             connection.execute("DELETE FROM lambdalet_event_invoke_configs")
+            for table in ("lambdalet_durable_executions", "lambdalet_durable_operations", "lambdalet_durable_events"):
+                connection.execute(f"DELETE FROM {table}")
     await nursery.start(opened.write_enqueued)
     yield opened
     await opened.aclose()
@@ -118,6 +120,53 @@ async def test_event_invoke_configs_are_kept_by_function_and_qualifier(store):
     assert await store.delete_config("worker", "live")
     assert not await store.delete_config("worker", "live")
     assert await store.get_config("other", "$LATEST") is None
+
+
+async def test_durable_executions_are_written_by_what_changed_and_read_whole(store):
+    from runtime_api.store import DurableRecord
+
+    first = DurableRecord("arn:1", "flow", "one", "RUNNING", 10.0, None, b'{"h": 1}',
+                          operations=[("execution", 0, b"op0"), ("s1", 1, b"op1")], events=[(1, b"e1"), (2, b"e2")])
+    await store.put_execution(first)
+    await store.put_execution(DurableRecord("arn:2", "flow", "two", "RUNNING", 11.0, None, b"{}"))
+    # A later write: the row, one operation changed, one added, one event added.
+    await store.put_execution(DurableRecord("arn:1", "flow", "one", "SUCCEEDED", 10.0, 12.0, b'{"h": 2}',
+                                            operations=[("s1", 1, b"op1'"), ("s2", 2, b"op2")], events=[(3, b"e3")]))
+    found = await store.get_execution("arn:1")
+    assert (found.status, found.ended, found.document) == ("SUCCEEDED", 12.0, b'{"h": 2}')
+    assert found.operations == [("execution", 0, b"op0"), ("s1", 1, b"op1'"), ("s2", 2, b"op2")]
+    assert found.events == [(1, b"e1"), (2, b"e2"), (3, b"e3")]
+    assert await store.get_execution("arn:3") is None
+    listed = await store.list_executions(function="flow")
+    assert [(r.arn, r.status, r.document) for r in listed] == [("arn:1", "SUCCEEDED", b""), ("arn:2", "RUNNING", b"")]
+    assert [r.arn for r in await store.list_executions(function="flow", statuses=("RUNNING",))] == ["arn:2"]
+    assert [r.arn for r in await store.list_executions(function="flow", name="one")] == ["arn:1"]
+
+
+async def test_running_durable_executions_are_held_by_one_host_until_its_lease_runs_out(store):
+    from runtime_api.store import DurableRecord
+
+    await store.put_execution(DurableRecord("arn:a", "flow", "a", "RUNNING", 1.0, None, b"{}", worker="host-1",
+                                            lease=100.0))
+    await store.put_execution(DurableRecord("arn:b", "flow", "b", "RUNNING", 1.0, None, b"{}"))
+    await store.put_execution(DurableRecord("arn:c", "flow", "c", "SUCCEEDED", 1.0, 2.0, b"{}"))
+    assert await store.claim_executions("host-2", lease=150.0, now=50.0) == ["arn:b"]  # a: host-1's lease holds
+    await store.renew_executions("host-1", lease=200.0)
+    assert await store.claim_executions("host-2", lease=250.0, now=150.0) == []
+    await store.renew_executions("host-2", lease=400.0)
+    assert await store.claim_executions("host-2", lease=300.0, now=210.0) == ["arn:a"]  # host-1 stopped renewing
+
+
+async def test_ended_durable_executions_are_deleted_when_their_retention_runs_out(store):
+    from runtime_api.store import DurableRecord
+
+    await store.put_execution(DurableRecord("arn:old", "flow", "old", "SUCCEEDED", 1.0, 2.0, b"{}", expires=100.0,
+                                            operations=[("s", 0, b"op")], events=[(1, b"e")]))
+    await store.put_execution(DurableRecord("arn:kept", "flow", "kept", "SUCCEEDED", 1.0, 2.0, b"{}", expires=300.0))
+    await store.put_execution(DurableRecord("arn:running", "flow", "running", "RUNNING", 1.0, None, b"{}"))
+    assert await store.expire_executions(now=200.0) == 1
+    assert await store.get_execution("arn:old") is None
+    assert [r.arn for r in await store.list_executions(function="flow")] == ["arn:kept", "arn:running"]
 
 
 async def test_a_second_server_on_a_state_directory_is_refused_naming_the_first(tmp_path):

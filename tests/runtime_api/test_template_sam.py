@@ -464,3 +464,35 @@ def test_a_resource_sam_refuses_is_left_out_and_what_needs_it_is_a_problem(tmp_p
         (False, f"{path}:11: function NeedsApi: Environment.Variables.API: Api is left out: Type of property "
                 "'StageName' is invalid. (or give it with --env-vars)"),
     ]
+
+
+def test_durable_config_makes_a_durable_function(tmp_path):
+    path = project(tmp_path, """
+        Transform: AWS::Serverless-2016-10-31
+        Resources:
+          Workflow:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: src
+              Handler: app.handler
+              Runtime: python3.13
+              DurableConfig:
+                ExecutionTimeout: 3600
+                RetentionPeriodInDays: 7
+          Defaults:
+            Type: AWS::Lambda::Function
+            Properties:
+              Code: {ZipFile: "def handler(event, context): return 1"}
+              Handler: index.handler
+              Runtime: python3.13
+              DurableConfig: {}
+          Plain:
+            Type: AWS::Serverless::Function
+            Properties: {CodeUri: src, Handler: app.handler, Runtime: python3.13}
+        """, {"src/app.py": HANDLER})
+    stack = load_template(path)
+    functions = by_name(stack)
+    assert (functions["Workflow"].durable.execution_timeout, functions["Workflow"].durable.retention_days) == (3600, 7)
+    assert (functions["Defaults"].durable.execution_timeout, functions["Defaults"].durable.retention_days) == (86400, 14)
+    assert functions["Plain"].durable is None
+    assert not [problem for problem in stack.problems if "DurableConfig" in str(problem)]
