@@ -18,7 +18,7 @@ cgroup it was started in: root anywhere, or any user in a subtree delegated to i
 cgroup with nobody, it first moves itself into a leaf of its own (`lambdalet-<pid>-host`) and
 enables the controllers for its environments, which are made beside that leaf; `release` undoes
 both at exit. Root whose cgroup other processes share uses the hierarchy's root instead (the root
-cgroup is exempt from the rule).
+cgroup is exempt from the rule), unless that is only a cgroup namespace's root (`is_root`).
 """
 
 from __future__ import annotations
@@ -66,34 +66,43 @@ def _enable(directory: str, wanted: frozenset[str]) -> frozenset[str]:
     return frozenset(enabled)
 
 
+def is_root(directory: str) -> bool:
+    """Whether `directory` is the hierarchy's real root, which may hold processes and enable
+    controllers at once. The root of a cgroup namespace (a container's "/") is not: like any other
+    cgroup it has a `cgroup.type`, which the real root lacks."""
+    return not os.path.exists(os.path.join(directory, "cgroup.type"))
+
+
 def place(mount_root: str, here: str, wanted: frozenset[str], prefix: str) -> Placement:
     """Make `here` (this process's own v2 cgroup) ready for environment cgroups with the
     `wanted` controllers, as the module's docstring says; Placement.problem says why not."""
+    fallback = os.geteuid() == 0 and here != mount_root and is_root(mount_root)
     offered = controllers(here) & wanted
     if not offered:
         return Placement(None, problem=f"no controller of {', '.join(sorted(wanted))} is delegated to {here}")
     if not _writable(here):
-        if os.geteuid() == 0 and here != mount_root:
+        if fallback:
             return place(mount_root, mount_root, wanted, prefix)
         return Placement(None, problem=f"{here} is not writable by this user (not delegated)")
-    if here != mount_root:
-        others = [pid for pid in members(here) if pid != os.getpid()]
-        if others:
-            if os.geteuid() == 0:
-                return place(mount_root, mount_root, wanted, prefix)
-            return Placement(None, problem=f"{here} holds other processes too ({len(others)}), so lambdalet "
-                                           "cannot enable controllers there")
-        if os.getpid() in members(here):
-            leaf = os.path.join(here, f"{prefix}{os.getpid()}-{HOST_LEAF}")
-            try:
-                os.makedirs(leaf, exist_ok=True)
-                write(os.path.join(leaf, "cgroup.procs"), "0")
-            except OSError as exc:
-                return Placement(None, problem=f"cannot move into a leaf cgroup of its own: {exc.strerror or exc}")
-            before = frozenset(read(os.path.join(here, "cgroup.subtree_control")).split())
-            enabled = _enable(here, offered)
-            atexit.register(release, here, leaf, enabled - before)
-            return Placement(here, enabled)
+    if is_root(here):
+        return Placement(here, _enable(here, offered))
+    others = [pid for pid in members(here) if pid != os.getpid()]
+    if others:
+        if fallback:
+            return place(mount_root, mount_root, wanted, prefix)
+        return Placement(None, problem=f"{here} holds other processes too ({len(others)}), so lambdalet "
+                                       "cannot enable controllers there")
+    before = frozenset(read(os.path.join(here, "cgroup.subtree_control")).split())
+    if os.getpid() in members(here):
+        leaf = os.path.join(here, f"{prefix}{os.getpid()}-{HOST_LEAF}")
+        try:
+            os.makedirs(leaf, exist_ok=True)
+            write(os.path.join(leaf, "cgroup.procs"), "0")
+        except OSError as exc:
+            return Placement(None, problem=f"cannot move into a leaf cgroup of its own: {exc.strerror or exc}")
+        enabled = _enable(here, offered)
+        atexit.register(release, here, leaf, enabled - before)
+        return Placement(here, enabled)
     return Placement(here, _enable(here, offered))
 
 

@@ -285,11 +285,31 @@ def snapstart_copies(server: Server) -> tuple[bool, dict]:
     members = [answer["pid"] in [int(pid) for pid in open(os.path.join(group, "cgroup.procs")).read().split()]
                for answer, group in zip(answers, groups)]
     copies = "fork templates" in " ".join(server.lines)
-    seen = {"cgroups": groups, "memory.max": limits, "members": members, "fork_template": copies}
+    # The template (and its spare) is in the one cgroup of those processes whose limit was lifted.
+    templates = sorted({group for group in (cgroup_of(open(f"/proc/{pid}/cgroup").read().strip())
+                                            for pid in templates_running())
+                        if open(os.path.join(group, "memory.max")).read().strip() == "max"})
+    seen = {"cgroups": groups, "memory.max": limits, "members": members, "fork_template": copies,
+            "template_cgroups": templates}
     # Each copy's limit is the memory size less what it shares with its template (charged there),
     # as a restored snapshot's memory counts on Lambda: the same for copies of one template.
     return (copies and len(set(groups)) == 2 and all(os.path.basename(g).startswith("lambdalet-") for g in groups)
-            and len(set(limits)) == 1 and 4 << 20 <= int(limits[0]) < 128 << 20 and all(members)), seen
+            and len(set(limits)) == 1 and 4 << 20 <= int(limits[0]) < 128 << 20 and all(members)
+            and len(templates) == 1 and templates[0] not in groups), seen
+
+
+def templates_running() -> list[int]:
+    """The SnapStart templates, their spares and copies (_LAMBDALET_TEMPLATE in their environment)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if b"\0_LAMBDALET_TEMPLATE=" in b"\0" + f.read():
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
 
 
 def nothing_left(server: Server, pids: dict[str, int], stale: str) -> tuple[bool, dict]:
@@ -359,6 +379,34 @@ def doctor_host() -> tuple[bool, dict]:
             and our_cgroups() == []), reports
 
 
+def cgroup_namespace(root: str) -> tuple[bool, dict]:
+    """As root of a container with its own cgroup namespace: lambdalet sees its cgroup as "/",
+    which is not the hierarchy's real root, so it moves itself into a leaf there too."""
+    container = os.path.join(CGROUP, "container")
+    os.mkdir(container)
+    enter = os.path.join(root, "enter.sh")
+    with open(enter, "w") as f:
+        f.write(f"echo $$ > {container}/cgroup.procs\n"
+                "exec unshare --cgroup --mount --propagation private /bin/sh -c "
+                "'umount /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec \"$@\"' sh \"$@\"\n")
+    server = Server(root, os.path.join(root, "functions.toml"), ["/bin/sh", enter])
+    try:
+        error, answer = server.invoke("hog", {"mb": 512})
+        _, where = server.invoke("ok")
+        inside = where["cgroup"]
+        host_cgroup = open(f"/proc/{server.proc.pid}/cgroup").read().strip()
+    finally:
+        status = server.stop()
+    left = [entry.name for entry in os.scandir(container) if entry.is_dir()]
+    os.rmdir(container)
+    seen = {"errorType": answer.get("errorType"), "environment_cgroup_inside": inside, "server_cgroup": host_cgroup,
+            "cgroup_warnings": [w for w in server.warnings if "cgroup" in w], "exit_status": status,
+            "subdirectories_left": left}
+    return (answer.get("errorType") == "Runtime.OutOfMemory" and inside.startswith("0::/lambdalet-")
+            and host_cgroup.startswith("0::/container/lambdalet-") and host_cgroup.endswith("-host")
+            and not seen["cgroup_warnings"] and not left), seen
+
+
 def unprivileged_root(name: str) -> str:
     root = tempfile.mkdtemp(prefix=f"lambdalet-vm-{name}-")
     os.chmod(root, 0o755)
@@ -409,6 +457,7 @@ def main(results_dir: str) -> None:
         results.say("root_server", False, {"exception": repr(exc), "lines": server.lines[-30:] if server else []})
         if server is not None:
             server.stop()
+    results.run("container_cgroup_namespace", cgroup_namespace, unprivileged_root("container"))
     results.run("delegated_user", delegated, unprivileged_root("delegated"))
     results.run("undelegated_user", undelegated, unprivileged_root("undelegated"))
     results.run("doctor_host", doctor_host)

@@ -11,6 +11,7 @@ this checkout's `lambdalet serve`:
   than "clearly limited");
 * SnapStart copies land in cgroups of their own; nothing is left after a stop, and a stale cgroup
   of a crashed run is removed at start-up;
+* as root of a container with its own cgroup namespace (unshare --cgroup), the same limits;
 * as nobody in a delegated subtree (systemd's Delegate=yes, made by hand), the same limits; as
   nobody undelegated, the single warning naming the command that would delegate;
 * `lambdalet doctor --host` says v2, and which controllers root and nobody may use.
@@ -37,8 +38,8 @@ import vm_image
 from helpers import REPO
 
 SCENARIOS = ("root_starts", "out_of_memory", "max_memory_used", "fork_bomb", "timeout_kills_daemon",
-             "cpu_model_lambda", "snapstart_copies", "nothing_left_after_stop", "delegated_user", "undelegated_user",
-             "doctor_host")
+             "cpu_model_lambda", "snapstart_copies", "nothing_left_after_stop", "container_cgroup_namespace",
+             "delegated_user", "undelegated_user", "doctor_host")
 LINE = re.compile(r"LAMBDALET-VM-SCENARIO (\w+) (PASS|FAIL) (\{.*\})")
 DONE = re.compile(r"LAMBDALET-VM-DONE (\d+)")
 GUEST_TIMEOUT = 480.0  # seconds: the whole guest, boot to power-off (a hang fails, never blocks CI)
