@@ -94,7 +94,7 @@ def guest(tmp_path_factory):
     script = REPO / "tests" / "vm" / "guest_scenarios.py"
     command = f"cd {REPO} && {offline_libraries(results)}exec {sys.executable} {script} {vm_image.RESULTS}"
     run = vm_driver.run(image, command, results, timeout=GUEST_TIMEOUT,
-                        show=vm_driver.closed_ancestor(sys.executable))
+                        show=vm_driver.to_show(sys.executable, str(REPO)))
     file = results / "scenarios.txt"
     text = file.read_text() if file.exists() else ""
     print(text)

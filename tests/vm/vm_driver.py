@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from vm_image import RESULTS, Image
+from vm_image import Image
 
 QEMU = "qemu-system-x86_64"
 
@@ -36,6 +36,20 @@ def closed_ancestor(path: str) -> str | None:
         if not os.stat(directory).st_mode & 0o001:
             return os.path.join(directory, parts[index + 1])
     return None
+
+
+def to_show(*paths: str) -> str | None:
+    """The guest's `lambdalet_show` for `paths` (an interpreter, a checkout), or None: each one's
+    closed ancestor's child, or the directory under /tmp holding it (the guest's /tmp is its own)."""
+    found = {}
+    for path in paths:
+        resolved = Path(path).resolve()
+        shown = closed_ancestor(str(resolved))
+        if shown is None and resolved.parts[1:2] == ("tmp",) and len(resolved.parts) > 2:
+            shown = os.path.join("/tmp", resolved.parts[2])
+        if shown:
+            found[shown] = None
+    return ",".join(found) or None
 
 
 def qemu_argv(image: Image, command: str, results: Path, *, memory_mb: int = 1024, cpus: int = 2,
@@ -78,7 +92,3 @@ def run(image: Image, command: str, results: Path, *, timeout: float, show: str 
         status = None
     return Run(status, text)
 
-
-def guest_path(results: Path, name: str) -> str:
-    """Where the guest sees `results`/`name`."""
-    return f"{RESULTS}/{name}"

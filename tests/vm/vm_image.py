@@ -16,6 +16,7 @@ The guest sees the host's tree as it is: the host's Python and a checkout run un
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import shutil
@@ -30,9 +31,11 @@ BUSYBOX = ("/bin/busybox", "/usr/bin/busybox")
 HOST = "/mnt/host"  # the host's tree, inside the guest, before the chroot
 RESULTS = "/tmp/vm-results"  # the writable share, inside the chroot
 
-# The guest's PID 1. `lambdalet_show`, if given, is a directory of the host's that others cannot
-# enter (pyenv in root's 0700 home): a 0755 tmpfs is put over its parent and it is bound back,
-# so an unprivileged user of the guest reaches the interpreter. Nothing of the host changes.
+# The guest's PID 1. `lambdalet_show`, if given, names directories (comma-separated) of the host's
+# that the guest would not show an unprivileged user otherwise: under a parent others cannot enter
+# (pyenv in root's 0700 home, a `mktemp -d` checkout), or under /tmp (the guest's own tmpfs). They
+# are bound back over a 0755 tmpfs, so that user reaches the interpreter and the checkout. Nothing
+# of the host changes.
 INIT = f"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -46,18 +49,26 @@ mount -t proc proc {HOST}/proc
 mount -t sysfs sysfs {HOST}/sys
 mount -t cgroup2 cgroup2 {HOST}/sys/fs/cgroup
 mount -t devtmpfs devtmpfs {HOST}/dev
+shown=0
+for path in $(echo "$lambdalet_show" | tr , ' '); do
+    shown=$((shown + 1))
+    mkdir -p /shown/$shown
+    mount --bind {HOST}$path /shown/$shown
+done
 mount -t tmpfs -o mode=1777 tmpfs {HOST}/tmp
 mount -t tmpfs -o mode=755 tmpfs {HOST}/run
 mkdir -p {HOST}/dev/shm {HOST}{RESULTS}
 mount -t tmpfs -o mode=1777 tmpfs {HOST}/dev/shm
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 results {HOST}{RESULTS} || echo "lambdalet-vm: no results share"
-if [ -n "$lambdalet_show" ]; then
-    mkdir -p /shown
-    mount --bind {HOST}$lambdalet_show /shown
-    mount -t tmpfs -o mode=755 tmpfs {HOST}$(dirname $lambdalet_show)
-    mkdir -p {HOST}$lambdalet_show
-    mount --move /shown {HOST}$lambdalet_show
-fi
+shown=0
+for path in $(echo "$lambdalet_show" | tr , ' '); do
+    shown=$((shown + 1))
+    parent=$(dirname $path)
+    mkdir -p {HOST}$parent
+    grep -q " {HOST}$parent tmpfs " /proc/mounts || mount -t tmpfs -o mode=755 tmpfs {HOST}$parent
+    mkdir -p {HOST}$path
+    mount --move /shown/$shown {HOST}$path
+done
 ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
 echo "$lambdalet_run" | base64 -d > /command
 echo "lambdalet-vm: running the command"
@@ -123,7 +134,9 @@ def build(root: Path | None = None) -> Image:
         raise Unavailable("needs Debian's apt-get and dpkg-deb to fetch a kernel")
     package = kernel_package()
     release = package.removeprefix("linux-image-")
-    directory = (root or cache_root()) / release
+    # A new init or module list is a new image.
+    recipe = hashlib.sha256((INIT + " ".join(MODULES)).encode()).hexdigest()[:12]
+    directory = (root or cache_root()) / f"{release}-{recipe}"
     image = Image(directory / "vmlinuz", directory / "initrd.gz", release)
     if image.kernel.exists() and image.initrd.exists():
         return image
