@@ -345,6 +345,8 @@ async def invoke_once(functions: list[FunctionConfig], name: str, payload: bytes
 def doctor(args: argparse.Namespace) -> int:
     """`lambdalet doctor PATH`: 0 when PATH will run on provided.al2023, 1 when not, 2 when unreadable.
     `lambdalet doctor --package DIR|ZIP --runtime ID`: the same for a deployment package."""
+    if args.host:
+        return doctor_host(args)
     if args.package is not None:
         return doctor_package(args)
     if args.path is None:
@@ -361,6 +363,20 @@ def doctor(args: argparse.Namespace) -> int:
         print(f"lambdalet doctor: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     return report(diagnosis, checks.render, args.json)
+
+
+def doctor_host(args: argparse.Namespace) -> int:
+    """`lambdalet doctor --host`: the cgroup mode, each controller, what each isolation level gets."""
+    import msgspec
+
+    from sandbox import host_doctor
+
+    found = host_doctor.diagnose()
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.encode(found) + b"\n")
+    else:
+        print(host_doctor.render(found))
+    return 0
 
 
 def report(diagnosis, render, as_json: bool) -> int:
@@ -548,6 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "it cannot be read.",
     )
     doc.add_argument("path", nargs="?", help="the bootstrap, or the directory holding it")
+    doc.add_argument("--host", action="store_true",
+                     help="this machine instead: the cgroup mode (v1, v2, hybrid), each controller's hierarchy and "
+                          "whether it is usable, and what each isolation level gets here (sandbox/host_doctor.py)")
     doc.add_argument("--package", metavar="DIR|ZIP", help="a deployment package: a directory or a .zip")
     doc.add_argument("--layer", action="append", default=[], metavar="DIR|ZIP",
                      help="a layer of the package's function (repeatable, in Lambda's order)")

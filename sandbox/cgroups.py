@@ -1,29 +1,28 @@
 """Per-environment cgroups: Lambda's memory, pids and CPU limits, OOM detection, peak memory, tree kill.
 
-cgroup v1 only (cgroups(7)): the memory, pids and cpu hierarchies, writable by root. cgroup v2 is
-not driven yet; where v1 is missing, the memory guard is RLIMIT_DATA (sandbox.host says so). An
-environment gets, where each is writable:
+Each controller comes from the hierarchy the host gives it (cgroups(7)): v1 (a hierarchy per
+controller, sandbox.cgroupv1), v2 (one directory for all, sandbox.cgroupv2), or a mix of the two.
+Where neither is writable, the memory guard is RLIMIT_DATA (sandbox.host says so). An environment
+gets, where each is writable, a cgroup `lambdalet-<host pid>-<n>` beside the host's own (on v2,
+beside the leaf the host moved itself into):
 
-* `memory:<host's own memory cgroup>/lambdalet-<host pid>-<n>`: `memory.limit_in_bytes` (and
-  `memory.memsw.limit_in_bytes`) = the function's memory; its `oom_kill` counter tells an OOM kill
-  from any other SIGKILL, and `memory.max_usage_in_bytes` is REPORT's "Max Memory Used" (the whole
-  tree's peak, children and page cache included);
-* `pids:<host's own pids cgroup>/lambdalet-<host pid>-<n>`: `pids.max` (DEFAULT_PIDS_MAX);
-* with the `lambda` CPU model only, `cpu:<host's own cpu cgroup>/lambdalet-<host pid>-<n>`: a CFS
-  quota proportional to memory, as Lambda allots CPU (1,769 MB = one vCPU; `lambda_cpu_quota_us`).
-  The default (`host`) creates no cpu cgroup: the runtime shares the host's CPUs.
+* memory: a limit = the function's memory, swap included; its OOM-kill counter tells an OOM kill
+  from any other SIGKILL, and its peak is REPORT's "Max Memory Used" (the whole tree's, children
+  and page cache included);
+* pids: `pids.max` (DEFAULT_PIDS_MAX);
+* with the `lambda` CPU model only, cpu: a CFS quota proportional to memory, as Lambda allots CPU
+  (1,769 MB = one vCPU; `lambda_cpu_quota_us`). The default (`host`) limits no CPU: the runtime
+  shares the host's CPUs.
 
-The tree is killed through the cgroup, never by walking a process's children: SIGKILL through a
-pidfd (no pid reuse) to every member listed in `cgroup.procs`, repeated until it is empty (what
-forks meanwhile is caught by the next round; the pids limit bounds them).
+The tree is killed through the cgroup, never by walking a process's children: on v2 `cgroup.kill`
+first, then (both) SIGKILL through a pidfd (no pid reuse) to every member listed in `cgroup.procs`,
+repeated until it is empty (what forks meanwhile is caught by the next round; the pids limit
+bounds them). The pidfds are what lets the host, the subreaper, reap the members orphaned to it.
 
 The runtime joins its cgroups before it execs: it is spawned through a `/bin/sh` shim that writes
-`0` (itself) into each cgroup's `tasks` file and then execs the runtime (Popen's preexec_fn is not
-safe in a threaded program; writing the pid after spawn would leave the runtime unconfined for a
-moment). `tasks` with `0` moves one thread, the shim's only one, which the kernel does without
-the global cgroup_threadgroup_rwsem; `cgroup.procs` (and any v2 cgroup, whose `cgroup.kill` would
-otherwise serve) takes it for writing, which waits for an RCU grace period: several times what
-the whole shim costs otherwise (benchmarks/results/costs.md, "Joining a memory and a pids cgroup").
+`0` (itself) into each cgroup's join file (v1 `tasks`, v2 `cgroup.procs`) and then execs the
+runtime (Popen's preexec_fn is not safe in a threaded program; writing the pid after spawn would
+leave the runtime unconfined for a moment). A SnapStart copy joins the same files.
 
 The host's pid in the name tells whose a cgroup is: at start-up the ones whose owner is dead (a
 crashed earlier run) are emptied and removed (`remove_stale`).
@@ -38,13 +37,13 @@ import logging
 import os
 import re
 import shlex
-from collections.abc import Container
 import signal
 from dataclasses import dataclass
 
 import trio
 
-from . import reaper
+from . import cgroupfs, cgroupv1, cgroupv2, reaper
+from .cgroupfs import kill_members, member_pidfds, reap_pidfd
 
 log = logging.getLogger("lambdalet")
 
@@ -77,62 +76,48 @@ def lambda_cpu_quota_us(memory_mb: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class CgroupSupport:
-    """Where this host process can create environment cgroups (None: not writable here)."""
+    """Where this host process can create environment cgroups (None: not writable here). A
+    controller's directory is its v1 hierarchy's, or the one v2 directory (`unified`) for every
+    controller the host gives through v2."""
 
     memory: str | None = None  # the directory environment cgroups are created in
     pids: str | None = None
-    memsw: bool = False  # memory.memsw.* exists (swap accounting)
+    memsw: bool = False  # swap can be limited too (v1 memory.memsw.*, v2 memory.swap.max)
     cpu: str | None = None  # for the `lambda` CPU model only
+    unified: str | None = None  # the v2 directory, where some controller is on v2 and usable
+    v2_controllers: frozenset[str] = frozenset()  # which of memory, pids, cpu the host has on v2
+    v2_problem: str | None = None  # why v2 cannot be used, where the host has controllers there
 
     @property
     def any(self) -> bool:
         return bool(self.memory or self.pids)
 
     def directories(self) -> list[str]:
-        return [d for d in (self.memory, self.pids, self.cpu) if d]
+        return list(dict.fromkeys(d for d in (self.memory, self.pids, self.cpu) if d))
+
+    def hierarchy(self, controller: str) -> str:
+        return "cgroup v2" if controller in self.v2_controllers else "cgroup v1"
 
     def missing(self) -> list[str]:
-        """One line per missing protection, for the start-up warnings."""
+        """One line per missing protection, for the start-up warnings; one line in all where the
+        host's memory controller is on v2 and nothing there is usable."""
+        if not self.any and "memory" in self.v2_controllers:
+            return [f"no cgroup is writable ({self.v2_problem or 'cgroup v2'}): RLIMIT_DATA is the memory guard, "
+                    "with no Runtime.OutOfMemory, no measured Max Memory Used, no process limit and no lambda CPU "
+                    "model, and a timeout kills the runtime's process group only; run lambdalet as root, or in "
+                    f"a delegated cgroup: {cgroupv2.DELEGATE_HINT}"]
         lines = []
         if not self.memory:
-            lines.append("no memory limit through cgroups (cgroup v1 memory controller not writable): "
-                         "RLIMIT_DATA is the memory guard, an out-of-memory kill is not detected and "
+            lines.append(f"no memory limit through cgroups ({self.hierarchy('memory')} memory controller not "
+                         "writable): RLIMIT_DATA is the memory guard, an out-of-memory kill is not detected and "
                          "Max Memory Used is the runtime's own peak, not its children's")
         if not self.pids:
-            lines.append("no process limit (cgroup v1 pids controller not writable): a fork bomb is not contained")
+            lines.append(f"no process limit ({self.hierarchy('pids')} pids controller not writable): a fork bomb "
+                         "is not contained")
         if not self.any:
             lines.append("no cgroup at all: environments are killed by process group, so a process that "
                          "leaves it (setsid) outlives its environment")
         return lines
-
-
-def _mount_points() -> dict[str, str]:
-    """v1 controller name -> where its hierarchy is mounted."""
-    points: dict[str, str] = {}
-    try:
-        with open("/proc/self/mounts") as mounts:
-            for line in mounts:
-                _, where, kind, options, *_ = line.split()
-                if kind == "cgroup":
-                    for option in options.split(","):
-                        points.setdefault(option, where)
-    except OSError:
-        pass
-    return points
-
-
-def _own_paths() -> dict[str, str]:
-    """The host's own cgroup path per v1 controller (/proc/self/cgroup)."""
-    paths: dict[str, str] = {}
-    try:
-        with open("/proc/self/cgroup") as own:
-            for line in own:
-                _, controllers, path = line.rstrip("\n").split(":", 2)
-                for controller in controllers.split(","):
-                    paths[controller] = path
-    except OSError:
-        pass
-    return paths
 
 
 def _probe(directory: str, required: str) -> bool:
@@ -154,89 +139,36 @@ def _probe(directory: str, required: str) -> bool:
 
 
 def detect() -> CgroupSupport:
-    """Probe, once at start-up, which hierarchies this process may create cgroups in."""
-    mounts, own = _mount_points(), _own_paths()
+    """Probe, once at start-up, which hierarchy gives each controller and where this process may
+    create cgroups with it: v1 where the controller's v1 hierarchy is mounted, else v2 (a
+    controller is in one or the other, never both). On v2 this may move the process into a leaf
+    of its own (sandbox.cgroupv2.place)."""
+    mounts = cgroupfs.mounts(cgroupfs.read_or_empty("/proc/self/mountinfo"))
+    own = cgroupfs.own_paths(cgroupfs.read_or_empty("/proc/self/cgroup"))
     found: dict[str, str | None] = {}
-    for key, required in (("memory", "memory.limit_in_bytes"), ("pids", "pids.max"), ("cpu", "cpu.cfs_quota_us")):
-        where = mounts.get(key)
-        if where is None or key not in own:
-            found[key] = None
-            continue
-        directory = os.path.join(where, own[key].lstrip("/"))
-        found[key] = directory if _probe(directory, required) else None
-    memsw = bool(found["memory"]) and os.path.exists(os.path.join(found["memory"], "memory.memsw.limit_in_bytes"))
-    return CgroupSupport(found["memory"], found["pids"], memsw, found["cpu"])
-
-
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
-
-def _write(path: str, value: str) -> None:
-    with open(path, "w") as f:
-        f.write(value)
-
-
-def _members(directory: str) -> list[int]:
-    try:
-        return [int(pid) for pid in _read(os.path.join(directory, "cgroup.procs")).split()]
-    except (OSError, ValueError):
-        return []
-
-
-def _member_pidfds(directory: str, known: Container[int] = ()) -> dict[int, int]:
-    """pid -> pidfd for the cgroup's members, but those in `known`. A pid listed may have been
-    reused by the time its pidfd is opened: it counts only if, with the pidfd open (so the pid is
-    pinned while it lives), the process is still a member."""
-    fds = {}
-    name = os.path.basename(directory)
-    for pid in _members(directory):
-        if pid in known:
-            continue
-        try:
-            fd = os.pidfd_open(pid)
-        except OSError:
-            continue  # already gone
-        try:
-            with open(f"/proc/{pid}/cgroup") as f:
-                member = any(line.rstrip("\n").endswith("/" + name) for line in f)
-            signal.pidfd_send_signal(fd, 0)  # the /proc entry read was this process's
-        except OSError:
-            member = False
-        if member:
-            fds[pid] = fd
-        else:
-            os.close(fd)
-    return fds
-
-
-def _kill_members(directory: str) -> list[int]:
-    """SIGKILL every member of the cgroup through pidfds (no pid can be reused under us);
-    returns the pidfds, which the caller closes."""
-    fds = list(_member_pidfds(directory).values())
-    for fd in fds:
-        try:
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-        except OSError:
-            pass
-    return fds
-
-
-def _reap_pidfd(fd: int) -> bool:
-    """Reap the process if it has exited and became our child (re-parented to us, the
-    subreaper); else leave it to its parent. True once it is gone for good (reaped by us or by
-    its parent). Only ever called on members of our cgroups, so it never steals another wait."""
-    try:
-        if os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG) is not None:
-            return True
-    except ChildProcessError:
-        pass
-    try:
-        signal.pidfd_send_signal(fd, 0)
-    except ProcessLookupError:
-        return True  # reaped by its parent
-    return False
+    for key in cgroupv2.WANTED:
+        directory = mounts.directory(key, own[key]) if key in mounts.v1 and key in own else None
+        found[key] = directory if directory and _probe(directory, cgroupv1.REQUIRED[key]) else None
+    memsw = bool(found["memory"]) and cgroupv1.swap_limit_exists(found["memory"])
+    on_v2 = frozenset(key for key in cgroupv2.WANTED if key not in mounts.v1)
+    here = mounts.directory("", own[""]) if mounts.v2 is not None and "" in own else None
+    if mounts.v2 is not None:
+        on_v2 &= cgroupfs.controllers(mounts.v2[0])
+    if here is None or mounts.v2 is None or not on_v2:
+        return CgroupSupport(found["memory"], found["pids"], memsw, found["cpu"])
+    placement = cgroupv2.place(mounts.v2[0], here, on_v2, PREFIX)
+    unified = placement.directory
+    usable = frozenset(key for key in placement.enabled
+                       if unified is not None and _probe(unified, cgroupv2.REQUIRED[key]))
+    problem = placement.problem
+    if unified is None or not usable:
+        return CgroupSupport(found["memory"], found["pids"], memsw, found["cpu"], None, on_v2,
+                             problem or f"no controller could be enabled in {unified}")
+    for key in usable:
+        found[key] = unified
+    if "memory" in usable:
+        memsw = _probe(unified, "memory.swap.max")
+    return CgroupSupport(found["memory"], found["pids"], memsw, found["cpu"], unified, on_v2, problem)
 
 
 # What a SnapStart copy keeps for itself whatever its template holds (see `inherit`).
@@ -256,6 +188,8 @@ class EnvironmentCgroup:
         self.memory = os.path.join(support.memory, self.name) if support.memory else None
         self.pids = os.path.join(support.pids, self.name) if support.pids else None
         self.cpu = os.path.join(support.cpu, self.name) if support.cpu and cpu_quota_us is not None else None
+        # The v2 directory (every controller on v2 shares it), else None.
+        self.unified = os.path.join(support.unified, self.name) if support.unified else None
         self.runtime_pid: int | None = None  # reaped by its RuntimeProcess, never here
         self.memory_bytes = memory_mb * 1024 * 1024
         self.inherited_bytes = 0  # see `inherit`
@@ -268,21 +202,21 @@ class EnvironmentCgroup:
                 os.mkdir(directory)
                 self.created.append(directory)
             if self.memory:
-                limit = str(memory_mb * 1024 * 1024)
-                _write(os.path.join(self.memory, "memory.limit_in_bytes"), limit)
-                if support.memsw:
-                    _write(os.path.join(self.memory, "memory.memsw.limit_in_bytes"), limit)
+                self._files(self.memory).limit_memory(self.memory, memory_mb * 1024 * 1024, support.memsw)
             if self.pids:
-                _write(os.path.join(self.pids, "pids.max"), str(pids_max))
+                self._files(self.pids).limit_pids(self.pids, pids_max)
             if self.cpu:
-                _write(os.path.join(self.cpu, "cpu.cfs_period_us"), str(CPU_PERIOD_US))
-                _write(os.path.join(self.cpu, "cpu.cfs_quota_us"), str(cpu_quota_us))
+                self._files(self.cpu).limit_cpu(self.cpu, cpu_quota_us, CPU_PERIOD_US)
         except BaseException:
             self.remove()
             raise
 
     def __repr__(self) -> str:
         return f"<EnvironmentCgroup {self.name}>"
+
+    def _files(self, directory: str):
+        """The module that knows the files of `directory`'s hierarchy."""
+        return cgroupv2 if directory == self.unified else cgroupv1
 
     def inherit(self, resident_bytes: int) -> None:
         """For a SnapStart copy, before it joins: the pages it shares with its template are charged
@@ -293,25 +227,21 @@ class EnvironmentCgroup:
         to its memory size in all."""
         self.inherited_bytes = max(0, min(resident_bytes, self.memory_bytes - MIN_OWN_BYTES))
         if self.memory:
-            limit = str(self.memory_bytes - self.inherited_bytes)
-            _write(os.path.join(self.memory, "memory.limit_in_bytes"), limit)  # lowered before the
-            if self.support.memsw:  # swap-inclusive one, which may never be below it
-                _write(os.path.join(self.memory, "memory.memsw.limit_in_bytes"), limit)
+            self._files(self.memory).lower_memory_limit(self.memory, self.memory_bytes - self.inherited_bytes,
+                                                        self.support.memsw)
 
     def lift_memory_limit(self) -> None:
-        """No memory limit from now on (the swap-inclusive one first: it may never be below the
-        other). For a parked SnapStart template: see runtime_api/snapstart.py."""
+        """No memory limit from now on. For a parked SnapStart template: see runtime_api/snapstart.py."""
         if self.memory:
-            if self.support.memsw:
-                _write(os.path.join(self.memory, "memory.memsw.limit_in_bytes"), "-1")
-            _write(os.path.join(self.memory, "memory.limit_in_bytes"), "-1")
+            self._files(self.memory).lift_memory_limit(self.memory, self.support.memsw)
 
     def directories(self) -> list[str]:
-        return [d for d in (self.memory, self.pids, self.cpu) if d]
+        """Each cgroup once (on v2 one directory holds every controller)."""
+        return list(dict.fromkeys(d for d in (self.memory, self.pids, self.cpu) if d))
 
     def tasks_files(self) -> list[str]:
         """Where a process joins these cgroups, by writing `0` (itself) to each."""
-        return [os.path.join(d, "tasks") for d in self.created]
+        return [os.path.join(d, self._files(d).JOIN_FILE) for d in self.created]
 
     def join_commands(self) -> list[str]:
         """Shell commands by which the shim (sandbox.process.confined_argv) joins these cgroups."""
@@ -320,17 +250,8 @@ class EnvironmentCgroup:
     # -- what the host reads -----------------------------------------------------------------------
 
     def oom_kills(self) -> int:
-        """The memory cgroup's `oom_kill` counter (0 without a memory cgroup)."""
-        if not self.memory:
-            return 0
-        try:
-            for line in _read(os.path.join(self.memory, "memory.oom_control")).splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-        except (OSError, ValueError):
-            pass
-        return 0
+        """The memory cgroup's OOM-kill counter (0 without a memory cgroup)."""
+        return self._files(self.memory).oom_kills(self.memory) if self.memory else 0
 
     def new_oom_kill(self) -> bool:
         """Did the kernel OOM-kill a process here since the last time this was asked?"""
@@ -343,10 +264,8 @@ class EnvironmentCgroup:
         the cgroup is gone. None without a memory cgroup."""
         if not self.memory:
             return None
-        try:
-            self._peak_bytes = max(self._peak_bytes, int(_read(os.path.join(self.memory, "memory.max_usage_in_bytes"))))
-        except (OSError, ValueError):
-            pass
+        if self.memory in self.created:
+            self._peak_bytes = max(self._peak_bytes, self._files(self.memory).peak_bytes(self.memory))
         return -(-(self.inherited_bytes + self._peak_bytes) // (1024 * 1024)) if self._peak_bytes else None
 
     # -- orphans -----------------------------------------------------------------------------------
@@ -358,17 +277,20 @@ class EnvironmentCgroup:
         """Note the environment's processes (other than the runtime) and reap the ones noted before
         that have exited and were orphaned to us: a daemon a handler left behind is reaped when it
         ends, not kept as a zombie until its environment ends. Cheap: one read of cgroup.procs
-        (the runtime and the processes already noted are not looked at again)."""
+        (the runtime and the processes already noted are not looked at again; on a v2 kernel before
+        5.19, a sample of the memory in use, for the peak)."""
         directory = self._directory()
         if directory is not None:
             known = self._tracked.keys() | {self.runtime_pid}
-            self._tracked.update(_member_pidfds(directory, known))
+            self._tracked.update(member_pidfds(directory, known))
+            if self.memory == self.unified:
+                self.peak_memory_mb()
         self.reap_tracked()
 
     def reap_tracked(self) -> None:
         """Reap the noted processes that have exited (nothing to read while none was noted)."""
         for pid, fd in list(self._tracked.items()):
-            if _reap_pidfd(fd):
+            if reap_pidfd(fd):
                 os.close(fd)
                 del self._tracked[pid]
 
@@ -380,7 +302,9 @@ class EnvironmentCgroup:
         directory = self._directory()
         if directory is None:
             return
-        for pid, fd in _member_pidfds(directory).items():
+        members = member_pidfds(directory)
+        self._kill_unified()
+        for pid, fd in members.items():
             try:
                 signal.pidfd_send_signal(fd, signal.SIGKILL)
             except OSError:
@@ -390,13 +314,21 @@ class EnvironmentCgroup:
             else:
                 os.close(fd)
 
+    def _kill_unified(self) -> None:
+        if self.unified in self.created:
+            try:
+                cgroupv2.kill(self.unified)
+            except OSError as exc:
+                log.warning("cannot kill cgroup %s: %s", self.unified, exc.strerror)
+
     async def terminate(self) -> None:
         """Kill everything still in the environment, wait until it is empty and reap every member
         that was re-parented to us (the host is their subreaper). Call once the runtime is reaped."""
         directory = self._directory()
         if directory is not None:
             for _ in range(1000):  # each round kills what forked during the last; pids.max bounds them
-                fds = _kill_members(directory)
+                fds = kill_members(directory)
+                self._kill_unified()
                 if not fds:
                     break
                 try:
@@ -404,7 +336,7 @@ class EnvironmentCgroup:
                         await trio.lowlevel.wait_readable(fd)  # readable once the process has exited
                     # Every member has exited, so whatever it orphaned has been re-parented to us.
                     for fd in fds:
-                        _reap_pidfd(fd)
+                        reap_pidfd(fd)
                 finally:
                     for fd in fds:
                         os.close(fd)
@@ -415,7 +347,7 @@ class EnvironmentCgroup:
             for fd in self._tracked.values():
                 await trio.lowlevel.wait_readable(fd)
             for fd in self._tracked.values():
-                _reap_pidfd(fd)
+                reap_pidfd(fd)
         finally:
             for fd in self._tracked.values():
                 os.close(fd)
@@ -443,9 +375,10 @@ class EnvironmentCgroup:
         retry briefly rather than leave the cgroup behind."""
         delay = 0.001
         for _ in range(12):  # about 4 s in all
-            self.remove(warn=False)
-            if not self.created:
-                return
+            if not (self.unified in self.created and cgroupv2.populated(self.unified)):
+                self.remove(warn=False)
+                if not self.created:
+                    return
             await trio.sleep(delay)
             delay *= 2
         self.remove()
@@ -453,7 +386,8 @@ class EnvironmentCgroup:
 
 def remove_stale(support: CgroupSupport) -> list[str]:
     """Empty and remove environment cgroups left by a lambdalet process that no longer exists
-    (a crash, a SIGKILL); the ones of live lambdalet processes are left alone. Returns them."""
+    (a crash, a SIGKILL; on v2 also the leaf it had moved itself into); the ones of live
+    lambdalet processes are left alone. Returns them."""
     removed = []
     for parent in support.directories():
         try:
@@ -468,7 +402,12 @@ def remove_stale(support: CgroupSupport) -> list[str]:
             if not os.path.isdir(directory):
                 continue
             for _ in range(100):
-                fds = _kill_members(directory)
+                fds = kill_members(directory)
+                if parent == support.unified:
+                    try:
+                        cgroupv2.kill(directory)
+                    except OSError:
+                        pass
                 if not fds:
                     break
                 try:

@@ -181,8 +181,9 @@ def cpu_model(requested: CpuModel, level: Isolation, *, function: str = "") -> C
         who = f"function {function}: " if function else ""
         _warn_once(f"{who}cpu model lambda needs isolation standard (a cgroup): no CPU limit")
         return CpuModel.HOST
-    if support().cpu is None:
-        _warn_once("no CPU limit for cpu model lambda (cgroup v1 cpu controller not writable): "
+    found = support()
+    if found.cpu is None:
+        _warn_once(f"no CPU limit for cpu model lambda ({found.hierarchy('cpu')} cpu controller not writable): "
                    "environments use the host's CPUs")
         return CpuModel.HOST
     return CpuModel.LAMBDA

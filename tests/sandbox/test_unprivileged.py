@@ -22,16 +22,12 @@ checkout, its virtualenv or the interpreter lie."""
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import contextlib
-import http.client
 import json
 import os
-import re
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -44,6 +40,7 @@ import pytest
 from benchmarks.common import shown_to_others
 from helpers import REPO, mountinfo, processes_in, without_user_namespaces
 from sandbox.isolation import MOUNT_POINTS
+from serve_process import ServeProcess
 
 NOBODY = 65534
 SETPRIV = shutil.which("setpriv")
@@ -155,7 +152,7 @@ def as_nobody(argv: list[str], env: dict[str, str], stage: Path) -> list[str]:
     return [*prefix, *DROP, *argv]
 
 
-class UnprivilegedServer:
+class UnprivilegedServer(ServeProcess):
     """`lambdalet serve --config` run as nobody; its start-up warnings and Invoke API."""
 
     def __init__(self, root: Path, config: Path, wrap: list[str] | None = None) -> None:
@@ -165,70 +162,11 @@ class UnprivilegedServer:
         stage.mkdir()
         argv = as_nobody([sys.executable, "-m", "runtime_api.cli", "serve", "--config", str(config), "--port", "0"],
                          env, stage)
-        argv = [*(wrap or []), *argv]
         self.stdout = open(root / "stdout.log", "wb")
-        self.proc = subprocess.Popen(argv, env=env, cwd=root, stdin=subprocess.DEVNULL, stdout=self.stdout,
-                                     stderr=subprocess.PIPE, start_new_session=True)
-        self.lines: list[str] = []
         try:
-            self.port = self._wait_listening()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_listening(self) -> int:
-        """Read the server's stderr until it says where its Invoke API listens."""
-        deadline = time.monotonic() + BOUND
-        pending = b""
-        while True:
-            ready, _, _ = select.select([self.proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                raise TimeoutError(f"no Invoke API after {BOUND:.0f} s; stderr so far: {self.lines}")
-            data = os.read(self.proc.stderr.fileno(), 65536)
-            if not data:
-                raise RuntimeError(f"the server exited ({self.proc.wait()}) before listening: {self.lines}")
-            pending += data
-            *complete, pending = pending.split(b"\n")
-            for line in complete:
-                self.lines.append(line.decode(errors="replace"))
-                found = re.match(r"lambdalet: Invoke API on http://127\.0\.0\.1:(\d+)$", self.lines[-1])
-                if found:
-                    return int(found[1])
-
-    @property
-    def warnings(self) -> list[str]:
-        return [line for line in self.lines if line.startswith("lambdalet: WARNING: ")]
-
-    def invoke(self, name: str, payload: dict | None = None) -> tuple[str | None, dict]:
-        """(X-Amz-Function-Error, the payload) of a RequestResponse invocation."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=BOUND)
-        try:
-            conn.request("POST", f"/2015-03-31/functions/{name}/invocations", body=json.dumps(payload or {}),
-                         headers={"X-Amz-Log-Type": "Tail"})
-            response = conn.getresponse()
-            body = response.read()
+            super().__init__([*(wrap or []), *argv], env, str(root), self.stdout, BOUND)
         finally:
-            conn.close()
-        assert response.status == 200, body
-        self.last_log = base64.b64decode(response.getheader("X-Amz-Log-Result") or "").decode(errors="replace")
-        return response.getheader("X-Amz-Function-Error"), json.loads(body)
-
-    def stop(self) -> int:
-        """SIGTERM (the server kills and reaps every environment), then the exit status."""
-        if self.stdout.closed:
-            return self.proc.returncode
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(BOUND)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        rest = self.proc.stderr.read().decode(errors="replace")
-        self.lines += rest.splitlines()
-        self.proc.stderr.close()
-        self.stdout.close()
-        return self.proc.returncode
+            self.stdout.close()  # the server holds its own copy
 
 
 @pytest.fixture(scope="module")
