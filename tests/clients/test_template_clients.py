@@ -16,7 +16,10 @@ import trio
 from client_functions import invoke, lambda_client, payload_json
 from helpers import PYTHON, REPO, Gate, free_port, lambdalet_serve, write_function
 
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+def environment() -> dict[str, str]:
+    """The processes' environment, taken when they start: after conftest.py's session fixture has
+    given the session its own state directory (a copy made at import would hold the user's)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
 LAMBDALET = [PYTHON, "-m", "runtime_api.cli"]
 
 HANDLERS = Gate.handler_snippet + '''
@@ -73,7 +76,7 @@ def template(tmp_path, gate_port: int = 0) -> str:
 
 
 def serving(*args: str, log_dir, cwd=None):
-    return lambdalet_serve(*args, log_dir=log_dir, cwd=cwd, env=ENV)
+    return lambdalet_serve(*args, log_dir=log_dir, cwd=cwd, env=environment())
 
 
 async def call(client, **params) -> dict:
@@ -153,7 +156,7 @@ def test_an_image_function_tenancy_and_json_logs_as_lambda_answers_them(tmp_path
 
 
 def lambdalet(*args: str, stdin: bytes | None = None, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([*LAMBDALET, *args], input=stdin, capture_output=True, timeout=120, env=ENV, cwd=cwd)
+    return subprocess.run([*LAMBDALET, *args], input=stdin, capture_output=True, timeout=120, env=environment(), cwd=cwd)
 
 
 def test_invoke_with_a_template_runs_once_without_a_server(tmp_path):
