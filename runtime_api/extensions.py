@@ -33,6 +33,8 @@ EVENT_TYPES = frozenset({"INVOKE", "SHUTDOWN"})
 IDENTIFIER_HEADER = "Lambda-Extension-Identifier"
 EVENT_IDENTIFIER_HEADER = "Lambda-Extension-Event-Identifier"
 ACCEPT_FEATURE_HEADER = "Lambda-Extension-Accept-Feature"
+# One encoder for every event: json.dumps builds a new one for each call given separators.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,5 +203,5 @@ def event_reply(event: Any) -> Reply:
         body = {"eventType": "INVOKE", "deadlineMs": event.deadline_ms, "requestId": event.request_id,
                 "invokedFunctionArn": event.function_arn,
                 "tracing": {"type": "X-Amzn-Trace-Id", "value": event.trace_id}}
-    return Reply(200, json.dumps(body, separators=(",", ":")).encode(), wire.JSON,
+    return Reply(200, _COMPACT.encode(body).encode(), wire.JSON,
                  ((EVENT_IDENTIFIER_HEADER, new_request_id()),))
