@@ -25,6 +25,7 @@ from typing import Any
 from bootstrap import wire
 
 from .gojson import go_json_error
+from .invocation import new_request_id
 from .replies import Reply, api_error
 
 MAX_EXTENSIONS = 10
@@ -32,6 +33,8 @@ EVENT_TYPES = frozenset({"INVOKE", "SHUTDOWN"})
 IDENTIFIER_HEADER = "Lambda-Extension-Identifier"
 EVENT_IDENTIFIER_HEADER = "Lambda-Extension-Event-Identifier"
 ACCEPT_FEATURE_HEADER = "Lambda-Extension-Accept-Feature"
+# One encoder for every event: json.dumps builds a new one for each call given separators.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,14 +162,14 @@ class Extensions:
         """The extension a request's Lambda-Extension-Identifier names, or RIE's error for it."""
         if not identifier:
             return api_error(403, "Extension.MissingExtensionIdentifier", "Missing Lambda-Extension-Identifier header")
+        extension = self.by_id.get(identifier)
+        if extension is not None:  # a known identifier is one of ours, a UUID: no need to parse it again
+            return extension
         try:
             uuid.UUID(identifier)
         except ValueError:
             return api_error(403, "Extension.InvalidExtensionIdentifier", "Invalid Lambda-Extension-Identifier")
-        extension = self.by_id.get(identifier)
-        if extension is None:
-            return api_error(403, "Extension.UnknownExtensionIdentifier", f"Unknown extension {identifier}")
-        return extension
+        return api_error(403, "Extension.UnknownExtensionIdentifier", f"Unknown extension {identifier}")
 
     def all_done(self, subscribed_to: str | None = None) -> bool:
         """Whether every (live, and if given, subscribed) extension is done with its last event."""
@@ -200,5 +203,5 @@ def event_reply(event: Any) -> Reply:
         body = {"eventType": "INVOKE", "deadlineMs": event.deadline_ms, "requestId": event.request_id,
                 "invokedFunctionArn": event.function_arn,
                 "tracing": {"type": "X-Amzn-Trace-Id", "value": event.trace_id}}
-    return Reply(200, json.dumps(body, separators=(",", ":")).encode(), wire.JSON,
-                 ((EVENT_IDENTIFIER_HEADER, str(uuid.uuid4())),))
+    return Reply(200, _COMPACT.encode(body).encode(), wire.JSON,
+                 ((EVENT_IDENTIFIER_HEADER, new_request_id()),))

@@ -70,6 +70,10 @@ class Connection:
         self._framing: FastFraming | H11Framing = FastFraming()
         self._answer = NOT_BEGUN
         self._closing = False
+        # Just answered: the peer's next request cannot be there before it has read the answer
+        # (but for a pipelining client), so the next read waits for the socket first rather than
+        # failing with EAGAIN (a system call and an exception for each request).
+        self._answered_last = False
         # A socket's descriptor, read and written directly: trio's stream wrappers cost more per
         # call than the fast path's parsing (a conflict detector, context managers, a scheduler pass).
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
@@ -91,6 +95,9 @@ class Connection:
                 return await self.stream.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise ClientGone from exc
+        if self._answered_last:
+            self._answered_last = False
+            await trio.lowlevel.wait_readable(self._fd)
         while True:
             try:
                 return os.read(self._fd, READ_SIZE)
@@ -193,6 +200,7 @@ class Connection:
         await self._finish_request()
 
     async def _finish_request(self) -> None:
+        self._answered_last = True
         # Keep the connection for the next request only if the request body was read to its end;
         # read what a handler left unread (bounded) so keep-alive survives it.
         if not self._framing.reusable:

@@ -19,6 +19,13 @@ from .http1 import Headers, HeaderItems
 
 MAX_HEADER_BYTES = 1 << 20  # Go's net/http default (DefaultMaxHeaderBytes); Node's RIC sends big X-Ray headers
 
+# Heads already parsed, by their bytes: a runtime's `next`, an extension's `event/next` and a
+# caller's repeated invoke send the same head every time. Parsing is a pure function of the bytes,
+# so a head seen before is read from here. Small heads only, and a bounded number (emptied when full).
+_CACHED_HEAD_BYTES = 2048
+_CACHED_HEADS = 256
+_parsed: dict[bytes, tuple[str, str, str, Headers, int]] = {}
+
 
 @dataclass(slots=True)
 class Request:
@@ -87,13 +94,20 @@ class FastFraming:
                 return TO_H11 if self.buffer else None  # h11 says what is wrong with a partial head
             return TO_H11 if len(self.buffer) > http1.FAST_HEAD_LIMIT else NEED_DATA
         raw = self.buffer[:end]
-        head = http1.parse_simple_head(raw)
-        if head is None:
-            return TO_H11
+        parsed = _parsed.get(raw)
+        if parsed is None:
+            head = http1.parse_simple_head(raw)
+            if head is None:
+                return TO_H11
+            path, _, query = head.target.decode("latin-1").partition("?")
+            parsed = (head.method, path, query, head.headers, head.content_length)
+            if len(raw) <= _CACHED_HEAD_BYTES:
+                if len(_parsed) >= _CACHED_HEADS:
+                    _parsed.clear()
+                _parsed[raw] = parsed
+        method, path, query, headers, self._remaining = parsed
         self.buffer = self.buffer[end + 4:]
-        self._remaining = head.content_length
-        path, _, query = head.target.decode("latin-1").partition("?")
-        return Request(head.method, path, query, head.headers, b"1.1", raw=raw)
+        return Request(method, path, query, list(headers), b"1.1", raw=raw)  # a list of its own for each request
 
     def next_body(self) -> bytes | Event:
         """The next piece of the request body, as it arrived; NEED_DATA; or END."""

@@ -52,12 +52,15 @@ _TABLE: list[tuple[str, str, Route]] = [
     ("/2020-01-01/extension/init/error", "POST", Route.EXTENSION_INIT_ERROR),
     ("/2020-01-01/extension/exit/error", "POST", Route.EXTENSION_EXIT_ERROR),
 ]
-_PATTERNS = [
-    (re.compile(re.escape(path).replace(re.escape("{request_id}"), "(?P<request_id>[^/]*)") + r"\Z"), method, route)
-    for path, method, route in _TABLE
-]
 RESTORE_ROUTES = frozenset({Route.RESTORE_NEXT, Route.RESTORE_ERROR})
 INIT_CACHING_ROUTES = frozenset({Route.CREDENTIALS})
+# Each route's pattern, with whether it exists only with SnapStart or only under
+# --enable-init-caching worked out once here (an enum member's hash is a Python call).
+_PATTERNS = [
+    (re.compile(re.escape(path).replace(re.escape("{request_id}"), "(?P<request_id>[^/]*)") + r"\Z"), method, route,
+     route in RESTORE_ROUTES, route in INIT_CACHING_ROUTES)
+    for path, method, route in _TABLE
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,12 @@ class NotFound(enum.Enum):
 
 
 NOT_FOUND = NotFound.NOT_FOUND
+# The routes without a request id, by path: most requests (next, event/next) are found here at
+# once rather than by trying every pattern in turn. Only paths that no earlier pattern matches, so
+# the answer is the one the scan in `match` would give.
+_EXACT = {path: (allowed, Match(route, None), restore_only, caching_only)
+          for i, ((path, _, _), (_, allowed, route, restore_only, caching_only)) in enumerate(zip(_TABLE, _PATTERNS))
+          if "{" not in path and not any(pattern.match(path) for pattern, *_ in _PATTERNS[:i])}
 NOT_FOUND_BODY = b"404 page not found\n"
 NOT_FOUND_HEADERS = list(GO_ERROR_HEADERS)
 
@@ -83,10 +92,16 @@ NOT_FOUND_HEADERS = list(GO_ERROR_HEADERS)
 def match(method: str, path: str, *, restore: bool, init_caching: bool = False) -> Match | MethodNotAllowed | NotFound:
     """Which route a request is for. The restore routes exist only for SnapStart environments, the
     credentials route only under RIE's --enable-init-caching."""
-    for pattern, allowed, route in _PATTERNS:
+    exact = _EXACT.get(path)
+    if exact is not None:
+        allowed, found, restore_only, caching_only = exact
+        if (restore or not restore_only) and (init_caching or not caching_only):
+            if method != allowed and allowed != "*":
+                return MethodNotAllowed(allowed)
+            return found
+    for pattern, allowed, route, restore_only, caching_only in _PATTERNS:
         found = pattern.match(path)
-        if found is None or (route in RESTORE_ROUTES and not restore) \
-                or (route in INIT_CACHING_ROUTES and not init_caching):
+        if found is None or (restore_only and not restore) or (caching_only and not init_caching):
             continue
         if method != allowed and allowed != "*":
             return MethodNotAllowed(allowed)

@@ -32,6 +32,9 @@ _EXACT = (
     (b"Rar!\x1a\x07\x01\x00", "application/x-rar-compressed"),
     (b"\x00asm", "application/wasm"),
 )
+# The first bytes any signature above starts with: a body (a JSON document, mostly) that starts
+# with none of them is not compared with each signature in turn.
+_EXACT_FIRST = frozenset(signature[:1] for signature, _ in _EXACT)
 _WHITESPACE = b"\t\n\x0c\r "
 _BINARY = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
 
@@ -42,15 +45,17 @@ def sniff_content_type(body: bytes) -> str | None:
         return None
     data = body[:SNIFF_LEN]
     stripped = data.lstrip(_WHITESPACE)
-    upper = stripped[:16].upper()
-    for tag in _HTML_TAGS:
-        if upper.startswith(tag) and len(stripped) > len(tag) and stripped[len(tag)] in b" >":
-            return "text/html; charset=utf-8"
-    if stripped.startswith(b"<?xml"):
-        return "text/xml; charset=utf-8"
-    for signature, kind in _EXACT:
-        if data.startswith(signature):
-            return kind
+    if stripped[:1] == b"<":  # every HTML tag and XML declaration starts so
+        upper = stripped[:16].upper()
+        for tag in _HTML_TAGS:
+            if upper.startswith(tag) and len(stripped) > len(tag) and stripped[len(tag)] in b" >":
+                return "text/html; charset=utf-8"
+        if stripped.startswith(b"<?xml"):
+            return "text/xml; charset=utf-8"
+    if data[:1] in _EXACT_FIRST:
+        for signature, kind in _EXACT:
+            if data.startswith(signature):
+                return kind
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":

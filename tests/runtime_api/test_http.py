@@ -142,6 +142,21 @@ def test_a_runtime_api_request_takes_the_fast_path():
     assert simple.content_length == 18 and (b"content-type", b"application/json") in simple.headers
 
 
+def test_a_head_seen_before_reads_the_same_and_each_request_has_its_own_headers():
+    # A runtime's `next` sends the same head every time: the second (parsed before) must read as the
+    # first did, on this connection and on another, and a handler's change to one request's headers
+    # must not show in the next.
+    data = request("POST", "/2018-06-01/runtime/invocation/next?q=1", b"first", [("X-A", "1")])
+    again = request("POST", "/2018-06-01/runtime/invocation/next?q=1", b"other", [("X-A", "1")])
+    assert data.split(b"\r\n\r\n")[0] == again.split(b"\r\n\r\n")[0]
+    read, end = fast_reading([data + data])
+    assert end is None and [body for _, body in read] == [b"first", b"first"]
+    read[0][0].headers.append((b"x-added", b"by a handler"))
+    (later, body), = fast_reading([again])[0]
+    assert body == b"other" and (later.method, later.path, later.query) == ("POST", read[1][0].path, "q=1")
+    assert later.headers == read[1][0].headers == [(b"host", b"x"), (b"content-length", b"5"), (b"x-a", b"1")]
+
+
 def test_a_header_line_without_a_colon_goes_to_h11_even_for_a_known_name():
     assert http1.parse_simple_head(b"GET / HTTP/1.1\r\nHost: x\r\nAccept: */*") is not None
     assert http1.parse_simple_head(b"GET / HTTP/1.1\r\nHost: x\r\nAccept") is None
