@@ -168,7 +168,11 @@ def summarise(values: list[float]) -> dict:
 
 def run(handlers: list[str], samples: int, log: callable, python: str = common.PYTHON) -> dict:
     common.become_subreaper()
-    root = Path(tempfile.mkdtemp(prefix="lambdalet-bench-"))
+    with tempfile.TemporaryDirectory(prefix="lambdalet-bench-") as root:
+        return _run(handlers, samples, log, python, Path(root))
+
+
+def _run(handlers: list[str], samples: int, log: callable, python: str, root: Path) -> dict:
     port = common.free_port()
     config = server_config(handlers, root, port)
     # PYTHONPATH: this checkout, whichever interpreter runs it.

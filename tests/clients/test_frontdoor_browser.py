@@ -66,7 +66,9 @@ def _launch(user_data_dir) -> subprocess.Popen:
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={user_data_dir}", "--remote-debugging-port=0", "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-        start_new_session=True)
+        start_new_session=True,
+        # Chromium's own temporary files (org.chromium.Chromium.*) go with the profile, not in /tmp.
+        env={**os.environ, "TMPDIR": str(user_data_dir.parent)})
 
 
 def _devtools_port(process: subprocess.Popen) -> int:
