@@ -122,6 +122,7 @@ def bash_rie(tmp_path):
         "LAMBDA_TASK_ROOT": str(code),  # RIE does not set it; the base image's Dockerfile does
         "CURL_HOME": str(code),  # its .curlrc makes a missing `100 Continue` a timeout
         "AWS_LAMBDA_FUNCTION_TIMEOUT": "20",
+        "TMPDIR": str(tmp_path),  # the tutorial's bootstrap leaves a mktemp file per invocation
     }
     with lambdalet_rie([str(code / "bootstrap")], cwd=code, log=tmp_path / "rie.log", env=env) as rie:
         yield rie

@@ -41,7 +41,7 @@ def handler(event, context):
         secret = "read"
     except OSError as exc:
         secret = errno.errorcode[exc.errno]
-    with open("/tmp/mine", "w") as f:
+    with open(event.get("mine", "/tmp/mine"), "w") as f:  # its own /tmp, where it has one
         f.write("x")
     return {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "secret": secret,
             "tmp": os.listdir("/tmp"), "task": sorted(os.listdir(os.environ["LAMBDA_TASK_ROOT"]))}
@@ -110,8 +110,11 @@ async def test_a_root_only_file_on_the_host_is_out_of_reach(open_dir, runtime_ho
     secret = open_dir / "secret"
     secret.write_text("root only")
     secret.chmod(0o600)
+    writable = open_dir / "writable"  # at isolation none /tmp is the host's: not written there
+    writable.mkdir()
+    writable.chmod(0o777)
     async with running_server(function(code, Isolation.NONE, "65534", runtime_home)) as server:
-        result = await server.invoke("f", json.dumps({"secret": str(secret)}).encode())
+        result = await server.invoke("f", json.dumps({"secret": str(secret), "mine": str(writable / "mine")}).encode())
     assert result.function_error is None, result.payload
     seen = json.loads(result.payload)
     assert seen["uid"] == 65534 and seen["secret"] == "EACCES"
