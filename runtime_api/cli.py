@@ -31,25 +31,23 @@ from .store import StoreError, default_state_dir
 EXAMPLE_CODE = Path(__file__).parent / "examples"
 
 
-def parse_env(pairs: list[str]) -> dict[str, str]:
-    env = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--env {pair!r}: expected KEY=VALUE")
-        env[key] = value
-    return env
-
-
-def parse_python_paths(pairs: list[str]) -> dict[str, str]:
-    """`--python-path 3.12=/path/to/python3.12`, repeatable."""
+def parse_pairs(flag: str, pairs: list[str], expected: str, convert=str, *, empty_value: bool = False) -> dict[str, str]:
+    """A repeatable `FLAG KEY=VALUE` option: {KEY: convert(VALUE)}; ConfigError naming `expected`."""
     found = {}
     for pair in pairs:
-        version, sep, path = pair.partition("=")
-        if not sep or not version or not path:
-            raise ConfigError(f"--python-path {pair!r}: expected VERSION=PATH, e.g. 3.12=/usr/bin/python3.12")
-        found[version] = str(Path(path).absolute())
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not (value or empty_value):
+            raise ConfigError(f"{flag} {pair!r}: expected {expected}")
+        found[key] = convert(value)
     return found
+
+
+def _absolute(path: str) -> str:
+    return str(Path(path).absolute())
+
+
+def _resolved(path: str) -> str:
+    return str(Path(path).resolve())
 
 
 def runtime_settings(args: argparse.Namespace) -> dict:
@@ -58,7 +56,8 @@ def runtime_settings(args: argparse.Namespace) -> dict:
     if args.runtime_id is not None:
         settings["runtime_id"] = args.runtime_id
     if args.python_path:
-        settings["interpreters"] = parse_python_paths(args.python_path)
+        settings["interpreters"] = parse_pairs("--python-path", args.python_path,
+                                                "VERSION=PATH, e.g. 3.12=/usr/bin/python3.12", _absolute)
     if args.allow_other_python:
         settings["allow_other_python"] = True
     if args.sdk is not None:
@@ -80,30 +79,14 @@ def overrides(args: argparse.Namespace) -> Overrides:
         debug_function=args.debug_function,
         functions=tuple(args.function),
         runtime=runtime_settings(args),
-        jwks=parse_jwks(getattr(args, "jwks", [])),
+        jwks=parse_pairs("--jwks", getattr(args, "jwks", []), "AUTHORIZER=FILE", _resolved),
     )
-
-
-def parse_jwks(pairs: list[str]) -> dict[str, str]:
-    """`--jwks AUTHORIZER=FILE`, repeatable."""
-    found = {}
-    for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--jwks {pair!r}: expected AUTHORIZER=FILE")
-        found[name] = str(Path(path).resolve())
-    return found
 
 
 def template_source(args: argparse.Namespace, path: str, selected: Overrides) -> TemplateSource:
     from .template import TemplateError, parse_parameter_overrides  # read only when a template is
 
-    layer_map = {}
-    for pair in args.layer_map:
-        arn, sep, directory = pair.partition("=")
-        if not sep or not arn or not directory:
-            raise ConfigError(f"--layer-map {pair!r}: expected ARN=DIR")
-        layer_map[arn] = str(Path(directory).resolve())
+    layer_map = parse_pairs("--layer-map", args.layer_map, "ARN=DIR", _resolved)
     try:
         parameters = parse_parameter_overrides(" ".join(args.parameter_overrides))
     except (TemplateError, ValueError) as exc:
@@ -145,7 +128,7 @@ def serve_source(args: argparse.Namespace) -> tuple[ServerConfig, StaticSource |
         memory=args.memory,
         concurrency=args.concurrency,
         idle_timeout=args.idle_timeout,
-        env=parse_env(args.env),
+        env=parse_pairs("--env", args.env, "KEY=VALUE", empty_value=True),
         isolation=args.isolation,
         ephemeral_storage=DEFAULT_EPHEMERAL_MB if args.ephemeral_storage is None else args.ephemeral_storage,
         cpu_model=CpuModel(args.cpu_model or CpuModel.HOST.value),
@@ -199,11 +182,8 @@ def queue_settings(config: ServerConfig, args: argparse.Namespace) -> None:
         config.queue_lease = args.queue_lease
     if args.durable_time_scale is not None:
         config.durable_time_scale = args.durable_time_scale
-    for pair in args.service_endpoint:
-        service, sep, url = pair.partition("=")
-        if not sep or not url:
-            raise ConfigError(f"--service-endpoint {pair!r}: expected SERVICE=URL, e.g. sqs=http://localhost:4566")
-        config.service_endpoints[service] = url
+    config.service_endpoints.update(parse_pairs("--service-endpoint", args.service_endpoint,
+                                                "SERVICE=URL, e.g. sqs=http://localhost:4566"))
     config.__post_init__()  # the checks a config file's values get
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 
 # Lambda's quota: "File descriptors: 1,024" (AWS Lambda Developer Guide, "Lambda quotas").
 RUNTIME_OPEN_FILES = 1024
@@ -46,7 +47,6 @@ def check_open_files() -> None:
     """HostLimitReached if a new environment would leave the server fewer free descriptors than it
     keeps for accepting connections (a quarter of its limit, at most 64). Cheap: the lowest free
     descriptor number (what `dup` returns) is where the dense run of open ones ends."""
-    import resource
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if limit == resource.RLIM_INFINITY:
         return
@@ -62,7 +62,6 @@ def check_open_files() -> None:
 
 def raise_open_files_limit() -> tuple[int, int]:
     """The soft limit on open files raised to the hard one; (before, after)."""
-    import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
         try:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -24,6 +25,16 @@ PYTHON = sys.executable
 # wherever the virtualenv lives (the private /tmp hides one under the host's /tmp).
 BASE_PYTHON = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)
 AWSLAMBDARIC = [PYTHON, "-m", "awslambdaric"]
+
+
+def wait_until(condition, what: str, limit: float = 120) -> None:
+    """Poll `condition()` where lambdalet offers no event to await (another process's state); the
+    bound only turns a hang into a failure saying what was awaited."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting for {what}")
+        time.sleep(0.02)
 
 
 def write_function(directory: Path, source: str, module: str = "app") -> Path:

@@ -92,32 +92,6 @@ class Engine(Protocol):
     def notify(self, connection: Any, functions: Iterable[str]) -> None:
         """Within a transaction: tell the other hosts that these functions have events due."""
 
-    # -- durable executions ---------------------------------------------------------------------
-
-    async def put_execution(self, execution: DurableRecord) -> None:
-        await self.engine.transact(self._sql.put_execution, execution)
-
-    async def get_execution(self, arn: str) -> DurableRecord | None:
-        return await self.engine.transact(self._sql.get_execution, arn)
-
-    async def claim_executions(self, worker: str, lease: float, now: float) -> list[str]:
-        """The running executions no host holds (a new one held by its starter, or one whose host's
-        lease ran out before `now`), now held by `worker` until `lease`: their ARNs."""
-        return await self.engine.transact(self._sql.claim_executions, worker, lease, now)
-
-    async def expire_executions(self, now: float) -> int:
-        """Delete the ended executions whose retention ran out before `now` (with their operations
-        and history); how many."""
-        return await self.engine.transact(self._sql.expire_executions, now)
-
-    async def renew_executions(self, worker: str, lease: float) -> None:
-        await self.engine.transact(self._sql.renew_executions, worker, lease)
-
-    async def list_executions(self, *, function: str | None = None, name: str | None = None,
-                              statuses: Iterable[str] = (), limit: int = 1000) -> list[DurableRecord]:
-        """Oldest first; `document` left empty (GetDurableExecution reads one whole)."""
-        return await self.engine.transact(self._sql.list_executions, function, name, tuple(statuses), limit)
-
     async def listen(self) -> None:
         """Hear what other hosts say from now on."""
 

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import trio
 
 from benchmarks.common import Server, free_port, kill_tree
 from benchmarks.postgres import PostgresMissing, running_postgres
-from helpers import write_function
+from helpers import wait_until, write_function
 from runtime_api.store import RUNNING, STATES, open_store
 
 EVENTS = 500
@@ -69,14 +68,6 @@ def seen(tmp_path: Path) -> list[str]:
     path = tmp_path / "seen.txt"
     return path.read_text().split() if path.exists() else []
 
-
-def wait_until(condition, what: str, limit: float = 120) -> None:
-    """Until `condition()` holds (the bound only turns a hang into a failure)."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting for {what}")
-        time.sleep(0.02)
 
 
 def kill(server: Server, **where) -> set[str]:

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import boto3
@@ -18,6 +17,7 @@ import pytest
 
 from benchmarks.common import Server, free_port, kill_tree
 from benchmarks.postgres import PostgresMissing, running_postgres
+from helpers import wait_until
 
 pytest.importorskip("aws_durable_execution_sdk_python", reason="the durable execution SDK is in the test extra")
 
@@ -53,13 +53,6 @@ def outline(lam, arn: str) -> list[tuple[str, str | None]]:
     return [(event["EventType"], None if event["EventType"].startswith("Execution") else event.get("Name"))
             for event in events]
 
-
-def wait_until(condition, what: str, limit: float = 60) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting for {what}")
-        time.sleep(0.02)
 
 
 WHOLE = [("ExecutionStarted", None), ("StepStarted", "before"), ("StepSucceeded", "before"),

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -17,7 +16,7 @@ from botocore.exceptions import ReadTimeoutError
 from client_functions import (
     IMPORT_ERROR_FUNCTION, PYTHON_FUNCTION, Rendezvous, big_event, invoke, lambda_client, payload_json, process_alive,
 )
-from helpers import CapturedLog, awslambdaric_function, threaded_server, write_function
+from helpers import CapturedLog, awslambdaric_function, threaded_server, wait_until, write_function
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:{}"
 
@@ -190,17 +189,10 @@ def test_an_idle_environment_is_reaped_and_the_next_invoke_starts_a_new_one(code
     with threaded_server(function("who", code, "whoami", idle_timeout=0.5)) as server:
         client = lambda_client(server.endpoint)
         first = payload_json(invoke(client, FunctionName="who", Payload=b"{}"))["pid"]
-        wait_until(lambda: not process_alive(first), "the idle environment was never shut down")
+        wait_until(lambda: not process_alive(first), "the idle environment to be shut down")
         second = payload_json(invoke(client, FunctionName="who", Payload=b"{}"))["pid"]
     assert second != first
 
-
-def wait_until(condition, failure: str, limit: float = 20.0) -> None:
-    """Poll a condition lambdalet offers no event for, in a bounded loop."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, failure
-        time.sleep(0.05)
 
 
 def test_log_tail_holds_this_invocations_output_and_platform_lines(code):
