@@ -38,7 +38,7 @@ from sandbox.hostlimits import host_limit
 from sandbox.process import RuntimeProcess, RuntimeSpec
 
 from .codewatch import CodeWatch, code_stamp, content_hash
-from .launcher import Launch, Launcher, LaunchFailed, exec_failed
+from .launcher import Launch, Launcher, LaunchFailed, exec_failed, invalid_entrypoint
 from .outcomes import Outcome, OutcomeKind, error_json, exit_outcome
 from .protocol import Start
 
@@ -141,7 +141,10 @@ class Template:
                 if not launch.staged:  # a staged copy's restore starts when it is wanted
                     launch.restore_starting()
                 if cgroup is not None:  # the copy's memory as Lambda counts a restored snapshot's
-                    cgroup.inherit(self.resident_bytes)
+                    try:
+                        cgroup.inherit(self.resident_bytes)
+                    except OSError as exc:  # this environment fails to launch, not the function
+                        raise invalid_entrypoint(f"the copy's memory limit: {exc.strerror or exc}") from None
                 request = RestoreRequest(environ=self._environ_for(launch.spec),
                                          cgroup_tasks=restore_steps.cgroup_tasks(cgroup))
                 try:

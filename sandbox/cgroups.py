@@ -224,11 +224,12 @@ class EnvironmentCgroup:
         against the function's memory size. So the limit here becomes the memory size less
         `resident_bytes` (the template's resident set when it parked), and the peak reported adds
         them back: Max Memory Used is the copy's whole footprint, and the copy can allocate only up
-        to its memory size in all."""
+        to its memory size in all. It may be said again, with another template's resident set.
+        Raises OSError if the limit cannot be written."""
         self.inherited_bytes = max(0, min(resident_bytes, self.memory_bytes - MIN_OWN_BYTES))
         if self.memory:
-            self._files(self.memory).lower_memory_limit(self.memory, self.memory_bytes - self.inherited_bytes,
-                                                        self.support.memsw)
+            self._files(self.memory).set_memory_limit(self.memory, self.memory_bytes - self.inherited_bytes,
+                                                      self.support.memsw)
 
     def lift_memory_limit(self) -> None:
         """No memory limit from now on. For a parked SnapStart template: see runtime_api/snapstart.py."""

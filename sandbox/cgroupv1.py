@@ -27,15 +27,21 @@ def swap_limit_exists(directory: str) -> bool:
     return os.path.exists(os.path.join(directory, "memory.memsw.limit_in_bytes"))
 
 
-def limit_memory(directory: str, limit_bytes: int, swap: bool) -> None:
-    write(os.path.join(directory, "memory.limit_in_bytes"), str(limit_bytes))
+def set_memory_limit(directory: str, limit_bytes: int, swap: bool) -> None:
+    """The memory limit, up or down. The swap-inclusive one may never be below it (the kernel
+    refuses with EINVAL), so it moves first when the limit rises and second when it falls."""
+    limit = os.path.join(directory, "memory.limit_in_bytes")
+    memsw = os.path.join(directory, "memory.memsw.limit_in_bytes")
+    if swap and limit_bytes > int(read(limit)):
+        write(memsw, str(limit_bytes))
+        write(limit, str(limit_bytes))
+        return
+    write(limit, str(limit_bytes))
     if swap:
-        write(os.path.join(directory, "memory.memsw.limit_in_bytes"), str(limit_bytes))
+        write(memsw, str(limit_bytes))
 
 
-def lower_memory_limit(directory: str, limit_bytes: int, swap: bool) -> None:
-    """The memory limit lowered: before the swap-inclusive one, which may never be below it."""
-    limit_memory(directory, limit_bytes, swap)
+limit_memory = set_memory_limit  # a new cgroup's limit is a fall from unlimited
 
 
 def lift_memory_limit(directory: str, swap: bool) -> None:

@@ -130,8 +130,9 @@ def limit_memory(directory: str, limit_bytes: int, swap: bool) -> None:
         write(os.path.join(directory, "memory.swap.max"), "0")
 
 
-def lower_memory_limit(directory: str, limit_bytes: int, swap: bool) -> None:
-    write(os.path.join(directory, "memory.max"), str(limit_bytes))  # memory.swap.max stays 0
+def set_memory_limit(directory: str, limit_bytes: int, swap: bool) -> None:
+    """The memory limit, up or down (memory.swap.max stays 0)."""
+    write(os.path.join(directory, "memory.max"), str(limit_bytes))
 
 
 def lift_memory_limit(directory: str, swap: bool) -> None:

@@ -275,3 +275,18 @@ def test_an_unprivileged_host_says_which_protections_are_missing_and_carries_on(
     warnings = run.stderr.splitlines()
     assert [line.split(" (")[0].split(":")[2].strip() for line in warnings] == [
         "no memory limit through cgroups", "no process limit", "no cgroup at all"]
+
+
+def test_a_snapstart_copys_memory_limit_can_be_set_again_higher_or_lower():
+    """A restore retried on a rebuilt template sets its copy's limit a second time, from another
+    resident set (runtime_api/snapstart.py); with swap accounting the kernel refuses a limit above
+    the swap-inclusive one, so the two must move in the right order either way."""
+    cgroup = cgroups.EnvironmentCgroup(SUPPORT, memory_mb=128)
+    try:
+        for resident_mb in (40, 20, 60):
+            cgroup.inherit(resident_mb << 20)
+            v1 = os.path.join(cgroup.memory, "memory.limit_in_bytes")
+            limit = int(open(v1 if os.path.exists(v1) else os.path.join(cgroup.memory, "memory.max")).read())
+            assert limit == (128 - resident_mb) << 20
+    finally:
+        cgroup.remove()
