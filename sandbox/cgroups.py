@@ -226,10 +226,11 @@ class EnvironmentCgroup:
         them back: Max Memory Used is the copy's whole footprint, and the copy can allocate only up
         to its memory size in all. It may be said again, with another template's resident set.
         Raises OSError if the limit cannot be written."""
-        self.inherited_bytes = max(0, min(resident_bytes, self.memory_bytes - MIN_OWN_BYTES))
-        if self.memory:
-            self._files(self.memory).set_memory_limit(self.memory, self.memory_bytes - self.inherited_bytes,
-                                                      self.support.memsw)
+        inherited = max(0, min(resident_bytes, self.memory_bytes - MIN_OWN_BYTES))
+        if self.memory and inherited != self.inherited_bytes:
+            self._files(self.memory).limit_memory(self.memory, self.memory_bytes - inherited, self.support.memsw,
+                                                  rising=inherited < self.inherited_bytes)
+        self.inherited_bytes = inherited
 
     def lift_memory_limit(self) -> None:
         """No memory limit from now on. For a parked SnapStart template: see runtime_api/snapstart.py."""

@@ -27,21 +27,17 @@ def swap_limit_exists(directory: str) -> bool:
     return os.path.exists(os.path.join(directory, "memory.memsw.limit_in_bytes"))
 
 
-def set_memory_limit(directory: str, limit_bytes: int, swap: bool) -> None:
-    """The memory limit, up or down. The swap-inclusive one may never be below it (the kernel
-    refuses with EINVAL), so it moves first when the limit rises and second when it falls."""
+def limit_memory(directory: str, limit_bytes: int, swap: bool, *, rising: bool = False) -> None:
+    """The memory limit (from unlimited, or `rising` from a lower one). The swap-inclusive limit may
+    never be below it (the kernel refuses with EINVAL), so it moves first when the limit rises and
+    second when it falls."""
     limit = os.path.join(directory, "memory.limit_in_bytes")
     memsw = os.path.join(directory, "memory.memsw.limit_in_bytes")
-    if swap and limit_bytes > int(read(limit)):
+    if swap and rising:
         write(memsw, str(limit_bytes))
-        write(limit, str(limit_bytes))
-        return
     write(limit, str(limit_bytes))
-    if swap:
+    if swap and not rising:
         write(memsw, str(limit_bytes))
-
-
-limit_memory = set_memory_limit  # a new cgroup's limit is a fall from unlimited
 
 
 def lift_memory_limit(directory: str, swap: bool) -> None:

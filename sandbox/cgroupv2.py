@@ -124,15 +124,12 @@ def swap_limit_exists(directory: str) -> bool:
     return os.path.exists(os.path.join(directory, "memory.swap.max"))
 
 
-def limit_memory(directory: str, limit_bytes: int, swap: bool) -> None:
+def limit_memory(directory: str, limit_bytes: int, swap: bool, *, rising: bool = False) -> None:
+    """The memory limit, up or down (`rising` matters only on v1); with `swap` accounting, no swap
+    at all (memory.swap.max 0: on v2 the two limits are independent)."""
     write(os.path.join(directory, "memory.max"), str(limit_bytes))
     if swap:
         write(os.path.join(directory, "memory.swap.max"), "0")
-
-
-def set_memory_limit(directory: str, limit_bytes: int, swap: bool) -> None:
-    """The memory limit, up or down (memory.swap.max stays 0)."""
-    write(os.path.join(directory, "memory.max"), str(limit_bytes))
 
 
 def lift_memory_limit(directory: str, swap: bool) -> None:
