@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from client_functions import lambda_client
 from runtime_api import FunctionConfig, ServiceError, environment
 from sandbox import cgroups, host
-from helpers import CapturedLog, Gate, running_server, write_function
+from helpers import CapturedLog, Gate, running_server, wait_until, write_function
 from test_snapstart_contract import FAILING_RESTORE  # the same failing hook, with lambdalet's runtime
 
 ROOT = os.geteuid() == 0
@@ -477,3 +477,35 @@ async def test_a_copy_counts_its_templates_memory_as_lambda_counts_a_restored_sn
     assert under.function_error is None, under.payload
     assert over.function_error == "Unhandled" and json.loads(over.payload)["errorType"] == "Runtime.OutOfMemory"
     assert after.function_error is None  # the server serves on
+
+
+@needs_isolation
+async def test_a_spare_that_died_unused_is_replaced_by_the_same_template(tmp_path):
+    """The template keeps a spare copy forked ahead of demand, in its own cgroups until it is used.
+    One that died meanwhile costs the next restore a fork, not a new template."""
+    write_function(tmp_path, HOOKS)
+    log = CapturedLog()
+    async with running_server(snapstart_function(tmp_path, isolation="standard"), sink=log) as server:
+        first = await invoke_json(server, {})
+        await server.functions["snap"].wait_staged()  # made from the spare; the template forked the next
+        parked = template(server).environment
+        procs = os.path.join(parked.cgroup.memory, "cgroup.procs")
+        spares = [int(pid) for pid in open(procs).read().split() if int(pid) != parked.pid]
+        assert spares, "the template keeps a spare"
+        for pid in spares:
+            os.kill(pid, signal.SIGKILL)
+        await trio.to_thread.run_sync(wait_until, lambda: all(_dead(pid) for pid in spares), "the spare to die")
+        server.functions["snap"].shutdown()  # the staged copy too: the next copy is the dead spare's
+        again = await invoke_json(server, {})
+        assert again["pid"] not in spares and again["pid"] != first["pid"]
+        assert template(server).builds == 1
+    assert "was lost" not in log.text and "template is gone" not in log.text
+
+
+def _dead(pid: int) -> bool:
+    """Exited: gone, or a zombie (a dead spare is reaped with its template's cgroup)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
