@@ -16,25 +16,20 @@ runtime_api/snapstart.py):
   server -> template  a JSON object, `environ` (the variables that differ in the new environment)
                       and `cgroup_tasks` (cgroup `tasks` files to join), with two descriptors as
                       SCM_RIGHTS: the copy's output pipe and its report channel to the server
-  template -> server  b"HANDED" once the spare has been given the request, or b"error: <why>"
   copy -> server      b"<pid>" on the report channel, once it has joined its environment and
                       before it does anything there
+  template -> server  b"<pid>" of the copy once it has joined (the spare says b"JOINED" on its own
+                      channel), or b"error: <why>"
 
-The template answers as soon as the request is handed over and goes on to fork the next spare
-while the copy joins its environment, so that a burst of restores is paced by one fork of the
-template's each; the server waits for each copy's report outside its lock
-(runtime_api/snapstart.py). The copy's report is the only word on it: a template that ends between
-a copy's joining and its answer (killed, say) must not leave the server believing no copy was
-made, or it would make a second one for the same environment, and two runtimes would share one
-Runtime API.
+The copy reports itself, not only through the template: a template that ends between a copy's
+joining and its answer (killed, say) must not leave the server believing no copy was made, or it
+would make a second one for the same environment, and two runtimes would share one Runtime API.
 
 A copy is forked ahead of demand (a spare, as Android's zygote keeps unspecialised processes), so
 a restore costs no fork: the spare already has its private /tmp (bootstrap/namespaces.py), its own
 descriptors and its own random state (bootstrap/reseed.py), and waits for its environment. It is
 forked twice so that its parent is the server (the subreaper), not the template: the server waits
-for it and reads its exit status, and killing the template leaves the copies running. (The
-template does not wait for the second fork; the copy waits until the middle process is gone before
-it becomes a spare, so the server never learns the pid of a process that is not yet its child.) Until it is
+for it and reads its exit status, and killing the template leaves the copies running. Until it is
 used the spare stays in the template's session and cgroups, so whatever ends the template ends its
 spare too. Once used it starts its own session, joins the environment's cgroups, takes its identity
 (Runtime API address, log stream name) and goes on as any SnapStart runtime: `GET restore/next`,
@@ -119,8 +114,7 @@ def _serve(control, private_tmp, max_fd):
     """The template's loop: one request from the server, the spare handed over, the next spare
     forked. The template exits when the server is gone (and its spare with it); in each copy this
     returns, once the copy has joined its environment."""
-    middles = []  # forked, to be reaped once they have exited
-    spare = _fork_spare(control, private_tmp, max_fd, middles)
+    spare = _fork_spare(control, private_tmp, max_fd)
     if spare is None:
         return
     control.send(b"READY")
@@ -131,70 +125,63 @@ def _serve(control, private_tmp, max_fd):
             os._exit(0)
         if not message:  # the server is gone: so is the template (and its spare, with it)
             os._exit(0)
-        reply = b"HANDED"
+        pid, channel = spare
         try:
-            _hand_over(spare, message, fds)
+            reply = _hand_over(channel, pid, message, fds)
         except OSError:  # the spare died: a fresh one, at once
-            spare = _fork_spare(control, private_tmp, max_fd, middles)
+            spare = _fork_spare(control, private_tmp, max_fd)
             if spare is None:
                 return
+            pid, channel = spare
             try:
-                _hand_over(spare, message, fds)
+                reply = _hand_over(channel, pid, message, fds)
             except OSError as exc:
                 reply = f"error: {exc}".encode()
+        channel.close()
         for fd in fds:
             os.close(fd)
         control.send(reply)
-        _reap(middles)
-        spare = _fork_spare(control, private_tmp, max_fd, middles)  # the next one, off the restore's path
+        spare = _fork_spare(control, private_tmp, max_fd)  # the next one, off the restore's path
         if spare is None:
             return
 
 
-def _hand_over(channel, message, fds):
-    """Give the spare its environment. Raises OSError if the spare is gone."""
-    try:
-        socket.send_fds(channel, [message], fds)
-    finally:
-        channel.close()
+def _hand_over(channel, pid, message, fds):
+    """Give the spare its environment; its pid once it has joined it. Until then it is in the
+    template's session and cgroups, and whatever ends the template (a rotation) would end it too."""
+    socket.send_fds(channel, [message], fds)
+    if channel.recv(16) != b"JOINED":
+        raise OSError("the spare ended before joining its environment")
+    return str(pid).encode()
 
 
-def _reap(middles):
-    """Reap the middles that have exited (each exits as soon as it has forked its copy)."""
-    for pid in list(middles):
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            done = pid
-        if done:
-            middles.remove(pid)
-
-
-def _fork_spare(control, private_tmp, max_fd, middles):
-    """Fork the next copy, twice (see the module's docstring), without waiting for the second
-    fork. In the template: the channel its environment comes by (the copy could not be forked if
-    it is closed at the other end). In the copy: None, once it has joined the environment it was
+def _fork_spare(control, private_tmp, max_fd):
+    """Fork the next copy, twice (see the module's docstring). In the template: (its pid, the
+    channel its environment comes by). In the copy: None, once it has joined the environment it was
     given."""
     channel, spare_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    middle_gone, middle_alive = os.pipe()  # the copy reads end-of-file once the middle has exited
+    ready_r, ready_w = os.pipe()
     middle = os.fork()
-    if middle == 0:  # the middle: fork the copy and go
+    if middle == 0:  # the middle: fork the copy, tell the template its pid, and go
         try:
             copy = os.fork()
         except BaseException:
             os._exit(1)
         if copy != 0:
+            os.write(ready_w, str(copy).encode())
             os._exit(0)
-        os.close(middle_alive)
-        os.read(middle_gone, 1)  # from now on the server is its parent (its reaper), not the middle
-        os.close(middle_gone)
         _become_copy(spare_end, (control, channel), private_tmp, max_fd)
         return None
-    os.close(middle_alive)
-    os.close(middle_gone)
-    middles.append(middle)
+    os.close(ready_w)
     spare_end.close()
-    return channel
+    try:
+        pid = os.read(ready_r, 32)
+    finally:
+        os.close(ready_r)
+    os.waitpid(middle, 0)  # once the middle is gone, the copy's parent is the server
+    if not pid:
+        raise OSError("the copy could not be forked")
+    return int(pid), channel
 
 
 def _become_copy(spare_end, template_sockets, private_tmp, max_fd):
@@ -238,6 +225,7 @@ def _become_copy(spare_end, template_sockets, private_tmp, max_fd):
             os.write(report, str(os.getpid()).encode())
         finally:
             os.close(report)
+        spare_end.send(b"JOINED")
         spare_end.close()
     except BaseException as exc:
         os.write(2, f"lambdalet bootstrap: the restored copy could not join its environment: {exc}\n".encode())

@@ -18,7 +18,6 @@ environment.py; environments depend on it only through the `Launcher` interface.
 from __future__ import annotations
 
 import array
-import collections
 import dataclasses
 import logging
 import os
@@ -52,7 +51,6 @@ TEMPLATE_ENV = "_LAMBDALET_TEMPLATE"  # read by bootstrap.config
 # Lambda gives SnapStart's init (snapshot creation) up to 15 minutes.
 TEMPLATE_INIT_TIMEOUT = 900.0
 FORK_ANSWER_TIMEOUT = 5.0  # the template answers a restore request at once; this only bounds a hang
-HANDED = b"HANDED"  # the template's answer once its spare has the request
 
 EnvironmentFactory = Callable[[Callable[[str], RuntimeSpec], "EnvironmentOptions"], "Environment"]
 
@@ -98,9 +96,9 @@ class Template:
                                            idle_timeout=float("inf"), init_timeout=None)
         self.launcher = RestoreLauncher(self, confinement)
         self._nursery: trio.Nursery | None = None
-        self._lock = trio.Lock()  # one build, one hand-over at a time (the template serves them in turn)
+        self._lock = trio.Lock()  # one build, one fork at a time (the template serves them in turn)
         self.environment: Environment | None = None
-        self._control: _Control | None = None
+        self._control: trio.socket.SocketType | None = None
         self._spec_env: dict[str, str] = {}  # the template's environment, as the host gave it
         self._stamp: tuple | None = None  # the code's file stamps when the template was built
         self._watch: CodeWatch | None = None  # tells cheaply whether they may have moved since
@@ -110,8 +108,6 @@ class Template:
         self.builds = 0
         self.resident_bytes = 0  # the parked template's resident set, which each copy starts with
         self._copies: weakref.WeakKeyDictionary[RuntimeProcess, int] = weakref.WeakKeyDictionary()  # -> build
-        self._joining = 0  # copies handed over whose report is awaited
-        self._no_joins = trio.Event()
 
     @property
     def function_name(self) -> str:
@@ -134,16 +130,11 @@ class Template:
     async def restore(self, launch: Launch, cgroup: EnvironmentCgroup | None) -> RuntimeProcess:
         """A copy of the template for `launch`'s environment, its stdout and stderr on its output
         pipe, in `cgroup` and (when the template has one) a private /tmp. Raises LaunchFailed if no
-        template can be built.
-
-        The lock is held while the request is sent, not while it is answered: in a burst several
-        requests are in flight, the template forking the next spare on one core while copies
-        join their environments on the other, and no restore waits for the server's own event
-        loop to come round to the one before it."""
-        for attempt in (1, 2):
-            async with self._lock:
-                if launch.staged and self.failure is not None:
-                    raise self.failure  # only an invocation tries a failed template again
+        template can be built."""
+        async with self._lock:
+            if launch.staged and self.failure is not None:
+                raise self.failure  # only an invocation tries a failed template again
+            for attempt in (1, 2):
                 # A staged copy is made off any invocation's path: it can afford the walk that
                 # also catches changes inotify cannot see.
                 await self._ensure(walk=launch.staged)
@@ -156,9 +147,8 @@ class Template:
                         raise invalid_entrypoint(f"the copy's memory limit: {exc.strerror or exc}") from None
                 request = RestoreRequest(environ=self._environ_for(launch.spec),
                                          cgroup_tasks=restore_steps.cgroup_tasks(cgroup))
-                build = self.builds
                 try:
-                    sent = await self._send(request, launch.output.write_fd)
+                    pid = await self._fork(request, launch.output.write_fd)
                 except OSError as exc:
                     if attempt == 2:
                         raise exec_failed(exc) from None
@@ -168,27 +158,10 @@ class Template:
                     continue
                 if not launch.staged:  # a staged copy counts once it is taken
                     self.restores += 1
-                self._joins_begin()
-            try:
-                pid = await self._copy(sent, build)
-            except _CopyLost as exc:
-                if attempt == 2:
-                    raise exec_failed(exc) from None
-                log.warning("function %s: a SnapStart copy was lost (%s); restoring another", self.function_name, exc)
-                continue
-            except OSError as exc:
-                if attempt == 2:
-                    raise exec_failed(exc) from None
-                log.warning("function %s: the SnapStart template is gone (%s); building a new one",
-                            self.function_name, exc)
-                self._discard(build)
-                continue
-            finally:
-                self._joins_end()
-            launch.output.close_write_end()
-            process = RuntimeProcess(pid, cgroup)
-            self._copies[process] = build
-            return process
+                launch.output.close_write_end()
+                process = RuntimeProcess(pid, cgroup)
+                self._copies[process] = self.builds
+                return process
         raise AssertionError("unreachable")
 
     @property
@@ -204,11 +177,10 @@ class Template:
             _, changed = self._confinement.filesystem.present((), changed)
         return changed
 
-    async def _send(self, request: RestoreRequest, output_fd: int) -> _Sent:
-        """Send `request` to the template, with the copy's output pipe and its report channel, on
-        which the copy reports its pid once it has joined its environment and before it does
-        anything there: a template that ends before it answers cannot lead to a second copy for the
-        same environment (bootstrap/template.py). Raises OSError if it cannot be sent."""
+    async def _fork(self, request: RestoreRequest, output_fd: int) -> int:
+        """The pid of a copy that has joined its environment. The copy reports it on a channel of
+        its own before it does anything there, so a template that ends before it answers cannot
+        lead to a second copy for the same environment (bootstrap/template.py)."""
         control = self._control
         if control is None:
             raise OSError("no template")
@@ -216,61 +188,33 @@ class Template:
             report, copy_end = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         except OSError as exc:  # the host's limit, not the template's end (sandbox/hostlimits.py)
             raise host_limit(exc) or exc from None
+        reported = answer = b""
         try:
             fds = array.array("i", [output_fd, copy_end.fileno()])
             # Shielded: once the request is sent a copy may exist, and only its pid lets the server
             # reap it, even if its environment is being stopped meanwhile.
-            with trio.CancelScope(shield=True):
-                answer = await control.request(msgspec.json.encode(request),
-                                               [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
-        except BaseException:
+            with trio.CancelScope(shield=True), trio.move_on_after(FORK_ANSWER_TIMEOUT) as late:
+                await control.sendmsg([msgspec.json.encode(request)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                copy_end.close()  # from now on, only the template and its spare hold it
+                reported = await report.recv(32)  # b"" once they have let go of it without a copy
+                answer = await control.recv(256)
+        finally:
             report.close()
-            raise
-        finally:
-            copy_end.close()  # from now on, only the template and its spare hold it
-        return _Sent(answer, report)
-
-    async def _copy(self, sent: _Sent, build: int) -> int:
-        """The pid of the copy made for `sent`, once it has joined its environment. _CopyLost if
-        the template handed the request over and the copy ended (or hung) before joining; OSError
-        if the template made no copy (it failed, or is gone)."""
-        answer = reported = b""
-        try:
-            with trio.CancelScope(shield=True):  # a copy may exist: see `_send`
-                with trio.move_on_after(FORK_ANSWER_TIMEOUT) as late:
-                    answer = await sent.answer.wait()
-                with trio.move_on_after(FORK_ANSWER_TIMEOUT) as stuck:
-                    reported = await sent.report.recv(32)  # b"" once all let go of it without a copy
-        finally:
-            sent.report.close()
-        if answer == HANDED:
-            if reported.isdigit():
-                return int(reported)
-            if stuck.cancelled_caught:  # still in the template's cgroups: it ends with the template
-                self._discard(build)
-                raise _CopyLost(f"it did not join its environment within {FORK_ANSWER_TIMEOUT:.0f} s")
-            raise _CopyLost("it ended before joining its environment")
+            copy_end.close()
         if reported.isdigit():
-            log.warning("function %s: the SnapStart template ended after a restore (%s); the next restore "
-                        "builds a new one", self.function_name,
-                        "it did not answer" if late.cancelled_caught else "it closed its control socket")
-            self._discard(build)
+            if answer != reported:
+                log.warning("function %s: the SnapStart template ended after a restore (%s); the next restore "
+                            "builds a new one", self.function_name,
+                            "it did not answer" if late.cancelled_caught else "it closed its control socket")
+                self._discard()
             return int(reported)
         if late.cancelled_caught:
             raise OSError(f"the template did not answer within {FORK_ANSWER_TIMEOUT:.0f} s")
         if not answer:
             raise OSError("the template closed its control socket")
-        raise OSError(answer.decode(errors="replace"))
-
-    def _joins_begin(self) -> None:
-        if not self._joining:
-            self._no_joins = trio.Event()
-        self._joining += 1
-
-    def _joins_end(self) -> None:
-        self._joining -= 1
-        if not self._joining:
-            self._no_joins.set()
+        if not answer.isdigit():
+            raise OSError(answer.decode(errors="replace"))
+        raise OSError("the copy ended before reporting itself")
 
     # -- building ------------------------------------------------------------------------------------
 
@@ -318,31 +262,16 @@ class Template:
         self._discard()
         await self._build()
 
-    def _discard(self, build: int | None = None) -> None:
-        """No more restores of this template (if given, only if it is still `build`). It ends
-        once the copies handed over have joined their environments (until then they are in its
-        cgroups and session, and whatever ends it would end them), and under the lock (a request
-        being sent keeps its control socket)."""
-        if build is not None and build != self.builds:
-            return  # already replaced
-        env, control = self.environment, self._control
-        self.environment = self._control = None
+    def _discard(self) -> None:
+        if self.environment is not None:
+            self.environment.shutdown()
+            self.environment = None
+        if self._control is not None:
+            self._control.close()
+            self._control = None
         if self._watch is not None:
             self._watch.close()
             self._watch = None
-        if self._nursery is not None:
-            self._nursery.start_soon(self._end_after_joins, env, control)
-        else:
-            _end(env, control)
-
-    async def _end_after_joins(self, env: Environment | None, control: _Control | None) -> None:
-        while True:
-            while self._joining:
-                await self._no_joins.wait()
-            async with self._lock:
-                if not self._joining:
-                    _end(env, control)
-                    return
 
     async def _build(self) -> None:
         """Start a template and wait until it is parked (READY), or failed."""
@@ -387,8 +316,7 @@ class Template:
             if await control.recv(16) != b"READY":
                 control.close()
                 raise self._report_failure(env, self._failed_init(env))
-            self._control = _Control(control)
-            self._nursery.start_soon(self._control.read_answers)
+            self._control = control
             # Parked, the template's cgroup is charged for every page its spares touch before they
             # join their environments (a page stays charged to the cgroup that first touched it; the
             # memory controller does not move charges with a process), so its limit, which guarded
@@ -428,88 +356,6 @@ class Template:
         env.template_failed(failed.error_type)
         log.warning("function %s: the SnapStart template failed its init: %s", self.function_name, failed.error_type)
         return failed
-
-
-class _Answer:
-    """The template's answer to one request, once it has come (b"" if it never will)."""
-
-    def __init__(self) -> None:
-        self._message = b""
-        self._came = trio.Event()
-
-    def set(self, message: bytes) -> None:
-        self._message = message
-        self._came.set()
-
-    async def wait(self) -> bytes:
-        await self._came.wait()
-        return self._message
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Sent:
-    """A request on its way: the template's answer, and the channel the copy reports on."""
-
-    answer: _Answer
-    report: trio.socket.SocketType
-
-
-class _Control:
-    """The template's control socket. Requests are sent one at a time (under the template's lock)
-    and answered in the same order, since the template serves them in turn; one task reads the
-    answers, so that several requests can be in flight."""
-
-    def __init__(self, sock: trio.socket.SocketType) -> None:
-        self._sock = sock
-        self._waiting: collections.deque[_Answer] = collections.deque()
-        self._closed = False  # the template closed it, or it was closed here
-
-    async def request(self, message: bytes, ancillary: list) -> _Answer:
-        """Send one request; raises OSError if the template is known to be gone."""
-        if self._closed:
-            raise OSError("the template closed its control socket")
-        answer = _Answer()
-        self._waiting.append(answer)  # before sending: the answer may be read before sendmsg returns
-        try:
-            await self._sock.sendmsg([message], ancillary)
-        except BaseException:
-            if answer in self._waiting:
-                self._waiting.remove(answer)
-            raise
-        return answer
-
-    async def read_answers(self) -> None:
-        """Give each answer to the request that has waited longest, until the socket closes; the
-        requests still waiting then get b""."""
-        try:
-            while True:
-                message = await self._sock.recv(256)
-                if not message:
-                    break
-                if self._waiting:
-                    self._waiting.popleft().set(message)
-        except (OSError, trio.ClosedResourceError):
-            pass
-        finally:
-            self._closed = True
-            while self._waiting:
-                self._waiting.popleft().set(b"")
-
-    def close(self) -> None:
-        self._closed = True
-        self._sock.close()
-
-
-class _CopyLost(OSError):
-    """A copy was handed its request but never joined its environment."""
-
-
-def _end(env: Environment | None, control: _Control | None) -> None:
-    """End a discarded template: its environment, and its control socket (which it exits on)."""
-    if env is not None:
-        env.shutdown()
-    if control is not None:
-        control.close()
 
 
 def _resident_bytes(pid: int | None) -> int:
