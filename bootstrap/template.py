@@ -113,7 +113,9 @@ def become_template(snapshot, settings):
 def _serve(control, private_tmp, max_fd):
     """The template's loop: one request from the server, the spare handed over, the next spare
     forked. The template exits when the server is gone (and its spare with it); in each copy this
-    returns, once the copy has joined its environment."""
+    returns, once the copy has joined its environment. A spare that died, or could not be forked
+    (its middle killed, the host out of processes), costs the next request a fork, not the
+    template: only a request that cannot get a copy at all is answered with an error."""
     spare = _fork_spare(control, private_tmp, max_fd)
     if spare is None:
         return
@@ -125,43 +127,65 @@ def _serve(control, private_tmp, max_fd):
             os._exit(0)
         if not message:  # the server is gone: so is the template (and its spare, with it)
             os._exit(0)
-        pid, channel = spare
         try:
-            reply = _hand_over(channel, pid, message, fds)
-        except OSError:  # the spare died: a fresh one, at once
-            spare = _fork_spare(control, private_tmp, max_fd)
-            if spare is None:
-                return
-            pid, channel = spare
+            reply = _hand_over(spare, message, fds)
+        except OSError:  # a fresh spare, at once
             try:
-                reply = _hand_over(channel, pid, message, fds)
+                spare = _fork_spare(control, private_tmp, max_fd)
+                if spare is None:
+                    return
+                reply = _hand_over(spare, message, fds)
             except OSError as exc:
                 reply = f"error: {exc}".encode()
-        channel.close()
         for fd in fds:
             os.close(fd)
         control.send(reply)
-        spare = _fork_spare(control, private_tmp, max_fd)  # the next one, off the restore's path
+        try:
+            spare = _fork_spare(control, private_tmp, max_fd)  # the next one, off the restore's path
+        except OSError:
+            spare = _NO_SPARE
         if spare is None:
             return
 
 
-def _hand_over(channel, pid, message, fds):
+_NO_SPARE = (0, None)  # none could be forked after the last restore: the next request forks one
+
+
+def _hand_over(spare, message, fds):
     """Give the spare its environment; its pid once it has joined it. Until then it is in the
-    template's session and cgroups, and whatever ends the template (a rotation) would end it too."""
-    socket.send_fds(channel, [message], fds)
-    if channel.recv(16) != b"JOINED":
-        raise OSError("the spare ended before joining its environment")
+    template's session and cgroups, and whatever ends the template (a rotation) would end it too.
+    Raises OSError if there is no spare, or it ended first."""
+    pid, channel = spare
+    if channel is None:
+        raise OSError("no spare")
+    try:
+        socket.send_fds(channel, [message], fds)
+        if channel.recv(16) != b"JOINED":
+            raise OSError("the spare ended before joining its environment")
+    finally:
+        channel.close()
     return str(pid).encode()
 
 
 def _fork_spare(control, private_tmp, max_fd):
     """Fork the next copy, twice (see the module's docstring). In the template: (its pid, the
-    channel its environment comes by). In the copy: None, once it has joined the environment it was
-    given."""
+    channel its environment comes by); OSError if it could not be forked. In the copy: None, once
+    it has joined the environment it was given."""
     channel, spare_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    ready_r, ready_w = os.pipe()
-    middle = os.fork()
+    try:
+        ready_r, ready_w = os.pipe()
+    except OSError:
+        channel.close()
+        spare_end.close()
+        raise
+    try:
+        middle = os.fork()
+    except OSError:
+        for end in (ready_r, ready_w):
+            os.close(end)
+        channel.close()
+        spare_end.close()
+        raise
     if middle == 0:  # the middle: fork the copy, tell the template its pid, and go
         try:
             copy = os.fork()
@@ -180,6 +204,8 @@ def _fork_spare(control, private_tmp, max_fd):
         os.close(ready_r)
     os.waitpid(middle, 0)  # once the middle is gone, the copy's parent is the server
     if not pid:
+        # A copy the middle forked before it died waits on its channel: closing ours ends it.
+        channel.close()
         raise OSError("the copy could not be forked")
     return int(pid), channel
 

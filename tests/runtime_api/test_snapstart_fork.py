@@ -487,11 +487,8 @@ async def test_a_spare_that_died_unused_is_replaced_by_the_same_template(tmp_pat
     log = CapturedLog()
     async with running_server(snapstart_function(tmp_path, isolation="standard"), sink=log) as server:
         first = await invoke_json(server, {})
-        await server.functions["snap"].wait_staged()  # made from the spare; the template forked the next
-        parked = template(server).environment
-        procs = os.path.join(parked.cgroup.memory, "cgroup.procs")
-        spares = [int(pid) for pid in open(procs).read().split() if int(pid) != parked.pid]
-        assert spares, "the template keeps a spare"
+        await server.functions["snap"].wait_staged()  # made from the spare; the template forks the next
+        spares = await trio.to_thread.run_sync(_spares, template(server).environment)
         for pid in spares:
             os.kill(pid, signal.SIGKILL)
         await trio.to_thread.run_sync(wait_until, lambda: all(_dead(pid) for pid in spares), "the spare to die")
@@ -500,6 +497,33 @@ async def test_a_spare_that_died_unused_is_replaced_by_the_same_template(tmp_pat
         assert again["pid"] not in spares and again["pid"] != first["pid"]
         assert template(server).builds == 1
     assert "was lost" not in log.text and "template is gone" not in log.text
+
+
+def _members_besides(parked) -> list[int]:
+    """The processes in a parked template's cgroup other than the template."""
+    with open(os.path.join(parked.cgroup.pids, "cgroup.procs")) as procs:
+        return [int(pid) for pid in procs.read().split() if int(pid) != parked.pid]
+
+
+def _spares(parked) -> list[int]:
+    """The template's spares, once there is one: members of its cgroup whose parent is the server
+    (this process) once their middle has exited."""
+    found: list[int] = []
+
+    def ready() -> bool:
+        found[:] = [pid for pid in _members_besides(parked) if _parent(pid) == os.getpid()]
+        return bool(found)
+
+    wait_until(ready, "the template's spare")
+    return found
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
 
 
 def _dead(pid: int) -> bool:
