@@ -31,6 +31,7 @@ from pathlib import Path
 import h11
 
 from benchmarks.common import free_port, private_opt, stop_process
+from client_functions import Rendezvous
 
 HERE = Path(__file__).resolve().parent
 RUNTIMES = HERE / "runtimes"
@@ -419,48 +420,10 @@ def launch(target: Target, workdir: Path, args: list[str], env: dict[str, str], 
 # What scenarios use
 
 
-class ExtensionGate:
-    """Where an external extension in EXT_MODE=gate (tests/runtime_api/extension_programs/
-    recorder.py) waits at each INVOKE: it connects to `port`, says `<name> <request id>`, and
-    blocks until `release()`."""
-
-    def __init__(self):
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._waiting: list[socket.socket] = []
-
-    def arrival(self) -> str:
-        """The next extension to arrive: what it said (bounded by the safety timeout)."""
-        self._listener.settimeout(SAFETY_S)
-        conn, _ = self._listener.accept()
-        conn.settimeout(SAFETY_S)
-        said = b""
-        while not said.endswith(b"\n"):
-            chunk = conn.recv(256)
-            if not chunk:
-                break
-            said += chunk
-        self._waiting.append(conn)
-        return said.decode().strip()
-
-    def release(self) -> None:
-        for conn in self._waiting:
-            try:
-                conn.sendall(b"go")
-            except OSError:
-                pass
-            conn.close()
-        self._waiting.clear()
-
-    def close(self) -> None:
-        self.release()
-        self._listener.close()
-
-
 class Session:
     """The verbs of a scenario. Every exchange it makes is appended to `record`."""
 
-    def __init__(self, server: Server, timeout_s: int, gate: ExtensionGate | None = None):
+    def __init__(self, server: Server, timeout_s: int, gate: Rendezvous | None = None):
         self.server = server
         self.timeout_s = timeout_s
         self.gate = gate

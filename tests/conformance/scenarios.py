@@ -725,13 +725,13 @@ def ext_invokes(s: Session):
 def ext_work_after_response(s: Session):
     """The extension (EXT_MODE=gate) holds each INVOKE at the test's gate until released."""
     inv = s.invoke_bg(b'{"n":1}', label="invoke")
-    s.note("the extension works on", s.gate.arrival())
+    s.note("the extension works on", s.gate.meet())
     s.note("caller answered while the extension works", inv.answered_within(GRACE_S))
-    s.gate.release()
+    s.gate.release_all()
     inv.result()
     again = s.invoke_bg(b'{"n":2}', label="next invoke")
-    s.note("the extension works on the next", s.gate.arrival())
-    s.gate.release()
+    s.note("the extension works on the next", s.gate.meet())
+    s.gate.release_all()
     again.result()
 
 
@@ -750,11 +750,11 @@ def ext_stopped_while_working(s: Session):
     """The server is told to stop while the extension holds an INVOKE at the gate; released once
     the server says it is shutting down, it asks for its next event and gets SHUTDOWN."""
     inv = s.invoke_bg(b'{"n":1}', label="invoke")
-    s.note("the extension works on", s.gate.arrival())
+    s.note("the extension works on", s.gate.meet())
     s.note("caller answered while the extension works", inv.answered_within(GRACE_S))
     stopping = Pending(lambda first_data: s.server.stop())
     s.note("the server says it shuts down", s.server.wait_stderr("Shutting down"))
-    s.gate.release()
+    s.gate.release_all()
     stopping.wait(SAFETY_S)
     inv.result()
 

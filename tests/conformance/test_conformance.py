@@ -16,12 +16,13 @@ import os
 import time
 
 import pytest
+from client_functions import Rendezvous
 from helpers import extension_layer
 
 from benchmarks.common import private_opt_unavailable
 
 from .deviations import expected_for_lambdalet, observed_for_lambdalet
-from .harness import ExtensionGate, Session, launch
+from .harness import SAFETY_S, Session, launch
 from .normalise import Normaliser, transcript
 from .scenarios import FILES, SCENARIOS, TRACE
 
@@ -38,7 +39,7 @@ def run(scenario, target, workdir) -> list[dict]:
         if reason:
             pytest.skip(f"an external extension needs a private /opt: {reason}")
         name, program = scenario.extension
-        opt, names, gate = extension_layer(workdir / "opt", name, program), (name,), ExtensionGate()
+        opt, names, gate = extension_layer(workdir / "opt", name, program), (name,), Rendezvous(SAFETY_S)
         env["GATE_PORT"] = str(gate.port)
     try:
         with launch(target, workdir, list(scenario.args), env, files=FILES[scenario.files],
