@@ -22,6 +22,7 @@ h11's client.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -116,12 +117,15 @@ def field(name: str | bytes, value: str | bytes) -> tuple[bytes, bytes]:
     return raw_name, value.strip(b" \t")
 
 
-# Header lines already written, by (name, value): most of a warm invoke's response headers
-# (Content-Type, the function's ARN) are the same every time, and `field` is a pure function. A
-# bounded number of short lines (emptied when full: request ids and deadlines never repeat).
-_CACHED_LINE_BYTES = 256
-_CACHED_LINES = 256
-_lines: dict[tuple[str | bytes, str | bytes], bytes] = {}
+@functools.lru_cache(maxsize=256)
+def _line(name: str | bytes, value: str | bytes) -> bytes:
+    """A header line. Most of a warm invoke's response headers (Content-Type, the function's ARN)
+    are the same every time, and `field` is a pure function: short lines are kept (request ids and
+    deadlines, which never repeat, just pass through)."""
+    return b"%s: %s\r\n" % field(name, value)
+
+
+_CACHED_VALUE_LENGTH = 200  # longer values (a log tail, a client context) are written each time
 
 
 def response_head(status: int, headers: HeaderItems, date: bytes, *,
@@ -131,15 +135,8 @@ def response_head(status: int, headers: HeaderItems, date: bytes, *,
     chunked`, or neither for a response that has no body by its status). The framing headers are
     this function's: the caller does not pass them."""
     out = [b"HTTP/1.1 %d %s\r\nDate: %s\r\n" % (status, REASONS.get(status, b""), date)]
-    for pair in headers:
-        line = _lines.get(pair) if type(pair) is tuple else None
-        if line is None:
-            line = b"%s: %s\r\n" % field(*pair)
-            if type(pair) is tuple and len(line) <= _CACHED_LINE_BYTES:
-                if len(_lines) >= _CACHED_LINES:
-                    _lines.clear()
-                _lines[pair] = line
-        out.append(line)
+    for name, value in headers:
+        out.append(_line(name, value) if len(value) <= _CACHED_VALUE_LENGTH else b"%s: %s\r\n" % field(name, value))
     if content_length is not None:
         out.append(b"Content-Length: %d\r\n" % content_length)
     if chunked:

@@ -10,6 +10,7 @@ with `H11Framing`, fed the bytes the fast path had buffered, for good.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 
 import h11
@@ -19,12 +20,19 @@ from .http1 import Headers, HeaderItems
 
 MAX_HEADER_BYTES = 1 << 20  # Go's net/http default (DefaultMaxHeaderBytes); Node's RIC sends big X-Ray headers
 
-# Heads already parsed, by their bytes: a runtime's `next`, an extension's `event/next` and a
-# caller's repeated invoke send the same head every time. Parsing is a pure function of the bytes,
-# so a head seen before is read from here. Small heads only, and a bounded number (emptied when full).
-_CACHED_HEAD_BYTES = 2048
-_CACHED_HEADS = 256
-_parsed: dict[bytes, tuple[str, str, str, Headers, int]] = {}
+_CACHED_HEAD_BYTES = 2048  # longer heads are parsed each time
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(raw: bytes) -> tuple[str, str, str, Headers, int] | None:
+    """(method, path, query, headers, content length) of a head the fast path takes, else None. A
+    runtime's `next`, an extension's `event/next` and a caller's repeated invoke send the same head
+    every time, and parsing is a pure function of its bytes: small heads are kept."""
+    head = http1.parse_simple_head(raw)
+    if head is None:
+        return None
+    path, _, query = head.target.decode("latin-1").partition("?")
+    return head.method, path, query, head.headers, head.content_length
 
 
 @dataclass(slots=True)
@@ -94,17 +102,9 @@ class FastFraming:
                 return TO_H11 if self.buffer else None  # h11 says what is wrong with a partial head
             return TO_H11 if len(self.buffer) > http1.FAST_HEAD_LIMIT else NEED_DATA
         raw = self.buffer[:end]
-        parsed = _parsed.get(raw)
+        parsed = _parse(raw) if len(raw) <= _CACHED_HEAD_BYTES else _parse.__wrapped__(raw)
         if parsed is None:
-            head = http1.parse_simple_head(raw)
-            if head is None:
-                return TO_H11
-            path, _, query = head.target.decode("latin-1").partition("?")
-            parsed = (head.method, path, query, head.headers, head.content_length)
-            if len(raw) <= _CACHED_HEAD_BYTES:
-                if len(_parsed) >= _CACHED_HEADS:
-                    _parsed.clear()
-                _parsed[raw] = parsed
+            return TO_H11
         method, path, query, headers, self._remaining = parsed
         self.buffer = self.buffer[end + 4:]
         return Request(method, path, query, list(headers), b"1.1", raw=raw)  # a list of its own for each request
