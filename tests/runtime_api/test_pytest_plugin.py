@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from client_functions import process_alive
 from helpers import REPO
 from template_projects import project
 
@@ -167,14 +168,6 @@ def run_pytest(root: Path, *args: str, env: dict[str, str] | None = None) -> tup
     return done, recorded
 
 
-def running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_a_project_with_a_template_passes_through_the_fixture(tmp_path):
     root = write_project(tmp_path, {"test_app.py": TESTS, "lambdalet.toml": CONFIG})
 
@@ -182,7 +175,7 @@ def test_a_project_with_a_template_passes_through_the_fixture(tmp_path):
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 passed" in done.stdout
-    assert len(pids) == 4 and not [pid for pid in pids if running(pid)]
+    assert len(pids) == 4 and not [pid for pid in pids if process_alive(pid)]
 
 
 def test_a_failing_test_leaves_no_process_behind(tmp_path):
@@ -193,7 +186,7 @@ def test_a_failing_test_leaves_no_process_behind(tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     assert "2 failed" in done.stdout and "this test fails on purpose" in done.stdout
     assert len(pids) == 2
-    assert not [pid for pid in pids if running(pid)]
+    assert not [pid for pid in pids if process_alive(pid)]
 
 
 def test_the_fixture_without_anything_to_serve_says_what_it_needs(tmp_path):
@@ -233,7 +226,7 @@ def test_the_readmes_conftest_runs_a_moto_suite_and_leaves_nothing_running(tmp_p
     done, pids = run_pytest(root)
 
     assert done.returncode == 0, done.stdout + done.stderr
-    assert len(pids) == 1 and not running(pids[0])
+    assert len(pids) == 1 and not process_alive(pids[0])
 
 
 def test_without_it_moto_cannot_run_the_code_here(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 import trio
 from botocore.exceptions import ClientError
 
-from client_functions import lambda_client
+from client_functions import lambda_client, process_alive
 from runtime_api import FunctionConfig, ServiceError, environment
 from sandbox import cgroups, host
 from helpers import CapturedLog, Gate, running_server, wait_until, write_function
@@ -491,7 +491,7 @@ async def test_a_spare_that_died_unused_is_replaced_by_the_same_template(tmp_pat
         spares = await trio.to_thread.run_sync(_spares, template(server).environment)
         for pid in spares:
             os.kill(pid, signal.SIGKILL)
-        await trio.to_thread.run_sync(wait_until, lambda: all(_dead(pid) for pid in spares), "the spare to die")
+        await trio.to_thread.run_sync(wait_until, lambda: not any(map(process_alive, spares)), "the spare to die")
         server.functions["snap"].shutdown()  # the staged copy too: the next copy is the dead spare's
         again = await invoke_json(server, {})
         assert again["pid"] not in spares and again["pid"] != first["pid"]
@@ -524,12 +524,3 @@ def _parent(pid: int) -> int | None:
             return int(stat.read().rsplit(")", 1)[1].split()[1])
     except (FileNotFoundError, ProcessLookupError):
         return None
-
-
-def _dead(pid: int) -> bool:
-    """Exited: gone, or a zombie (a dead spare is reaped with its template's cgroup)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
